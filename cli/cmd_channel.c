@@ -1,0 +1,186 @@
+/*
+ * Moving channels and reading their past: deploy, rollback, history (with --at to answer
+ * "what was live on prod at 03:12?" during an incident review).
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_CHANNEL = OPT_FIRST_LOCAL, OPT_REASON, OPT_TO, OPT_AT };
+
+typedef struct {
+    const char *channel, *reason, *to, *at;
+} channel_args;
+
+static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            {"channel", required_argument, NULL, OPT_CHANNEL},
+                                            {"reason", required_argument, NULL, OPT_REASON},
+                                            {"to", required_argument, NULL, OPT_TO},
+                                            {"at", required_argument, NULL, OPT_AT},
+                                            {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (opt == OPT_CHANNEL)
+            args->channel = optarg;
+        else if (opt == OPT_REASON)
+            args->reason = optarg;
+        else if (opt == OPT_TO)
+            args->to = optarg;
+        else if (opt == OPT_AT)
+            args->at = optarg;
+    }
+    return optind;
+}
+
+static int print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
+{
+    if (ctx->json)
+        return cli_print_json(imgstore_schema_channel_to_json(s));
+    printf("%s/%s -> %s (sequence %llu", s->name, s->channel, s->version,
+           (unsigned long long)s->sequence);
+    if (s->previous_version)
+        printf(", was %s", s->previous_version);
+    printf(")\n");
+    return 0;
+}
+
+static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
+{
+    imgstore_store *store = NULL;
+    imgstore_channel_state *state = NULL;
+    imgstore_channel_opts opts = {0};
+    channel_args args;
+    char *actor = NULL;
+    int code, err = 0;
+    int first = parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != (rollback ? 1 : 2))
+        return cli_usage_error(ctx, rollback ? "expected NAME" : "expected NAME VERSION");
+    if (!args.channel)
+        return cli_usage_error(ctx, "--channel is required");
+    if (args.at || (args.to && !rollback))
+        return cli_usage_error(ctx, "unexpected option for %s", ctx->command);
+    if (!(actor = cli_actor(ctx)))
+        return cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
+    opts.actor = actor;
+    opts.reason = args.reason;
+    opts.to_version = args.to;
+    if ((err = cli_open_store(&store, ctx, false)) == 0) {
+        if (rollback)
+            err = imgstore_store_rollback(&state, store, argv[first], args.channel, &opts);
+        else
+            err = imgstore_store_deploy(&state, store, argv[first], argv[first + 1], args.channel,
+                                        &opts);
+    }
+    if (err == 0)
+        err = print_state(ctx, state);
+    imgstore_channel_state_free(state);
+    imgstore_store_free(store);
+    free(actor);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+int cli_cmd_deploy(cli_ctx *ctx, int argc, char **argv)
+{
+    return move(ctx, argc, argv, false);
+}
+
+int cli_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
+{
+    return move(ctx, argc, argv, true);
+}
+
+static json_t *entry_json(const imgstore_history_entry *e)
+{
+    char when[32];
+    json_t *row;
+
+    imgstore_time_rfc3339(when, sizeof(when), e->time);
+    row = json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", e->commit, "time", when, "actor",
+                    e->actor, "action", e->action, "summary", e->summary);
+    if (e->version)
+        json_object_set_new(row, "version", json_string(e->version));
+    if (e->channel)
+        json_object_set_new(row, "channel", json_string(e->channel));
+    if (e->state)
+        json_object_set_new(row, "state", imgstore_schema_channel_to_json(e->state));
+    return row;
+}
+
+/* The state live on the channel at `at`: the newest whose time is not after it. */
+static int history_at(cli_ctx *ctx, const imgstore_history_entry *entries, size_t count,
+                      const char *name, const char *channel, const char *at)
+{
+    int64_t when, state_time;
+
+    if (imgstore_time_parse(&when, at) < 0)
+        return IMGSTORE_EINVALID;
+    for (size_t i = 0; i < count; i++) {
+        if (imgstore_time_parse(&state_time, entries[i].state->time) == 0 && state_time <= when) {
+            if (ctx->json)
+                return cli_print_json(json_pack("{s:s, s:o}", "at", at, "state",
+                                                imgstore_schema_channel_to_json(entries[i].state)));
+            printf("%s\n", entries[i].state->version);
+            return 0;
+        }
+    }
+    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s/%s did not exist yet at %s", name, channel,
+                              at);
+}
+
+int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
+{
+    imgstore_store *store = NULL;
+    imgstore_history_entry *entries = NULL;
+    channel_args args;
+    size_t count = 0;
+    int code, err = 0;
+    int first = parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected NAME");
+    if (args.reason || args.to)
+        return cli_usage_error(ctx, "unexpected option for history");
+    if (args.at && !args.channel)
+        return cli_usage_error(ctx, "--at needs --channel");
+    if ((err = cli_open_store(&store, ctx, false)) < 0 ||
+        (err = imgstore_store_history(&entries, &count, store, argv[first], args.channel)) < 0)
+        goto done;
+    if (args.at) {
+        err = history_at(ctx, entries, count, argv[first], args.channel, args.at);
+    } else if (ctx->json) {
+        json_t *rows = json_array();
+
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new(rows, entry_json(&entries[i]));
+        err = cli_print_json(json_pack("{s:s, s:o}", "name", argv[first], "entries", rows));
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            char when[32];
+
+            imgstore_time_rfc3339(when, sizeof(when), entries[i].time);
+            printf("%s  %.12s  %-20s  %s\n", when, entries[i].commit, entries[i].actor,
+                   entries[i].summary);
+        }
+    }
+done:
+    imgstore_history_free(entries, count);
+    imgstore_store_free(store);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}

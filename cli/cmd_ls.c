@@ -1,0 +1,382 @@
+/*
+ * Read-only views of the store: ls (images; versions and channels of one), show (one
+ * manifest) and diff (two versions of an image).
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t total_size(const imgstore_manifest *m)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < m->file_count; i++)
+        total += m->files[i].size;
+    return total;
+}
+
+/* "prod,staging" of the channels of `name` that run `version` (caller frees). */
+static char *channels_running(imgstore_store *store, const char *name, const char *version,
+                              json_t *channels_json)
+{
+    char **channels = NULL, *list = strdup("");
+    size_t count = 0;
+
+    if (imgstore_store_list_channels(&channels, &count, store, name) < 0)
+        return list;
+    for (size_t i = 0; i < count && list; i++) {
+        imgstore_channel_state *state = NULL;
+
+        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0) {
+            if (channels_json)
+                json_object_set_new(channels_json, channels[i], json_string(state->version));
+            if (version && strcmp(state->version, version) == 0) {
+                char *grown = imgstore_strfmt("%s%s%s", list, *list ? "," : "", channels[i]);
+
+                free(list);
+                list = grown;
+            }
+        }
+        imgstore_channel_state_free(state);
+    }
+    imgstore_strings_free(channels, count);
+    return list;
+}
+
+static int ls_images(cli_ctx *ctx, imgstore_store *store)
+{
+    char **names = NULL;
+    size_t count = 0;
+    json_t *images = json_array();
+    int err;
+
+    if ((err = imgstore_store_list_images(&names, &count, store)) < 0)
+        goto done;
+    if (!ctx->json)
+        printf("%-32s %8s  %-24s %s\n", "IMAGE", "VERSIONS", "NEWEST", "CHANNELS");
+    for (size_t i = 0; i < count && err == 0; i++) {
+        char **versions = NULL;
+        size_t version_count = 0;
+        json_t *channels = json_object();
+        char *unused;
+
+        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0) {
+            json_decref(channels);
+            break;
+        }
+        unused = channels_running(store, names[i], NULL, channels);
+        free(unused);
+        if (ctx->json) {
+            json_array_append_new(images, json_pack("{s:s, s:I, s:s, s:o}", "name", names[i],
+                                                    "versions", (json_int_t)version_count, "newest",
+                                                    versions[0], "channels", channels));
+        } else {
+            const char *key;
+            json_t *value;
+
+            printf("%-32s %8zu  %-24s", names[i], version_count, versions[0]);
+            json_object_foreach(channels, key, value)
+            {
+                printf(" %s=%s", key, json_string_value(value));
+            }
+            printf("\n");
+            json_decref(channels);
+        }
+        imgstore_strings_free(versions, version_count);
+    }
+    if (err == 0 && ctx->json) {
+        err = cli_print_json(json_pack("{s:O}", "images", images));
+    }
+done:
+    json_decref(images);
+    imgstore_strings_free(names, count);
+    return err;
+}
+
+static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name)
+{
+    char **versions = NULL;
+    size_t count = 0;
+    json_t *list = json_array(), *channels = json_object();
+    char *unused;
+    int err;
+
+    if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
+        goto done;
+    unused = channels_running(store, name, NULL, channels);
+    free(unused);
+    if (!ctx->json)
+        printf("%-24s %-20s %5s %10s  %s\n", "VERSION", "CREATED", "FILES", "SIZE", "CHANNELS");
+    for (size_t i = 0; i < count && err == 0; i++) {
+        imgstore_manifest *m = NULL;
+        char size[32], *running;
+
+        if ((err = imgstore_store_manifest_get(&m, NULL, store, name, versions[i])) < 0)
+            break;
+        running = channels_running(store, name, versions[i], NULL);
+        if (ctx->json)
+            json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I}", "version", m->version,
+                                                  "created", m->created, "files",
+                                                  (json_int_t)m->file_count, "size",
+                                                  (json_int_t)total_size(m)));
+        else
+            printf("%-24s %-20s %5zu %10s  %s\n", m->version, m->created, m->file_count,
+                   cli_human_size(size, sizeof(size), total_size(m)), running ? running : "");
+        free(running);
+        imgstore_manifest_free(m);
+    }
+    if (err == 0 && ctx->json)
+        err = cli_print_json(
+            json_pack("{s:s, s:O, s:O}", "name", name, "versions", list, "channels", channels));
+done:
+    json_decref(list);
+    json_decref(channels);
+    imgstore_strings_free(versions, count);
+    return err;
+}
+
+int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    imgstore_store *store = NULL;
+    int code, err;
+    int first = cli_parse_common(ctx, argc, argv, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first > 1)
+        return cli_usage_error(ctx, "expected at most one NAME");
+    if ((err = cli_open_store(&store, ctx, false)) == 0)
+        err = first < argc ? ls_versions(ctx, store, argv[first]) : ls_images(ctx, store);
+    imgstore_store_free(store);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+static void print_details(const imgstore_file_info *info)
+{
+    if (info->solo5_target[0]) {
+        printf("      solo5 target %s, abi %u, devices:", info->solo5_target,
+               info->solo5_abi_version);
+        for (uint32_t d = 0; d < info->device_count; d++)
+            printf(" %s (%s)", info->devices[d].name, info->devices[d].type);
+        printf("%s\n", info->device_count ? "" : " none");
+    }
+    if (info->xen_mode[0])
+        printf("      xen %s\n", info->xen_mode);
+    if (info->kernel_version[0])
+        printf("      linux %s, boot protocol %s\n", info->kernel_version, info->boot_protocol);
+    if (info->volume_id[0] || info->hybrid)
+        printf("      volume '%s'%s%s\n", info->volume_id, info->hybrid ? ", hybrid" : "",
+               info->efi ? ", efi" : "");
+    if (info->partition_table[0])
+        printf("      partition table %s\n", info->partition_table);
+    if (info->compression[0] && strcmp(info->compression, "none") != 0)
+        printf("      compressed with %s\n", info->compression);
+    if (strcmp(info->kind, "cmdline") == 0)
+        printf("      \"%s\"\n", info->text);
+}
+
+static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, const char *version)
+{
+    imgstore_manifest *m = NULL;
+    char digest[65], size[32];
+    int err;
+
+    if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
+        return err;
+    if (ctx->json) {
+        err =
+            cli_print_json(json_pack("{s:o, s:s}", "manifest", imgstore_schema_manifest_to_json(m),
+                                     "manifest_sha256", digest));
+        imgstore_manifest_free(m);
+        return err;
+    }
+    printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n", m->name, m->version,
+           m->created, m->builder ? m->builder : "", digest);
+    if (m->source_repository || m->source_commit)
+        printf("  source    %s@%s\n", m->source_repository ? m->source_repository : "",
+               m->source_commit ? m->source_commit : "");
+    for (size_t i = 0; i < m->label_count; i++)
+        printf("  label     %s=%s\n", m->labels[i].key, m->labels[i].value);
+    printf("  files:\n");
+    for (size_t i = 0; i < m->file_count; i++) {
+        const imgstore_manifest_file *f = &m->files[i];
+
+        printf("    %-28s %-10s %-14s %10s  %zu chunks  sha256:%s\n", f->path, f->info.kind,
+               f->info.format, cli_human_size(size, sizeof(size), f->size), f->chunk_count,
+               f->sha256);
+        print_details(&f->info);
+    }
+    if (m->boot.kernel)
+        printf("  boot set  kernel=%s initrd=%s cmdline=%s (%s)\n", m->boot.kernel,
+               m->boot.initrd ? m->boot.initrd : "-", m->boot.cmdline ? m->boot.cmdline : "-",
+               m->boot.complete ? "complete" : "incomplete");
+    imgstore_manifest_free(m);
+    return 0;
+}
+
+int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
+{
+    imgstore_store *store = NULL;
+    char *name = NULL, *version = NULL;
+    int code, err;
+    int first = cli_parse_common(ctx, argc, argv, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected one NAME@VERSION");
+    if ((err = cli_split_ref(&name, &version, argv[first])) < 0)
+        return cli_fail(ctx, err);
+    if (!version) {
+        free(name);
+        return cli_usage_error(ctx, "expected NAME@VERSION, got '%s'", argv[first]);
+    }
+    if ((err = cli_open_store(&store, ctx, false)) == 0)
+        err = show_version(ctx, store, name, version);
+    imgstore_store_free(store);
+    free(name);
+    free(version);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+static bool has_chunk(const imgstore_manifest *m, const char *sha256)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        for (size_t c = 0; c < m->files[i].chunk_count; c++) {
+            if (strcmp(m->files[i].chunks[c].sha256, sha256) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static const imgstore_manifest_file *file_named(const imgstore_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        if (strcmp(m->files[i].path, path) == 0)
+            return &m->files[i];
+    }
+    return NULL;
+}
+
+/* One row of the diff for `path`, which is in `a`, `b` or both. */
+static json_t *diff_file(const imgstore_manifest *a, const imgstore_manifest *b, const char *path)
+{
+    const imgstore_manifest_file *fa = file_named(a, path), *fb = file_named(b, path);
+    uint64_t shared_bytes = 0;
+    size_t shared = 0;
+    const char *status;
+    json_t *row;
+
+    if (fb) {
+        for (size_t c = 0; c < fb->chunk_count; c++) {
+            if (has_chunk(a, fb->chunks[c].sha256)) {
+                shared++;
+                shared_bytes += fb->chunks[c].size;
+            }
+        }
+    }
+    status = !fa ? "added" : !fb ? "removed" : strcmp(fa->sha256, fb->sha256) ? "changed" : "same";
+    row = json_pack("{s:s, s:s}", "path", path, "status", status);
+    if (fa)
+        json_object_set_new(row, "from_size", json_integer((json_int_t)fa->size));
+    if (fb) {
+        json_object_set_new(row, "to_size", json_integer((json_int_t)fb->size));
+        json_object_set_new(row, "chunks", json_integer((json_int_t)fb->chunk_count));
+        json_object_set_new(row, "shared_chunks", json_integer((json_int_t)shared));
+        json_object_set_new(row, "shared_bytes", json_integer((json_int_t)shared_bytes));
+    }
+    return row;
+}
+
+static json_t *provenance_json(const imgstore_manifest *m)
+{
+    json_t *p = imgstore_schema_manifest_to_json(m);
+    json_t *prov = json_incref(json_object_get(p, "provenance"));
+
+    json_object_set_new(prov ? prov : (prov = json_object()), "created", json_string(m->created));
+    json_decref(p);
+    return prov;
+}
+
+static int diff_versions(cli_ctx *ctx, const imgstore_manifest *a, const imgstore_manifest *b)
+{
+    json_t *rows = json_array();
+
+    for (size_t i = 0; i < a->file_count; i++)
+        json_array_append_new(rows, diff_file(a, b, a->files[i].path));
+    for (size_t i = 0; i < b->file_count; i++) {
+        if (!file_named(a, b->files[i].path))
+            json_array_append_new(rows, diff_file(a, b, b->files[i].path));
+    }
+    if (ctx->json)
+        return cli_print_json(json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", a->name, "from",
+                                        a->version, "to", b->version, "files", rows,
+                                        "from_provenance", provenance_json(a), "to_provenance",
+                                        provenance_json(b)));
+    printf("%s %s -> %s\n", a->name, a->version, b->version);
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *row = json_array_get(rows, i);
+        char from[32] = "-", to[32] = "-";
+
+        if (json_object_get(row, "from_size"))
+            cli_human_size(from, sizeof(from),
+                           (uint64_t)json_integer_value(json_object_get(row, "from_size")));
+        if (json_object_get(row, "to_size"))
+            cli_human_size(to, sizeof(to),
+                           (uint64_t)json_integer_value(json_object_get(row, "to_size")));
+        printf("  %-8s %-28s %10s -> %-10s", json_string_value(json_object_get(row, "status")),
+               json_string_value(json_object_get(row, "path")), from, to);
+        if (json_object_get(row, "chunks"))
+            printf("  %lld/%lld chunks shared",
+                   (long long)json_integer_value(json_object_get(row, "shared_chunks")),
+                   (long long)json_integer_value(json_object_get(row, "chunks")));
+        printf("\n");
+    }
+    printf("  created  %s -> %s\n", a->created, b->created);
+    if (a->source_commit || b->source_commit)
+        printf("  source   %s -> %s\n", a->source_commit ? a->source_commit : "-",
+               b->source_commit ? b->source_commit : "-");
+    printf("  builder  %s -> %s\n", a->builder ? a->builder : "-", b->builder ? b->builder : "-");
+    json_decref(rows);
+    return 0;
+}
+
+int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv)
+{
+    imgstore_store *store = NULL;
+    imgstore_manifest *a = NULL, *b = NULL;
+    char *name_a = NULL, *ver_a = NULL, *name_b = NULL, *ver_b = NULL;
+    int code, err = 0;
+    int first = cli_parse_common(ctx, argc, argv, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 2)
+        return cli_usage_error(ctx, "expected NAME@V1 NAME@V2");
+    if ((err = cli_split_ref(&name_a, &ver_a, argv[first])) < 0 ||
+        (err = cli_split_ref(&name_b, &ver_b, argv[first + 1])) < 0)
+        goto done;
+    if (!ver_a || !ver_b) {
+        code = cli_usage_error(ctx, "both arguments must be NAME@VERSION");
+        goto done;
+    }
+    if ((err = cli_open_store(&store, ctx, false)) < 0 ||
+        (err = imgstore_store_manifest_get(&a, NULL, store, name_a, ver_a)) < 0 ||
+        (err = imgstore_store_manifest_get(&b, NULL, store, name_b, ver_b)) < 0)
+        goto done;
+    err = diff_versions(ctx, a, b);
+done:
+    if (code < 0)
+        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    imgstore_manifest_free(a);
+    imgstore_manifest_free(b);
+    imgstore_store_free(store);
+    free(name_a);
+    free(ver_a);
+    free(name_b);
+    free(ver_b);
+    return code;
+}

@@ -1,0 +1,221 @@
+/*
+ * imgstore pull: write a version's files to disk. Each file goes to a temporary file beside
+ * its destination and is renamed into place only after the store has checked every chunk
+ * and the whole-file SHA-256, so a destination never holds unverified or partial bytes.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { OPT_CHANNEL = OPT_FIRST_LOCAL };
+
+typedef struct {
+    int fd;
+    uint64_t done, total;
+    cli_progress *progress;
+} file_sink;
+
+static int sink_write(const void *buf, size_t len, void *payload)
+{
+    file_sink *sink = payload;
+    const char *bytes = buf;
+
+    while (len > 0) {
+        ssize_t n = write(sink->fd, bytes, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
+        bytes += n;
+        len -= (size_t)n;
+        sink->done += (uint64_t)n;
+    }
+    cli_progress_update(sink->done, sink->total, sink->progress);
+    return 0;
+}
+
+static int sync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    int fd, err = 0;
+
+    if (!copy)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0)
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot sync the directory of %s: %s", path,
+                                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return err;
+}
+
+/* Write one file of `m` to `dest` through a temporary file and an atomic rename. */
+static int pull_file(imgstore_store *store, const imgstore_manifest *m,
+                     const imgstore_manifest_file *file, const char *dest, file_sink *sink)
+{
+    char *tmp = NULL, *dir_copy = strdup(dest);
+    int err = 0;
+
+    if (!dir_copy ||
+        !(tmp = imgstore_strfmt("%s/.%s.imgstore-XXXXXX", dirname(dir_copy), file->path))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((sink->fd = mkstemp(tmp)) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create a file beside %s: %s", dest,
+                                 strerror(errno));
+        goto done;
+    }
+    fchmod(sink->fd, 0644);
+    if ((err = imgstore_store_file_read(store, m, file->path, 0, UINT64_MAX, sink_write, sink)) < 0)
+        goto done;
+    if (fsync(sink->fd) < 0 || rename(tmp, dest) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot move %s into place: %s", dest,
+                                 strerror(errno));
+        goto done;
+    }
+    free(tmp);
+    tmp = NULL;
+    err = sync_dir_of(dest);
+done:
+    if (sink->fd >= 0)
+        close(sink->fd);
+    sink->fd = -1;
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    free(dir_copy);
+    return err;
+}
+
+static int resolve_version(char **out, imgstore_store *store, const char *name, const char *channel,
+                           uint64_t *sequence_out)
+{
+    *out = NULL;
+    if (channel) {
+        imgstore_channel_state *state = NULL;
+        int err = imgstore_store_channel_get(&state, store, name, channel);
+
+        if (err < 0)
+            return err;
+        *out = strdup(state->version);
+        *sequence_out = state->sequence;
+        imgstore_channel_state_free(state);
+    } else {
+        char **versions = NULL;
+        size_t count = 0;
+        int err = imgstore_store_list_versions(&versions, &count, store, name);
+
+        if (err < 0)
+            return err;
+        *out = strdup(versions[0]);
+        imgstore_strings_free(versions, count);
+    }
+    return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+}
+
+int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            {"channel", required_argument, NULL, OPT_CHANNEL},
+                                            {"output", required_argument, NULL, 'o'},
+                                            {NULL, 0, NULL, 0}};
+    imgstore_store *store = NULL;
+    imgstore_manifest *m = NULL;
+    const char *channel = NULL, *output = NULL;
+    char *name = NULL, *version = NULL, digest[65];
+    uint64_t sequence = 0, total = 0;
+    cli_progress progress;
+    json_t *files_json = NULL;
+    bool to_dir;
+    struct stat st;
+    int opt, code = -1, err = 0;
+
+    while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                goto done;
+            continue;
+        }
+        if (opt == OPT_CHANNEL)
+            channel = optarg;
+        else if (opt == 'o')
+            output = optarg;
+    }
+    if (optind != argc - 1) {
+        code = cli_usage_error(ctx, "expected one NAME[@VERSION]");
+        goto done;
+    }
+    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
+        goto done;
+    if (version && channel) {
+        code = cli_usage_error(ctx, "give NAME@VERSION or --channel, not both");
+        goto done;
+    }
+    if ((err = cli_open_store(&store, ctx, false)) < 0)
+        goto done;
+    if (!version && (err = resolve_version(&version, store, name, channel, &sequence)) < 0)
+        goto done;
+    if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
+        goto done;
+    /* One file and -o naming a non-directory: that file. Otherwise a directory. */
+    to_dir = !output || m->file_count > 1 || (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
+    if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
+        goto done;
+    }
+    for (size_t i = 0; i < m->file_count; i++)
+        total += m->files[i].size;
+    cli_progress_init(&progress, m->name, ctx->json);
+    files_json = json_array();
+    file_sink sink = {-1, 0, total, &progress};
+    for (size_t i = 0; i < m->file_count && err == 0; i++) {
+        const imgstore_manifest_file *file = &m->files[i];
+        char *dest =
+            to_dir ? imgstore_strfmt("%s/%s", output ? output : ".", file->path) : strdup(output);
+
+        if (!dest) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            break;
+        }
+        if ((err = pull_file(store, m, file, dest, &sink)) == 0) {
+            json_array_append_new(files_json,
+                                  json_pack("{s:s, s:s, s:I, s:s}", "path", file->path,
+                                            "written_to", dest, "size", (json_int_t)file->size,
+                                            "sha256", file->sha256));
+            if (!ctx->json)
+                printf("%s\n", dest);
+        }
+        free(dest);
+    }
+    cli_progress_done(&progress);
+    if (err == 0 && ctx->json) {
+        json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "name", m->name, "version", m->version,
+                                "manifest_sha256", digest, "files", files_json);
+
+        if (channel) {
+            json_object_set_new(out, "channel", json_string(channel));
+            json_object_set_new(out, "sequence", json_integer((json_int_t)sequence));
+        }
+        err = cli_print_json(out);
+    }
+done:
+    if (code < 0)
+        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    json_decref(files_json);
+    imgstore_manifest_free(m);
+    imgstore_store_free(store);
+    free(name);
+    free(version);
+    return code;
+}

@@ -1,0 +1,208 @@
+/*
+ * What every subcommand shares: common options, the error-code to exit-code table, opening
+ * the store, JSON output and the progress bar.
+ */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
+{
+    switch (opt) {
+    case OPT_REPO:
+        ctx->repo = arg;
+        return true;
+    case OPT_JSON:
+        ctx->json = true;
+        return true;
+    case OPT_ACTOR:
+        ctx->actor = arg;
+        return true;
+    case OPT_HELP:
+        cli_usage(ctx, stdout);
+        *exit_out = CLI_EXIT_OK;
+        return true;
+    case '?':
+    case ':':
+        cli_usage(ctx, stderr);
+        *exit_out = CLI_EXIT_USAGE;
+        return true;
+    default:
+        return false;
+    }
+}
+
+int cli_parse_common(cli_ctx *ctx, int argc, char **argv, int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        cli_common_option(ctx, opt, optarg, code);
+        if (*code >= 0)
+            return -1;
+    }
+    return optind;
+}
+
+int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "imgstore %s: ", ctx->command);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see imgstore %s --help)\n", ctx->command);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_exit_code(int err)
+{
+    switch (err) {
+    case IMGSTORE_OK:
+        return CLI_EXIT_OK;
+    case IMGSTORE_EVERIFY:
+        return CLI_EXIT_VERIFY;
+    default:
+        return CLI_EXIT_FAIL;
+    }
+}
+
+int cli_fail(const cli_ctx *ctx, int err)
+{
+    const char *msg = imgstore_error_last();
+
+    fprintf(stderr, "imgstore %s: %s\n", ctx->command, *msg ? msg : imgstore_error_name(err));
+    return cli_exit_code(err);
+}
+
+int cli_open_store(imgstore_store **out, const cli_ctx *ctx, bool create)
+{
+    char *path = NULL;
+    int err;
+
+    if (!ctx->repo && (err = imgstore_store_default_path(&path)) < 0)
+        return err;
+    err = create ? imgstore_store_init(out, ctx->repo ? ctx->repo : path)
+                 : imgstore_store_open(out, ctx->repo ? ctx->repo : path);
+    free(path);
+    return err;
+}
+
+static char *default_actor(void)
+{
+    const char *env = getenv("IMGSTORE_ACTOR");
+    const char *user = getenv("USER");
+    char host[256] = "localhost";
+
+    if (env && *env)
+        return strdup(env);
+    gethostname(host, sizeof(host) - 1);
+    return imgstore_strfmt("%s@%s", user && *user ? user : "imgstore", host);
+}
+
+char *cli_actor(const cli_ctx *ctx)
+{
+    return ctx->actor ? strdup(ctx->actor) : default_actor();
+}
+
+int cli_split_ref(char **name_out, char **version_out, const char *ref)
+{
+    const char *at = strchr(ref, '@');
+
+    *version_out = NULL;
+    *name_out = at ? strndup(ref, (size_t)(at - ref)) : strdup(ref);
+    if (at && !(*version_out = strdup(at + 1))) {
+        free(*name_out);
+        *name_out = NULL;
+    }
+    if (!*name_out)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+int cli_print_json(json_t *value)
+{
+    char *text;
+
+    if (!value)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    text = json_dumps(value, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(value);
+    if (!text)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    printf("%s\n", text);
+    free(text);
+    return 0;
+}
+
+const char *cli_human_size(char *buf, size_t cap, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cli_progress_init(cli_progress *p, const char *label, bool json)
+{
+    p->label = label;
+    p->enabled = !json && isatty(STDERR_FILENO);
+    p->start = now_seconds();
+    p->last_draw = 0;
+}
+
+void cli_progress_update(uint64_t done, uint64_t total, void *payload)
+{
+    cli_progress *p = payload;
+    double now = now_seconds();
+    char done_text[32], rate_text[32];
+    double rate;
+
+    if (!p->enabled || now - p->last_draw < 0.1)
+        return;
+    p->last_draw = now;
+    rate = now > p->start ? (double)done / (now - p->start) : 0;
+    cli_human_size(done_text, sizeof(done_text), done);
+    cli_human_size(rate_text, sizeof(rate_text), (uint64_t)rate);
+    if (total > 0) {
+        int width = 30, filled = (int)((double)done / (double)total * width);
+
+        fprintf(stderr, "\r%-20.20s [%-*.*s] %3d%% %s %s/s ", p->label, width,
+                filled > width ? width : filled,
+                "==============================", (int)((double)done * 100 / (double)total),
+                done_text, rate_text);
+    } else {
+        fprintf(stderr, "\r%-20.20s %s %s/s ", p->label, done_text, rate_text);
+    }
+}
+
+void cli_progress_done(cli_progress *p)
+{
+    if (p->enabled && p->last_draw > 0)
+        fprintf(stderr, "\r\033[K");
+}

@@ -1,0 +1,180 @@
+/*
+ * The JSON that imgstore stores and serves: image manifests and channel states in their
+ * canonical byte form (sorted keys, no insignificant whitespace, UTF-8, integers only; the
+ * bytes signed are the bytes stored), the validation rules for names, and the JSON views the
+ * CLI's --json and the HTTP API share. Knows nothing of git, HTTP or argv.
+ */
+#ifndef IMGSTORE_SCHEMA_H
+#define IMGSTORE_SCHEMA_H
+
+#include "common/common.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define IMGSTORE_MANIFEST_SCHEMA "imgstore.manifest/1"
+#define IMGSTORE_CHANNEL_SCHEMA  "imgstore.channel/1"
+
+/* Hard caps on what a manifest may hold; exceeding one is IMGSTORE_EINVALID. */
+#define IMGSTORE_MANIFEST_MAX_BYTES (32u * 1024 * 1024)
+#define IMGSTORE_MAX_FILES          64
+#define IMGSTORE_MAX_LABELS         64
+#define IMGSTORE_MAX_DEVICES        64
+#define IMGSTORE_NAME_MAX           128  /* image, version, channel, file name, label key */
+#define IMGSTORE_TEXT_MAX           4096 /* label value, reason, cmdline text, source */
+
+/* ---- names ---------------------------------------------------------------------------- */
+
+typedef enum {
+    IMGSTORE_NAME_IMAGE,   /* "app", "linuxkit-sshd" */
+    IMGSTORE_NAME_VERSION, /* "1.4.0", "2026.11.25+g1a2b3c" */
+    IMGSTORE_NAME_CHANNEL, /* "prod", "staging" */
+    IMGSTORE_NAME_FILE,    /* "app.xen", "initrd.img" */
+    IMGSTORE_NAME_LABEL,   /* label key: "ci.job" */
+} imgstore_name_kind;
+
+/**
+ * Check a name against the documented rule for its kind (docs/format.md, "Names"):
+ * 1..128 bytes; image and channel names [a-z0-9._-], versions, file names and label keys
+ * [A-Za-z0-9._+-]; never starting with '.', '-' or '+'. So never "." or "..", and no '/',
+ * NUL, space or control characters.
+ * Returns 0 or IMGSTORE_EINVALID with a message naming the kind, the value and the rule.
+ */
+int imgstore_schema_check_name(imgstore_name_kind kind, const char *value);
+
+/* ---- what a file is ------------------------------------------------------------------- */
+
+typedef struct {
+    char name[68]; /* Solo5 MFT_NAME_SIZE */
+    char type[16]; /* "net-basic", "block-basic" */
+} imgstore_device;
+
+/*
+ * What format detection learned about one file. Empty strings and zero mean "not known /
+ * not applicable"; only known fields are encoded into the manifest's "details" object.
+ */
+typedef struct {
+    char kind[24];   /* unikernel, kernel, initrd, disk, efi, archive, config, cmdline, unknown */
+    char format[24]; /* see docs/format.md "File kinds and formats" */
+    char arch[16];   /* x86_64, aarch64, ... (ELF, PE) */
+    /* Solo5 unikernels */
+    char solo5_target[16]; /* hvt, spt, virtio, muen, xen */
+    uint32_t solo5_abi_version;
+    uint32_t device_count;
+    imgstore_device devices[IMGSTORE_MAX_DEVICES];
+    /* Xen kernels: "pv", "pvh" or "pv+pvh" */
+    char xen_mode[8];
+    /* Linux boot protocol images */
+    char kernel_version[128];
+    char boot_protocol[8]; /* "2.15" */
+    /* ISO 9660 */
+    char volume_id[33];
+    bool hybrid; /* ISO that is also a bootable disk (MBR/GPT) */
+    bool efi;    /* ISO with an EFI El Torito entry / disk with an EFI system partition */
+    /* disks */
+    char partition_table[8]; /* "mbr", "gpt" */
+    uint64_t virtual_size;   /* qcow2, VHD, VHDX, VMDK: guest-visible disk size */
+    /* initrd and tarballs: "none", "gzip", "xz", "zstd", "lz4", "bzip2" */
+    char compression[8];
+    /* kind "cmdline" (the kernel command line text) and "config" (first bytes of an .xl) */
+    char text[IMGSTORE_TEXT_MAX];
+} imgstore_file_info;
+
+/* ---- manifests ------------------------------------------------------------------------ */
+
+typedef struct {
+    char sha256[65]; /* lower-case hex */
+    uint64_t size;
+} imgstore_chunk_ref;
+
+typedef struct {
+    char *path; /* a file name, see IMGSTORE_NAME_FILE */
+    uint64_t size;
+    char sha256[65];
+    imgstore_file_info info;
+    size_t chunk_count;
+    imgstore_chunk_ref *chunks; /* in file order */
+} imgstore_manifest_file;
+
+typedef struct {
+    char *key;
+    char *value;
+} imgstore_label;
+
+/* A kernel + initrd (+ cmdline) boot set found among the files (LinuxKit style). */
+typedef struct {
+    char *kernel;  /* file path, NULL if none */
+    char *initrd;  /* file path, NULL if none */
+    char *cmdline; /* file path, NULL if none */
+    bool complete; /* all three present */
+} imgstore_boot_set;
+
+typedef struct {
+    char *name;
+    char *version;
+    char *created; /* RFC 3339 UTC */
+    size_t file_count;
+    imgstore_manifest_file *files; /* sorted by path */
+    /* provenance */
+    char *source_repository; /* NULL if not given */
+    char *source_commit;     /* NULL if not given */
+    char *builder;           /* who/what built and pushed it */
+    size_t label_count;
+    imgstore_label *labels; /* sorted by key */
+    imgstore_boot_set boot; /* only encoded when boot.kernel is set */
+} imgstore_manifest;
+
+/** Free a manifest and everything it owns. NULL-safe. */
+void imgstore_manifest_free(imgstore_manifest *manifest);
+
+/**
+ * Canonical bytes of a manifest (the stored and signed form, without a trailing newline).
+ * *out is NUL-terminated and freed with free(); *len_out excludes the NUL.
+ * Returns 0, IMGSTORE_EINVALID (a field breaks a rule; the message names it) or IMGSTORE_ERROR.
+ */
+int imgstore_schema_manifest_encode(char **out, size_t *len_out, const imgstore_manifest *manifest);
+
+/**
+ * Parse and validate manifest bytes (canonical or not). Every rule of
+ * schema/manifest.schema.json is checked, plus: file sizes equal the sum of their chunk sizes,
+ * paths unique and valid. *out is freed with imgstore_manifest_free().
+ * Returns 0 or IMGSTORE_EINVALID naming the offending field.
+ */
+int imgstore_schema_manifest_parse(imgstore_manifest **out, const char *buf, size_t len);
+
+/** True when `buf` is exactly the canonical encoding of the manifest it parses to. */
+bool imgstore_schema_manifest_is_canonical(const char *buf, size_t len);
+
+/** The manifest as a jansson object (the same shape as its canonical bytes). New reference. */
+json_t *imgstore_schema_manifest_to_json(const imgstore_manifest *manifest);
+
+/* ---- channel states ------------------------------------------------------------------- */
+
+typedef struct {
+    char *name;    /* image name */
+    char *channel; /* channel name */
+    char *version; /* version the channel points at */
+    char manifest_sha256[65];
+    uint64_t sequence;      /* strictly increasing per channel, first state is 1 */
+    char *time;             /* RFC 3339 UTC */
+    char *expires;          /* RFC 3339 UTC, NULL when none */
+    char *actor;            /* who moved it */
+    char *action;           /* "deploy" or "rollback" */
+    char *reason;           /* free text, NULL when none */
+    char *previous_version; /* version before this move, NULL for the first state */
+} imgstore_channel_state;
+
+void imgstore_channel_state_free(imgstore_channel_state *state);
+
+/** Canonical bytes of a channel state. Same contract as imgstore_schema_manifest_encode. */
+int imgstore_schema_channel_encode(char **out, size_t *len_out,
+                                   const imgstore_channel_state *state);
+
+/** Parse and validate channel state bytes. Same contract as imgstore_schema_manifest_parse. */
+int imgstore_schema_channel_parse(imgstore_channel_state **out, const char *buf, size_t len);
+
+/** The channel state as a jansson object. New reference. */
+json_t *imgstore_schema_channel_to_json(const imgstore_channel_state *state);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * History from git: every operation is one commit on refs/heads/main, so the first-parent
+ * log is the audit trail. An image's history is the commits that changed images/<name> or
+ * channels/<name>; a channel's is the commits that changed its state file.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void imgstore_history_free(imgstore_history_entry *entries, size_t count)
+{
+    for (size_t i = 0; entries && i < count; i++) {
+        free(entries[i].actor);
+        free(entries[i].summary);
+        free(entries[i].action);
+        free(entries[i].version);
+        free(entries[i].channel);
+        imgstore_channel_state_free(entries[i].state);
+    }
+    free(entries);
+}
+
+/* The id at `path` in `tree` (zero if absent or tree is NULL). */
+static git_oid id_at(const git_tree *tree, const char *path)
+{
+    git_tree_entry *entry = NULL;
+    git_oid id;
+
+    memset(&id, 0, sizeof(id));
+    if (tree && git_tree_entry_bypath(&entry, tree, path) == 0) {
+        id = *git_tree_entry_id(entry);
+        git_tree_entry_free(entry);
+    }
+    return id;
+}
+
+/* The first channel of `name` whose state differs between the two trees, or NULL. */
+static char *moved_channel(imgstore_store *store, const git_tree *tree, const git_tree *parent,
+                           const char *name)
+{
+    char dir[256], **channels = NULL, *moved = NULL;
+    size_t count = 0;
+
+    snprintf(dir, sizeof(dir), "channels/%s", name);
+    if (imgstore_store__list_tree(&channels, &count, store, tree, dir, ".json") < 0)
+        return NULL;
+    for (size_t i = 0; i < count && !moved; i++) {
+        char path[512];
+        git_oid now, before;
+
+        snprintf(path, sizeof(path), "%s/%s.json", dir, channels[i]);
+        now = id_at(tree, path);
+        before = id_at(parent, path);
+        if (!git_oid_equal(&now, &before))
+            moved = strdup(channels[i]);
+    }
+    imgstore_strings_free(channels, count);
+    return moved;
+}
+
+static int load_state(imgstore_channel_state **out, imgstore_store *store, const git_tree *tree,
+                      const char *name, const char *channel)
+{
+    char path[512], *bytes = NULL;
+    size_t len = 0;
+    int err;
+
+    *out = NULL;
+    snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, tree, path, 1024 * 1024)) < 0)
+        return err;
+    if ((err = imgstore_schema_channel_parse(out, bytes, len)) < 0)
+        imgstore_error_wrap(IMGSTORE_EVERIFY, "%s: stored channel state is damaged: ", path);
+    else if (strcmp((*out)->name, name) != 0 || strcmp((*out)->channel, channel) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: state is for %s/%s", path, (*out)->name,
+                                 (*out)->channel);
+        imgstore_channel_state_free(*out);
+        *out = NULL;
+    }
+    free(bytes);
+    return err < 0 ? (err == IMGSTORE_EINVALID ? IMGSTORE_EVERIFY : err) : 0;
+}
+
+int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
+                                 const git_tree *tree, const char *name, const char *channel)
+{
+    int err = load_state(out, store, tree, name, channel);
+
+    if (err == IMGSTORE_ENOTFOUND)
+        imgstore_error_set(err, "image %s has no channel %s", name, channel);
+    return err;
+}
+
+static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                     const git_commit *commit)
+{
+    const git_signature *author = git_commit_author(commit);
+    const char *summary = git_commit_summary((git_commit *)commit);
+    imgstore_history_entry *e;
+    size_t word;
+
+    if (*count == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 16;
+        imgstore_history_entry *grown = realloc(*entries, grown_cap * sizeof(*grown));
+
+        if (!grown)
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        *entries = grown;
+        *cap = grown_cap;
+    }
+    e = &(*entries)[(*count)++];
+    memset(e, 0, sizeof(*e));
+    git_oid_tostr(e->commit, sizeof(e->commit), git_commit_id(commit));
+    e->time = (int64_t)git_commit_time(commit);
+    e->actor = strdup(author && author->name ? author->name : "");
+    e->summary = strdup(summary ? summary : "");
+    word = summary ? strcspn(summary, " ") : 0;
+    e->action = strndup(summary ? summary : "", word);
+    if (!e->actor || !e->summary || !e->action)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgstore_store *store,
+                           const char *name, const char *channel)
+{
+    imgstore_history_entry *entries = NULL;
+    size_t count = 0, cap = 0;
+    git_commit *commit = NULL;
+    char images_path[256], channels_path[512];
+    git_oid head;
+    int err = 0, rc;
+
+    *out = NULL;
+    *count_out = 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (channel && (err = imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, channel)) < 0))
+        return err;
+    snprintf(images_path, sizeof(images_path), "images/%s", name);
+    if (channel)
+        snprintf(channels_path, sizeof(channels_path), "channels/%s/%s.json", name, channel);
+    else
+        snprintf(channels_path, sizeof(channels_path), "channels/%s", name);
+    if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
+        (rc = git_commit_lookup(&commit, store->repo, &head)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
+    while (commit && err == 0) {
+        git_commit *parent = NULL;
+        git_tree *tree = NULL, *parent_tree = NULL;
+        git_oid img_now, img_before, ch_now, ch_before;
+
+        if (git_commit_parentcount(commit) > 0 && (rc = git_commit_parent(&parent, commit, 0)) < 0)
+            err = imgstore_store__git_error(rc, "history: missing parent commit");
+        if (!err && ((rc = git_commit_tree(&tree, commit)) < 0 ||
+                     (parent && (rc = git_commit_tree(&parent_tree, parent)) < 0)))
+            err = imgstore_store__git_error(rc, "history: cannot read a tree");
+        if (!err) {
+            img_now = id_at(tree, images_path);
+            img_before = id_at(parent_tree, images_path);
+            ch_now = id_at(tree, channels_path);
+            ch_before = id_at(parent_tree, channels_path);
+            if (!channel && !git_oid_equal(&img_now, &img_before)) {
+                /* "push <name> <version>": the version is the last word we wrote. */
+                if ((err = add_entry(&entries, &count, &cap, commit)) == 0) {
+                    const char *v = strrchr(entries[count - 1].summary, ' ');
+
+                    entries[count - 1].version = v ? strdup(v + 1) : NULL;
+                }
+            } else if (!git_oid_equal(&ch_now, &ch_before) && !git_oid_iszero(&ch_now)) {
+                char *moved =
+                    channel ? strdup(channel) : moved_channel(store, tree, parent_tree, name);
+
+                if (moved && (err = add_entry(&entries, &count, &cap, commit)) == 0) {
+                    imgstore_history_entry *e = &entries[count - 1];
+
+                    e->channel = moved;
+                    moved = NULL;
+                    if ((err = load_state(&e->state, store, tree, name, e->channel)) == 0)
+                        e->version = strdup(e->state->version);
+                }
+                free(moved);
+            }
+        }
+        git_tree_free(parent_tree);
+        git_tree_free(tree);
+        git_commit_free(commit);
+        commit = parent;
+    }
+    git_commit_free(commit);
+    if (err < 0) {
+        imgstore_history_free(entries, count);
+        return err;
+    }
+    *out = entries;
+    *count_out = count;
+    return 0;
+}

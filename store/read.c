@@ -1,0 +1,352 @@
+/*
+ * Reading versions back: manifests, file bytes and listings, from the current tip. Every
+ * byte handed out has been checked: manifests by their git id and against the path they
+ * are stored under, chunks by SHA-256 before any of their bytes reach the writer, whole
+ * files by SHA-256 at their end.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void imgstore_strings_free(char **strings, size_t count)
+{
+    for (size_t i = 0; strings && i < count; i++)
+        free(strings[i]);
+    free(strings);
+}
+
+int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
+                                  const git_tree *root, const char *name, const char *version)
+{
+    imgstore_manifest *m = NULL;
+    char path[512];
+    char *bytes = NULL;
+    size_t len = 0;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    err = imgstore_store__read_small_blob(&bytes, &len, store, root, path,
+                                          IMGSTORE_MANIFEST_MAX_BYTES);
+    if (err == IMGSTORE_ENOTFOUND) {
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no version %s of image %s", version, name);
+        goto done;
+    }
+    if (err < 0)
+        goto done;
+    if ((err = imgstore_schema_manifest_parse(&m, bytes, len)) < 0) {
+        err = imgstore_error_wrap(IMGSTORE_EVERIFY, "%s: stored manifest is damaged: ", path);
+        goto done;
+    }
+    if (strcmp(m->name, name) != 0 || strcmp(m->version, version) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: manifest is for %s %s, not %s %s", path,
+                                 m->name, m->version, name, version);
+        goto done;
+    }
+    if (digest_out) {
+        imgstore_sha256 *sha = NULL;
+
+        if ((err = imgstore_sha256_new(&sha)) < 0)
+            goto done;
+        imgstore_sha256_update(sha, bytes, len);
+        imgstore_sha256_final_hex(sha, digest_out);
+        imgstore_sha256_free(sha);
+    }
+    *out = m;
+    m = NULL;
+done:
+    imgstore_manifest_free(m);
+    free(bytes);
+    return err;
+}
+
+int imgstore_store_manifest_get(imgstore_manifest **out, char *digest_out, imgstore_store *store,
+                                const char *name, const char *version)
+{
+    git_tree *tip = NULL;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        return err;
+    err = imgstore_store__manifest_load(out, digest_out, store, tip, name, version);
+    git_tree_free(tip);
+    return err;
+}
+
+int imgstore_store__chunk_load(git_odb_object **out, imgstore_store *store, const git_oid *oid,
+                               const imgstore_chunk_ref *expect)
+{
+    git_odb *odb = NULL;
+    git_odb_object *object = NULL;
+    imgstore_sha256 *sha = NULL;
+    char hex[65];
+    int err = 0, rc;
+
+    *out = NULL;
+    if ((rc = git_repository_odb(&odb, store->repo)) < 0 ||
+        (rc = git_odb_read(&object, odb, oid)) < 0) {
+        err = imgstore_store__git_error(rc, "chunk %s (blob %s) cannot be read", expect->sha256,
+                                        git_oid_tostr_s(oid));
+        if (err == IMGSTORE_ENOTFOUND || err == IMGSTORE_ERROR)
+            err = IMGSTORE_EVERIFY; /* a missing or unreadable chunk is a damaged store */
+        imgstore_error_set(err, "%s", imgstore_error_last());
+        goto done;
+    }
+    if (git_odb_object_size(object) != expect->size) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "chunk %s (blob %s) has %zu bytes, not %llu",
+                                 expect->sha256, git_oid_tostr_s(oid), git_odb_object_size(object),
+                                 (unsigned long long)expect->size);
+        goto done;
+    }
+    if ((err = imgstore_sha256_new(&sha)) < 0)
+        goto done;
+    imgstore_sha256_update(sha, git_odb_object_data(object), git_odb_object_size(object));
+    imgstore_sha256_final_hex(sha, hex);
+    if (strcmp(hex, expect->sha256) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "chunk %s (blob %s) is damaged: sha256 is %s",
+                                 expect->sha256, git_oid_tostr_s(oid), hex);
+        goto done;
+    }
+    *out = object;
+    object = NULL;
+done:
+    imgstore_sha256_free(sha);
+    git_odb_object_free(object);
+    git_odb_free(odb);
+    return err;
+}
+
+static const imgstore_manifest_file *find_file(const imgstore_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        if (strcmp(m->files[i].path, path) == 0)
+            return &m->files[i];
+    }
+    return NULL;
+}
+
+int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *manifest,
+                             const char *path, uint64_t offset, uint64_t length,
+                             imgstore_write_fn write, void *payload)
+{
+    const imgstore_manifest_file *file = find_file(manifest, path);
+    git_tree *tip = NULL;
+    git_tree_entry *dir = NULL;
+    git_tree *chunks = NULL;
+    imgstore_sha256 *whole = NULL;
+    uint64_t end, chunk_start = 0;
+    char tree_path[512];
+    int err = 0, rc;
+
+    if (!file)
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", manifest->name,
+                                  manifest->version, path);
+    if (offset > file->size || (offset == file->size && file->size > 0 && length > 0))
+        return imgstore_error_set(IMGSTORE_EINVALID, "%s: offset %llu is past its %llu bytes", path,
+                                  (unsigned long long)offset, (unsigned long long)file->size);
+    end = length > file->size - offset ? file->size : offset + length;
+    snprintf(tree_path, sizeof(tree_path), "images/%s/%s/files/%s", manifest->name,
+             manifest->version, path);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        goto done;
+    if ((rc = git_tree_entry_bypath(&dir, tip, tree_path)) < 0 ||
+        (rc = git_tree_lookup(&chunks, store->repo, git_tree_entry_id(dir))) < 0) {
+        err = imgstore_store__git_error(rc, "%s", tree_path);
+        if (err != IMGSTORE_ENOTFOUND)
+            goto done;
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: chunk tree missing", tree_path);
+        goto done;
+    }
+    if (git_tree_entrycount(chunks) != file->chunk_count) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: %zu chunk blobs, manifest lists %zu",
+                                 tree_path, git_tree_entrycount(chunks), file->chunk_count);
+        goto done;
+    }
+    if (offset == 0 && end == file->size && (err = imgstore_sha256_new(&whole)) < 0)
+        goto done;
+    for (size_t i = 0; i < file->chunk_count && chunk_start < end; i++) {
+        uint64_t chunk_end = chunk_start + file->chunks[i].size;
+        const git_tree_entry *entry = git_tree_entry_byindex(chunks, i);
+        git_odb_object *object = NULL;
+
+        if (chunk_end > offset) {
+            uint64_t from = offset > chunk_start ? offset - chunk_start : 0;
+            uint64_t to = (end < chunk_end ? end : chunk_end) - chunk_start;
+
+            if ((err = imgstore_store__chunk_load(&object, store, git_tree_entry_id(entry),
+                                                  &file->chunks[i])) < 0) {
+                imgstore_error_wrap(err, "%s %s %s: ", manifest->name, manifest->version, path);
+                goto done;
+            }
+            if (whole)
+                imgstore_sha256_update(whole, git_odb_object_data(object),
+                                       (size_t)file->chunks[i].size);
+            err = write((const uint8_t *)git_odb_object_data(object) + from, (size_t)(to - from),
+                        payload);
+            git_odb_object_free(object);
+            if (err < 0)
+                goto done;
+        }
+        chunk_start = chunk_end;
+    }
+    if (whole) {
+        char hex[65];
+
+        imgstore_sha256_final_hex(whole, hex);
+        if (strcmp(hex, file->sha256) != 0)
+            err = imgstore_error_set(IMGSTORE_EVERIFY, "%s %s %s: file sha256 is %s, not %s",
+                                     manifest->name, manifest->version, path, hex, file->sha256);
+    }
+done:
+    imgstore_sha256_free(whole);
+    git_tree_free(chunks);
+    git_tree_entry_free(dir);
+    git_tree_free(tip);
+    return err;
+}
+
+int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *store,
+                              const git_tree *root, const char *path, const char *suffix)
+{
+    git_tree_entry *dir = NULL;
+    git_tree *tree = NULL;
+    char **names = NULL;
+    size_t count = 0, suffix_len = suffix ? strlen(suffix) : 0;
+    int err = 0, rc;
+
+    *out = NULL;
+    *count_out = 0;
+    if ((rc = git_tree_entry_bypath(&dir, root, path)) < 0 ||
+        (rc = git_tree_lookup(&tree, store->repo, git_tree_entry_id(dir))) < 0) {
+        err = imgstore_store__git_error(rc, "%s", path);
+        goto done;
+    }
+    if (!(names = calloc(git_tree_entrycount(tree) + 1, sizeof(*names)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < git_tree_entrycount(tree); i++) {
+        const char *entry = git_tree_entry_name(git_tree_entry_byindex(tree, i));
+        size_t len = strlen(entry);
+
+        if (suffix && (len <= suffix_len || strcmp(entry + len - suffix_len, suffix) != 0))
+            continue;
+        if (!(names[count] = strndup(entry, len - suffix_len))) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+        count++;
+    }
+    *out = names;
+    *count_out = count;
+    names = NULL;
+done:
+    imgstore_strings_free(names, count);
+    git_tree_free(tree);
+    git_tree_entry_free(dir);
+    return err;
+}
+
+static int list_at(char ***out, size_t *count_out, imgstore_store *store, const char *path,
+                   const char *suffix, bool missing_ok)
+{
+    git_tree *tip = NULL;
+    int err;
+
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        return err;
+    err = imgstore_store__list_tree(out, count_out, store, tip, path, suffix);
+    git_tree_free(tip);
+    if (err == IMGSTORE_ENOTFOUND && missing_ok) {
+        *out = calloc(1, sizeof(char *));
+        return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    return err;
+}
+
+int imgstore_store_list_images(char ***names_out, size_t *count_out, imgstore_store *store)
+{
+    return list_at(names_out, count_out, store, "images", NULL, true);
+}
+
+int imgstore_store_list_channels(char ***channels_out, size_t *count_out, imgstore_store *store,
+                                 const char *name)
+{
+    char path[256];
+    int err;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "channels/%s", name);
+    return list_at(channels_out, count_out, store, path, ".json", true);
+}
+
+typedef struct {
+    char *version;
+    char *created;
+} dated_version;
+
+static int newest_first(const void *a, const void *b)
+{
+    const dated_version *x = a, *y = b;
+    int c = strcmp(y->created, x->created);
+
+    return c ? c : strcmp(y->version, x->version);
+}
+
+int imgstore_store_list_versions(char ***versions_out, size_t *count_out, imgstore_store *store,
+                                 const char *name)
+{
+    git_tree *tip = NULL;
+    char **versions = NULL;
+    dated_version *dated = NULL;
+    size_t count = 0;
+    char path[256];
+    int err;
+
+    *versions_out = NULL;
+    *count_out = 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "images/%s", name);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        goto done;
+    if ((err = imgstore_store__list_tree(&versions, &count, store, tip, path, NULL)) < 0) {
+        if (err == IMGSTORE_ENOTFOUND)
+            imgstore_error_set(err, "no image named %s", name);
+        goto done;
+    }
+    if (!(dated = calloc(count + 1, sizeof(*dated)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        imgstore_manifest *m = NULL;
+
+        dated[i].version = versions[i];
+        if ((err = imgstore_store__manifest_load(&m, NULL, store, tip, name, versions[i])) < 0)
+            goto done;
+        dated[i].created = m->created;
+        m->created = NULL;
+        imgstore_manifest_free(m);
+    }
+    qsort(dated, count, sizeof(*dated), newest_first);
+    for (size_t i = 0; i < count; i++)
+        versions[i] = dated[i].version;
+    *versions_out = versions;
+    *count_out = count;
+    versions = NULL;
+done:
+    for (size_t i = 0; dated && i < count; i++)
+        free(dated[i].created);
+    free(dated);
+    imgstore_strings_free(versions, count);
+    git_tree_free(tip);
+    return err;
+}

@@ -1,0 +1,221 @@
+/*
+ * The image store: every image version, channel state and policy lives in one bare git
+ * repository on refs/heads/main, one commit per operation (docs/format.md). Image bytes are
+ * split into content-defined chunks, one git blob each, written before the ref moves so that
+ * readers see the previous state or the new one and never a partial version.
+ *
+ * Knows nothing of HTTP, argv or stdout: results come back through out-parameters, failures
+ * as IMGSTORE_E* codes with a message in imgstore_error_last().
+ */
+#ifndef IMGSTORE_STORE_H
+#define IMGSTORE_STORE_H
+
+#include "common/common.h"
+#include "schema/schema.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Content-defined chunking bounds (FastCDC); see docs/format.md for the measurement. */
+#define IMGSTORE_CHUNK_MIN (256u * 1024)
+#define IMGSTORE_CHUNK_AVG (1024u * 1024)
+#define IMGSTORE_CHUNK_MAX (4u * 1024 * 1024)
+
+typedef struct imgstore_store imgstore_store;
+
+/**
+ * Create a new store (a bare git repository with an initial commit) at `path`, or open it
+ * if it is already an imgstore store. Returns 0, IMGSTORE_EEXISTS if `path` exists and is
+ * not an imgstore store, IMGSTORE_ERROR.
+ */
+int imgstore_store_init(imgstore_store **out, const char *path);
+
+/** Open an existing store. Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (not a store). */
+int imgstore_store_open(imgstore_store **out, const char *path);
+
+/** Close a store. NULL-safe. */
+void imgstore_store_free(imgstore_store *store);
+
+/** The repository path the store was opened with. Borrowed from `store`. */
+const char *imgstore_store_path(const imgstore_store *store);
+
+/** The default store path: $IMGSTORE_REPO, else $XDG_DATA_HOME/imgstore/store.git, else
+ * $HOME/.local/share/imgstore/store.git. *out is freed with free(). */
+int imgstore_store_default_path(char **out);
+
+/* ---- push ----------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;              /* required, IMGSTORE_NAME_IMAGE */
+    const char *version;           /* NULL: derived from the files' digests ("c-" + 16 hex) */
+    const char *actor;             /* commit author and manifest builder; NULL: "imgstore" */
+    const char *source_repository; /* provenance, may be NULL */
+    const char *source_commit;     /* provenance, may be NULL */
+    const imgstore_label *labels;  /* copied */
+    size_t label_count;
+    int64_t created;               /* unix seconds; 0: now */
+    imgstore_progress_fn progress; /* bytes written so far, may be NULL */
+    void *progress_payload;
+} imgstore_push_opts;
+
+typedef struct imgstore_push imgstore_push;
+
+/** Start a push. Nothing is visible to readers until imgstore_store_push_commit(). */
+int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
+                              const imgstore_push_opts *opts);
+
+/**
+ * Start the next file of the version. `kind` overrides detection (NULL: detect; "unknown":
+ * store without looking at the bytes). `size_hint` is for progress only (0: unknown).
+ * Returns IMGSTORE_EINVALID for a bad or duplicate file name.
+ */
+int imgstore_store_push_file_begin(imgstore_push *push, const char *path, const char *kind,
+                                   uint64_t size_hint);
+
+/** Feed the current file's bytes, any amount at a time. Memory stays bounded by chunk size. */
+int imgstore_store_push_write(imgstore_push *push, const void *buf, size_t len);
+
+/**
+ * Finish the current file: flush the last chunk, wait for its objects, detect its format.
+ * `expected_sha256` (hex, may be NULL) is checked: a mismatch is IMGSTORE_EVERIFY.
+ * A recognised but malformed image is IMGSTORE_EINVALID (unless its kind was overridden).
+ */
+int imgstore_store_push_file_end(imgstore_push *push, const char *expected_sha256);
+
+/** A whole file from a reader: file_begin, write until end of stream, file_end. */
+int imgstore_store_push_file_stream(imgstore_push *push, const char *path, const char *kind,
+                                    uint64_t size_hint, imgstore_read_fn read, void *payload);
+
+/**
+ * Build the manifest, commit it (compare-and-swap on refs/heads/main, retried on a new tip)
+ * and return it in *out (caller frees). *created_out is false when an identical version
+ * (same files, same bytes) already existed: an idempotent success with no new commit.
+ * Returns 0, IMGSTORE_EEXISTS (same name and version, different bytes), IMGSTORE_EINVALID,
+ * IMGSTORE_ELOCKED, IMGSTORE_ERROR.
+ */
+int imgstore_store_push_commit(imgstore_push *push, imgstore_manifest **out, bool *created_out);
+
+/** Abandon (if not committed) and free a push. Objects already written stay unreferenced. */
+void imgstore_store_push_free(imgstore_push *push);
+
+/* ---- read ----------------------------------------------------------------------------- */
+
+/** Image names, sorted. *names_out is an array of *count_out strings; free with
+ * imgstore_strings_free(). */
+int imgstore_store_list_images(char ***names_out, size_t *count_out, imgstore_store *store);
+
+/** Versions of an image, newest first (by manifest creation time, then name).
+ * Returns IMGSTORE_ENOTFOUND if the image has no version. */
+int imgstore_store_list_versions(char ***versions_out, size_t *count_out, imgstore_store *store,
+                                 const char *name);
+
+/** Channel names of an image, sorted (may be empty). */
+int imgstore_store_list_channels(char ***channels_out, size_t *count_out, imgstore_store *store,
+                                 const char *name);
+
+void imgstore_strings_free(char **strings, size_t count);
+
+/**
+ * Load a version's manifest from the current tip. `digest_out` (may be NULL, 65 bytes)
+ * receives the SHA-256 of its canonical bytes. Returns 0, IMGSTORE_ENOTFOUND,
+ * IMGSTORE_EINVALID (stored manifest damaged).
+ */
+int imgstore_store_manifest_get(imgstore_manifest **out, char *digest_out, imgstore_store *store,
+                                const char *name, const char *version);
+
+/**
+ * Stream bytes [offset, offset+length) of one file of a version to `write`, chunk by chunk.
+ * Every chunk's SHA-256 is checked against the manifest before any of its bytes are
+ * written; when the whole file is read its SHA-256 is checked too. length UINT64_MAX means
+ * to the end. Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (range), IMGSTORE_EVERIFY
+ * (damaged store object: the message names it), or the writer's error.
+ */
+int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *manifest,
+                             const char *path, uint64_t offset, uint64_t length,
+                             imgstore_write_fn write, void *payload);
+
+/* ---- channels ------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *actor;      /* NULL: "imgstore" */
+    const char *reason;     /* may be NULL */
+    const char *to_version; /* rollback only: target; NULL: the version before the current one */
+} imgstore_channel_opts;
+
+/** Current state of a channel. Returns 0 or IMGSTORE_ENOTFOUND. */
+int imgstore_store_channel_get(imgstore_channel_state **out, imgstore_store *store,
+                               const char *name, const char *channel);
+
+/** Point `channel` at an existing version (one commit). Deploying the version the channel
+ * already points at is an idempotent success with no commit. */
+int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, const char *name,
+                          const char *version, const char *channel,
+                          const imgstore_channel_opts *opts);
+
+/**
+ * Point `channel` back: to opts->to_version, or to the version that was live before the
+ * current one (repeated rollbacks walk further back: deploys form a stack, a rollback pops
+ * it). Returns IMGSTORE_ENOTFOUND when there is nothing to roll back to.
+ */
+int imgstore_store_rollback(imgstore_channel_state **out, imgstore_store *store, const char *name,
+                            const char *channel, const imgstore_channel_opts *opts);
+
+/* ---- history -------------------------------------------------------------------------- */
+
+typedef struct {
+    char commit[41];
+    int64_t time;                  /* commit time, unix seconds */
+    char *actor;                   /* commit author name */
+    char *summary;                 /* commit message's first line */
+    char *action;                  /* "push", "deploy", "rollback", "init", "other" */
+    char *version;                 /* version pushed or deployed; NULL if none */
+    char *channel;                 /* channel moved; NULL for a push */
+    imgstore_channel_state *state; /* the channel state written; NULL for a push */
+} imgstore_history_entry;
+
+/**
+ * History of an image (channel NULL: pushes and channel moves) or of one channel, newest
+ * first, from the first-parent git history of refs/heads/main.
+ */
+int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgstore_store *store,
+                           const char *name, const char *channel);
+
+void imgstore_history_free(imgstore_history_entry *entries, size_t count);
+
+/* ---- verification --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    const char *version;
+    int status;          /* 0 ok, else the IMGSTORE_E* code */
+    const char *message; /* "" when ok */
+    uint64_t bytes;      /* bytes hashed */
+} imgstore_verify_result;
+
+typedef void (*imgstore_verify_fn)(const imgstore_verify_result *result, void *payload);
+
+/**
+ * Re-hash every chunk and file of the selected versions (name/version NULL: all) and check
+ * them against their manifests; report each version to `report`. Returns 0 when all are
+ * intact, IMGSTORE_EVERIFY when any is not, IMGSTORE_ENOTFOUND for an unknown selection.
+ */
+int imgstore_store_verify(imgstore_store *store, const char *name, const char *version,
+                          imgstore_verify_fn report, void *payload);
+
+/**
+ * Structural check of the tip and history: layout, canonical manifests and channel states,
+ * chunk blobs present with the sizes the manifests say, channels pointing at stored versions.
+ * Each problem goes to `report` (version may be NULL). Returns 0 or IMGSTORE_EVERIFY.
+ */
+int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *payload);
+
+/* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
+
+typedef struct imgstore_sha256 imgstore_sha256;
+int imgstore_sha256_new(imgstore_sha256 **out);
+void imgstore_sha256_update(imgstore_sha256 *ctx, const void *buf, size_t len);
+/** Write 64 hex digits and a NUL into hex (65 bytes) and reset the context. */
+void imgstore_sha256_final_hex(imgstore_sha256 *ctx, char *hex);
+void imgstore_sha256_free(imgstore_sha256 *ctx);
+
+#endif

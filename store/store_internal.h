@@ -1,0 +1,153 @@
+/*
+ * Helpers shared between the store's own files (not API): the chunker, format detection,
+ * libgit2 error translation, and the repository handle's layout.
+ */
+#ifndef IMGSTORE_STORE_INTERNAL_H
+#define IMGSTORE_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- format detection (detect*.c) ----------------------------------------------------- */
+
+/*
+ * Random access to the bytes of a file being detected: fill up to `len` bytes at `offset`,
+ * set *out_len (short only at end of file). Detection reads only small windows (headers,
+ * ELF notes, ISO descriptors, VHD footer), never the whole file.
+ */
+typedef int (*imgstore_store__read_at_fn)(size_t *out_len, void *buf, size_t len, uint64_t offset,
+                                          void *payload);
+
+/**
+ * Work out what a file is from its bytes (and, for text files, its name: "cmdline",
+ * "*.xl"). Fills *out (zeroed first). Unrecognised bytes are kind "unknown", format
+ * "unknown" (or "text"), return 0. A recognised format that is malformed (truncated ELF,
+ * ISO shorter than its volume, broken headers) returns IMGSTORE_EINVALID with a one-line
+ * message naming the file, the format and the defect.
+ */
+int imgstore_store__detect(imgstore_file_info *out, const char *file_name, uint64_t size,
+                           imgstore_store__read_at_fn read_at, void *payload);
+
+/* ---- chunker (chunk.c) ---------------------------------------------------------------- */
+
+/*
+ * FastCDC over a byte stream. The caller keeps the bytes; the chunker only says where the
+ * next cut is. Stateless between calls: cut points depend only on the bytes since the last
+ * cut, which is what keeps boundaries stable under insertions.
+ */
+
+/** Length of the next chunk of `buf[0..len)`: a cut point, or `len` if `len` is at most the
+ * minimum or no cut point was found and `at_end` is false (caller must supply more bytes
+ * before cutting, up to IMGSTORE_CHUNK_MAX). Returns 0 only for len == 0. */
+size_t imgstore_store__chunk_cut(const uint8_t *buf, size_t len, bool at_end);
+
+/* ---- the repository (repo.c) ------------------------------------------------------- */
+
+#include <git2.h>
+
+#define IMGSTORE_STORE_REF    "refs/heads/main"
+#define IMGSTORE_STORE_MARKER "imgstore.json"
+
+struct imgstore_store {
+    git_repository *repo;
+    char *path;
+};
+
+/** The tip commit's tree (caller frees with git_tree_free). */
+int imgstore_store__tip_tree(git_tree **out, imgstore_store *store);
+
+/**
+ * Return a new tree equal to `root` (may be NULL: empty) with the entry at `path`
+ * ("images/app/1.0") set to `oid` with `mode`, or removed when `oid` is NULL. Intermediate
+ * trees are created as needed and dropped when they become empty.
+ */
+int imgstore_store__tree_update(git_oid *out, git_repository *repo, const git_tree *root,
+                                const char *path, const git_oid *oid, git_filemode_t mode);
+
+/** Read a blob at `path` of `root` into a NUL-terminated buffer of at most `cap` bytes,
+ * checking its git object id (libgit2's own check is off: chunks are checked by SHA-256).
+ * Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (too large), IMGSTORE_EVERIFY. */
+int imgstore_store__read_small_blob(char **out, size_t *len_out, imgstore_store *store,
+                                    const git_tree *root, const char *path, size_t cap);
+
+/** Write a small blob through the repository's object database. */
+int imgstore_store__write_blob(git_oid *out, imgstore_store *store, const void *buf, size_t len);
+
+/*
+ * One store operation = one commit. `edit` receives the current tip tree and returns the new
+ * tree and the commit message (malloc'd), or IMGSTORE_STORE_UNCHANGED when there is nothing to
+ * do (idempotent success), or an error. It may be called again on a newer tip when another
+ * writer won the race, so it must derive everything from the tree it is given.
+ */
+#define IMGSTORE_STORE_UNCHANGED 1
+typedef int (*imgstore_store__edit_fn)(git_oid *tree_out, char **message_out, git_tree *tip,
+                                       void *payload);
+
+/** Run `edit` on the tip and move refs/heads/main with compare-and-swap, retrying on a lost
+ * race. Returns 0 (committed), IMGSTORE_STORE_UNCHANGED, or the edit's / an IMGSTORE_E* code. */
+int imgstore_store__commit(imgstore_store *store, const char *actor, imgstore_store__edit_fn edit,
+                           void *payload);
+
+/* ---- versions (version.c, read.c) ---------------------------------------------------- */
+
+/** Load and check the manifest at images/<name>/<version>/manifest.json of `root`: its git
+ * id, schema, and that it names the image and version it is stored under. */
+int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
+                                  const git_tree *root, const char *name, const char *version);
+
+/** Read one chunk blob and check its size and SHA-256 against `expect` (IMGSTORE_EVERIFY). */
+int imgstore_store__chunk_load(git_odb_object **out, imgstore_store *store, const git_oid *oid,
+                               const imgstore_chunk_ref *expect);
+
+/** Same paths, sizes and SHA-256 digests, in the same order. */
+bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manifest *b);
+
+/** Commit a version described by `m` (files sorted by path, file_trees parallel to them). */
+int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
+                                   imgstore_store *store, imgstore_manifest *m,
+                                   const git_oid *file_trees, const char *actor);
+
+/** Sorted names of the entries of the tree at `path` of `root` (ENOTFOUND if absent). With
+ * `suffix`, only entries ending in it, with the suffix cut off. */
+int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *store,
+                              const git_tree *root, const char *path, const char *suffix);
+
+/** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
+int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
+                                 const git_tree *tree, const char *name, const char *channel);
+
+/* ---- parallel chunk writer (objects.c) ------------------------------------------------ */
+
+typedef struct {
+    char sha256[65];
+    git_oid oid; /* the chunk's git blob */
+    uint64_t size;
+} imgstore_store__chunk;
+
+typedef struct imgstore_store__writer imgstore_store__writer;
+
+/** Start writer threads for one file's chunks. */
+int imgstore_store__writer_new(imgstore_store__writer **out, imgstore_store *store);
+
+/** Copy `len` bytes (at most IMGSTORE_CHUNK_MAX) as chunk number `index` and queue it;
+ * blocks while every buffer is in use. Returns a worker's earlier error if one failed. */
+int imgstore_store__writer_submit(imgstore_store__writer *w, const uint8_t *data, size_t len,
+                                  size_t index);
+
+/** Wait for every submitted chunk; *results_out (borrowed from w) is indexed by chunk number. */
+int imgstore_store__writer_wait(imgstore_store__writer *w,
+                                const imgstore_store__chunk **results_out);
+
+/** Stop the threads and free. NULL-safe. */
+void imgstore_store__writer_free(imgstore_store__writer *w);
+
+/* ---- libgit2 errors (git_error.c) ----------------------------------------------------- */
+
+/** Translate a libgit2 return code into an IMGSTORE_E* code with `what` + libgit2's message. */
+int imgstore_store__git_error(int git_rc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

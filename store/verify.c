@@ -1,0 +1,240 @@
+/*
+ * Checking a store: `verify` re-hashes every chunk and file of the selected versions
+ * against their manifests; `fsck` checks the structure without reading image bytes
+ * (layout, canonical manifests and channel states, chunk blobs present with the sizes the
+ * manifests say, channels pointing at stored versions with the right manifest digest).
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int discard(const void *buf, size_t len, void *payload)
+{
+    uint64_t *bytes = payload;
+
+    (void)buf;
+    *bytes += len;
+    return 0;
+}
+
+static int verify_version(imgstore_store *store, const char *name, const char *version,
+                          imgstore_verify_fn report, void *payload)
+{
+    imgstore_verify_result result = {name, version, 0, "", 0};
+    imgstore_manifest *m = NULL;
+    int err;
+
+    if ((err = imgstore_store_manifest_get(&m, NULL, store, name, version)) == 0) {
+        for (size_t i = 0; i < m->file_count && err == 0; i++)
+            err = imgstore_store_file_read(store, m, m->files[i].path, 0, UINT64_MAX, discard,
+                                           &result.bytes);
+    }
+    if (err < 0) {
+        result.status =
+            err == IMGSTORE_ENOTFOUND || err == IMGSTORE_EINVALID ? IMGSTORE_EVERIFY : err;
+        result.message = imgstore_error_last();
+    }
+    if (report)
+        report(&result, payload);
+    imgstore_manifest_free(m);
+    return result.status;
+}
+
+int imgstore_store_verify(imgstore_store *store, const char *name, const char *version,
+                          imgstore_verify_fn report, void *payload)
+{
+    char **names = NULL;
+    size_t name_count = 0;
+    int err, worst = 0;
+
+    if (name && version) {
+        imgstore_manifest *m = NULL;
+
+        if ((err = imgstore_store_manifest_get(&m, NULL, store, name, version)) ==
+            IMGSTORE_ENOTFOUND)
+            return err;
+        imgstore_manifest_free(m);
+        return verify_version(store, name, version, report, payload) < 0 ? IMGSTORE_EVERIFY : 0;
+    }
+    if (name) {
+        if (!(names = calloc(1, sizeof(*names))) || !(names[0] = strdup(name))) {
+            free(names);
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        }
+        name_count = 1;
+    } else if ((err = imgstore_store_list_images(&names, &name_count, store)) < 0)
+        return err;
+    for (size_t i = 0; i < name_count; i++) {
+        char **versions = NULL;
+        size_t count = 0;
+
+        if ((err = imgstore_store_list_versions(&versions, &count, store, names[i])) < 0) {
+            if (name) {
+                imgstore_strings_free(names, name_count);
+                return err;
+            }
+            imgstore_verify_result r = {names[i], "", IMGSTORE_EVERIFY, imgstore_error_last(), 0};
+
+            if (report)
+                report(&r, payload);
+            worst = IMGSTORE_EVERIFY;
+            continue;
+        }
+        for (size_t j = 0; j < count; j++) {
+            if (verify_version(store, names[i], versions[j], report, payload) < 0)
+                worst = IMGSTORE_EVERIFY;
+        }
+        imgstore_strings_free(versions, count);
+    }
+    imgstore_strings_free(names, name_count);
+    if (worst)
+        imgstore_error_set(worst, "some versions failed verification");
+    return worst;
+}
+
+typedef struct {
+    imgstore_store *store;
+    imgstore_verify_fn report;
+    void *payload;
+    int problems;
+} fsck_ctx;
+
+static void problem(fsck_ctx *ctx, const char *name, const char *version, const char *message)
+{
+    imgstore_verify_result r = {name ? name : "", version ? version : "", IMGSTORE_EVERIFY, message,
+                                0};
+
+    ctx->problems++;
+    if (ctx->report)
+        ctx->report(&r, ctx->payload);
+}
+
+static void fsck_version(fsck_ctx *ctx, git_tree *tip, const char *name, const char *version)
+{
+    imgstore_manifest *m = NULL;
+    git_odb *odb = NULL;
+    char msg[1024];
+
+    if (imgstore_store__manifest_load(&m, NULL, ctx->store, tip, name, version) < 0) {
+        problem(ctx, name, version, imgstore_error_last());
+        return;
+    }
+    git_repository_odb(&odb, ctx->store->repo);
+    for (size_t i = 0; i < m->file_count; i++) {
+        char path[512];
+        git_tree_entry *dir = NULL;
+        git_tree *chunks = NULL;
+
+        snprintf(path, sizeof(path), "images/%s/%s/files/%s", name, version, m->files[i].path);
+        if (git_tree_entry_bypath(&dir, tip, path) < 0 ||
+            git_tree_lookup(&chunks, ctx->store->repo, git_tree_entry_id(dir)) < 0 ||
+            git_tree_entrycount(chunks) != m->files[i].chunk_count) {
+            snprintf(msg, sizeof(msg), "%s: chunk tree missing or not %zu entries", path,
+                     m->files[i].chunk_count);
+            problem(ctx, name, version, msg);
+        } else {
+            for (size_t c = 0; c < m->files[i].chunk_count; c++) {
+                const git_tree_entry *entry = git_tree_entry_byindex(chunks, c);
+                size_t size = 0;
+                git_object_t type;
+                char expect[24];
+
+                snprintf(expect, sizeof(expect), "%06zu", c);
+                if (strcmp(git_tree_entry_name(entry), expect) != 0 ||
+                    git_odb_read_header(&size, &type, odb, git_tree_entry_id(entry)) < 0 ||
+                    type != GIT_OBJECT_BLOB || size != m->files[i].chunks[c].size) {
+                    snprintf(msg, sizeof(msg),
+                             "%s/%s: chunk blob missing, misnamed or not %llu bytes", path,
+                             git_tree_entry_name(entry),
+                             (unsigned long long)m->files[i].chunks[c].size);
+                    problem(ctx, name, version, msg);
+                }
+            }
+        }
+        git_tree_free(chunks);
+        git_tree_entry_free(dir);
+    }
+    git_odb_free(odb);
+    imgstore_manifest_free(m);
+}
+
+static void fsck_channels(fsck_ctx *ctx, git_tree *tip, const char *name)
+{
+    char dir[256], **channels = NULL;
+    size_t count = 0;
+
+    snprintf(dir, sizeof(dir), "channels/%s", name);
+    if (imgstore_store__list_tree(&channels, &count, ctx->store, tip, dir, ".json") < 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        imgstore_channel_state *s = NULL;
+        imgstore_manifest *m = NULL;
+        char digest[65], msg[1024];
+
+        if (imgstore_store__channel_load(&s, ctx->store, tip, name, channels[i]) < 0) {
+            problem(ctx, name, NULL, imgstore_error_last());
+            continue;
+        }
+        if (imgstore_store__manifest_load(&m, digest, ctx->store, tip, name, s->version) < 0 ||
+            strcmp(digest, s->manifest_sha256) != 0) {
+            snprintf(msg, sizeof(msg),
+                     "channel %s/%s points at %s, which is missing or whose "
+                     "manifest digest differs",
+                     name, channels[i], s->version);
+            problem(ctx, name, s->version, msg);
+        }
+        imgstore_manifest_free(m);
+        imgstore_channel_state_free(s);
+    }
+    imgstore_strings_free(channels, count);
+}
+
+int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *payload)
+{
+    fsck_ctx ctx = {store, report, payload, 0};
+    git_tree *tip = NULL;
+    char **names = NULL;
+    size_t count = 0;
+    int err;
+
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        return err;
+    for (size_t i = 0; i < git_tree_entrycount(tip); i++) {
+        const char *entry = git_tree_entry_name(git_tree_entry_byindex(tip, i));
+
+        if (strcmp(entry, IMGSTORE_STORE_MARKER) != 0 && strcmp(entry, "images") != 0 &&
+            strcmp(entry, "channels") != 0 && strcmp(entry, "trust") != 0) {
+            char msg[512];
+
+            snprintf(msg, sizeof(msg), "unexpected top-level entry '%s'", entry);
+            problem(&ctx, NULL, NULL, msg);
+        }
+    }
+    if ((err = imgstore_store__list_tree(&names, &count, store, tip, "images", NULL)) < 0 &&
+        err != IMGSTORE_ENOTFOUND)
+        goto done;
+    for (size_t i = 0; i < count; i++) {
+        char dir[256], **versions = NULL;
+        size_t version_count = 0;
+
+        snprintf(dir, sizeof(dir), "images/%s", names[i]);
+        if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, names[i]) < 0 ||
+            imgstore_store__list_tree(&versions, &version_count, store, tip, dir, NULL) < 0) {
+            problem(&ctx, names[i], NULL, imgstore_error_last());
+            continue;
+        }
+        for (size_t j = 0; j < version_count; j++)
+            fsck_version(&ctx, tip, names[i], versions[j]);
+        fsck_channels(&ctx, tip, names[i]);
+        imgstore_strings_free(versions, version_count);
+    }
+    err = 0;
+    if (ctx.problems)
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%d problem(s) found", ctx.problems);
+done:
+    imgstore_strings_free(names, count);
+    git_tree_free(tip);
+    return err;
+}

@@ -1,0 +1,178 @@
+/*
+ * Turning a finished push into a committed version: the manifest (with the derived version
+ * when none was given, and the boot set), the version's tree, and the commit edit that
+ * enforces immutability (same name and version, other bytes: refused; same bytes: success
+ * with no new commit).
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The version a re-run CI job derives again: it depends on file names and bytes only. */
+static int derive_version(char **out, const imgstore_manifest *m)
+{
+    imgstore_sha256 *sha = NULL;
+    char hex[65];
+    int err;
+
+    if ((err = imgstore_sha256_new(&sha)) < 0)
+        return err;
+    for (size_t i = 0; i < m->file_count; i++) {
+        imgstore_sha256_update(sha, m->files[i].path, strlen(m->files[i].path) + 1);
+        imgstore_sha256_update(sha, m->files[i].sha256, 64);
+    }
+    imgstore_sha256_final_hex(sha, hex);
+    imgstore_sha256_free(sha);
+    if (!(*out = imgstore_strfmt("c-%.16s", hex)))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+static void find_boot_set(imgstore_manifest *m)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        const imgstore_file_info *info = &m->files[i].info;
+        char **slot = NULL;
+
+        if (strcmp(info->kind, "kernel") == 0)
+            slot = &m->boot.kernel;
+        else if (strcmp(info->kind, "initrd") == 0)
+            slot = &m->boot.initrd;
+        else if (strcmp(info->kind, "cmdline") == 0)
+            slot = &m->boot.cmdline;
+        if (slot && !*slot)
+            *slot = strdup(m->files[i].path);
+    }
+    m->boot.complete = m->boot.kernel && m->boot.initrd && m->boot.cmdline;
+}
+
+bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manifest *b)
+{
+    if (a->file_count != b->file_count)
+        return false;
+    for (size_t i = 0; i < a->file_count; i++) {
+        if (strcmp(a->files[i].path, b->files[i].path) != 0 ||
+            a->files[i].size != b->files[i].size ||
+            strcmp(a->files[i].sha256, b->files[i].sha256) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Everything the commit edit needs; it may run more than once (a lost race). */
+typedef struct {
+    imgstore_store *store;
+    const imgstore_manifest *manifest;
+    git_oid version_tree;
+    imgstore_manifest *existing; /* set when an identical version was already stored */
+} push_edit;
+
+static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
+{
+    push_edit *e = payload;
+    const imgstore_manifest *m = e->manifest;
+    imgstore_manifest *stored = NULL;
+    char path[512];
+    int err;
+
+    imgstore_manifest_free(e->existing);
+    e->existing = NULL;
+    err = imgstore_store__manifest_load(&stored, NULL, e->store, tip, m->name, m->version);
+    if (err == 0) {
+        if (!imgstore_store__same_files(stored, m)) {
+            imgstore_manifest_free(stored);
+            return imgstore_error_set(IMGSTORE_EEXISTS,
+                                      "%s %s already exists with different content; versions "
+                                      "are immutable, push it as a new version",
+                                      m->name, m->version);
+        }
+        e->existing = stored;
+        return IMGSTORE_STORE_UNCHANGED;
+    }
+    if (err != IMGSTORE_ENOTFOUND)
+        return err;
+    snprintf(path, sizeof(path), "images/%s/%s", m->name, m->version);
+    if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &e->version_tree,
+                                           GIT_FILEMODE_TREE)) < 0)
+        return err;
+    if (!(*message_out = imgstore_strfmt("push %s %s\n", m->name, m->version)))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+static int build_version_tree(git_oid *out, imgstore_store *store, const char *manifest_bytes,
+                              size_t manifest_len, const imgstore_manifest *m,
+                              const git_oid *file_trees)
+{
+    git_treebuilder *root = NULL, *files = NULL;
+    git_oid manifest_oid, files_oid;
+    int rc;
+
+    if ((rc = git_blob_create_from_buffer(&manifest_oid, store->repo, manifest_bytes,
+                                          manifest_len)) < 0 ||
+        (rc = git_treebuilder_new(&files, store->repo, NULL)) < 0)
+        goto done;
+    for (size_t i = 0; i < m->file_count && rc >= 0; i++)
+        rc = git_treebuilder_insert(NULL, files, m->files[i].path, &file_trees[i],
+                                    GIT_FILEMODE_TREE);
+    if (rc < 0 || (rc = git_treebuilder_write(&files_oid, files)) < 0 ||
+        (rc = git_treebuilder_new(&root, store->repo, NULL)) < 0 ||
+        (rc = git_treebuilder_insert(NULL, root, "manifest.json", &manifest_oid,
+                                     GIT_FILEMODE_BLOB)) < 0 ||
+        (rc = git_treebuilder_insert(NULL, root, "files", &files_oid, GIT_FILEMODE_TREE)) < 0)
+        goto done;
+    rc = git_treebuilder_write(out, root);
+done:
+    git_treebuilder_free(files);
+    git_treebuilder_free(root);
+    return rc < 0 ? imgstore_store__git_error(rc, "%s %s: cannot write the version tree", m->name,
+                                              m->version)
+                  : 0;
+}
+
+int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
+                                   imgstore_store *store, imgstore_manifest *m,
+                                   const git_oid *file_trees, const char *actor)
+{
+    push_edit edit = {store, m, {{0}}, NULL};
+    char *derived = NULL;
+    char *bytes = NULL;
+    size_t len = 0;
+    int err;
+
+    *out = NULL;
+    if (m->file_count == 0)
+        return imgstore_error_set(IMGSTORE_EINVALID, "push %s: no files", m->name);
+    if (!m->version) {
+        if ((err = derive_version(&derived, m)) < 0)
+            return err;
+        m->version = derived;
+    }
+    find_boot_set(m);
+    if ((err = imgstore_schema_manifest_encode(&bytes, &len, m)) < 0 ||
+        (err = build_version_tree(&edit.version_tree, store, bytes, len, m, file_trees)) < 0)
+        goto done;
+    err = imgstore_store__commit(store, actor, push_edit_fn, &edit);
+    if (err == IMGSTORE_STORE_UNCHANGED) {
+        *out = edit.existing;
+        edit.existing = NULL;
+        *created_out = false;
+        err = 0;
+    } else if (err == 0) {
+        err = imgstore_store_manifest_get(out, NULL, store, m->name, m->version);
+        *created_out = true;
+    }
+done:
+    if (derived)
+        m->version = NULL;
+    free(derived);
+    free(m->boot.kernel);
+    free(m->boot.initrd);
+    free(m->boot.cmdline);
+    memset(&m->boot, 0, sizeof(m->boot));
+    imgstore_manifest_free(edit.existing);
+    free(bytes);
+    return err;
+}
