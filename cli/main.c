@@ -23,9 +23,10 @@ static const command commands[] = {
      "  the version is derived from the content, so re-running a CI job is idempotent.\n"
      "  --kind overrides format detection (--kind unknown stores any bytes)."},
     {"pull", cli_cmd_pull,
-     "pull NAME[@VERSION] [--channel C] [-o DIR|FILE] [--json]\n"
+     "pull NAME[@VERSION] [--channel C] [--file F] [-o DIR|FILE|-] [--json]\n"
      "  Write a version's files (default: the newest version, or the one --channel runs),\n"
-     "  verifying every chunk and file digest before renaming each file into place."},
+     "  verifying every chunk and file digest before renaming each file into place.\n"
+     "  -o - streams one file to stdout (exit 3 if it fails verification)."},
     {"ls", cli_cmd_ls, "ls [NAME] [--json]\n  List images, or the versions and channels of one."},
     {"show", cli_cmd_show,
      "show NAME@VERSION [--json]\n  Print a version's manifest: files, kinds, digests, "

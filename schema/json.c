@@ -463,8 +463,7 @@ int imgstore_schema__set_uint(json_t *obj, const imgstore_schema__at *at, const 
                               uint64_t value)
 {
     if (value > IMGSTORE_SCHEMA__INT_MAX)
-        return imgstore_schema__fail(at, key, "must be from 0 to %" PRIu64,
-                                     IMGSTORE_SCHEMA__INT_MAX);
+        return imgstore_schema__fail(at, key, "must be at most %" PRIu64, IMGSTORE_SCHEMA__INT_MAX);
     return imgstore_schema__set_new(obj, key, json_integer((json_int_t)value));
 }
 

@@ -281,3 +281,11 @@ done:
     json_decref(details);
     return err;
 }
+
+int imgstore_schema_check_kind(const char *kind)
+{
+    imgstore_schema__at at;
+
+    imgstore_schema__at_root(&at, "file");
+    return imgstore_schema__one_of(kind ? kind : "", &at, "kind", kinds);
+}

@@ -22,7 +22,7 @@
 #define IMGSTORE_MAX_LABELS         64
 #define IMGSTORE_MAX_DEVICES        64
 #define IMGSTORE_NAME_MAX           128  /* image, version, channel, file name, label key */
-#define IMGSTORE_TEXT_MAX           4096 /* label value, reason, cmdline text, source */
+#define IMGSTORE_TEXT_MAX           4096 /* label value, reason, cmdline text, source: < this */
 
 /* ---- names ---------------------------------------------------------------------------- */
 
@@ -42,6 +42,12 @@ typedef enum {
  * Returns 0 or IMGSTORE_EINVALID with a message naming the kind, the value and the rule.
  */
 int imgstore_schema_check_name(imgstore_name_kind kind, const char *value);
+
+/**
+ * Check a file kind ("unikernel", "kernel", "initrd", "disk", "efi", "archive", "config",
+ * "cmdline", "unknown"). Returns 0 or IMGSTORE_EINVALID listing the kinds.
+ */
+int imgstore_schema_check_kind(const char *kind);
 
 /* ---- what a file is ------------------------------------------------------------------- */
 
@@ -125,28 +131,46 @@ typedef struct {
     imgstore_boot_set boot; /* only encoded when boot.kernel is set */
 } imgstore_manifest;
 
+/*
+ * Free texts (builder, source, label values, actor, reason, details "text") hold at most
+ * IMGSTORE_TEXT_MAX - 1 bytes of UTF-8, so that any of them fits the fixed text buffers. A
+ * writer that truncates text must cut at a UTF-8 character boundary.
+ */
+
 /** Free a manifest and everything it owns. NULL-safe. */
 void imgstore_manifest_free(imgstore_manifest *manifest);
 
 /**
  * Canonical bytes of a manifest (the stored and signed form, without a trailing newline).
  * *out is NUL-terminated and freed with free(); *len_out excludes the NUL.
- * Returns 0, IMGSTORE_EINVALID (a field breaks a rule; the message names it) or IMGSTORE_ERROR.
+ * Encode refuses whatever parse would refuse, so its output always parses: in particular
+ * `files` must already be sorted by path with no duplicates (encode does not sort), label
+ * keys must be unique (their order does not matter), strings must be UTF-8 and the fixed
+ * arrays NUL-terminated. Details that are empty, zero or false are left out; `boot` is
+ * written only when boot.kernel is set (a lone initrd or cmdline is then dropped).
+ * Returns 0, IMGSTORE_EINVALID (a field breaks a rule; the message names its JSON path, as
+ * in "manifest: files[1].path: duplicate path") or IMGSTORE_ERROR (out of memory).
  */
 int imgstore_schema_manifest_encode(char **out, size_t *len_out, const imgstore_manifest *manifest);
 
 /**
  * Parse and validate manifest bytes (canonical or not). Every rule of
  * schema/manifest.schema.json is checked, plus: file sizes equal the sum of their chunk sizes,
- * paths unique and valid. *out is freed with imgstore_manifest_free().
- * Returns 0 or IMGSTORE_EINVALID naming the offending field.
+ * files sorted by path and unique, boot paths name files of the manifest, times that exist.
+ * Labels come back sorted by key. *out is freed with imgstore_manifest_free(); NULL on error.
+ * Returns 0, IMGSTORE_EINVALID naming the offending field ("manifest:
+ * files[2].chunks[7].sha256: expected 64 lower-case hex digits") or IMGSTORE_ERROR (memory).
  */
 int imgstore_schema_manifest_parse(imgstore_manifest **out, const char *buf, size_t len);
 
-/** True when `buf` is exactly the canonical encoding of the manifest it parses to. */
+/** True when `buf` is a valid manifest and exactly the canonical encoding of it. */
 bool imgstore_schema_manifest_is_canonical(const char *buf, size_t len);
 
-/** The manifest as a jansson object (the same shape as its canonical bytes). New reference. */
+/**
+ * The manifest as a jansson object (the same shape as its canonical bytes), for --json output
+ * and the HTTP API. New reference. Does not validate (encode does); NULL with the error
+ * message set when a field cannot be represented (not UTF-8, too large) or memory runs out.
+ */
 json_t *imgstore_schema_manifest_to_json(const imgstore_manifest *manifest);
 
 /* ---- channel states ------------------------------------------------------------------- */
@@ -165,16 +189,23 @@ typedef struct {
     char *previous_version; /* version before this move, NULL for the first state */
 } imgstore_channel_state;
 
+/** Free a channel state and everything it owns. NULL-safe. */
 void imgstore_channel_state_free(imgstore_channel_state *state);
 
-/** Canonical bytes of a channel state. Same contract as imgstore_schema_manifest_encode. */
+/**
+ * Canonical bytes of a channel state (schema/channel.schema.json). Same contract as
+ * imgstore_schema_manifest_encode; NULL expires, reason and previous_version are left out.
+ */
 int imgstore_schema_channel_encode(char **out, size_t *len_out,
                                    const imgstore_channel_state *state);
 
-/** Parse and validate channel state bytes. Same contract as imgstore_schema_manifest_parse. */
+/**
+ * Parse and validate channel state bytes (at most 64 KiB). Same contract as
+ * imgstore_schema_manifest_parse. Whether `sequence` really increases is the store's check.
+ */
 int imgstore_schema_channel_parse(imgstore_channel_state **out, const char *buf, size_t len);
 
-/** The channel state as a jansson object. New reference. */
+/** The channel state as a jansson object. New reference; NULL as for manifest_to_json. */
 json_t *imgstore_schema_channel_to_json(const imgstore_channel_state *state);
 
 #endif

@@ -152,7 +152,8 @@ int imgstore_store_push_file_begin(imgstore_push *push, const char *path, const 
     if (push->in_file)
         return imgstore_error_set(IMGSTORE_EINVALID, "push: file %s is still open",
                                   push->files[push->file_count].file.path);
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, path)) < 0)
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, path)) < 0 ||
+        (kind && (err = imgstore_schema_check_kind(kind)) < 0))
         return err;
     if (push->file_count >= IMGSTORE_MAX_FILES)
         return imgstore_error_set(IMGSTORE_EINVALID, "push: more than %d files in one version",
@@ -234,7 +235,7 @@ int imgstore_store_push_write(imgstore_push *push, const void *buf, size_t len)
 }
 
 typedef struct {
-    imgstore_store *store;
+    git_odb *odb;
     const pushed_file *file;
     size_t cached; /* index of the chunk in `object`, or SIZE_MAX */
     git_odb_object *object;
@@ -259,7 +260,7 @@ static int detect_read_at(size_t *out_len, void *buf, size_t len, uint64_t offse
                 git_odb_object_free(r->object);
                 r->object = NULL;
                 r->cached = SIZE_MAX;
-                if ((rc = imgstore_store__chunk_load(&r->object, r->store, &r->file->oids[i],
+                if ((rc = imgstore_store__chunk_load(&r->object, r->odb, &r->file->oids[i],
                                                      &file->chunks[i])) < 0)
                     return rc;
                 r->cached = i;
@@ -278,7 +279,7 @@ static int detect_read_at(size_t *out_len, void *buf, size_t len, uint64_t offse
 
 static int detect_file(imgstore_push *push, pushed_file *f)
 {
-    detect_reader reader = {push->store, f, SIZE_MAX, NULL};
+    detect_reader reader = {NULL, f, SIZE_MAX, NULL};
     imgstore_file_info *info = &f->file.info;
     int err;
 
@@ -288,8 +289,11 @@ static int detect_file(imgstore_push *push, pushed_file *f)
         snprintf(info->format, sizeof(info->format), "unknown");
         return 0;
     }
+    if ((err = git_repository_odb(&reader.odb, push->store->repo)) < 0)
+        return imgstore_store__git_error(err, "cannot open the object database");
     err = imgstore_store__detect(info, f->file.path, f->file.size, detect_read_at, &reader);
     git_odb_object_free(reader.object);
+    git_odb_free(reader.odb);
     if (err < 0 && push->cur_kind) {
         /* An explicit --kind stores what detection would refuse; say so in the format. */
         memset(info, 0, sizeof(*info));

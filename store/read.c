@@ -1,8 +1,9 @@
 /*
  * Reading versions back: manifests, file bytes and listings, from the current tip. Every
  * byte handed out has been checked: manifests by their git id and against the path they
- * are stored under, chunks by SHA-256 before any of their bytes reach the writer, whole
- * files by SHA-256 at their end.
+ * are stored under, chunks by SHA-256 before any of their bytes reach the writer. Chunks
+ * that match the manifest's digests are the manifest's bytes, so reads do not hash the
+ * whole file a second time; `verify` does (store/verify.c).
  */
 #include "store/store_internal.h"
 
@@ -79,18 +80,16 @@ int imgstore_store_manifest_get(imgstore_manifest **out, char *digest_out, imgst
     return err;
 }
 
-int imgstore_store__chunk_load(git_odb_object **out, imgstore_store *store, const git_oid *oid,
+int imgstore_store__chunk_load(git_odb_object **out, git_odb *odb, const git_oid *oid,
                                const imgstore_chunk_ref *expect)
 {
-    git_odb *odb = NULL;
     git_odb_object *object = NULL;
     imgstore_sha256 *sha = NULL;
     char hex[65];
     int err = 0, rc;
 
     *out = NULL;
-    if ((rc = git_repository_odb(&odb, store->repo)) < 0 ||
-        (rc = git_odb_read(&object, odb, oid)) < 0) {
+    if ((rc = git_odb_read(&object, odb, oid)) < 0) {
         err = imgstore_store__git_error(rc, "chunk %s (blob %s) cannot be read", expect->sha256,
                                         git_oid_tostr_s(oid));
         if (err == IMGSTORE_ENOTFOUND || err == IMGSTORE_ERROR)
@@ -118,7 +117,6 @@ int imgstore_store__chunk_load(git_odb_object **out, imgstore_store *store, cons
 done:
     imgstore_sha256_free(sha);
     git_odb_object_free(object);
-    git_odb_free(odb);
     return err;
 }
 
@@ -136,30 +134,31 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
                              imgstore_write_fn write, void *payload)
 {
     const imgstore_manifest_file *file = find_file(manifest, path);
+    imgstore_store__readahead *ra = NULL;
     git_tree *tip = NULL;
     git_tree_entry *dir = NULL;
     git_tree *chunks = NULL;
-    imgstore_sha256 *whole = NULL;
+    git_oid *oids = NULL;
     uint64_t end, chunk_start = 0;
+    size_t first = 0, last = 0;
     char tree_path[512];
     int err = 0, rc;
 
     if (!file)
         return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", manifest->name,
                                   manifest->version, path);
-    if (offset > file->size || (offset == file->size && file->size > 0 && length > 0))
+    if (offset > file->size)
         return imgstore_error_set(IMGSTORE_EINVALID, "%s: offset %llu is past its %llu bytes", path,
                                   (unsigned long long)offset, (unsigned long long)file->size);
     end = length > file->size - offset ? file->size : offset + length;
+    if (end == offset)
+        return 0;
     snprintf(tree_path, sizeof(tree_path), "images/%s/%s/files/%s", manifest->name,
              manifest->version, path);
     if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
         goto done;
     if ((rc = git_tree_entry_bypath(&dir, tip, tree_path)) < 0 ||
         (rc = git_tree_lookup(&chunks, store->repo, git_tree_entry_id(dir))) < 0) {
-        err = imgstore_store__git_error(rc, "%s", tree_path);
-        if (err != IMGSTORE_ENOTFOUND)
-            goto done;
         err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: chunk tree missing", tree_path);
         goto done;
     }
@@ -168,43 +167,46 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
                                  tree_path, git_tree_entrycount(chunks), file->chunk_count);
         goto done;
     }
-    if (offset == 0 && end == file->size && (err = imgstore_sha256_new(&whole)) < 0)
+    if (!(oids = calloc(file->chunk_count, sizeof(*oids)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
-    for (size_t i = 0; i < file->chunk_count && chunk_start < end; i++) {
+    }
+    /* chunks [first, last] hold the range */
+    for (size_t i = 0; i < file->chunk_count; i++) {
         uint64_t chunk_end = chunk_start + file->chunks[i].size;
-        const git_tree_entry *entry = git_tree_entry_byindex(chunks, i);
-        git_odb_object *object = NULL;
 
-        if (chunk_end > offset) {
-            uint64_t from = offset > chunk_start ? offset - chunk_start : 0;
-            uint64_t to = (end < chunk_end ? end : chunk_end) - chunk_start;
-
-            if ((err = imgstore_store__chunk_load(&object, store, git_tree_entry_id(entry),
-                                                  &file->chunks[i])) < 0) {
-                imgstore_error_wrap(err, "%s %s %s: ", manifest->name, manifest->version, path);
-                goto done;
-            }
-            if (whole)
-                imgstore_sha256_update(whole, git_odb_object_data(object),
-                                       (size_t)file->chunks[i].size);
-            err = write((const uint8_t *)git_odb_object_data(object) + from, (size_t)(to - from),
-                        payload);
-            git_odb_object_free(object);
-            if (err < 0)
-                goto done;
-        }
+        oids[i] = *git_tree_entry_id(git_tree_entry_byindex(chunks, i));
+        if (chunk_end <= offset)
+            first = i + 1;
+        if (chunk_start < end)
+            last = i;
         chunk_start = chunk_end;
     }
-    if (whole) {
-        char hex[65];
+    if ((err = imgstore_store__readahead_new(&ra, store, oids, file->chunks, first, last + 1)) < 0)
+        goto done;
+    chunk_start = 0;
+    for (size_t i = 0; i < first; i++)
+        chunk_start += file->chunks[i].size;
+    for (size_t i = first; i <= last; i++) {
+        uint64_t chunk_end = chunk_start + file->chunks[i].size;
+        uint64_t from = offset > chunk_start ? offset - chunk_start : 0;
+        uint64_t to = (end < chunk_end ? end : chunk_end) - chunk_start;
+        git_odb_object *object = NULL;
 
-        imgstore_sha256_final_hex(whole, hex);
-        if (strcmp(hex, file->sha256) != 0)
-            err = imgstore_error_set(IMGSTORE_EVERIFY, "%s %s %s: file sha256 is %s, not %s",
-                                     manifest->name, manifest->version, path, hex, file->sha256);
+        if ((err = imgstore_store__readahead_next(&object, ra, i)) < 0) {
+            imgstore_error_wrap(err, "%s %s %s: ", manifest->name, manifest->version, path);
+            goto done;
+        }
+        err = write((const uint8_t *)git_odb_object_data(object) + from, (size_t)(to - from),
+                    payload);
+        git_odb_object_free(object);
+        if (err < 0)
+            goto done;
+        chunk_start = chunk_end;
     }
 done:
-    imgstore_sha256_free(whole);
+    imgstore_store__readahead_free(ra);
+    free(oids);
     git_tree_free(chunks);
     git_tree_entry_free(dir);
     git_tree_free(tip);

@@ -323,6 +323,17 @@ done:
     return err;
 }
 
+int imgstore_store__odb_open(git_odb **out, imgstore_store *store)
+{
+    char objects[4096];
+    int rc;
+
+    snprintf(objects, sizeof(objects), "%sobjects", git_repository_path(store->repo));
+    if ((rc = git_odb_open(out, objects)) < 0)
+        return imgstore_store__git_error(rc, "cannot open %s", objects);
+    return 0;
+}
+
 int imgstore_store__write_blob(git_oid *out, imgstore_store *store, const void *buf, size_t len)
 {
     int rc = git_blob_create_from_buffer(out, store->repo, buf, len);

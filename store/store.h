@@ -124,10 +124,10 @@ int imgstore_store_manifest_get(imgstore_manifest **out, char *digest_out, imgst
                                 const char *name, const char *version);
 
 /**
- * Stream bytes [offset, offset+length) of one file of a version to `write`, chunk by chunk.
- * Every chunk's SHA-256 is checked against the manifest before any of its bytes are
- * written; when the whole file is read its SHA-256 is checked too. length UINT64_MAX means
- * to the end. Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (range), IMGSTORE_EVERIFY
+ * Stream bytes [offset, offset+length) of one file of a version to `write`, chunk by chunk,
+ * in order, loading and verifying chunks ahead on all cores. Every chunk's SHA-256 is
+ * checked against the manifest before any of its bytes are written. length UINT64_MAX
+ * means to the end. Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (range), IMGSTORE_EVERIFY
  * (damaged store object: the message names it), or the writer's error.
  */
 int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *manifest,

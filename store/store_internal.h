@@ -98,9 +98,13 @@ int imgstore_store__commit(imgstore_store *store, const char *actor, imgstore_st
 int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
                                   const git_tree *root, const char *name, const char *version);
 
-/** Read one chunk blob and check its size and SHA-256 against `expect` (IMGSTORE_EVERIFY). */
-int imgstore_store__chunk_load(git_odb_object **out, imgstore_store *store, const git_oid *oid,
+/** Read one chunk blob from `odb` and check its size and SHA-256 against `expect`
+ * (IMGSTORE_EVERIFY). Threads pass their own odb: libgit2 serialises reads of a shared one. */
+int imgstore_store__chunk_load(git_odb_object **out, git_odb *odb, const git_oid *oid,
                                const imgstore_chunk_ref *expect);
+
+/** A private object database on the store's objects directory, for one thread. */
+int imgstore_store__odb_open(git_odb **out, imgstore_store *store);
 
 /** Same paths, sizes and SHA-256 digests, in the same order. */
 bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manifest *b);
@@ -118,6 +122,23 @@ int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *st
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);
+
+/* ---- parallel chunk reader (readahead.c) -------------------------------------------- */
+
+typedef struct imgstore_store__readahead imgstore_store__readahead;
+
+/** Start loading and verifying chunks [first, end) of a file (oids and chunks parallel). */
+int imgstore_store__readahead_new(imgstore_store__readahead **out, imgstore_store *store,
+                                  const git_oid *oids, const imgstore_chunk_ref *chunks,
+                                  size_t first, size_t end);
+
+/** Take chunk `index` (called in order, first to end-1), waiting until it is verified.
+ * *out belongs to the caller. Returns the chunk's load or verification error. */
+int imgstore_store__readahead_next(git_odb_object **out, imgstore_store__readahead *ra,
+                                   size_t index);
+
+/** Stop the threads and drop unconsumed chunks. NULL-safe. */
+void imgstore_store__readahead_free(imgstore_store__readahead *ra);
 
 /* ---- parallel chunk writer (objects.c) ------------------------------------------------ */
 

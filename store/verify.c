@@ -10,13 +10,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int discard(const void *buf, size_t len, void *payload)
-{
-    uint64_t *bytes = payload;
+typedef struct {
+    imgstore_sha256 *sha;
+    uint64_t bytes;
+} hash_sink;
 
-    (void)buf;
-    *bytes += len;
+static int hash_write(const void *buf, size_t len, void *payload)
+{
+    hash_sink *sink = payload;
+
+    imgstore_sha256_update(sink->sha, buf, len);
+    sink->bytes += len;
     return 0;
+}
+
+/* Chunks are checked as they are read; this adds the whole-file digest, which also proves
+ * the manifest's file entry agrees with its own chunk list. */
+static int verify_file(imgstore_store *store, const imgstore_manifest *m,
+                       const imgstore_manifest_file *file, uint64_t *bytes)
+{
+    hash_sink sink = {NULL, 0};
+    char hex[65];
+    int err;
+
+    if ((err = imgstore_sha256_new(&sink.sha)) < 0)
+        return err;
+    err = imgstore_store_file_read(store, m, file->path, 0, UINT64_MAX, hash_write, &sink);
+    *bytes += sink.bytes;
+    imgstore_sha256_final_hex(sink.sha, hex);
+    imgstore_sha256_free(sink.sha);
+    if (err == 0 && (sink.bytes != file->size || strcmp(hex, file->sha256) != 0))
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s %s %s: file sha256 is %s, manifest says %s",
+                                 m->name, m->version, file->path, hex, file->sha256);
+    return err;
 }
 
 static int verify_version(imgstore_store *store, const char *name, const char *version,
@@ -28,8 +54,7 @@ static int verify_version(imgstore_store *store, const char *name, const char *v
 
     if ((err = imgstore_store_manifest_get(&m, NULL, store, name, version)) == 0) {
         for (size_t i = 0; i < m->file_count && err == 0; i++)
-            err = imgstore_store_file_read(store, m, m->files[i].path, 0, UINT64_MAX, discard,
-                                           &result.bytes);
+            err = verify_file(store, m, &m->files[i], &result.bytes);
     }
     if (err < 0) {
         result.status =
@@ -128,6 +153,8 @@ static void fsck_version(fsck_ctx *ctx, git_tree *tip, const char *name, const c
         git_tree *chunks = NULL;
 
         snprintf(path, sizeof(path), "images/%s/%s/files/%s", name, version, m->files[i].path);
+        if (m->files[i].chunk_count == 0)
+            continue;
         if (git_tree_entry_bypath(&dir, tip, path) < 0 ||
             git_tree_lookup(&chunks, ctx->store->repo, git_tree_entry_id(dir)) < 0 ||
             git_tree_entrycount(chunks) != m->files[i].chunk_count) {

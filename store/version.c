@@ -114,9 +114,12 @@ static int build_version_tree(git_oid *out, imgstore_store *store, const char *m
                                           manifest_len)) < 0 ||
         (rc = git_treebuilder_new(&files, store->repo, NULL)) < 0)
         goto done;
-    for (size_t i = 0; i < m->file_count && rc >= 0; i++)
-        rc = git_treebuilder_insert(NULL, files, m->files[i].path, &file_trees[i],
-                                    GIT_FILEMODE_TREE);
+    /* a zero-byte file has no chunks and so no directory: git does not keep empty trees */
+    for (size_t i = 0; i < m->file_count && rc >= 0; i++) {
+        if (m->files[i].chunk_count > 0)
+            rc = git_treebuilder_insert(NULL, files, m->files[i].path, &file_trees[i],
+                                        GIT_FILEMODE_TREE);
+    }
     if (rc < 0 || (rc = git_treebuilder_write(&files_oid, files)) < 0 ||
         (rc = git_treebuilder_new(&root, store->repo, NULL)) < 0 ||
         (rc = git_treebuilder_insert(NULL, root, "manifest.json", &manifest_oid,

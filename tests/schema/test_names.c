@@ -122,8 +122,7 @@ static void check_name_refuses_null_and_unknown_kind(void **state)
     (void)state;
     assert_int_equal(imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, NULL), IMGSTORE_EINVALID);
     assert_string_equal(imgstore_error_last(), "channel name: missing");
-    assert_int_equal(imgstore_schema_check_name((imgstore_name_kind)99, "app"),
-                     IMGSTORE_EINVALID);
+    assert_int_equal(imgstore_schema_check_name((imgstore_name_kind)99, "app"), IMGSTORE_EINVALID);
 }
 
 static void check_name_upper_case_and_plus_only_where_allowed(void **state)
@@ -149,8 +148,8 @@ static void check_name_refuses_every_byte_outside_the_allow_list(void **state)
 
     (void)state;
     for (int c = 1; c < 256; c++) {
-        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == '+';
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-' || c == '+';
 
         name[1] = (char)c;
         assert_int_equal(imgstore_schema_check_name(IMGSTORE_NAME_VERSION, name) == 0, allowed);

@@ -1,0 +1,344 @@
+/*
+ * The store API end to end on a temporary repository: push and read back, immutability,
+ * idempotent re-push, channels (deploy, rollback stack, history), verification of damaged
+ * chunks, range reads. The CLI and stock git are exercised by tests/integration.
+ */
+#include "store/store_internal.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+typedef struct {
+    char dir[400];
+    char path[512];
+    imgstore_store *store;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("IMGSTORE_TEST_TMP");
+
+    snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
+    assert_int_equal(imgstore_store_init(&f->store, f->path), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[1100];
+
+    imgstore_store_free(f->store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    (void)!system(cmd);
+    free(f);
+    return 0;
+}
+
+static uint8_t *pseudo_random(size_t len, uint64_t seed)
+{
+    uint8_t *buf = malloc(len);
+
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        buf[i] = (uint8_t)(seed >> 56);
+    }
+    return buf;
+}
+
+/* Push one file, fed to the store in odd-sized pieces. */
+static int push_bytes(imgstore_manifest **out, bool *created, imgstore_store *store,
+                      const char *name, const char *version, const char *file, const uint8_t *bytes,
+                      size_t len)
+{
+    imgstore_push_opts opts = {.name = name, .version = version, .actor = "test <t@example>"};
+    imgstore_push *push = NULL;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_store_push_begin(&push, store, &opts)) < 0)
+        return err;
+    if ((err = imgstore_store_push_file_begin(push, file, "unknown", len)) == 0) {
+        for (size_t off = 0; off < len && err == 0; off += 77777)
+            err =
+                imgstore_store_push_write(push, bytes + off, len - off < 77777 ? len - off : 77777);
+        if (err == 0)
+            err = imgstore_store_push_file_end(push, NULL);
+    }
+    if (err == 0)
+        err = imgstore_store_push_commit(push, out, created);
+    imgstore_store_push_free(push);
+    return err;
+}
+
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+} membuf;
+
+static int mem_write(const void *buf, size_t len, void *payload)
+{
+    membuf *m = payload;
+
+    assert_true(m->len + len <= m->cap);
+    memcpy(m->buf + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static void push_then_read_returns_same_bytes(void **state)
+{
+    fixture *f = *state;
+    size_t len = 9 * 1024 * 1024 + 123;
+    uint8_t *bytes = pseudo_random(len, 1);
+    imgstore_manifest *m = NULL, *again = NULL;
+    membuf out = {malloc(len), 0, len};
+    bool created = false;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1.0", "app.bin", bytes, len), 0);
+    assert_true(created);
+    assert_int_equal(m->files[0].size, len);
+    assert_true(m->files[0].chunk_count >= 3);
+    assert_int_equal(imgstore_store_manifest_get(&again, NULL, f->store, "app", "1.0"), 0);
+    assert_int_equal(
+        imgstore_store_file_read(f->store, again, "app.bin", 0, UINT64_MAX, mem_write, &out), 0);
+    assert_int_equal(out.len, len);
+    assert_memory_equal(out.buf, bytes, len);
+    imgstore_manifest_free(m);
+    imgstore_manifest_free(again);
+    free(out.buf);
+    free(bytes);
+}
+
+static void range_read_crosses_chunk_boundaries(void **state)
+{
+    fixture *f = *state;
+    size_t len = 6 * 1024 * 1024;
+    uint8_t *bytes = pseudo_random(len, 2);
+    imgstore_manifest *m = NULL;
+    membuf out = {malloc(len), 0, len};
+    bool created;
+    const uint64_t from = 1024 * 1024 - 5, count = 3 * 1024 * 1024 + 11;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "r", "a.bin", bytes, len), 0);
+    assert_int_equal(imgstore_store_file_read(f->store, m, "a.bin", from, count, mem_write, &out),
+                     0);
+    assert_int_equal(out.len, count);
+    assert_memory_equal(out.buf, bytes + from, count);
+    out.len = 0;
+    assert_int_equal(imgstore_store_file_read(f->store, m, "a.bin", len + 1, 1, mem_write, &out),
+                     IMGSTORE_EINVALID);
+    imgstore_manifest_free(m);
+    free(out.buf);
+    free(bytes);
+}
+
+static void push_same_version_other_bytes_is_refused(void **state)
+{
+    fixture *f = *state;
+    uint8_t *a = pseudo_random(1000, 3), *b = pseudo_random(1000, 4);
+    imgstore_manifest *m = NULL;
+    bool created;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1.0", "x", a, 1000), 0);
+    imgstore_manifest_free(m);
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1.0", "x", b, 1000),
+                     IMGSTORE_EEXISTS);
+    assert_non_null(strstr(imgstore_error_last(), "immutable"));
+    assert_null(m);
+    free(a);
+    free(b);
+}
+
+static void push_identical_again_is_idempotent(void **state)
+{
+    fixture *f = *state;
+    uint8_t *a = pseudo_random(5000, 5);
+    imgstore_manifest *m1 = NULL, *m2 = NULL;
+    bool created1 = false, created2 = true;
+    git_oid before, after;
+
+    assert_int_equal(push_bytes(&m1, &created1, f->store, "app", NULL, "x", a, 5000), 0);
+    assert_int_equal(git_reference_name_to_id(&before, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(push_bytes(&m2, &created2, f->store, "app", NULL, "x", a, 5000), 0);
+    assert_int_equal(git_reference_name_to_id(&after, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_true(created1);
+    assert_false(created2);
+    assert_string_equal(m1->version, m2->version); /* derived from content */
+    assert_true(git_oid_equal(&before, &after));
+    imgstore_manifest_free(m1);
+    imgstore_manifest_free(m2);
+    free(a);
+}
+
+static void bad_names_are_refused_before_any_byte_is_written(void **state)
+{
+    fixture *f = *state;
+    imgstore_push_opts opts = {.name = "../etc"};
+    imgstore_push *push = NULL;
+
+    assert_int_equal(imgstore_store_push_begin(&push, f->store, &opts), IMGSTORE_EINVALID);
+    opts.name = "app";
+    opts.version = "a/b";
+    assert_int_equal(imgstore_store_push_begin(&push, f->store, &opts), IMGSTORE_EINVALID);
+    opts.version = "1";
+    assert_int_equal(imgstore_store_push_begin(&push, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(push, ".hidden", NULL, 0), IMGSTORE_EINVALID);
+    assert_int_equal(imgstore_store_push_file_begin(push, "ok.bin", "bogus", 0), IMGSTORE_EINVALID);
+    imgstore_store_push_free(push);
+}
+
+static void push_version(fixture *f, const char *version, uint64_t seed)
+{
+    uint8_t *a = pseudo_random(2000, seed);
+    imgstore_manifest *m = NULL;
+    bool created;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", version, "x", a, 2000), 0);
+    imgstore_manifest_free(m);
+    free(a);
+}
+
+static const char *deploy(fixture *f, const char *version)
+{
+    static char got[64];
+    imgstore_channel_state *s = NULL;
+
+    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", version, "prod", NULL), 0);
+    snprintf(got, sizeof(got), "%s", s->version);
+    imgstore_channel_state_free(s);
+    return got;
+}
+
+static const char *rollback(fixture *f, const char *to, int expect)
+{
+    static char got[64];
+    imgstore_channel_opts opts = {.actor = "oncall", .reason = "bad", .to_version = to};
+    imgstore_channel_state *s = NULL;
+
+    assert_int_equal(imgstore_store_rollback(&s, f->store, "app", "prod", &opts), expect);
+    snprintf(got, sizeof(got), "%s", s ? s->version : "");
+    imgstore_channel_state_free(s);
+    return got;
+}
+
+static void rollbacks_walk_back_through_deploys(void **state)
+{
+    fixture *f = *state;
+    imgstore_history_entry *h = NULL;
+    size_t count = 0;
+
+    push_version(f, "1", 10);
+    push_version(f, "2", 11);
+    push_version(f, "3", 12);
+    assert_string_equal(deploy(f, "1"), "1");
+    assert_string_equal(deploy(f, "2"), "2");
+    assert_string_equal(deploy(f, "3"), "3");
+    assert_string_equal(rollback(f, NULL, 0), "2");
+    assert_string_equal(rollback(f, NULL, 0), "1"); /* again: further back, not back to 3 */
+    rollback(f, NULL, IMGSTORE_ENOTFOUND);          /* nothing below 1 */
+    assert_string_equal(rollback(f, "3", 0), "3");
+    assert_int_equal(imgstore_store_history(&h, &count, f->store, "app", "prod"), 0);
+    assert_int_equal(count, 6);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(h[i].state->sequence, count - i); /* newest first, 6..1 */
+    assert_string_equal(h[0].action, "rollback");
+    imgstore_history_free(h, count);
+}
+
+static void deploy_of_missing_version_is_refused(void **state)
+{
+    fixture *f = *state;
+    imgstore_channel_state *s = NULL;
+
+    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", "9.9", "prod", NULL),
+                     IMGSTORE_ENOTFOUND);
+    assert_null(s);
+}
+
+/* Overwrite one chunk's loose object with a valid object of other bytes under the same name,
+ * as disk corruption or tampering would. */
+static void damaged_chunk_is_never_handed_out(void **state)
+{
+    fixture *f = *state;
+    size_t len = 3 * 1024 * 1024;
+    uint8_t *bytes = pseudo_random(len, 6);
+    imgstore_manifest *m = NULL;
+    membuf out = {malloc(len), 0, len};
+    git_object *blob = NULL;
+    git_odb *odb = NULL;
+    git_oid other;
+    char hex[GIT_OID_HEXSZ + 1], from[1200], to[1200];
+    bool created;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
+    assert_int_equal(git_revparse_single(&blob, f->store->repo, "main:images/app/1/files/x/000000"),
+                     0);
+    bytes[17] ^= 1;
+    assert_int_equal(git_repository_odb(&odb, f->store->repo), 0);
+    assert_int_equal(git_odb_write(&other, odb, bytes, m->files[0].chunks[0].size, GIT_OBJECT_BLOB),
+                     0);
+    git_oid_tostr(hex, sizeof(hex), &other);
+    snprintf(from, sizeof(from), "%s/objects/%.2s/%s", f->path, hex, hex + 2);
+    git_oid_tostr(hex, sizeof(hex), git_object_id(blob));
+    snprintf(to, sizeof(to), "%s/objects/%.2s/%s", f->path, hex, hex + 2);
+    assert_int_equal(rename(from, to), 0);
+
+    assert_int_equal(imgstore_store_file_read(f->store, m, "x", 0, UINT64_MAX, mem_write, &out),
+                     IMGSTORE_EVERIFY);
+    assert_int_equal(out.len, 0); /* not one byte of the damaged chunk */
+    assert_non_null(strstr(imgstore_error_last(), "damaged"));
+    assert_int_equal(imgstore_store_verify(f->store, NULL, NULL, NULL, NULL), IMGSTORE_EVERIFY);
+    git_odb_free(odb);
+    git_object_free(blob);
+    imgstore_manifest_free(m);
+    free(out.buf);
+    free(bytes);
+}
+
+static void open_refuses_plain_git_repository(void **state)
+{
+    fixture *f = *state;
+    imgstore_store *other = NULL;
+    git_repository *repo = NULL;
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/plain.git", f->dir);
+    assert_int_equal(git_repository_init(&repo, path, 1), 0);
+    git_repository_free(repo);
+    assert_int_equal(imgstore_store_open(&other, path), IMGSTORE_EINVALID);
+    assert_int_equal(imgstore_store_init(&other, path), IMGSTORE_EEXISTS);
+    snprintf(path, sizeof(path), "%s/absent.git", f->dir);
+    assert_int_equal(imgstore_store_open(&other, path), IMGSTORE_ENOTFOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(push_then_read_returns_same_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(range_read_crosses_chunk_boundaries, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_same_version_other_bytes_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_identical_again_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_names_are_refused_before_any_byte_is_written, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(rollbacks_walk_back_through_deploys, setup, teardown),
+        cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(open_refuses_plain_git_repository, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
