@@ -14,7 +14,6 @@
 #include <string.h>
 
 /* System V gABI. */
-static const uint8_t elf_magic[4] = {0x7f, 'E', 'L', 'F'};
 #define EI_NIDENT   16
 #define ELFCLASS32  1
 #define ELFCLASS64  2
@@ -32,6 +31,8 @@ static const uint8_t elf_magic[4] = {0x7f, 'E', 'L', 'F'};
 #define ELF32_SHDR_SIZE 40
 #define ELF64_SHDR_SIZE 64
 #define ELF_NHDR_SIZE   12 /* n_namesz, n_descsz, n_type: 32-bit words on ELF64 too */
+
+static const uint8_t elf_magic[4] = {0x7F, 'E', 'L', 'F'};
 
 /*
  * Solo5's notes, from Solo5's include/solo5/elf_abi.h (ABI1_NOTE_*, struct abi1_info,
@@ -66,17 +67,19 @@ typedef struct {
     uint32_t name_size;   /* MFT_NAME_SIZE; the uint32_t type follows the name */
     uint32_t block_type;  /* MFT_DEV_BLOCK_BASIC */
     uint32_t net_type;    /* MFT_DEV_NET_BASIC */
-    uint32_t pci_type;    /* MFT_DEV_PCI_BASIC, UINT32_MAX when the layout has none */
+    uint32_t pci_type;    /* MFT_DEV_PCI_BASIC, or MFT_NO_TYPE */
     bool reserved_first;  /* e[0] is MFT_RESERVED_FIRST with an empty name */
 } mft_layout;
 
+#define MFT_NO_TYPE UINT32_MAX /* a device kind the layout does not have */
+
 static const mft_layout mft_layouts[] = {
     /* Released Solo5: name[68], type, 16-byte device union, 8-byte backing union, bool. */
-    {8, 104, 68, 1, 2, UINT32_MAX, true},
+    {8, 104, 68, 1, 2, MFT_NO_TYPE, true},
     /* Solo5 trees with struct mft.dma_size and struct mft_pci_basic in the device union. */
     {16, 200, 68, 1, 2, 3, true},
     /* Early Solo5: name[32], MFT_BLOCK_BASIC 0 and MFT_NET_BASIC 1, no reserved entry. */
-    {8, 64, 32, 0, 1, UINT32_MAX, false},
+    {8, 64, 32, 0, 1, MFT_NO_TYPE, false},
 };
 
 #define MFT_ENTRY_MAX 200 /* largest entry_size above */
@@ -282,9 +285,10 @@ static int read_mft(const imgstore_store__detect_ctx *ctx, const elf_header *hdr
                                                    (uint64_t)i * layout->entry_size)) < 0)
             return err;
         name_len = strnlen((const char *)buf, layout->name_size);
-        if (name_len == layout->name_size)
+        if (name_len == 0 || name_len == layout->name_size)
             return imgstore_store__detect_malformed(
-                ctx, "bad Solo5 manifest: entry %" PRIu32 " has an unterminated name", i);
+                ctx, "bad Solo5 manifest: entry %" PRIu32 " has %s name", i,
+                name_len ? "an unterminated" : "an empty");
         for (size_t c = 0; c < name_len; c++) {
             if (buf[c] < 0x21 || buf[c] > 0x7E)
                 return imgstore_store__detect_malformed(
@@ -295,7 +299,7 @@ static int read_mft(const imgstore_store__detect_ctx *ctx, const elf_header *hdr
             type_name = "block-basic";
         else if (type == layout->net_type)
             type_name = "net-basic";
-        else if (type == layout->pci_type)
+        else if (type == layout->pci_type && type != MFT_NO_TYPE)
             type_name = "pci-basic";
         else
             return imgstore_store__detect_malformed(ctx,

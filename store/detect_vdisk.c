@@ -48,11 +48,22 @@ static const uint8_t vhdx_metadata_region[16] = {0x06, 0xA2, 0x7C, 0x8B, 0x90, 0
 static const uint8_t vhdx_virtual_disk_size[16] = {0x24, 0x42, 0xA5, 0x2F, 0x1B, 0xCD, 0x76, 0x48,
                                                    0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8};
 
-static void set_disk(imgstore_file_info *info, const char *format, uint64_t virtual_size)
+/* The manifest stores integers up to 2^53, the largest every JSON parser keeps exact (8 PiB). */
+#define VIRTUAL_SIZE_MAX (1ull << 53)
+
+static int set_disk(const imgstore_store__detect_ctx *ctx, const char *format,
+                    uint64_t virtual_size)
 {
+    imgstore_file_info *info = ctx->info;
+
+    if (virtual_size > VIRTUAL_SIZE_MAX)
+        return imgstore_store__detect_malformed(
+            ctx, "bad %s: a virtual size of %" PRIu64 " bytes is beyond 2^53", format,
+            virtual_size);
     imgstore_store__detect_set(info->kind, sizeof(info->kind), "disk");
     imgstore_store__detect_set(info->format, sizeof(info->format), format);
     info->virtual_size = virtual_size;
+    return 0;
 }
 
 /* ---- qcow2 -------------------------------------------------------------------------- */
@@ -91,8 +102,7 @@ static int detect_qcow(imgstore_store__detect_ctx *ctx)
                                                 "the file has %" PRIu64 " bytes",
                                                 header_size, ctx->size);
     if (version == 1) {
-        set_disk(ctx->info, "qcow", imgstore_store__be64(h + QCOW_SIZE));
-        return 0;
+        return set_disk(ctx, "qcow", imgstore_store__be64(h + QCOW_SIZE));
     }
     if (version != 2 && version != 3)
         return imgstore_store__detect_malformed(ctx, "bad qcow2: unknown version %" PRIu32,
@@ -109,8 +119,7 @@ static int detect_qcow(imgstore_store__detect_ctx *ctx)
              ctx, "refcount table", imgstore_store__be64(h + QCOW2_REFCOUNT_TABLE),
              (uint64_t)imgstore_store__be32(h + QCOW2_REFCOUNT_CLUSTERS) << cluster_bits)) < 0)
         return err;
-    set_disk(ctx->info, "qcow2", imgstore_store__be64(h + QCOW_SIZE));
-    return 0;
+    return set_disk(ctx, "qcow2", imgstore_store__be64(h + QCOW_SIZE));
 }
 
 /* ---- VHD ---------------------------------------------------------------------------- */
@@ -154,8 +163,7 @@ static int detect_vhd(imgstore_store__detect_ctx *ctx)
                                                 " bytes but the file holds %" PRIu64
                                                 " before its footer",
                                                 current_size, ctx->size - footer_size);
-    set_disk(ctx->info, "vhd", current_size);
-    return 0;
+    return set_disk(ctx, "vhd", current_size);
 }
 
 /* ---- VHDX --------------------------------------------------------------------------- */
@@ -238,8 +246,7 @@ static int detect_vhdx(imgstore_store__detect_ctx *ctx)
     if ((err = imgstore_store__detect_read(ctx, value, sizeof(value), meta_offset + item_offset)) <
         0)
         return err;
-    set_disk(ctx->info, "vhdx", imgstore_store__le64(value));
-    return 0;
+    return set_disk(ctx, "vhdx", imgstore_store__le64(value));
 }
 
 /* ---- VMDK --------------------------------------------------------------------------- */
@@ -288,8 +295,7 @@ static int detect_vmdk(imgstore_store__detect_ctx *ctx)
 
     if (imgstore_store__detect_head_has(ctx, 0, vmdk_descriptor, sizeof(vmdk_descriptor) - 1)) {
         ctx->matched = true;
-        set_disk(ctx->info, "vmdk", vmdk_descriptor_size((const char *)ctx->head, ctx->head_len));
-        return 0;
+        return set_disk(ctx, "vmdk", vmdk_descriptor_size((const char *)ctx->head, ctx->head_len));
     }
     if (!imgstore_store__detect_head_has(ctx, 0, "KDMV", 4))
         return 0;
@@ -303,8 +309,7 @@ static int detect_vmdk(imgstore_store__detect_ctx *ctx)
     if (capacity > UINT64_MAX / VMDK_SECTOR)
         return imgstore_store__detect_malformed(ctx, "bad VMDK: capacity of %" PRIu64 " sectors",
                                                 capacity);
-    set_disk(ctx->info, "vmdk", capacity * VMDK_SECTOR);
-    return 0;
+    return set_disk(ctx, "vmdk", capacity * VMDK_SECTOR);
 }
 
 int imgstore_store__detect_virtual_disk(imgstore_store__detect_ctx *ctx)

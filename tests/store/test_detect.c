@@ -280,6 +280,8 @@ static void detect_qcow2_reads_virtual_size(void **state)
     assert_true(info.virtual_size == 10ull << 30);
     assert_refused("disk.qcow2", img, 520, "truncated qcow2: the L1 table ends at byte 528");
     assert_refused("disk.qcow2", img, 40, "truncated qcow2: the header needs 72 bytes");
+    put_be64(img + 24, (1ull << 53) + 1);
+    assert_refused("disk.qcow2", img, len, "beyond 2^53");
     put_be32(img + 4, 9);
     assert_refused("disk.qcow2", img, len, "unknown version 9");
     free(img);

@@ -727,6 +727,8 @@ static void detect_refuses_bad_solo5_manifest(void **state)
     /* A name that fills its 68 bytes. */
     memset(img.data + mft + 20 + 4 + 8 + 104, 'a', 68);
     assert_refused(&img, img.len, "unterminated name");
+    memset(img.data + mft + 20 + 4 + 8 + 104, 0, 68);
+    assert_refused(&img, img.len, "entry 1 has an empty name");
     free(img.data);
 
     elf_begin(&img, true, false, EM_X86_64, 1);
