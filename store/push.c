@@ -235,10 +235,11 @@ int imgstore_store_push_write(imgstore_push *push, const void *buf, size_t len)
 }
 
 typedef struct {
+    imgstore_store *store;
     git_odb *odb;
     const pushed_file *file;
     size_t cached; /* index of the chunk in `object`, or SIZE_MAX */
-    git_odb_object *object;
+    imgstore_store__chunk_buf chunk;
 } detect_reader;
 
 static int detect_read_at(size_t *out_len, void *buf, size_t len, uint64_t offset, void *payload)
@@ -257,18 +258,16 @@ static int detect_read_at(size_t *out_len, void *buf, size_t len, uint64_t offse
             int rc;
 
             if (r->cached != i) {
-                git_odb_object_free(r->object);
-                r->object = NULL;
+                imgstore_store__chunk_buf_clear(&r->chunk);
                 r->cached = SIZE_MAX;
-                if ((rc = imgstore_store__chunk_load(&r->object, r->odb, &r->file->oids[i],
+                if ((rc = imgstore_store__chunk_load(&r->chunk, r->store, r->odb, &r->file->oids[i],
                                                      &file->chunks[i])) < 0)
                     return rc;
                 r->cached = i;
             }
             if (n > len - done)
                 n = len - done;
-            memcpy((uint8_t *)buf + done,
-                   (const uint8_t *)git_odb_object_data(r->object) + in_chunk, n);
+            memcpy((uint8_t *)buf + done, r->chunk.data + in_chunk, n);
             done += n;
         }
         chunk_start = chunk_end;
@@ -279,7 +278,7 @@ static int detect_read_at(size_t *out_len, void *buf, size_t len, uint64_t offse
 
 static int detect_file(imgstore_push *push, pushed_file *f)
 {
-    detect_reader reader = {NULL, f, SIZE_MAX, NULL};
+    detect_reader reader = {push->store, NULL, f, SIZE_MAX, {0}};
     imgstore_file_info *info = &f->file.info;
     int err;
 
@@ -292,7 +291,7 @@ static int detect_file(imgstore_push *push, pushed_file *f)
     if ((err = git_repository_odb(&reader.odb, push->store->repo)) < 0)
         return imgstore_store__git_error(err, "cannot open the object database");
     err = imgstore_store__detect(info, f->file.path, f->file.size, detect_read_at, &reader);
-    git_odb_object_free(reader.object);
+    imgstore_store__chunk_buf_clear(&reader.chunk);
     git_odb_free(reader.odb);
     if (err < 0 && push->cur_kind) {
         /* An explicit --kind stores what detection would refuse; say so in the format. */

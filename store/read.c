@@ -80,46 +80,6 @@ int imgstore_store_manifest_get(imgstore_manifest **out, char *digest_out, imgst
     return err;
 }
 
-int imgstore_store__chunk_load(git_odb_object **out, git_odb *odb, const git_oid *oid,
-                               const imgstore_chunk_ref *expect)
-{
-    git_odb_object *object = NULL;
-    imgstore_sha256 *sha = NULL;
-    char hex[65];
-    int err = 0, rc;
-
-    *out = NULL;
-    if ((rc = git_odb_read(&object, odb, oid)) < 0) {
-        err = imgstore_store__git_error(rc, "chunk %s (blob %s) cannot be read", expect->sha256,
-                                        git_oid_tostr_s(oid));
-        if (err == IMGSTORE_ENOTFOUND || err == IMGSTORE_ERROR)
-            err = IMGSTORE_EVERIFY; /* a missing or unreadable chunk is a damaged store */
-        imgstore_error_set(err, "%s", imgstore_error_last());
-        goto done;
-    }
-    if (git_odb_object_size(object) != expect->size) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY, "chunk %s (blob %s) has %zu bytes, not %llu",
-                                 expect->sha256, git_oid_tostr_s(oid), git_odb_object_size(object),
-                                 (unsigned long long)expect->size);
-        goto done;
-    }
-    if ((err = imgstore_sha256_new(&sha)) < 0)
-        goto done;
-    imgstore_sha256_update(sha, git_odb_object_data(object), git_odb_object_size(object));
-    imgstore_sha256_final_hex(sha, hex);
-    if (strcmp(hex, expect->sha256) != 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY, "chunk %s (blob %s) is damaged: sha256 is %s",
-                                 expect->sha256, git_oid_tostr_s(oid), hex);
-        goto done;
-    }
-    *out = object;
-    object = NULL;
-done:
-    imgstore_sha256_free(sha);
-    git_odb_object_free(object);
-    return err;
-}
-
 static const imgstore_manifest_file *find_file(const imgstore_manifest *m, const char *path)
 {
     for (size_t i = 0; i < m->file_count; i++) {
@@ -191,15 +151,14 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
         uint64_t chunk_end = chunk_start + file->chunks[i].size;
         uint64_t from = offset > chunk_start ? offset - chunk_start : 0;
         uint64_t to = (end < chunk_end ? end : chunk_end) - chunk_start;
-        git_odb_object *object = NULL;
+        imgstore_store__chunk_buf chunk;
 
-        if ((err = imgstore_store__readahead_next(&object, ra, i)) < 0) {
+        if ((err = imgstore_store__readahead_next(&chunk, ra, i)) < 0) {
             imgstore_error_wrap(err, "%s %s %s: ", manifest->name, manifest->version, path);
             goto done;
         }
-        err = write((const uint8_t *)git_odb_object_data(object) + from, (size_t)(to - from),
-                    payload);
-        git_odb_object_free(object);
+        err = write(chunk.data + from, (size_t)(to - from), payload);
+        imgstore_store__chunk_buf_clear(&chunk);
         if (err < 0)
             goto done;
         chunk_start = chunk_end;

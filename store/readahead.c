@@ -18,7 +18,7 @@
 typedef struct {
     size_t index; /* chunk number held, valid when state != EMPTY */
     enum { EMPTY, LOADING, READY } state;
-    git_odb_object *object;
+    imgstore_store__chunk_buf chunk;
     int err;
     char err_msg[1024];
 } slot;
@@ -49,7 +49,7 @@ static void *loader_main(void *arg)
     for (;;) {
         slot *s;
         size_t index;
-        git_odb_object *object = NULL;
+        imgstore_store__chunk_buf chunk;
         int err;
 
         /* the slot for the next chunk must have been consumed first */
@@ -67,10 +67,11 @@ static void *loader_main(void *arg)
         if (open_err < 0)
             err = imgstore_error_set(open_err, "%s", open_msg);
         else
-            err = imgstore_store__chunk_load(&object, odb, &ra->oids[index], &ra->chunks[index]);
+            err = imgstore_store__chunk_load(&chunk, ra->store, odb, &ra->oids[index],
+                                             &ra->chunks[index]);
 
         pthread_mutex_lock(&ra->lock);
-        s->object = object;
+        s->chunk = chunk;
         s->err = err;
         if (err < 0)
             memcpy(s->err_msg, imgstore_error_last(), sizeof(s->err_msg));
@@ -118,21 +119,21 @@ int imgstore_store__readahead_new(imgstore_store__readahead **out, imgstore_stor
     return 0;
 }
 
-int imgstore_store__readahead_next(git_odb_object **out, imgstore_store__readahead *ra,
+int imgstore_store__readahead_next(imgstore_store__chunk_buf *out, imgstore_store__readahead *ra,
                                    size_t index)
 {
     slot *s = &ra->slots[index % ra->slot_count];
     int err;
 
-    *out = NULL;
+    memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ra->lock);
     while (!(s->state == READY && s->index == index))
         pthread_cond_wait(&ra->changed, &ra->lock);
     err = s->err;
     if (err < 0)
         imgstore_error_set(err, "%s", s->err_msg);
-    *out = s->object;
-    s->object = NULL;
+    *out = s->chunk;
+    memset(&s->chunk, 0, sizeof(s->chunk));
     s->state = EMPTY;
     pthread_cond_broadcast(&ra->changed);
     pthread_mutex_unlock(&ra->lock);
@@ -150,7 +151,7 @@ void imgstore_store__readahead_free(imgstore_store__readahead *ra)
     for (size_t i = 0; i < ra->thread_count; i++)
         pthread_join(ra->threads[i], NULL);
     for (size_t i = 0; ra->slots && i < ra->slot_count; i++)
-        git_odb_object_free(ra->slots[i].object);
+        imgstore_store__chunk_buf_clear(&ra->slots[i].chunk);
     free(ra->slots);
     pthread_cond_destroy(&ra->changed);
     pthread_mutex_destroy(&ra->lock);

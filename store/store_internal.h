@@ -98,10 +98,21 @@ int imgstore_store__commit(imgstore_store *store, const char *actor, imgstore_st
 int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
                                   const git_tree *root, const char *name, const char *version);
 
-/** Read one chunk blob from `odb` and check its size and SHA-256 against `expect`
- * (IMGSTORE_EVERIFY). Threads pass their own odb: libgit2 serialises reads of a shared one. */
-int imgstore_store__chunk_load(git_odb_object **out, git_odb *odb, const git_oid *oid,
-                               const imgstore_chunk_ref *expect);
+/* A chunk's bytes in memory, from whichever reader produced them (chunk_read.c). */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+    git_odb_object *object; /* read through libgit2 */
+    uint8_t *owned;         /* read by the stored-object fast path */
+} imgstore_store__chunk_buf;
+
+/** Release a chunk's bytes and zero it. */
+void imgstore_store__chunk_buf_clear(imgstore_store__chunk_buf *chunk);
+
+/** Read one chunk blob and check its size and SHA-256 against `expect` (IMGSTORE_EVERIFY).
+ * Threads pass their own odb: libgit2 serialises reads of a shared one. */
+int imgstore_store__chunk_load(imgstore_store__chunk_buf *out, imgstore_store *store, git_odb *odb,
+                               const git_oid *oid, const imgstore_chunk_ref *expect);
 
 /** A private object database on the store's objects directory, for one thread. */
 int imgstore_store__odb_open(git_odb **out, imgstore_store *store);
@@ -134,7 +145,7 @@ int imgstore_store__readahead_new(imgstore_store__readahead **out, imgstore_stor
 
 /** Take chunk `index` (called in order, first to end-1), waiting until it is verified.
  * *out belongs to the caller. Returns the chunk's load or verification error. */
-int imgstore_store__readahead_next(git_odb_object **out, imgstore_store__readahead *ra,
+int imgstore_store__readahead_next(imgstore_store__chunk_buf *out, imgstore_store__readahead *ra,
                                    size_t index);
 
 /** Stop the threads and drop unconsumed chunks. NULL-safe. */

@@ -309,6 +309,45 @@ static void damaged_chunk_is_never_handed_out(void **state)
     free(bytes);
 }
 
+/* Random bytes are written as zlib stored blocks and read by the fast path: a flipped byte in
+ * the object file still parses as a stream, so only the SHA-256 check can catch it. */
+static void flipped_byte_in_stored_chunk_is_caught(void **state)
+{
+    fixture *f = *state;
+    size_t len = 2 * 1024 * 1024;
+    uint8_t *bytes = pseudo_random(len, 8);
+    imgstore_manifest *m = NULL;
+    membuf out = {malloc(len), 0, len};
+    git_object *blob = NULL;
+    char hex[GIT_OID_HEXSZ + 1], path[1200];
+    struct stat st;
+    FILE *file;
+    int c;
+    bool created;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
+    assert_int_equal(git_revparse_single(&blob, f->store->repo, "main:images/app/1/files/x/000000"),
+                     0);
+    git_oid_tostr(hex, sizeof(hex), git_object_id(blob));
+    snprintf(path, sizeof(path), "%s/objects/%.2s/%s", f->path, hex, hex + 2);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_non_null(file = fopen(path, "r+b"));
+    fseek(file, st.st_size / 2, SEEK_SET);
+    c = fgetc(file);
+    fseek(file, st.st_size / 2, SEEK_SET);
+    fputc(c ^ 0x40, file);
+    fclose(file);
+
+    assert_int_equal(imgstore_store_file_read(f->store, m, "x", 0, UINT64_MAX, mem_write, &out),
+                     IMGSTORE_EVERIFY);
+    assert_int_equal(out.len, 0);
+    git_object_free(blob);
+    imgstore_manifest_free(m);
+    free(out.buf);
+    free(bytes);
+}
+
 static void open_refuses_plain_git_repository(void **state)
 {
     fixture *f = *state;
@@ -337,6 +376,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rollbacks_walk_back_through_deploys, setup, teardown),
         cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(flipped_byte_in_stored_chunk_is_caught, setup, teardown),
         cmocka_unit_test_setup_teardown(open_refuses_plain_git_repository, setup, teardown),
     };
 
