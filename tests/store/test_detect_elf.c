@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "detect_test_util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,32 +46,6 @@
 #define IMAGE_CAP (64 * 1024)
 
 /* ---- reading ------------------------------------------------------------------------- */
-
-typedef struct {
-    const uint8_t *data;
-    uint64_t len;
-} mem_source;
-
-static int mem_read_at(size_t *out_len, void *buf, size_t len, uint64_t offset, void *payload)
-{
-    const mem_source *src = payload;
-    size_t n = 0;
-
-    if (offset < src->len)
-        n = src->len - offset < len ? (size_t)(src->len - offset) : len;
-    if (n > 0)
-        memcpy(buf, src->data + offset, n);
-    *out_len = n;
-    return 0;
-}
-
-static int detect(imgstore_file_info *info, const char *name, const uint8_t *data, size_t len)
-{
-    mem_source src = {data, len};
-
-    imgstore_error_clear();
-    return imgstore_store__detect(info, name, len, mem_read_at, &src);
-}
 
 /* ---- building ------------------------------------------------------------------------ */
 
