@@ -15,11 +15,14 @@ static _Thread_local int error_code;
 
 int imgstore_error_set(int code, const char *fmt, ...)
 {
+    char formatted[ERROR_MSG_CAP];
     va_list ap;
 
+    /* Format aside first: callers may pass imgstore_error_last() itself as an argument. */
     va_start(ap, fmt);
-    vsnprintf(error_msg, sizeof(error_msg), fmt, ap);
+    vsnprintf(formatted, sizeof(formatted), fmt, ap);
     va_end(ap);
+    memcpy(error_msg, formatted, sizeof(error_msg));
     error_code = code;
     return code;
 }
@@ -31,7 +34,7 @@ int imgstore_error_wrap(int code, const char *fmt, ...)
     va_list ap;
 
     memcpy(old, error_msg, sizeof(old));
-    va_start(ap, fmt);
+    va_start(ap, fmt); /* arguments may point into error_msg: it is only written below */
     vsnprintf(error_msg, sizeof(error_msg), fmt, ap);
     va_end(ap);
     /* Truncation is fine here: a message is one line for a human, capped at 1 KiB. */

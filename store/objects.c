@@ -90,6 +90,8 @@ typedef struct {
 static int loose_init(loose_writer *lw, const char *objects_dir)
 {
     memset(lw, 0, sizeof(*lw));
+    if (!objects_dir[0])
+        return imgstore_error_set(IMGSTORE_ERROR, "no objects directory"); /* never "/" */
     snprintf(lw->objects_dir, sizeof(lw->objects_dir), "%s", objects_dir);
     if (!(lw->sha1 = EVP_MD_CTX_new()))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -199,11 +201,10 @@ static void *worker_main(void *arg)
     imgstore_store__writer *w = arg;
     loose_writer *lw = malloc(sizeof(*lw));
     imgstore_sha256 *sha = NULL;
-    char objects_dir[4096];
     int err;
 
-    snprintf(objects_dir, sizeof(objects_dir), "%sobjects", git_repository_path(w->store->repo));
-    err = lw ? loose_init(lw, objects_dir) : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    err = lw ? loose_init(lw, w->store->objects_dir)
+             : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     if (!err)
         err = imgstore_sha256_new(&sha);
     pthread_mutex_lock(&w->lock);

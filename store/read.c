@@ -119,7 +119,8 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
         goto done;
     if ((rc = git_tree_entry_bypath(&dir, tip, tree_path)) < 0 ||
         (rc = git_tree_lookup(&chunks, store->repo, git_tree_entry_id(dir))) < 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: chunk tree missing", tree_path);
+        imgstore_store__git_error(rc, "%s: chunk tree missing or damaged", tree_path);
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s", imgstore_error_last());
         goto done;
     }
     if (git_tree_entrycount(chunks) != file->chunk_count) {

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <git2/sys/repository.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,7 @@ int imgstore_store_open(imgstore_store **out, const char *path)
 {
     imgstore_store *store = NULL;
     git_tree *tip = NULL;
+    git_odb *odb = NULL;
     const git_tree_entry *marker;
     struct stat st;
     int err, rc;
@@ -145,6 +147,11 @@ int imgstore_store_open(imgstore_store **out, const char *path)
                                         "%s is not a git repository", path);
         goto done;
     }
+    snprintf(store->objects_dir, sizeof(store->objects_dir), "%sobjects",
+             git_repository_path(store->repo));
+    if ((err = imgstore_store__odb_open(&odb, store)) < 0)
+        goto done;
+    git_repository_set_odb(store->repo, odb);
     if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
         !(marker = git_tree_entry_byname(tip, IMGSTORE_STORE_MARKER))) {
         err = imgstore_error_set(IMGSTORE_EINVALID,
@@ -155,6 +162,7 @@ int imgstore_store_open(imgstore_store **out, const char *path)
     *out = store;
     store = NULL;
 done:
+    git_odb_free(odb);
     git_tree_free(tip);
     if (store) {
         git_repository_free(store->repo);
@@ -279,11 +287,11 @@ done:
 int imgstore_store__read_small_blob(char **out, size_t *len_out, imgstore_store *store,
                                     const git_tree *root, const char *path, size_t cap)
 {
+    imgstore_store__chunk_buf blob = {0};
     git_tree_entry *entry = NULL;
-    git_blob *blob = NULL;
+    git_odb *odb = NULL;
     git_oid check;
     char *buf = NULL;
-    size_t len;
     int err = 0, rc;
 
     *out = NULL;
@@ -292,46 +300,48 @@ int imgstore_store__read_small_blob(char **out, size_t *len_out, imgstore_store 
                                   : imgstore_store__git_error(rc, "%s", path);
         goto done;
     }
-    if ((rc = git_blob_lookup(&blob, store->repo, git_tree_entry_id(entry))) < 0) {
-        err = imgstore_store__git_error(rc, "%s: cannot read blob", path);
+    git_object_t type;
+
+    if ((err = imgstore_store__loose_read_any(&blob, &type, store->objects_dir,
+                                              git_tree_entry_id(entry), cap)) < 0) {
+        imgstore_error_wrap(err, "%s: ", path);
         goto done;
     }
-    len = (size_t)git_blob_rawsize(blob);
-    if (len > cap) {
+    if (err == 0) { /* packed */
+        if ((rc = git_repository_odb(&odb, store->repo)) < 0 ||
+            (rc = git_odb_read(&blob.object, odb, git_tree_entry_id(entry))) < 0) {
+            err = imgstore_store__git_error(rc, "%s: cannot read blob", path);
+            goto done;
+        }
+        blob.data = git_odb_object_data(blob.object);
+        blob.len = git_odb_object_size(blob.object);
+    }
+    if (blob.len > cap) {
         err = imgstore_error_set(IMGSTORE_EINVALID, "%s: %zu bytes, more than the %zu allowed",
-                                 path, len, cap);
+                                 path, blob.len, cap);
         goto done;
     }
-    if (git_odb_hash(&check, git_blob_rawcontent(blob), len, GIT_OBJECT_BLOB) < 0 ||
+    if (git_odb_hash(&check, blob.data, blob.len, GIT_OBJECT_BLOB) < 0 ||
         !git_oid_equal(&check, git_tree_entry_id(entry))) {
         err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: damaged object %s (content hash differs)",
                                  path, git_oid_tostr_s(git_tree_entry_id(entry)));
         goto done;
     }
-    if (!(buf = malloc(len + 1))) {
+    if (!(buf = malloc(blob.len + 1))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    memcpy(buf, git_blob_rawcontent(blob), len);
-    buf[len] = '\0';
+    memcpy(buf, blob.data, blob.len);
+    buf[blob.len] = '\0';
     *out = buf;
     if (len_out)
-        *len_out = len;
+        *len_out = blob.len;
+    err = 0;
 done:
-    git_blob_free(blob);
+    imgstore_store__chunk_buf_clear(&blob);
+    git_odb_free(odb);
     git_tree_entry_free(entry);
     return err;
-}
-
-int imgstore_store__odb_open(git_odb **out, imgstore_store *store)
-{
-    char objects[4096];
-    int rc;
-
-    snprintf(objects, sizeof(objects), "%sobjects", git_repository_path(store->repo));
-    if ((rc = git_odb_open(out, objects)) < 0)
-        return imgstore_store__git_error(rc, "cannot open %s", objects);
-    return 0;
 }
 
 int imgstore_store__write_blob(git_oid *out, imgstore_store *store, const void *buf, size_t len)

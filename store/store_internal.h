@@ -54,6 +54,7 @@ size_t imgstore_store__chunk_cut(const uint8_t *buf, size_t len, bool at_end);
 struct imgstore_store {
     git_repository *repo;
     char *path;
+    char objects_dir[4096]; /* <repo>/objects */
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */
@@ -114,7 +115,17 @@ void imgstore_store__chunk_buf_clear(imgstore_store__chunk_buf *chunk);
 int imgstore_store__chunk_load(imgstore_store__chunk_buf *out, imgstore_store *store, git_odb *odb,
                                const git_oid *oid, const imgstore_chunk_ref *expect);
 
-/** A private object database on the store's objects directory, for one thread. */
+/**
+ * Read a loose object of at most `max_size` bytes without libgit2, which hangs on truncated
+ * loose objects (loose.c). Returns 1 with *out and *type_out filled, 0 when the object is not
+ * loose (packed: read it through libgit2), IMGSTORE_EVERIFY when the file is damaged. The
+ * caller still checks the content against its digest.
+ */
+int imgstore_store__loose_read_any(imgstore_store__chunk_buf *out, git_object_t *type_out,
+                                   const char *objects_dir, const git_oid *oid, uint64_t max_size);
+
+/** An object database on the store's objects directory whose loose reads go through the
+ * bounded reader: the repository's own, and one per reader thread. */
 int imgstore_store__odb_open(git_odb **out, imgstore_store *store);
 
 /** Same paths, sizes and SHA-256 digests, in the same order. */

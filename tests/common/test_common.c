@@ -31,6 +31,15 @@ static void error_wrap_prefixes_context(void **state)
     assert_string_equal(imgstore_error_last(), "pull app: chunk damaged");
 }
 
+static void error_set_may_reuse_the_last_message(void **state)
+{
+    (void)state;
+    imgstore_error_set(IMGSTORE_ERROR, "blob 9b03 cannot be read");
+    imgstore_error_set(IMGSTORE_EVERIFY, "%s", imgstore_error_last());
+    assert_string_equal(imgstore_error_last(), "blob 9b03 cannot be read");
+    assert_int_equal(imgstore_error_last_code(), IMGSTORE_EVERIFY);
+}
+
 static void error_messages_are_capped_not_overflowed(void **state)
 {
     char big[4000];
@@ -85,6 +94,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(error_set_returns_code_and_keeps_message),
         cmocka_unit_test(error_wrap_prefixes_context),
+        cmocka_unit_test(error_set_may_reuse_the_last_message),
         cmocka_unit_test(error_messages_are_capped_not_overflowed),
         cmocka_unit_test(time_round_trips_rfc3339),
         cmocka_unit_test(time_parse_refuses_garbage),
