@@ -348,6 +348,55 @@ static void flipped_byte_in_stored_chunk_is_caught(void **state)
     free(bytes);
 }
 
+static void truncate_object(fixture *f, const char *spec)
+{
+    git_object *object = NULL;
+    char hex[GIT_OID_HEXSZ + 1], path[1200];
+
+    assert_int_equal(git_revparse_single(&object, f->store->repo, spec), 0);
+    git_oid_tostr(hex, sizeof(hex), git_object_id(object));
+    git_object_free(object);
+    snprintf(path, sizeof(path), "%s/objects/%.2s/%s", f->path, hex, hex + 2);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(truncate(path, 20), 0);
+    /* a new handle, as a new process would have: libgit2 caches objects it has seen */
+    imgstore_store_free(f->store);
+    assert_int_equal(imgstore_store_open(&f->store, f->path), 0);
+}
+
+/* libgit2 1.5 loops forever inflating a truncated loose object; the store must not. */
+static void truncated_objects_fail_instead_of_hanging(void **state)
+{
+    fixture *f = *state;
+    size_t len = 3 * 1024 * 1024;
+    uint8_t *bytes = pseudo_random(len, 9);
+    imgstore_manifest *m = NULL, *again = NULL;
+    membuf out = {malloc(len), 0, len};
+    bool created;
+
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
+    truncate_object(f, "main:images/app/1/files/x/000001");
+    assert_int_equal(imgstore_store_file_read(f->store, m, "x", 0, UINT64_MAX, mem_write, &out),
+                     IMGSTORE_EVERIFY);
+    assert_non_null(strstr(imgstore_error_last(), "damaged"));
+    imgstore_manifest_free(m);
+
+    free(bytes);
+    bytes = pseudo_random(len, 10); /* no chunk shared with the damaged version 1 */
+    assert_int_equal(push_bytes(&m, &created, f->store, "app", "2", "y", bytes, len), 0);
+    truncate_object(f, "main:images/app/2/files/y");
+    out.len = 0;
+    assert_int_equal(imgstore_store_file_read(f->store, m, "y", 0, UINT64_MAX, mem_write, &out),
+                     IMGSTORE_EVERIFY);
+    assert_int_equal(out.len, 0);
+    truncate_object(f, "main:images/app/2/manifest.json");
+    assert_int_equal(imgstore_store_manifest_get(&again, NULL, f->store, "app", "2"),
+                     IMGSTORE_EVERIFY);
+    imgstore_manifest_free(m);
+    free(out.buf);
+    free(bytes);
+}
+
 static void open_refuses_plain_git_repository(void **state)
 {
     fixture *f = *state;
@@ -377,6 +426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_byte_in_stored_chunk_is_caught, setup, teardown),
+        cmocka_unit_test_setup_teardown(truncated_objects_fail_instead_of_hanging, setup, teardown),
         cmocka_unit_test_setup_teardown(open_refuses_plain_git_repository, setup, teardown),
     };
 

@@ -1,0 +1,312 @@
+"""
+Shared helpers for imgstore's integration tests (Python 3 standard library only).
+
+The tests drive the real `imgstore` binary and stock `git` against temporary stores.
+
+Environment (set by ctest, see tests/CMakeLists.txt):
+  IMGSTORE_BIN         the imgstore binary (default: $IMGSTORE_SOURCE_DIR/build/imgstore)
+  IMGSTORE_FIXTURES    real boot images (default: /work/shared/fixtures/real); tests that
+                       need them skip when the directory is absent
+  IMGSTORE_SOURCE_DIR  the source tree (default: two levels above this file)
+  IMGSTORE_TEST_TMP    where temporary stores go (default: the system temp dir)
+  IMGSTORE_TEST_SEED   seed for the randomised tests (default: random, printed)
+"""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("IMGSTORE_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+FIXTURES = os.environ.get("IMGSTORE_FIXTURES") or "/work/shared/fixtures/real"
+HAVE_FIXTURES = os.path.isfile(os.path.join(FIXTURES, "SHA256SUMS"))
+needs_fixtures = unittest.skipUnless(
+    HAVE_FIXTURES, "real fixtures not found at %s (set IMGSTORE_FIXTURES)" % FIXTURES)
+
+# Generous: ASan builds are ~3x slower, and a hang must fail the test, not the suite.
+DEFAULT_TIMEOUT = float(os.environ.get("IMGSTORE_TEST_TIMEOUT", "180"))
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_VERIFY = 0, 1, 2, 3
+
+MiB = 1024 * 1024
+
+
+def _find_bin():
+    env = os.environ.get("IMGSTORE_BIN")
+    if env:
+        return env
+    for cand in (os.path.join(SOURCE_DIR, "build", "imgstore"), "/tmp/build-it/imgstore"):
+        if os.access(cand, os.X_OK):
+            return cand
+    return os.path.join(SOURCE_DIR, "build", "imgstore")
+
+
+BIN = _find_bin()
+
+_SEED = int(os.environ.get("IMGSTORE_TEST_SEED") or random.SystemRandom().randrange(1 << 32))
+
+
+def rng(salt=""):
+    """A seeded random.Random, reproducible with IMGSTORE_TEST_SEED."""
+    return random.Random("%d:%s" % (_SEED, salt))
+
+
+def seed():
+    return _SEED
+
+
+def base_env():
+    """The environment for imgstore and git: no ambient store, no user git config."""
+    env = dict(os.environ)
+    for k in ("IMGSTORE_REPO", "IMGSTORE_ACTOR", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(k, None)
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "imgstore tests"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@imgstore.invalid"
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _run(argv, stdin=None, binary=False, env=None, timeout=None, cwd=None):
+    full_env = base_env()
+    if env:
+        full_env.update(env)
+    try:
+        p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=full_env, cwd=cwd, timeout=timeout or DEFAULT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("timed out after %ss (hang?): %s" % (timeout or DEFAULT_TIMEOUT,
+                                                                   " ".join(argv)))
+    out = p.stdout if binary else p.stdout.decode("utf-8", "replace")
+    return p.returncode, out, p.stderr.decode("utf-8", "replace")
+
+
+def run(*args, repo=None, stdin=None, binary=False, env=None, timeout=None, cwd=None):
+    """Run `imgstore ARGS...` (with --repo REPO after the command when repo is given).
+    Returns (rc, stdout, stderr); stdout is bytes when binary=True."""
+    args = [str(a) for a in args]
+    if repo is not None:
+        args = args[:1] + ["--repo", str(repo)] + args[1:]
+    return _run([BIN] + args, stdin=stdin, binary=binary, env=env, timeout=timeout, cwd=cwd)
+
+
+def git(*args, git_dir=None, stdin=None, binary=False, env=None, timeout=None, cwd=None):
+    """Run stock git. Returns (rc, stdout, stderr)."""
+    argv = ["git"]
+    if git_dir is not None:
+        argv += ["--git-dir=%s" % git_dir]
+    argv += [str(a) for a in args]
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    return _run(argv, stdin=stdin, binary=binary, env=env, timeout=timeout, cwd=cwd)
+
+
+def git_ok(*args, **kw):
+    """Run stock git, assert exit 0, return stdout."""
+    rc, out, err = git(*args, **kw)
+    if rc != 0:
+        raise AssertionError("git %s failed (%d): %s" % (" ".join(map(str, args)), rc, err))
+    return out
+
+
+def assert_fsck_clean(repo):
+    """Stock `git fsck --strict` and `imgstore fsck` both pass on REPO."""
+    rc, out, err = git("fsck", "--strict", "--no-progress", git_dir=repo)
+    if rc != 0:
+        raise AssertionError("git fsck --strict %s exited %d:\n%s%s" % (repo, rc, out, err))
+    for line in (out + err).splitlines():
+        # dangling (unreferenced) objects are harmless residue; anything else is not
+        if line.strip() and not line.startswith(("dangling ", "Checking", "notice:")):
+            raise AssertionError("git fsck --strict %s reported: %s" % (repo, line))
+    rc, out, err = run("fsck", repo=repo)
+    if rc != 0:
+        raise AssertionError("imgstore fsck --repo %s exited %d:\n%s%s" % (repo, rc, out, err))
+    rc, out, err = run("fsck", "--json", repo=repo)
+    if rc != 0 or json.loads(out).get("ok") is not True or json.loads(out).get("problems"):
+        raise AssertionError("imgstore fsck --json %s: %d %s %s" % (repo, rc, out, err))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def fixture_sums():
+    """{file name: sha256} from FIXTURES/SHA256SUMS."""
+    sums = {}
+    with open(os.path.join(FIXTURES, "SHA256SUMS")) as f:
+        for line in f:
+            if line.strip():
+                digest, name = line.split(None, 1)
+                sums[name.strip().lstrip("*")] = digest
+    return sums
+
+
+def fixture(name):
+    return os.path.join(FIXTURES, name)
+
+
+def write_random(path, size, r=None):
+    """Write `size` random bytes to path; return their sha256."""
+    data = os.urandom(size) if r is None else r.randbytes(size)
+    with open(path, "wb") as f:
+        f.write(data)
+    return sha256(data)
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+
+
+def loose_object_path(repo, oid):
+    return os.path.join(repo, "objects", oid[:2], oid[2:])
+
+
+def main():
+    """unittest.main(), but exit 77 (ctest's skip code) when every test was skipped."""
+    sys.stderr.write("imgstore tests: binary %s, fixtures %s, seed %d\n"
+                     % (BIN, FIXTURES if HAVE_FIXTURES else "(absent)", _SEED))
+    prog = unittest.main(exit=False, verbosity=2)
+    res = prog.result
+    if not res.wasSuccessful():
+        sys.exit(1)
+    if res.testsRun and len(res.skipped) == res.testsRun:
+        sys.exit(77)
+    sys.exit(0)
+
+
+class StoreTestCase(unittest.TestCase):
+    """Each test gets a fresh temporary directory (self.tmp) and an initialised store
+    (self.repo). Helpers run imgstore against it."""
+
+    maxDiff = 4000
+
+    def setUp(self):
+        if not os.access(BIN, os.X_OK):
+            self.fail("imgstore binary not found at %s (set IMGSTORE_BIN)" % BIN)
+        self.tmp = tempfile.mkdtemp(prefix="imgstore-it-", dir=os.environ.get("IMGSTORE_TEST_TMP"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.repo = os.path.join(self.tmp, "store.git")
+        rc, out, err = run("init", repo=self.repo)
+        self.assertEqual(rc, 0, "imgstore init: %s" % err)
+
+    # -- running ------------------------------------------------------------------------
+
+    def im(self, *args, **kw):
+        """imgstore against self.repo: (rc, stdout, stderr)."""
+        kw.setdefault("repo", self.repo)
+        return run(*args, **kw)
+
+    def ok(self, *args, **kw):
+        """imgstore against self.repo, asserting exit 0; returns stdout."""
+        rc, out, err = self.im(*args, **kw)
+        self.assertEqual(rc, 0, "imgstore %s -> %d\nstdout: %s\nstderr: %s"
+                         % (" ".join(map(str, args)), rc, out[:2000], err))
+        return out
+
+    def okjson(self, *args, **kw):
+        out = self.ok(*(args + ("--json",)), **kw)
+        try:
+            return json.loads(out)
+        except ValueError as e:
+            self.fail("imgstore %s --json printed invalid JSON (%s): %r" % (" ".join(args), e, out[:500]))
+
+    def git(self, *args, **kw):
+        kw.setdefault("git_dir", self.repo)
+        return git_ok(*args, **kw)
+
+    def tip(self):
+        return self.git("rev-parse", "refs/heads/main").strip()
+
+    def subjects(self):
+        """Commit subjects on main, newest first."""
+        return self.git("log", "--format=%s", "main").splitlines()
+
+    def assertOneLineError(self, err, *needles):
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, "expected one line on stderr, got: %r" % err)
+        for n in needles:
+            self.assertIn(n, lines[0])
+        return lines[0]
+
+    def assertFsckClean(self, repo=None):
+        assert_fsck_clean(repo or self.repo)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def random_file(self, name, size, r=None):
+        """Create tmp/NAME (NAME may contain a directory) with random bytes; return (path, sha)."""
+        p = self.path(name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        return p, write_random(p, size, r)
+
+    def push(self, *args):
+        """push, assert exit 0, return the NAME@VERSION printed."""
+        out = self.ok("push", *args).strip()
+        self.assertRegex(out, r"^[a-z0-9][a-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
+        return out
+
+
+# -- rewriting a store with stock git (for tamper tests) -----------------------------------
+
+def ls_tree(repo, treeish):
+    """[(mode, type, oid, name)] of a tree."""
+    out = git_ok("ls-tree", "-z", treeish, git_dir=repo)
+    entries = []
+    for rec in out.split("\0"):
+        if rec:
+            meta, name = rec.split("\t", 1)
+            mode, typ, oid = meta.split()
+            entries.append((mode, typ, oid, name))
+    return entries
+
+
+def tree_with(repo, tree, path, mode, typ, oid):
+    """A new tree: TREE with PATH (a/b/c) set to (mode, type, oid), built with git mktree."""
+    head, _, rest = path.partition("/")
+    entries = [e for e in ls_tree(repo, tree) if e[3] != head]
+    if rest:
+        sub = [e for e in ls_tree(repo, tree) if e[3] == head]
+        if not sub:
+            raise AssertionError("%s has no %s" % (tree, head))
+        entries.append(("040000", "tree", tree_with(repo, sub[0][2], rest, mode, typ, oid), head))
+    else:
+        entries.append((mode, typ, oid, head))
+    text = "".join("%s %s %s\t%s\0" % e for e in entries)
+    return git_ok("mktree", "-z", git_dir=repo, stdin=text).strip()
+
+
+def rewrite_main(repo, path, mode, typ, oid, message="tamper"):
+    """Commit on refs/heads/main a tree where PATH is (mode, type, oid). Returns the old tip."""
+    old = git_ok("rev-parse", "refs/heads/main", git_dir=repo).strip()
+    root = git_ok("rev-parse", "refs/heads/main^{tree}", git_dir=repo).strip()
+    new_root = tree_with(repo, root, path, mode, typ, oid)
+    commit = git_ok("commit-tree", new_root, "-p", old, "-m", message, git_dir=repo).strip()
+    git_ok("update-ref", "refs/heads/main", commit, old, git_dir=repo)
+    return old
+
+
+def hash_object(repo, data):
+    """Write DATA (bytes) as a blob with stock git; return its id."""
+    return git_ok("hash-object", "-w", "--stdin", git_dir=repo, stdin=data).strip()
