@@ -44,31 +44,36 @@ static int read_fully(int fd, uint8_t *buf, size_t len)
     return 0;
 }
 
-/* Strip stored-block headers in place. The payload length, or -1 if the stream is not made
- * only of stored blocks (or is damaged). */
+/* Strip stored-block headers in place. The payload length, or -1 (buffer untouched) if the
+ * stream is not made only of stored blocks or is damaged. The first pass only looks: zlib
+ * mixes stored and compressed blocks in one stream, and a buffer half rewritten before the
+ * first compressed block is met could no longer be inflated. */
 static long long unstore_in_place(uint8_t *buf, size_t file_len)
 {
-    size_t pos = 2, used = 0;
+    size_t pos, used = 0;
+    bool last = false;
 
-    for (;;) {
+    for (pos = 2; !last;) {
         size_t block_len;
-        uint8_t flags;
 
-        if (pos + 5 > file_len - 4)
+        if (pos + 5 > file_len - 4 || ((buf[pos] >> 1) & 3) != 0) /* not a stored block */
             return -1;
-        flags = buf[pos];
-        if ((flags >> 1) & 3) /* not a stored block */
-            return -1;
+        last = buf[pos] & 1;
         block_len = (size_t)buf[pos + 1] | (size_t)buf[pos + 2] << 8;
         if ((block_len ^ ((size_t)buf[pos + 3] | (size_t)buf[pos + 4] << 8)) != 0xffff ||
             pos + 5 + block_len > file_len - 4)
             return -1;
+        pos += 5 + block_len;
+    }
+    for (pos = 2, last = false; !last;) {
+        size_t block_len = (size_t)buf[pos + 1] | (size_t)buf[pos + 2] << 8;
+
+        last = buf[pos] & 1;
         memmove(buf + used, buf + pos + 5, block_len); /* used <= pos: safe in place */
         used += block_len;
         pos += 5 + block_len;
-        if (flags & 1)
-            return (long long)used;
     }
+    return (long long)used;
 }
 
 /* Inflate into a new buffer of at most `cap` bytes. With `whole`, the stream must end within
