@@ -141,30 +141,31 @@ static int pull_to_stdout(imgstore_store *store, const imgstore_manifest *m)
     return imgstore_store_file_read(store, m, m->files[0].path, 0, UINT64_MAX, sink_write, &sink);
 }
 
-static int resolve_version(char **out, imgstore_store *store, const char *name, const char *channel,
-                           uint64_t *sequence_out)
+/* The manifest to pull: NAME@VERSION, what --channel runs (digest pinned by the channel
+ * state), or the newest version. */
+static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t *sequence_out,
+                            imgstore_store *store, const char *name, const char *version,
+                            const char *channel)
 {
-    *out = NULL;
+    imgstore_channel_state *state = NULL;
+    char **versions = NULL;
+    size_t count = 0;
+    int err;
+
     if (channel) {
-        imgstore_channel_state *state = NULL;
-        int err = imgstore_store_channel_get(&state, store, name, channel);
-
-        if (err < 0)
-            return err;
-        *out = strdup(state->version);
-        *sequence_out = state->sequence;
+        if ((err = imgstore_store_channel_manifest_get(out, digest_out, &state, store, name,
+                                                       channel)) == 0)
+            *sequence_out = state->sequence;
         imgstore_channel_state_free(state);
-    } else {
-        char **versions = NULL;
-        size_t count = 0;
-        int err = imgstore_store_list_versions(&versions, &count, store, name);
-
-        if (err < 0)
-            return err;
-        *out = strdup(versions[0]);
-        imgstore_strings_free(versions, count);
+        return err;
     }
-    return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (version)
+        return imgstore_store_manifest_get(out, digest_out, store, name, version);
+    if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
+        return err;
+    err = imgstore_store_manifest_get(out, digest_out, store, name, versions[0]);
+    imgstore_strings_free(versions, count);
+    return err;
 }
 
 int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
@@ -210,9 +211,7 @@ int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
     }
     if ((err = cli_open_store(&store, ctx, false)) < 0)
         goto done;
-    if (!version && (err = resolve_version(&version, store, name, channel, &sequence)) < 0)
-        goto done;
-    if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
+    if ((err = resolve_manifest(&m, digest, &sequence, store, name, version, channel)) < 0)
         goto done;
     if (only && !(m = keep_one_file(m, only, &err)))
         goto done;
@@ -221,8 +220,10 @@ int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
                         : pull_to_stdout(store, m);
         goto done;
     }
-    /* One file and -o naming a non-directory: that file. Otherwise a directory. */
-    to_dir = !output || m->file_count > 1 || (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
+    /* One file and -o naming a non-directory: that file. Otherwise a directory ("DIR/" names
+     * one even before it exists). */
+    to_dir = !output || m->file_count > 1 || (output[0] && output[strlen(output) - 1] == '/') ||
+             (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
     if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
         goto done;

@@ -29,6 +29,57 @@ int imgstore_store_channel_get(imgstore_channel_state **out, imgstore_store *sto
     return err;
 }
 
+int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_out,
+                                        imgstore_channel_state **state_out, imgstore_store *store,
+                                        const char *name, const char *channel)
+{
+    imgstore_channel_state *state = NULL;
+    imgstore_manifest *manifest = NULL;
+    git_tree *tip = NULL;
+    char digest[65];
+    int err;
+
+    *out = NULL;
+    if (state_out)
+        *state_out = NULL;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, channel)) < 0 ||
+        (err = imgstore_store__tip_tree(&tip, store)) < 0 ||
+        (err = imgstore_store__channel_load(&state, store, tip, name, channel)) < 0)
+        goto done;
+    /* A version missing or replaced under a channel is damage, not "not found": the channel
+     * state pinned the manifest's digest when it was written. */
+    if ((err = imgstore_store__manifest_load(&manifest, digest, store, tip, name, state->version)) <
+        0) {
+        if (err == IMGSTORE_ENOTFOUND)
+            err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                     "%s/%s points at %s %s, which is not in the store", name,
+                                     channel, name, state->version);
+        goto done;
+    }
+    if (strcmp(digest, state->manifest_sha256) != 0) {
+        err =
+            imgstore_error_set(IMGSTORE_EVERIFY,
+                               "%s/%s pinned manifest sha256 %s for %s %s, but the stored "
+                               "manifest has sha256 %s",
+                               name, channel, state->manifest_sha256, name, state->version, digest);
+        goto done;
+    }
+    if (digest_out)
+        memcpy(digest_out, digest, sizeof(digest));
+    *out = manifest;
+    manifest = NULL;
+    if (state_out) {
+        *state_out = state;
+        state = NULL;
+    }
+done:
+    imgstore_manifest_free(manifest);
+    imgstore_channel_state_free(state);
+    git_tree_free(tip);
+    return err;
+}
+
 typedef struct {
     imgstore_store *store;
     const char *name, *channel, *version, *action;

@@ -146,6 +146,17 @@ typedef struct {
 int imgstore_store_channel_get(imgstore_channel_state **out, imgstore_store *store,
                                const char *name, const char *channel);
 
+/**
+ * The manifest a channel runs, read from one tip: the channel state's version, checked
+ * against the manifest digest the state pinned. `digest_out` (may be NULL, 65 bytes) gets
+ * that digest; `state_out` (may be NULL) the state, freed by the caller. Returns 0,
+ * IMGSTORE_ENOTFOUND (no such channel), IMGSTORE_EVERIFY (the version is missing or its
+ * manifest differs from the pinned one), IMGSTORE_EINVALID.
+ */
+int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_out,
+                                        imgstore_channel_state **state_out, imgstore_store *store,
+                                        const char *name, const char *channel);
+
 /** Point `channel` at an existing version (one commit). Deploying the version the channel
  * already points at is an idempotent success with no commit. */
 int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, const char *name,

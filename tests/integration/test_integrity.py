@@ -186,7 +186,7 @@ class Tamper(StoreTestCase):
         self.assertIn('"version":"2.0"', raw)
         forged = hash_object(self.repo, raw.replace('"version":"2.0"', '"version":"1.0"').encode())
         files = [e for e in ls_tree(self.repo, "main:images/app/2.0") if e[3] == "files"][0][2]
-        text = "100644 blob %s\tmanifest.json\0040000 tree %s\tfiles\0" % (forged, files)
+        text = "100644 blob %s\tmanifest.json\x00040000 tree %s\tfiles\x00" % (forged, files)
         vtree = git_ok("mktree", "-z", git_dir=self.repo, stdin=text).strip()
         rewrite_main(self.repo, "images/app/1.0", "040000", "tree", vtree)
         git_ok("fsck", "--strict", git_dir=self.repo)
