@@ -125,4 +125,68 @@ static inline void assert_error(int rc, int code, const char *fragment)
         fail_msg("got %d '%s', expected %d with '%s'", rc, imgstore_error_last(), code, fragment);
 }
 
+/* Exit 77 (ctest's skip) when an OpenSSH tool the whole test file relies on is missing. */
+static inline void test_require_tool(const char *tool)
+{
+    if (!test_have_tool(tool)) {
+        fprintf(stderr, "skipping: %s is not installed (apt-get install openssh-client)\n", tool);
+        exit(77);
+    }
+}
+
+/* `ssh-keygen -q ARGS -f DIR/NAME` (ARGS gives -t, -N, -C ...); the key path goes to `out`. */
+static inline void test_keygen(char out[TEST_PATH_MAX], const char *dir, const char *name,
+                               const char *args)
+{
+    test_path(out, dir, name);
+    assert_int_equal(test_run("ssh-keygen -q %s -f '%s' </dev/null >/dev/null 2>&1", args, out), 0);
+}
+
+/* Replace DIR/NAME with `len` bytes of `data` and load it; the file path goes to `path_out`. */
+static inline int test_load_bytes(imgstore_sign_key **out, char path_out[TEST_PATH_MAX],
+                                  const char *dir, const char *name, const void *data, size_t len,
+                                  const char *passphrase)
+{
+    test_path(path_out, dir, name);
+    unlink(path_out);
+    test_write_file(path_out, data, len);
+    return imgstore_sign_key_load(out, path_out, passphrase);
+}
+
+/* Armour `blob` under `label` as ssh-keygen would; free() the text. */
+static inline char *test_armor(const uint8_t *blob, size_t len, const char *label, size_t *len_out)
+{
+    size_t text_len = imgstore_sign__armor_len(len, label);
+    char *text = malloc(text_len + 1);
+
+    assert_non_null(text);
+    imgstore_sign__armor(text, blob, len, label);
+    assert_int_equal(strlen(text), text_len);
+    *len_out = text_len;
+    return text;
+}
+
+/* Decode the armoured file at `path` into `blob` (at most `cap` bytes); returns its length. */
+static inline size_t test_dearmor_file(uint8_t *blob, size_t cap, const char *path,
+                                       const char *label)
+{
+    size_t text_len = 0, blob_len = 0;
+    char *text = test_read_file(path, &text_len);
+
+    assert_non_null(text);
+    assert_int_equal(imgstore_sign__dearmor(blob, cap, &blob_len, text, text_len, label, path), 0);
+    free(text);
+    return blob_len;
+}
+
+/* True when the key's public half equals the one in `expected`. */
+static inline bool test_same_key(const imgstore_sign_key *key, const imgstore_sign_key *expected)
+{
+    imgstore_sign_pubkey a, b;
+
+    imgstore_sign_key_public(&a, key);
+    imgstore_sign_key_public(&b, expected);
+    return imgstore_sign_pubkey_equal(&a, &b);
+}
+
 #endif
