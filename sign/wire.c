@@ -257,8 +257,13 @@ int imgstore_sign__dearmor(uint8_t *out, size_t cap, size_t *out_len, const char
     pos = skip_space(text, text_len, end_pos + strlen(end));
     if (pos != text_len)
         return imgstore_error_set(IMGSTORE_EINVALID, "%s: unexpected data after '%s'", what, end);
-    /* base642bin with a NULL end pointer fails unless every byte is base64 or CR/LF. */
-    if (sodium_base642bin(out, cap, text + body, end_pos - body, "\r\n", &decoded_len, NULL,
+    /*
+     * base642bin with a NULL end pointer fails unless every byte is base64 or an ignored one;
+     * it finds its ignore set with strchr(), which also matches the terminating NUL, so NUL
+     * bytes would be skipped silently and one blob would have many accepted armourings.
+     */
+    if (memchr(text + body, '\0', end_pos - body) != NULL ||
+        sodium_base642bin(out, cap, text + body, end_pos - body, "\r\n", &decoded_len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "%s: bad base64 between '%s' and '%s'", what,
                                   begin, end);
