@@ -208,4 +208,116 @@ int imgstore_schema_channel_parse(imgstore_channel_state **out, const char *buf,
 /** The channel state as a jansson object. New reference; NULL as for manifest_to_json. */
 json_t *imgstore_schema_channel_to_json(const imgstore_channel_state *state);
 
+/* ---- trust policy --------------------------------------------------------------------- */
+
+#define IMGSTORE_POLICY_SCHEMA      "imgstore.policy/1"
+#define IMGSTORE_POLICY_KEYS_MAX    32      /* keys per role */
+#define IMGSTORE_POLICY_TTL_DEFAULT 2592000 /* channel_ttl_seconds of a new policy: 30 days */
+
+/*
+ * Who may sign what (issue #4): root signs new policies, release signs manifests, deploy signs
+ * channel states. Every policy names all three.
+ */
+typedef enum {
+    IMGSTORE_ROLE_ROOT,
+    IMGSTORE_ROLE_RELEASE,
+    IMGSTORE_ROLE_DEPLOY,
+    IMGSTORE_ROLE_COUNT
+} imgstore_role;
+
+typedef struct {
+    size_t key_count;   /* 1..IMGSTORE_POLICY_KEYS_MAX */
+    char **keys;        /* OpenSSH public key lines "ssh-ed25519 AAAA... [comment]", in order */
+    uint32_t threshold; /* signatures by distinct keys needed: 1..key_count */
+} imgstore_policy_role;
+
+/*
+ * The trust policy stored at trust/policy.json (schema/policy.schema.json). The keys are
+ * checked as text only (schema does not use the sign module): the ssh-ed25519 prefix, a
+ * base64 blob of the right length, an optional comment, at most 512 bytes a line, and no two
+ * keys of one role with the same base64 part (comments are labels, not identity).
+ */
+typedef struct {
+    uint64_t version; /* 1, then each new policy is the previous + 1 (the store's check) */
+    int64_t channel_ttl_seconds; /* how long a signed channel state stays valid: 60..31536000 */
+    imgstore_policy_role roles[IMGSTORE_ROLE_COUNT];
+} imgstore_policy;
+
+/** Free a policy (from parse, copy or calloc) and every key it owns. NULL-safe. */
+void imgstore_policy_free(imgstore_policy *policy);
+
+/**
+ * The role's name in policies and on the command line: "root", "release" or "deploy".
+ * A static string; NULL for a value outside the enum.
+ */
+const char *imgstore_schema_role_name(imgstore_role role);
+
+/**
+ * Look up a role by its name (exact, lower case). *out is left alone on failure.
+ * Returns 0 or IMGSTORE_EINVALID naming the allowed roles.
+ */
+int imgstore_schema_role_parse(imgstore_role *out, const char *name);
+
+/**
+ * Canonical bytes of a policy. Same contract as imgstore_schema_manifest_encode: encode
+ * refuses whatever parse would refuse, so its output always parses; keys keep their order.
+ * Returns 0, IMGSTORE_EINVALID naming the field ("policy: roles.deploy.threshold: 3 is more
+ * than the 2 keys"; also when the bytes would pass 64 KiB) or IMGSTORE_ERROR (memory).
+ */
+int imgstore_schema_policy_encode(char **out, size_t *len_out, const imgstore_policy *policy);
+
+/**
+ * Parse and validate policy bytes (canonical or not, at most 64 KiB): every rule of
+ * schema/policy.schema.json plus distinct keys per role and threshold <= number of keys.
+ * Whether `version` follows the stored policy is the store's check. *out is freed with
+ * imgstore_policy_free(); NULL on error. Returns 0, IMGSTORE_EINVALID naming the field
+ * ("policy: roles.root.keys[1]: same key as keys[0]") or IMGSTORE_ERROR (memory).
+ */
+int imgstore_schema_policy_parse(imgstore_policy **out, const char *buf, size_t len);
+
+/** True when `buf` is a valid policy and exactly the canonical encoding of it. */
+bool imgstore_schema_policy_is_canonical(const char *buf, size_t len);
+
+/** The policy as a jansson object. New reference; NULL as for manifest_to_json. */
+json_t *imgstore_schema_policy_to_json(const imgstore_policy *policy);
+
+/**
+ * Deep copy of `policy`, to edit a new version without touching the one in use. Copies as
+ * is, without validating. *out is freed with imgstore_policy_free(); NULL on error.
+ * Returns 0, IMGSTORE_EINVALID (NULL policy, or keys missing for a nonzero key_count) or
+ * IMGSTORE_ERROR (memory).
+ */
+int imgstore_schema_policy_copy(imgstore_policy **out, const imgstore_policy *policy);
+
+/*
+ * Editing. Each helper changes one role and keeps its rules, so that a policy that was valid
+ * stays valid; none changes `version` (the caller sets previous + 1). On failure the policy
+ * is unchanged.
+ */
+
+/**
+ * Append `key_line` (copied) to the keys of `role`. Returns 0, IMGSTORE_EINVALID (not an
+ * ssh-ed25519 key line, or the role already holds IMGSTORE_POLICY_KEYS_MAX keys),
+ * IMGSTORE_EEXISTS (a key with the same base64 part is in the role, whatever its comment)
+ * or IMGSTORE_ERROR (memory).
+ */
+int imgstore_schema_policy_add_key(imgstore_policy *policy, imgstore_role role,
+                                   const char *key_line);
+
+/**
+ * Remove the key of `role` whose base64 part is that of `key_line` (comments are ignored).
+ * Refuses to leave the role with no key or with fewer keys than its threshold (lower the
+ * threshold first). Returns 0, IMGSTORE_EINVALID (bad key line, last key, below threshold)
+ * or IMGSTORE_ENOTFOUND (no such key in the role).
+ */
+int imgstore_schema_policy_remove_key(imgstore_policy *policy, imgstore_role role,
+                                      const char *key_line);
+
+/**
+ * Set the threshold of `role`. Returns 0 or IMGSTORE_EINVALID (0, or more than the role's
+ * keys).
+ */
+int imgstore_schema_policy_set_threshold(imgstore_policy *policy, imgstore_role role,
+                                         uint32_t threshold);
+
 #endif
