@@ -12,7 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PUBKEY_LINE_B64_MAX 128 /* an Ed25519 blob is 68 base64 characters */
+/*
+ * An Ed25519 blob is 68 base64 characters, but a line whose label was edited may carry an
+ * RSA blob (~720 characters at 4096 bits); decoding it lets the refusal name its real type.
+ */
+#define PUBKEY_LINE_B64_MAX 2048
 
 int imgstore_sign__init(void)
 {
@@ -89,7 +93,7 @@ static bool ends_field(char c)
 
 int imgstore_sign_pubkey_parse(imgstore_sign_pubkey *out, const char *line)
 {
-    uint8_t blob[IMGSTORE_SIGN__PUBBLOB_LEN + 1];
+    uint8_t blob[PUBKEY_LINE_B64_MAX / 4 * 3];
     imgstore_sign_pubkey parsed;
     const char *type, *b64, *comment;
     size_t type_len, b64_len, comment_len, blob_len;
