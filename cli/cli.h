@@ -20,20 +20,26 @@
 #define CLI_EXIT_VERIFY 3
 
 /* Options every subcommand takes; their getopt_long values. */
-enum { OPT_REPO = 1000, OPT_JSON, OPT_HELP, OPT_ACTOR, OPT_FIRST_LOCAL };
+enum { OPT_REPO = 1000, OPT_JSON, OPT_HELP, OPT_ACTOR, OPT_KEY, OPT_AGENT, OPT_FIRST_LOCAL };
 
 #define CLI_COMMON_OPTIONS                                                                         \
     {"repo", required_argument, NULL, OPT_REPO}, {"json", no_argument, NULL, OPT_JSON},            \
-        {"help", no_argument, NULL, OPT_HELP},                                                     \
+        {"help", no_argument, NULL, OPT_HELP}, {"key", required_argument, NULL, OPT_KEY},          \
+        {"agent", no_argument, NULL, OPT_AGENT},                                                   \
     {                                                                                              \
         "actor", required_argument, NULL, OPT_ACTOR                                                \
     }
+
+#define CLI_KEYS_MAX 8
 
 typedef struct {
     const char *repo;  /* --repo, else IMGSTORE_REPO, else the default data directory */
     const char *actor; /* --actor, else IMGSTORE_ACTOR, else $USER@host */
     bool json;
-    const char *command; /* subcommand name, for messages */
+    const char *command;                 /* subcommand name, for messages */
+    const char *key_paths[CLI_KEYS_MAX]; /* --key FILE, in order */
+    size_t key_path_count;
+    bool agent; /* --agent: sign with the ssh-agent's first Ed25519 key */
 } cli_ctx;
 
 typedef int (*cli_command_fn)(cli_ctx *ctx, int argc, char **argv);
@@ -49,6 +55,12 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_key(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
+
+/** Generate a key, save it unencrypted at `path` (0600) with `path`.pub beside it. */
+int cli_key_create(imgstore_sign_key **out, const char *path, const char *comment);
 
 /**
  * Handle a common option (returns true if `opt` was one). Sets *exit_out to CLI_EXIT_OK
@@ -83,6 +95,41 @@ int cli_split_ref(char **name_out, char **version_out, const char *ref);
 
 /** Print a JSON value (stealing the reference) on stdout, one document, newline-terminated. */
 int cli_print_json(json_t *value);
+
+/* ---- signing keys (keys.c) ------------------------------------------------------------ */
+
+/* The keys an operation signs with, loaded from --key, --agent, $IMGSTORE_KEY or the
+ * default key file, in that order of preference (docs/cli.md, "Keys"). */
+typedef struct {
+    imgstore_sign_key *keys[CLI_KEYS_MAX];
+    size_t count;
+} cli_signers;
+
+/** Load the signing keys ctx names. At least one, or IMGSTORE_ENOTFOUND saying how to make
+ * one. Passphrases come from $IMGSTORE_KEY_PASSPHRASE, else a prompt on a terminal. */
+int cli_signers_load(cli_signers *out, const cli_ctx *ctx);
+
+/** The loaded keys as the store takes them (borrowed from `signers`). */
+imgstore_signers cli_signers_view(const cli_signers *signers);
+
+/** Wipe and free the keys. */
+void cli_signers_free(cli_signers *signers);
+
+/** The default private key path: $IMGSTORE_KEY, else $XDG_CONFIG_HOME/imgstore/key, else
+ * ~/.config/imgstore/key (free()). */
+char *cli_default_key_path(void);
+
+/** Read a public key given as an OpenSSH line or the path of a .pub file. */
+int cli_pubkey_arg(imgstore_sign_pubkey *out, const char *arg);
+
+/* ---- remembered channel sequences (seen.c) -------------------------------------------- */
+
+/**
+ * Refuse a channel state older than one this machine already saw for the same store
+ * (replay or rollback attack: IMGSTORE_EVERIFY), else remember its sequence. The memory is
+ * $XDG_STATE_HOME/imgstore/seen/<store id>.json (default ~/.local/state/...).
+ */
+int cli_seen_check_and_update(const char *store_id, const imgstore_channel_state *state);
 
 /** Human size: "14.2 MiB". */
 const char *cli_human_size(char *buf, size_t cap, uint64_t bytes);

@@ -61,6 +61,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     imgstore_store *store = NULL;
     imgstore_channel_state *state = NULL;
     imgstore_channel_opts opts = {0};
+    cli_signers signers = {0};
     channel_args args;
     char *actor = NULL;
     int code, err = 0;
@@ -79,7 +80,9 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     opts.actor = actor;
     opts.reason = args.reason;
     opts.to_version = args.to;
-    if ((err = cli_open_store(&store, ctx, false)) == 0) {
+    if ((err = cli_signers_load(&signers, ctx)) == 0)
+        opts.signers = cli_signers_view(&signers);
+    if (err == 0 && (err = cli_open_store(&store, ctx, false)) == 0) {
         if (rollback)
             err = imgstore_store_rollback(&state, store, argv[first], args.channel, &opts);
         else
@@ -90,6 +93,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
         err = print_state(ctx, state);
     imgstore_channel_state_free(state);
     imgstore_store_free(store);
+    cli_signers_free(&signers);
     free(actor);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -153,17 +153,25 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
     int err;
 
     if (channel) {
+        char store_id[41];
+
         if ((err = imgstore_store_channel_manifest_get(out, digest_out, &state, store, name,
-                                                       channel)) == 0)
+                                                       channel)) == 0 &&
+            (err = imgstore_store_id(store_id, store)) == 0 &&
+            (err = cli_seen_check_and_update(store_id, state)) == 0)
             *sequence_out = state->sequence;
+        if (err < 0) {
+            imgstore_manifest_free(*out);
+            *out = NULL;
+        }
         imgstore_channel_state_free(state);
         return err;
     }
     if (version)
-        return imgstore_store_manifest_get(out, digest_out, store, name, version);
+        return imgstore_store_manifest_get_trusted(out, digest_out, store, name, version);
     if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
         return err;
-    err = imgstore_store_manifest_get(out, digest_out, store, name, versions[0]);
+    err = imgstore_store_manifest_get_trusted(out, digest_out, store, name, versions[0]);
     imgstore_strings_free(versions, count);
     return err;
 }

@@ -98,6 +98,7 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
     imgstore_store *store = NULL;
     imgstore_push *push = NULL;
     imgstore_manifest *manifest = NULL;
+    cli_signers signers = {0};
     cli_progress progress;
     char *name = NULL, *actor = NULL, *source = NULL, *kind = NULL;
     size_t label_count = 0;
@@ -176,6 +177,9 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
     cli_progress_init(&progress, opts.name, ctx->json);
     opts.progress = cli_progress_update;
     opts.progress_payload = &progress;
+    if ((err = cli_signers_load(&signers, ctx)) < 0)
+        goto done;
+    opts.signers = cli_signers_view(&signers);
     if ((err = cli_open_store(&store, ctx, false)) < 0 ||
         (err = imgstore_store_push_begin(&push, store, &opts)) < 0)
         goto done;
@@ -193,7 +197,15 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(out, "manifest", imgstore_schema_manifest_to_json(manifest));
         err = cli_print_json(out);
     } else {
+        imgstore_trust_status trust;
+
         printf("%s@%s\n", manifest->name, manifest->version);
+        if (imgstore_store_version_trust(&trust, store, manifest->name, manifest->version) == 0 &&
+            !trust.trusted)
+            fprintf(stderr,
+                    "imgstore push: %s@%s has %zu of the %u release signatures it needs; add "
+                    "them with imgstore sign\n",
+                    manifest->name, manifest->version, trust.valid, trust.threshold);
         if (!created)
             fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n",
                     manifest->name, manifest->version);
@@ -207,6 +219,7 @@ done:
     imgstore_manifest_free(manifest);
     imgstore_store_push_free(push);
     imgstore_store_free(store);
+    cli_signers_free(&signers);
     free(actor);
     free(name);
     free(source);

@@ -7,6 +7,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* init signs the new store's first commit and policy: with the keys given, else the
+ * default key, which is created (unencrypted, mode 0600) when it does not exist yet. */
+static int open_or_create(imgstore_store **out, const cli_ctx *ctx)
+{
+    cli_signers signers = {0};
+    imgstore_sign_key *made = NULL;
+    char *path = NULL, *key_path = NULL, *pub_line = NULL, *actor = cli_actor(ctx);
+    int err;
+
+    *out = NULL;
+    if (!ctx->repo && (err = imgstore_store_default_path(&path)) < 0)
+        goto done;
+    err = cli_signers_load(&signers, ctx);
+    if (err == IMGSTORE_ENOTFOUND && ctx->key_path_count == 0 && !ctx->agent) {
+        imgstore_sign_pubkey pub;
+
+        if (!(key_path = cli_default_key_path())) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+        if ((err = cli_key_create(&made, key_path, actor)) < 0)
+            goto done;
+        imgstore_sign_key_public(&pub, made);
+        if (imgstore_sign_pubkey_format(&pub_line, &pub) == 0)
+            fprintf(stderr, "imgstore init: created signing key %s\n  %s\n", key_path, pub_line);
+        signers.keys[0] = made;
+        signers.count = 1;
+        made = NULL;
+    } else if (err < 0) {
+        goto done;
+    }
+    err = imgstore_store_init_trusted(out, ctx->repo ? ctx->repo : path, signers.keys[0], actor);
+done:
+    cli_signers_free(&signers);
+    imgstore_sign_key_free(made);
+    free(pub_line);
+    free(key_path);
+    free(path);
+    free(actor);
+    return err;
+}
+
 int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
@@ -17,7 +59,7 @@ int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
         return code;
     if (first != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
-    if ((err = cli_open_store(&store, ctx, true)) < 0)
+    if ((err = open_or_create(&store, ctx)) < 0)
         return cli_fail(ctx, err);
     if (ctx->json)
         err = cli_print_json(json_pack("{s:s}", "path", imgstore_store_path(store)));
@@ -29,28 +71,52 @@ int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 
 typedef struct {
     const cli_ctx *ctx;
-    json_t *rows;
+    json_t *rows;     /* versions (verify) or problems (fsck) */
+    json_t *channels; /* verify: channel states */
+    json_t *policies; /* verify: the policy chain */
 } report_ctx;
 
+/* One row per version, channel and policy: ok, pending (fewer signatures than the role's
+ * threshold: stored, never handed out) or FAILED with the reason. */
 static void report_row(const imgstore_verify_result *r, void *payload)
 {
     report_ctx *rc = payload;
+    const char *kind = r->kind ? r->kind : "version";
+    const char *status = r->status ? "failed" : r->signatures < r->threshold ? "pending" : "ok";
+    bool is_version = strcmp(kind, "version") == 0;
+    char what[300];
 
+    if (strcmp(kind, "channel") == 0)
+        snprintf(what, sizeof(what), "channel %s/%s", r->name, r->version);
+    else if (strcmp(kind, "policy") == 0)
+        snprintf(what, sizeof(what), "policy %s", r->version);
+    else
+        snprintf(what, sizeof(what), "%s%s%s", r->name, *r->version ? "@" : "", r->version);
     if (rc->ctx->json) {
         json_t *row =
-            json_pack("{s:s, s:s, s:s, s:I}", "name", r->name, "version", r->version, "status",
-                      r->status ? "failed" : "ok", "bytes", (json_int_t)r->bytes);
+            json_pack("{s:s, s:s, s:s}", "name", r->name, "version", r->version, "status", status);
 
+        if (is_version)
+            json_object_set_new(row, "bytes", json_integer((json_int_t)r->bytes));
+        if (r->threshold) {
+            json_object_set_new(row, "signatures", json_integer((json_int_t)r->signatures));
+            json_object_set_new(row, "threshold", json_integer((json_int_t)r->threshold));
+        }
         if (r->status)
             json_object_set_new(row, "message", json_string(r->message));
-        json_array_append_new(rc->rows, row);
+        json_array_append_new(strcmp(kind, "channel") == 0  ? rc->channels
+                              : strcmp(kind, "policy") == 0 ? rc->policies
+                                                            : rc->rows,
+                              row);
     } else if (r->status) {
-        printf("FAILED  %s%s%s  %s\n", r->name, *r->version ? "@" : "", r->version, r->message);
+        printf("FAILED  %s  %s\n", what, r->message);
     } else {
-        char size[32];
+        char size[32] = "";
 
-        printf("ok      %s@%s  %s\n", r->name, r->version,
-               cli_human_size(size, sizeof(size), r->bytes));
+        if (is_version)
+            cli_human_size(size, sizeof(size), r->bytes);
+        printf("%-8s%s  %s%ssignatures %zu/%u\n", status, what, size, *size ? "  " : "",
+               r->signatures, r->threshold);
     }
 }
 
@@ -59,34 +125,45 @@ static int finish(cli_ctx *ctx, report_ctx *rc, const char *key, int err)
     if (ctx->json) {
         json_t *out = json_pack("{s:b, s:O}", "ok", err == 0, key, rc->rows);
 
+        if (strcmp(key, "versions") == 0) {
+            json_object_set(out, "channels", rc->channels);
+            json_object_set(out, "policies", rc->policies);
+        }
         if (err < 0 && err != IMGSTORE_EVERIFY)
             json_object_set_new(out, "error", json_string(imgstore_error_last()));
         cli_print_json(out);
     }
     json_decref(rc->rows);
+    json_decref(rc->channels);
+    json_decref(rc->policies);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
 
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
-    report_ctx rc = {ctx, json_array()};
+    report_ctx rc = {ctx, json_array(), json_array(), json_array()};
     char *name = NULL, *version = NULL;
     int code, err;
     int first = cli_parse_common(ctx, argc, argv, &code);
 
-    if (first < 0) {
+    if (first < 0 || argc - first > 1) {
         json_decref(rc.rows);
-        return code;
-    }
-    if (argc - first > 1) {
-        json_decref(rc.rows);
-        return cli_usage_error(ctx, "expected at most one NAME[@VERSION]");
+        json_decref(rc.channels);
+        json_decref(rc.policies);
+        return first < 0 ? code : cli_usage_error(ctx, "expected at most one NAME[@VERSION]");
     }
     if (first < argc && (err = cli_split_ref(&name, &version, argv[first])) < 0)
         goto done;
     if ((err = cli_open_store(&store, ctx, false)) == 0)
         err = imgstore_store_verify(store, name, version, report_row, &rc);
+    /* the policy chain and channel states, when the whole store is checked */
+    if (store && !name && (err == 0 || err == IMGSTORE_EVERIFY)) {
+        int trust_err = imgstore_store_verify_trust(store, report_row, &rc);
+
+        if (trust_err < 0)
+            err = trust_err;
+    }
 done:
     imgstore_store_free(store);
     free(name);
@@ -97,12 +174,14 @@ done:
 int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
-    report_ctx rc = {ctx, json_array()};
+    report_ctx rc = {ctx, json_array(), json_array(), json_array()};
     int code, err;
     int first = cli_parse_common(ctx, argc, argv, &code);
 
     if (first < 0 || first != argc) {
         json_decref(rc.rows);
+        json_decref(rc.channels);
+        json_decref(rc.policies);
         return first < 0 ? code : cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
     }
     if ((err = cli_open_store(&store, ctx, false)) == 0)

@@ -23,6 +23,17 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
     case OPT_ACTOR:
         ctx->actor = arg;
         return true;
+    case OPT_KEY:
+        if (ctx->key_path_count == CLI_KEYS_MAX) {
+            fprintf(stderr, "imgstore %s: at most %d --key options\n", ctx->command, CLI_KEYS_MAX);
+            *exit_out = CLI_EXIT_USAGE;
+        } else {
+            ctx->key_paths[ctx->key_path_count++] = arg;
+        }
+        return true;
+    case OPT_AGENT:
+        ctx->agent = true;
+        return true;
     case OPT_HELP:
         cli_usage(ctx, stdout);
         *exit_out = CLI_EXIT_OK;

@@ -47,6 +47,18 @@ static const command commands[] = {
     {"verify", cli_cmd_verify,
      "verify [NAME[@VERSION]] [--json]\n"
      "  Re-hash every chunk and file against the manifests; exit 3 if anything is damaged."},
+    {"key", cli_cmd_key,
+     "key generate [--out FILE] [--comment C] [--passphrase-file F] | key show [FILE]\n"
+     "  Make an Ed25519 signing key (default ~/.config/imgstore/key, mode 0600, and .pub),\n"
+     "  or print a key's public line and id. $IMGSTORE_KEY_PASSPHRASE encrypts it."},
+    {"trust", cli_cmd_trust,
+     "trust show | trust add-key|remove-key ROLE PUBKEY | trust set-threshold ROLE N |\n"
+     "      trust set-channel-ttl SECONDS    [--key ROOTKEY]... [--json]\n"
+     "  Show or change the trust policy; a change must be signed by root keys meeting the\n"
+     "  current root threshold. ROLE: root, release, deploy."},
+    {"sign", cli_cmd_sign,
+     "sign NAME@VERSION [--key FILE]... [--json]\n"
+     "  Add release signatures to a stored version until its release threshold is met."},
     {"fsck", cli_cmd_fsck,
      "fsck [--json]\n  Check the store's structure without reading image bytes; exit 3 on "
      "problems."},
@@ -63,7 +75,9 @@ static void print_help(FILE *out)
     fprintf(out, "\nEvery command takes --repo PATH (default: $IMGSTORE_REPO, else\n"
                  "~/.local/share/imgstore/store.git), --actor NAME (default: $IMGSTORE_ACTOR,\n"
                  "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
-                 "3 verification failed.\n");
+                 "3 verification failed.\n"
+                 "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
+                 "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n");
 }
 
 void cli_usage(const cli_ctx *ctx, FILE *out)

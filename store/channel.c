@@ -35,7 +35,10 @@ int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_ou
 {
     imgstore_channel_state *state = NULL;
     imgstore_manifest *manifest = NULL;
+    imgstore_policy *policy = NULL;
+    imgstore_trust_status status;
     git_tree *tip = NULL;
+    int64_t expires = 0;
     char digest[65];
     int err;
 
@@ -65,6 +68,36 @@ int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_ou
                                name, channel, state->manifest_sha256, name, state->version, digest);
         goto done;
     }
+    if ((err = imgstore_store__policy_load(&policy, NULL, store, tip)) < 0 ||
+        (err = imgstore_store__channel_status(&status, store, tip, policy, name, channel)) < 0)
+        goto done;
+    if (!status.trusted) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: the channel state has %zu of the %u deploy signatures "
+                                 "it needs%s%s",
+                                 name, channel, status.valid, status.threshold,
+                                 status.invalid ? "; " : "",
+                                 status.invalid ? imgstore_error_last() : "");
+        goto done;
+    }
+    if (!state->expires || imgstore_time_parse(&expires, state->expires) < 0 ||
+        expires <= (int64_t)time(NULL)) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: the channel state (sequence %llu) expired at %s; a "
+                                 "deploy key must deploy it again",
+                                 name, channel, (unsigned long long)state->sequence,
+                                 state->expires ? state->expires : "(no expiry)");
+        goto done;
+    }
+    if ((err = imgstore_store__version_status(&status, store, tip, policy, name, state->version)) <
+        0)
+        goto done;
+    if (!status.trusted) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s has %zu of the %u release signatures it needs", name,
+                                 state->version, status.valid, status.threshold);
+        goto done;
+    }
     if (digest_out)
         memcpy(digest_out, digest, sizeof(digest));
     *out = manifest;
@@ -74,6 +107,7 @@ int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_ou
         state = NULL;
     }
 done:
+    imgstore_policy_free(policy);
     imgstore_manifest_free(manifest);
     imgstore_channel_state_free(state);
     git_tree_free(tip);
@@ -88,22 +122,55 @@ typedef struct {
     imgstore_channel_state *written; /* the state committed, or the current one if unchanged */
 } channel_edit;
 
+/* A redeploy of the live version writes a fresh state (new sequence, new expiry) once the
+ * current one has lived half its time, so a channel that does not move can be kept fresh
+ * by deploying it again before it expires (docs/security.md, "freeze"). */
+static bool needs_refresh(const imgstore_channel_state *state, const imgstore_policy *policy)
+{
+    int64_t expires = 0;
+
+    if (!state->expires || imgstore_time_parse(&expires, state->expires) < 0)
+        return true;
+    return expires - (int64_t)time(NULL) < policy->channel_ttl_seconds / 2;
+}
+
 static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
 {
     channel_edit *e = payload;
     imgstore_channel_state *current = NULL, next;
     imgstore_manifest *manifest = NULL;
-    char digest[65], now[32], path[512];
+    imgstore_policy *policy = NULL;
+    imgstore_trust_status release;
+    git_tree *staged = NULL;
+    char digest[65], now[32], expires[32], path[512], dir[512];
     char *bytes = NULL;
     size_t len = 0;
-    git_oid blob;
-    int err;
+    git_oid blob, tree_oid;
+    int64_t now_s = (int64_t)time(NULL);
+    int err, rc;
 
     imgstore_channel_state_free(e->written);
     e->written = NULL;
+    if ((err = imgstore_store__policy_load(&policy, NULL, e->store, tip)) < 0)
+        goto done;
+    for (size_t i = 0; i < e->opts->signers.count; i++) {
+        if ((err = imgstore_store__key_check_role(policy, IMGSTORE_ROLE_DEPLOY,
+                                                  e->opts->signers.keys[i])) < 0)
+            goto done;
+    }
     if ((err = imgstore_store__manifest_load(&manifest, digest, e->store, tip, e->name,
                                              e->version)) < 0)
         goto done;
+    if ((err = imgstore_store__version_status(&release, e->store, tip, policy, e->name,
+                                              e->version)) < 0)
+        goto done;
+    if (!release.trusted) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s has %zu of the %u release signatures it needs; it "
+                                 "cannot go on a channel until imgstore sign adds them",
+                                 e->name, e->version, release.valid, release.threshold);
+        goto done;
+    }
     err = imgstore_store__channel_load(&current, e->store, tip, e->name, e->channel);
     if (err < 0 && err != IMGSTORE_ENOTFOUND)
         goto done;
@@ -114,13 +181,15 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
                                  e->name, e->channel);
         goto done;
     }
-    if (current && strcmp(current->version, e->version) == 0 && strcmp(e->action, "deploy") == 0) {
+    if (current && strcmp(current->version, e->version) == 0 && strcmp(e->action, "deploy") == 0 &&
+        !needs_refresh(current, policy)) {
         e->written = current;
         current = NULL;
         err = IMGSTORE_STORE_UNCHANGED;
         goto done;
     }
-    imgstore_time_rfc3339(now, sizeof(now), (int64_t)time(NULL));
+    imgstore_time_rfc3339(now, sizeof(now), now_s);
+    imgstore_time_rfc3339(expires, sizeof(expires), now_s + policy->channel_ttl_seconds);
     memset(&next, 0, sizeof(next));
     next.name = (char *)e->name;
     next.channel = (char *)e->channel;
@@ -128,16 +197,33 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     memcpy(next.manifest_sha256, digest, sizeof(digest));
     next.sequence = current ? current->sequence + 1 : 1;
     next.time = now;
-    next.actor = (char *)(e->opts && e->opts->actor ? e->opts->actor : "imgstore");
+    next.expires = expires;
+    next.actor = (char *)(e->opts->actor ? e->opts->actor : "imgstore");
     next.action = (char *)e->action;
-    next.reason = (char *)(e->opts ? e->opts->reason : NULL);
+    next.reason = (char *)e->opts->reason;
     next.previous_version = current ? current->version : NULL;
-    if ((err = imgstore_schema_channel_encode(&bytes, &len, &next)) < 0 ||
-        (err = imgstore_store__write_blob(&blob, e->store, bytes, len)) < 0)
-        goto done;
     snprintf(path, sizeof(path), "channels/%s/%s.json", e->name, e->channel);
-    if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &blob,
+    snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", e->name, e->channel);
+    if ((err = imgstore_schema_channel_encode(&bytes, &len, &next)) < 0 ||
+        (err = imgstore_store__write_blob(&blob, e->store, bytes, len)) < 0 ||
+        (err = imgstore_store__tree_update(&tree_oid, e->store->repo, tip, dir, NULL,
+                                           GIT_FILEMODE_TREE)) < 0)
+        goto done;
+    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
+        err = imgstore_store__git_error(rc, "cannot read tree");
+        goto done;
+    }
+    if ((err = imgstore_store__tree_update(&tree_oid, e->store->repo, staged, path, &blob,
                                            GIT_FILEMODE_BLOB)) < 0)
+        goto done;
+    git_tree_free(staged);
+    staged = NULL;
+    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
+        err = imgstore_store__git_error(rc, "cannot read tree");
+        goto done;
+    }
+    if ((err = imgstore_store__signatures_write(tree_out, e->store, staged, dir, &e->opts->signers,
+                                                bytes, len)) < 0)
         goto done;
     if (strcmp(e->action, "rollback") == 0)
         *message_out = imgstore_strfmt("rollback %s %s %s -> %s: %s\n", e->name, e->channel,
@@ -150,22 +236,28 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     else
         err = imgstore_schema_channel_parse(&e->written, bytes, len);
 done:
+    git_tree_free(staged);
     free(bytes);
     imgstore_channel_state_free(current);
     imgstore_manifest_free(manifest);
+    imgstore_policy_free(policy);
     return err;
 }
 
 static int move_channel(imgstore_channel_state **out, channel_edit *edit)
 {
-    const char *actor = edit->opts && edit->opts->actor ? edit->opts->actor : NULL;
     int err;
 
     *out = NULL;
-    if (edit->opts && edit->opts->reason && strlen(edit->opts->reason) > IMGSTORE_TEXT_MAX)
+    if (!edit->opts || edit->opts->signers.count == 0)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "%s/%s: a deploy key must sign the channel state (--key)",
+                                  edit->name, edit->channel);
+    if (edit->opts->reason && strlen(edit->opts->reason) > IMGSTORE_TEXT_MAX)
         return imgstore_error_set(IMGSTORE_EINVALID, "reason: longer than %d bytes",
                                   IMGSTORE_TEXT_MAX);
-    err = imgstore_store__commit(edit->store, actor, channel_edit_fn, edit);
+    err = imgstore_store__commit(edit->store, edit->opts->actor, edit->opts->signers.keys[0],
+                                 channel_edit_fn, edit);
     if (err == 0 || err == IMGSTORE_STORE_UNCHANGED) {
         *out = edit->written;
         edit->written = NULL;

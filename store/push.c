@@ -31,6 +31,7 @@ struct imgstore_push {
     imgstore_progress_fn progress;
     void *progress_payload;
     uint64_t progress_total, progress_done;
+    imgstore_signers signers; /* borrowed from the caller until push_commit */
 
     pushed_file *files;
     size_t file_count;
@@ -97,6 +98,23 @@ int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
     *out = NULL;
     if (!opts || !opts->name)
         return imgstore_error_set(IMGSTORE_EINVALID, "push: an image name is required");
+    if (opts->signers.count == 0)
+        return imgstore_error_set(
+            IMGSTORE_EINVALID, "push %s: a release key must sign the manifest (--key)", opts->name);
+    /* Refuse a key the policy does not trust before any byte is uploaded; the commit checks
+     * again against the tip it lands on. */
+    {
+        imgstore_policy *policy = NULL;
+
+        if ((err = imgstore_store_policy_get(&policy, NULL, store)) < 0)
+            return err;
+        for (size_t i = 0; i < opts->signers.count && err == 0; i++)
+            err = imgstore_store__key_check_role(policy, IMGSTORE_ROLE_RELEASE,
+                                                 opts->signers.keys[i]);
+        imgstore_policy_free(policy);
+        if (err < 0)
+            return err;
+    }
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, opts->name)) < 0 ||
         (opts->version &&
          (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, opts->version)) < 0))
@@ -115,6 +133,7 @@ int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
     push->created = opts->created ? opts->created : (int64_t)time(NULL);
     push->progress = opts->progress;
     push->progress_payload = opts->progress_payload;
+    push->signers = opts->signers;
     push->labels = calloc(opts->label_count ? opts->label_count : 1, sizeof(*push->labels));
     if (!push->name || !push->actor || !push->labels || (opts->version && !push->version)) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -452,7 +471,8 @@ int imgstore_store_push_commit(imgstore_push *push, imgstore_manifest **out, boo
     m.builder = push->actor;
     m.label_count = push->label_count;
     m.labels = push->labels;
-    err = imgstore_store__commit_version(out, created_out, push->store, &m, trees, push->actor);
+    err = imgstore_store__commit_version(out, created_out, push->store, &m, trees, push->actor,
+                                         &push->signers);
 done:
     free(trees);
     free(files);

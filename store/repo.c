@@ -174,31 +174,117 @@ done:
     return err;
 }
 
-static int init_first_commit(git_repository *repo, const char *path)
+int imgstore_store__commit_create(git_oid *out, imgstore_store *store, git_repository *repo,
+                                  const git_signature *sig, const char *message,
+                                  const git_tree *tree, const git_commit *parent,
+                                  const imgstore_sign_key *key)
 {
-    git_oid blob, tree_oid, commit;
-    git_treebuilder *bld = NULL;
+    git_buf content = {0};
+    char *armored = NULL;
+    size_t armored_len;
+    int err = 0, rc;
+
+    (void)store;
+    if (!key) {
+        rc = git_commit_create(out, repo, NULL, sig, sig, NULL, message, tree, parent ? 1 : 0,
+                               parent ? &parent : NULL);
+        return rc < 0 ? imgstore_store__git_error(rc, "cannot write the commit") : 0;
+    }
+    /* git signs the commit object without its gpgsig header, which is what this buffer is */
+    if ((rc = git_commit_create_buffer(&content, repo, sig, sig, NULL, message, tree,
+                                       parent ? 1 : 0, parent ? &parent : NULL)) < 0) {
+        err = imgstore_store__git_error(rc, "cannot build the commit");
+        goto done;
+    }
+    if ((err = imgstore_sign_sshsig(&armored, key, "git", content.ptr, content.size)) < 0)
+        goto done;
+    /* libgit2 indents the header's lines and ends it with a newline of its own */
+    armored_len = strlen(armored);
+    while (armored_len > 0 && armored[armored_len - 1] == '\n')
+        armored[--armored_len] = '\0';
+    if ((rc = git_commit_create_with_signature(out, repo, content.ptr, armored, "gpgsig")) < 0)
+        err = imgstore_store__git_error(rc, "cannot write the signed commit");
+done:
+    free(armored);
+    git_buf_dispose(&content);
+    return err;
+}
+
+/* The first commit: the marker, and with a key, trust policy 1 naming that key in every
+ * role, signed by it (and the commit signed too). */
+static int init_first_commit(git_repository *repo, const char *path, const imgstore_sign_key *key,
+                             const char *actor)
+{
+    imgstore_policy policy;
+    imgstore_sign_pubkey pub;
+    char sig_name[IMGSTORE_STORE__SIG_NAME_MAX], *key_line = NULL, *policy_bytes = NULL;
+    char *armored = NULL;
+    size_t policy_len = 0;
+    git_oid blob, tree_oid, commit, ref_target;
+    git_treebuilder *bld = NULL, *trust = NULL, *sigs = NULL;
     git_tree *tree = NULL;
     git_signature *sig = NULL;
-    int rc;
+    git_reference *ref = NULL;
+    int err = 0, rc;
 
     if ((rc = git_blob_create_from_buffer(&blob, repo, marker_json, strlen(marker_json))) < 0 ||
         (rc = git_treebuilder_new(&bld, repo, NULL)) < 0 ||
         (rc = git_treebuilder_insert(NULL, bld, IMGSTORE_STORE_MARKER, &blob, GIT_FILEMODE_BLOB)) <
-            0 ||
-        (rc = git_treebuilder_write(&tree_oid, bld)) < 0 ||
-        (rc = git_tree_lookup(&tree, repo, &tree_oid)) < 0 ||
-        (rc = git_signature_now(&sig, "imgstore", "imgstore@localhost")) < 0 ||
-        (rc = git_commit_create(&commit, repo, IMGSTORE_STORE_REF, sig, sig, NULL,
-                                "init imgstore store\n", tree, 0, NULL)) < 0)
-        rc = imgstore_store__git_error(rc, "%s: cannot write the first commit", path);
+            0)
+        goto git_failed;
+    if (key) {
+        git_oid policy_oid, sig_oid, sigs_oid, trust_oid;
+
+        imgstore_sign_key_public(&pub, key);
+        imgstore_store__sig_file_name(sig_name, &pub);
+        if ((err = imgstore_store__policy_first(&policy, &pub, &key_line)) < 0 ||
+            (err = imgstore_schema_policy_encode(&policy_bytes, &policy_len, &policy)) < 0 ||
+            (err = imgstore_sign_sshsig(&armored, key, IMGSTORE_SIGN_NAMESPACE, policy_bytes,
+                                        policy_len)) < 0)
+            goto done;
+        if ((rc = git_blob_create_from_buffer(&policy_oid, repo, policy_bytes, policy_len)) < 0 ||
+            (rc = git_blob_create_from_buffer(&sig_oid, repo, armored, strlen(armored))) < 0 ||
+            (rc = git_treebuilder_new(&sigs, repo, NULL)) < 0 ||
+            (rc = git_treebuilder_insert(NULL, sigs, sig_name, &sig_oid, GIT_FILEMODE_BLOB)) < 0 ||
+            (rc = git_treebuilder_write(&sigs_oid, sigs)) < 0 ||
+            (rc = git_treebuilder_new(&trust, repo, NULL)) < 0 ||
+            (rc = git_treebuilder_insert(NULL, trust, "policy.json", &policy_oid,
+                                         GIT_FILEMODE_BLOB)) < 0 ||
+            (rc = git_treebuilder_insert(NULL, trust, "signatures", &sigs_oid, GIT_FILEMODE_TREE)) <
+                0 ||
+            (rc = git_treebuilder_write(&trust_oid, trust)) < 0 ||
+            (rc = git_treebuilder_insert(NULL, bld, "trust", &trust_oid, GIT_FILEMODE_TREE)) < 0)
+            goto git_failed;
+    }
+    if ((rc = git_treebuilder_write(&tree_oid, bld)) < 0 ||
+        (rc = git_tree_lookup(&tree, repo, &tree_oid)) < 0)
+        goto git_failed;
+    if ((err = imgstore_store__actor_signature(&sig, actor ? actor : "imgstore")) < 0 ||
+        (err = imgstore_store__commit_create(&commit, NULL, repo, sig, "init imgstore store\n",
+                                             tree, NULL, key)) < 0)
+        goto done;
+    git_oid_cpy(&ref_target, &commit);
+    if ((rc = git_reference_create(&ref, repo, IMGSTORE_STORE_REF, &ref_target, 0,
+                                   "init imgstore store")) < 0)
+        goto git_failed;
+    goto done;
+git_failed:
+    err = imgstore_store__git_error(rc, "%s: cannot write the first commit", path);
+done:
+    git_reference_free(ref);
     git_signature_free(sig);
     git_tree_free(tree);
+    git_treebuilder_free(trust);
+    git_treebuilder_free(sigs);
     git_treebuilder_free(bld);
-    return rc < 0 ? rc : 0;
+    free(armored);
+    free(policy_bytes);
+    free(key_line);
+    return err;
 }
 
-int imgstore_store_init(imgstore_store **out, const char *path)
+static int store_create(imgstore_store **out, const char *path, const imgstore_sign_key *key,
+                        const char *actor)
 {
     git_repository_init_options opts;
     git_repository *repo = NULL;
@@ -224,7 +310,7 @@ int imgstore_store_init(imgstore_store **out, const char *path)
         err = imgstore_store__git_error(rc, "cannot create a repository at %s", path);
         goto done;
     }
-    if ((err = init_first_commit(repo, path)) < 0)
+    if ((err = init_first_commit(repo, path, key, actor)) < 0)
         goto done;
     git_repository_free(repo);
     repo = NULL;
@@ -233,6 +319,95 @@ done:
     git_repository_free(repo);
     git_libgit2_shutdown();
     return err;
+}
+
+int imgstore_store_init(imgstore_store **out, const char *path)
+{
+    return store_create(out, path, NULL, NULL);
+}
+
+/* A store made before it had a policy gets policy 1 in a commit of its own. */
+static int add_first_policy(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
+{
+    const imgstore_sign_key *key = ((void **)payload)[1];
+    imgstore_store *store = ((void **)payload)[0];
+    imgstore_policy *existing = NULL, policy;
+    imgstore_sign_pubkey pub;
+    imgstore_signers signers = {&key, 1};
+    char *key_line = NULL, *bytes = NULL;
+    size_t len = 0;
+    git_tree *staged = NULL;
+    git_oid blob, tree_oid;
+    int err, rc;
+
+    if ((err = imgstore_store__policy_load(&existing, NULL, store, tip)) != IMGSTORE_ENOTFOUND) {
+        imgstore_policy_free(existing);
+        return err == 0 ? IMGSTORE_STORE_UNCHANGED : err;
+    }
+    imgstore_sign_key_public(&pub, key);
+    if ((err = imgstore_store__policy_first(&policy, &pub, &key_line)) < 0 ||
+        (err = imgstore_schema_policy_encode(&bytes, &len, &policy)) < 0 ||
+        (err = imgstore_store__write_blob(&blob, store, bytes, len)) < 0 ||
+        (err = imgstore_store__tree_update(&tree_oid, store->repo, tip, "trust/policy.json", &blob,
+                                           GIT_FILEMODE_BLOB)) < 0)
+        goto done;
+    if ((rc = git_tree_lookup(&staged, store->repo, &tree_oid)) < 0) {
+        err = imgstore_store__git_error(rc, "cannot read tree");
+        goto done;
+    }
+    if ((err = imgstore_store__signatures_write(tree_out, store, staged, "trust/signatures",
+                                                &signers, bytes, len)) < 0)
+        goto done;
+    if (!(*message_out = imgstore_strfmt("trust policy 1\n")))
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+done:
+    git_tree_free(staged);
+    free(bytes);
+    free(key_line);
+    return err;
+}
+
+int imgstore_store_init_trusted(imgstore_store **out, const char *path,
+                                const imgstore_sign_key *key, const char *actor)
+{
+    imgstore_store *store = NULL;
+    void *payload[2];
+    int err;
+
+    *out = NULL;
+    if (!key)
+        return imgstore_error_set(IMGSTORE_EINVALID, "a new store needs a signing key");
+    if ((err = store_create(&store, path, key, actor)) < 0)
+        return err;
+    payload[0] = store;
+    payload[1] = (void *)key;
+    err = imgstore_store__commit(store, actor, key, add_first_policy, payload);
+    if (err < 0) {
+        imgstore_store_free(store);
+        return err;
+    }
+    *out = store;
+    return 0;
+}
+
+int imgstore_store_id(char out[41], imgstore_store *store)
+{
+    git_revwalk *walk = NULL;
+    git_oid oid;
+    int rc;
+
+    if ((rc = git_revwalk_new(&walk, store->repo)) < 0 ||
+        (rc = git_revwalk_push_ref(walk, IMGSTORE_STORE_REF)) < 0)
+        goto done;
+    git_revwalk_simplify_first_parent(walk);
+    git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+    rc = git_revwalk_next(&oid, walk);
+done:
+    git_revwalk_free(walk);
+    if (rc < 0)
+        return imgstore_store__git_error(rc, "%s: cannot find the first commit", store->path);
+    git_oid_tostr(out, 41, &oid);
+    return 0;
 }
 
 int imgstore_store__tree_update(git_oid *out, git_repository *repo, const git_tree *root,
@@ -401,7 +576,7 @@ static int sync_store(imgstore_store *store)
     return 0;
 }
 
-static int actor_signature(git_signature **out, const char *actor)
+int imgstore_store__actor_signature(git_signature **out, const char *actor)
 {
     const char *lt = actor ? strchr(actor, '<') : NULL;
     char name[256], email[256];
@@ -423,8 +598,8 @@ static int actor_signature(git_signature **out, const char *actor)
     return 0;
 }
 
-static int commit_once(imgstore_store *store, git_signature *sig, imgstore_store__edit_fn edit,
-                       void *payload)
+static int commit_once(imgstore_store *store, git_signature *sig, const imgstore_sign_key *key,
+                       imgstore_store__edit_fn edit, void *payload)
 {
     git_reference *head = NULL, *moved = NULL;
     git_commit *parent = NULL;
@@ -445,12 +620,13 @@ static int commit_once(imgstore_store *store, git_signature *sig, imgstore_store
         err = IMGSTORE_STORE_UNCHANGED;
         goto done;
     }
-    if ((rc = git_tree_lookup(&tree, store->repo, &tree_oid)) < 0 ||
-        (rc = git_commit_create(&commit_oid, store->repo, NULL, sig, sig, NULL, message, tree, 1,
-                                (const git_commit **)&parent)) < 0) {
+    if ((rc = git_tree_lookup(&tree, store->repo, &tree_oid)) < 0) {
         err = imgstore_store__git_error(rc, "%s: cannot write the commit", store->path);
         goto done;
     }
+    if ((err = imgstore_store__commit_create(&commit_oid, store, store->repo, sig, message, tree,
+                                             parent, key)) < 0)
+        goto done;
     if ((err = sync_store(store)) < 0)
         goto done;
     rc = git_reference_create_matching(&moved, store->repo, IMGSTORE_STORE_REF, &commit_oid, 1,
@@ -479,20 +655,20 @@ done:
     return err;
 }
 
-int imgstore_store__commit(imgstore_store *store, const char *actor, imgstore_store__edit_fn edit,
-                           void *payload)
+int imgstore_store__commit(imgstore_store *store, const char *actor, const imgstore_sign_key *key,
+                           imgstore_store__edit_fn edit, void *payload)
 {
     git_signature *sig = NULL;
     int lock_fd = -1;
     int err;
 
-    if ((err = actor_signature(&sig, actor)) < 0)
+    if ((err = imgstore_store__actor_signature(&sig, actor)) < 0)
         return err;
     if ((err = lock_store(&lock_fd, store)) < 0)
         goto done;
     err = RACE_LOST;
     for (int attempt = 0; attempt < COMMIT_RETRIES && err == RACE_LOST; attempt++)
-        err = commit_once(store, sig, edit, payload);
+        err = commit_once(store, sig, key, edit, payload);
     if (err == RACE_LOST)
         err = imgstore_error_set(IMGSTORE_ELOCKED, "%s: %s kept moving under us; try again",
                                  store->path, IMGSTORE_STORE_REF);

@@ -12,6 +12,7 @@
 
 #include "common/common.h"
 #include "schema/schema.h"
+#include "sign/sign.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,12 +24,36 @@
 
 typedef struct imgstore_store imgstore_store;
 
+/* The keys that sign an operation: its manifest or channel state signatures and its git
+ * commit (the first key). Borrowed for the call. */
+typedef struct {
+    const imgstore_sign_key *const *keys;
+    size_t count;
+} imgstore_signers;
+
+/* How many signatures of a role's keys a signed document carries (docs/security.md). */
+typedef struct {
+    size_t valid;       /* distinct keys of the role whose signatures verify */
+    uint32_t threshold; /* the role's threshold in the current policy */
+    size_t invalid;     /* signature files that do not verify or whose signer lacks the role */
+    bool trusted;       /* valid >= threshold */
+} imgstore_trust_status;
+
 /**
  * Create a new store (a bare git repository with an initial commit) at `path`, or open it
  * if it is already an imgstore store. Returns 0, IMGSTORE_EEXISTS if `path` exists and is
  * not an imgstore store, IMGSTORE_ERROR.
  */
 int imgstore_store_init(imgstore_store **out, const char *path);
+
+/**
+ * Create a new signed store at `path`: its first commit holds the marker and trust policy 1,
+ * which names `key` as the only root, release and deploy key (threshold 1), signed by it, and
+ * the commit is signed by it too. An existing store is opened instead, and given a policy
+ * (one commit) if it has none. Returns 0, IMGSTORE_EEXISTS (not a store), IMGSTORE_ERROR.
+ */
+int imgstore_store_init_trusted(imgstore_store **out, const char *path,
+                                const imgstore_sign_key *key, const char *actor);
 
 /** Open an existing store. Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (not a store). */
 int imgstore_store_open(imgstore_store **out, const char *path);
@@ -56,6 +81,7 @@ typedef struct {
     int64_t created;               /* unix seconds; 0: now */
     imgstore_progress_fn progress; /* bytes written so far, may be NULL */
     void *progress_payload;
+    imgstore_signers signers; /* release keys that sign the manifest; at least one */
 } imgstore_push_opts;
 
 typedef struct imgstore_push imgstore_push;
@@ -137,9 +163,10 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
 /* ---- channels ------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *actor;      /* NULL: "imgstore" */
-    const char *reason;     /* may be NULL */
-    const char *to_version; /* rollback only: target; NULL: the version before the current one */
+    const char *actor;        /* NULL: "imgstore" */
+    const char *reason;       /* may be NULL */
+    const char *to_version;   /* rollback only: target; NULL: the version before the current one */
+    imgstore_signers signers; /* deploy keys that sign the new state; at least one */
 } imgstore_channel_opts;
 
 /** Current state of a channel. Returns 0 or IMGSTORE_ENOTFOUND. */
@@ -201,6 +228,10 @@ typedef struct {
     int status;          /* 0 ok, else the IMGSTORE_E* code */
     const char *message; /* "" when ok */
     uint64_t bytes;      /* bytes hashed */
+    const char *kind;    /* NULL or "version"; "channel" (version holds the channel name),
+                            "policy" (name "trust", version the policy number) */
+    size_t signatures;   /* valid signatures of the role that signs this kind */
+    uint32_t threshold;  /* how many that role needs; fewer is "pending", not a failure */
 } imgstore_verify_result;
 
 typedef void (*imgstore_verify_fn)(const imgstore_verify_result *result, void *payload);
@@ -214,11 +245,70 @@ int imgstore_store_verify(imgstore_store *store, const char *name, const char *v
                           imgstore_verify_fn report, void *payload);
 
 /**
+ * Check everything that is signed (docs/security.md): the policy chain from policy 1 to the
+ * current one (each signed by a threshold of its predecessor's root keys, policy 1 by its
+ * own), and every channel state (deploy signatures, expiry, a trusted version). Reports each
+ * policy and channel to `report`. Returns 0 or IMGSTORE_EVERIFY.
+ */
+int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report, void *payload);
+
+/**
  * Structural check of the tip and history: layout, canonical manifests and channel states,
  * chunk blobs present with the sizes the manifests say, channels pointing at stored versions.
  * Each problem goes to `report` (version may be NULL). Returns 0 or IMGSTORE_EVERIFY.
  */
 int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *payload);
+
+/* ---- trust ---------------------------------------------------------------------------- */
+
+/**
+ * The current trust policy (trust/policy.json at the tip). `digest_out` (may be NULL, 65
+ * bytes) gets the SHA-256 of its bytes. Returns 0, IMGSTORE_ENOTFOUND (no policy),
+ * IMGSTORE_EVERIFY (damaged).
+ */
+int imgstore_store_policy_get(imgstore_policy **out, char *digest_out, imgstore_store *store);
+
+/**
+ * Replace the policy with `next` (its version is set to the current one + 1), signed by
+ * `signers`, which must all be root keys of the *current* policy and meet its root threshold;
+ * otherwise nothing is written. *version_out (may be NULL) gets the new version. Returns 0,
+ * IMGSTORE_EINVALID, IMGSTORE_EVERIFY (a signer is not a root key, or too few signed).
+ */
+int imgstore_store_policy_update(uint64_t *version_out, imgstore_store *store,
+                                 const imgstore_policy *next, const imgstore_signers *signers,
+                                 const char *actor);
+
+/** Release signatures of a version under the current policy. 0, IMGSTORE_ENOTFOUND. */
+int imgstore_store_version_trust(imgstore_trust_status *out, imgstore_store *store,
+                                 const char *name, const char *version);
+
+/** Deploy signatures of a channel's current state under the current policy. */
+int imgstore_store_channel_trust(imgstore_trust_status *out, imgstore_store *store,
+                                 const char *name, const char *channel);
+
+/**
+ * Add release signatures by `signers` to a stored version (one commit; none when every
+ * signer had signed). *status_out (may be NULL) gets the version's status afterwards.
+ * Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EVERIFY (a signer is not a release key).
+ */
+int imgstore_store_sign_version(imgstore_trust_status *status_out, imgstore_store *store,
+                                const char *name, const char *version,
+                                const imgstore_signers *signers, const char *actor);
+
+/**
+ * Load a version's manifest and refuse it unless a threshold of release keys signed it:
+ * what every reader that hands bytes out uses. Returns as imgstore_store_manifest_get, plus
+ * IMGSTORE_EVERIFY (too few valid signatures: the message says how many).
+ */
+int imgstore_store_manifest_get_trusted(imgstore_manifest **out, char *digest_out,
+                                        imgstore_store *store, const char *name,
+                                        const char *version);
+
+/**
+ * The store's identity: its first commit's id (40 hex + NUL), the same in every clone.
+ * Clients key what they remember about a store (highest channel sequence seen) by it.
+ */
+int imgstore_store_id(char out[41], imgstore_store *store);
 
 /* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
 

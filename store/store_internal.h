@@ -89,8 +89,18 @@ typedef int (*imgstore_store__edit_fn)(git_oid *tree_out, char **message_out, gi
 
 /** Run `edit` on the tip and move refs/heads/main with compare-and-swap, retrying on a lost
  * race. Returns 0 (committed), IMGSTORE_STORE_UNCHANGED, or the edit's / an IMGSTORE_E* code. */
-int imgstore_store__commit(imgstore_store *store, const char *actor, imgstore_store__edit_fn edit,
-                           void *payload);
+int imgstore_store__commit(imgstore_store *store, const char *actor, const imgstore_sign_key *key,
+                           imgstore_store__edit_fn edit, void *payload);
+
+/** The git author/committer for `actor` ("Name <email>", "user@host" or a plain name). */
+int imgstore_store__actor_signature(git_signature **out, const char *actor);
+
+/** Write a commit object (not moving any ref), signed in git's SSH form (a gpgsig header,
+ * namespace "git") when `key` is not NULL, so `git verify-commit` checks it. */
+int imgstore_store__commit_create(git_oid *out, imgstore_store *store, git_repository *repo,
+                                  const git_signature *sig, const char *message,
+                                  const git_tree *tree, const git_commit *parent,
+                                  const imgstore_sign_key *key);
 
 /* ---- versions (version.c, read.c) ---------------------------------------------------- */
 
@@ -134,7 +144,8 @@ bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manif
 /** Commit a version described by `m` (files sorted by path, file_trees parallel to them). */
 int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
                                    imgstore_store *store, imgstore_manifest *m,
-                                   const git_oid *file_trees, const char *actor);
+                                   const git_oid *file_trees, const char *actor,
+                                   const imgstore_signers *signers);
 
 /** Sorted names of the entries of the tree at `path` of `root` (ENOTFOUND if absent). With
  * `suffix`, only entries ending in it, with the suffix cut off. */
@@ -144,6 +155,50 @@ int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *st
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);
+
+/* ---- trust (trust.c) ----------------------------------------------------------------- */
+
+#define IMGSTORE_STORE__SIG_NAME_MAX 64
+
+/** "<base64url of the SHA256 fingerprint>.sig": where a key's signature of a document goes. */
+void imgstore_store__sig_file_name(char out[IMGSTORE_STORE__SIG_NAME_MAX],
+                                   const imgstore_sign_pubkey *pubkey);
+
+/** The policy in `root` (ENOTFOUND, EVERIFY when damaged or not canonical). */
+int imgstore_store__policy_load(imgstore_policy **out, char *digest_out, imgstore_store *store,
+                                const git_tree *root);
+
+/** Policy 1 for a new store: `pub` holds every role. The roles borrow *key_line_out (free()
+ * it; never pass this policy to imgstore_policy_free). */
+int imgstore_store__policy_first(imgstore_policy *out, imgstore_sign_pubkey *pub,
+                                 char **key_line_out);
+
+/** 0 when `key` holds `role` in `policy`, else IMGSTORE_EVERIFY naming the key. */
+int imgstore_store__key_check_role(const imgstore_policy *policy, imgstore_role role,
+                                   const imgstore_sign_key *key);
+
+/** Count the signatures in the tree at `dir` of `root` over `msg` by keys of `role`. Invalid
+ * signature files are counted in out->invalid, the first one's problem left in the error
+ * message; a missing directory is no signatures. */
+int imgstore_store__signatures_check(imgstore_trust_status *out, imgstore_store *store,
+                                     const git_tree *root, const char *dir,
+                                     const imgstore_policy *policy, imgstore_role role,
+                                     const void *msg, size_t len);
+
+/** Sign `msg` with every signer and add the signatures under `dir` to `tip`: *tree_out. */
+int imgstore_store__signatures_write(git_oid *tree_out, imgstore_store *store, const git_tree *tip,
+                                     const char *dir, const imgstore_signers *signers,
+                                     const void *msg, size_t len);
+
+/** Release status of images/<name>/<version> in `root` under `policy`. */
+int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *store,
+                                   const git_tree *root, const imgstore_policy *policy,
+                                   const char *name, const char *version);
+
+/** Deploy status of channels/<name>/<channel>.json in `root` under `policy`. */
+int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
+                                   const git_tree *root, const imgstore_policy *policy,
+                                   const char *name, const char *channel);
 
 /* ---- parallel chunk reader (readahead.c) -------------------------------------------- */
 

@@ -48,13 +48,24 @@ static int verify_file(imgstore_store *store, const imgstore_manifest *m,
 static int verify_version(imgstore_store *store, const char *name, const char *version,
                           imgstore_verify_fn report, void *payload)
 {
-    imgstore_verify_result result = {name, version, 0, "", 0};
+    imgstore_verify_result result = {name, version, 0, "", 0, "version", 0, 0};
     imgstore_manifest *m = NULL;
     int err;
 
     if ((err = imgstore_store_manifest_get(&m, NULL, store, name, version)) == 0) {
         for (size_t i = 0; i < m->file_count && err == 0; i++)
             err = verify_file(store, m, &m->files[i], &result.bytes);
+    }
+    if (err == 0) {
+        imgstore_trust_status trust;
+
+        /* below threshold is pending, not damage; a signature that fails to verify is */
+        if ((err = imgstore_store_version_trust(&trust, store, name, version)) == 0) {
+            result.signatures = trust.valid;
+            result.threshold = trust.threshold;
+            if (trust.invalid)
+                err = IMGSTORE_EVERIFY; /* the message names the first bad signature */
+        }
     }
     if (err < 0) {
         result.status =
@@ -100,7 +111,8 @@ int imgstore_store_verify(imgstore_store *store, const char *name, const char *v
                 imgstore_strings_free(names, name_count);
                 return err;
             }
-            imgstore_verify_result r = {names[i], "", IMGSTORE_EVERIFY, imgstore_error_last(), 0};
+            imgstore_verify_result r = {
+                names[i], "", IMGSTORE_EVERIFY, imgstore_error_last(), 0, "version", 0, 0};
 
             if (report)
                 report(&r, payload);
@@ -128,8 +140,8 @@ typedef struct {
 
 static void problem(fsck_ctx *ctx, const char *name, const char *version, const char *message)
 {
-    imgstore_verify_result r = {name ? name : "", version ? version : "", IMGSTORE_EVERIFY, message,
-                                0};
+    imgstore_verify_result r = {
+        name ? name : "", version ? version : "", IMGSTORE_EVERIFY, message, 0, "version", 0, 0};
 
     ctx->problems++;
     if (ctx->report)

@@ -65,6 +65,7 @@ bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manif
 typedef struct {
     imgstore_store *store;
     const imgstore_manifest *manifest;
+    const imgstore_signers *signers;
     git_oid version_tree;
     imgstore_manifest *existing; /* set when an identical version was already stored */
 } push_edit;
@@ -74,6 +75,7 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
     push_edit *e = payload;
     const imgstore_manifest *m = e->manifest;
     imgstore_manifest *stored = NULL;
+    imgstore_policy *policy = NULL;
     char path[512];
     int err;
 
@@ -93,6 +95,14 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
     }
     if (err != IMGSTORE_ENOTFOUND)
         return err;
+    /* the policy may have changed since push_begin checked the keys */
+    if ((err = imgstore_store__policy_load(&policy, NULL, e->store, tip)) < 0)
+        return err;
+    for (size_t i = 0; i < e->signers->count && err == 0; i++)
+        err = imgstore_store__key_check_role(policy, IMGSTORE_ROLE_RELEASE, e->signers->keys[i]);
+    imgstore_policy_free(policy);
+    if (err < 0)
+        return err;
     snprintf(path, sizeof(path), "images/%s/%s", m->name, m->version);
     if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &e->version_tree,
                                            GIT_FILEMODE_TREE)) < 0)
@@ -102,13 +112,50 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
     return 0;
 }
 
+/* signatures/<key>.sig for each signer, over the manifest bytes (trust.c names them) */
+static int build_signature_tree(git_oid *out, imgstore_store *store, const char *manifest_bytes,
+                                size_t manifest_len, const imgstore_signers *signers)
+{
+    git_treebuilder *sigs = NULL;
+    int err = 0, rc;
+
+    if ((rc = git_treebuilder_new(&sigs, store->repo, NULL)) < 0)
+        goto git_failed;
+    for (size_t i = 0; i < signers->count; i++) {
+        char name[IMGSTORE_STORE__SIG_NAME_MAX], *armored = NULL;
+        imgstore_sign_pubkey pub;
+        git_oid blob;
+
+        imgstore_sign_key_public(&pub, signers->keys[i]);
+        imgstore_store__sig_file_name(name, &pub);
+        if ((err = imgstore_sign_sshsig(&armored, signers->keys[i], IMGSTORE_SIGN_NAMESPACE,
+                                        manifest_bytes, manifest_len)) < 0)
+            goto done;
+        rc = git_blob_create_from_buffer(&blob, store->repo, armored, strlen(armored));
+        free(armored);
+        if (rc < 0 || (rc = git_treebuilder_insert(NULL, sigs, name, &blob, GIT_FILEMODE_BLOB)) < 0)
+            goto git_failed;
+    }
+    if ((rc = git_treebuilder_write(out, sigs)) < 0)
+        goto git_failed;
+    goto done;
+git_failed:
+    err = imgstore_store__git_error(rc, "cannot write the signatures");
+done:
+    git_treebuilder_free(sigs);
+    return err;
+}
+
 static int build_version_tree(git_oid *out, imgstore_store *store, const char *manifest_bytes,
                               size_t manifest_len, const imgstore_manifest *m,
-                              const git_oid *file_trees)
+                              const git_oid *file_trees, const imgstore_signers *signers)
 {
     git_treebuilder *root = NULL, *files = NULL;
-    git_oid manifest_oid, files_oid;
-    int rc;
+    git_oid manifest_oid, files_oid, sigs_oid;
+    int rc, err;
+
+    if ((err = build_signature_tree(&sigs_oid, store, manifest_bytes, manifest_len, signers)) < 0)
+        return err;
 
     if ((rc = git_blob_create_from_buffer(&manifest_oid, store->repo, manifest_bytes,
                                           manifest_len)) < 0 ||
@@ -124,7 +171,8 @@ static int build_version_tree(git_oid *out, imgstore_store *store, const char *m
         (rc = git_treebuilder_new(&root, store->repo, NULL)) < 0 ||
         (rc = git_treebuilder_insert(NULL, root, "manifest.json", &manifest_oid,
                                      GIT_FILEMODE_BLOB)) < 0 ||
-        (rc = git_treebuilder_insert(NULL, root, "files", &files_oid, GIT_FILEMODE_TREE)) < 0)
+        (rc = git_treebuilder_insert(NULL, root, "files", &files_oid, GIT_FILEMODE_TREE)) < 0 ||
+        (rc = git_treebuilder_insert(NULL, root, "signatures", &sigs_oid, GIT_FILEMODE_TREE)) < 0)
         goto done;
     rc = git_treebuilder_write(out, root);
 done:
@@ -137,9 +185,10 @@ done:
 
 int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
                                    imgstore_store *store, imgstore_manifest *m,
-                                   const git_oid *file_trees, const char *actor)
+                                   const git_oid *file_trees, const char *actor,
+                                   const imgstore_signers *signers)
 {
-    push_edit edit = {store, m, {{0}}, NULL};
+    push_edit edit = {store, m, signers, {{0}}, NULL};
     char *derived = NULL;
     char *bytes = NULL;
     size_t len = 0;
@@ -155,9 +204,10 @@ int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
     }
     find_boot_set(m);
     if ((err = imgstore_schema_manifest_encode(&bytes, &len, m)) < 0 ||
-        (err = build_version_tree(&edit.version_tree, store, bytes, len, m, file_trees)) < 0)
+        (err = build_version_tree(&edit.version_tree, store, bytes, len, m, file_trees, signers)) <
+            0)
         goto done;
-    err = imgstore_store__commit(store, actor, push_edit_fn, &edit);
+    err = imgstore_store__commit(store, actor, signers->keys[0], push_edit_fn, &edit);
     if (err == IMGSTORE_STORE_UNCHANGED) {
         *out = edit.existing;
         edit.existing = NULL;

@@ -12,6 +12,7 @@ Environment (set by ctest, see tests/CMakeLists.txt):
   IMGSTORE_TEST_SEED   seed for the randomised tests (default: random, printed)
 """
 
+import atexit
 import hashlib
 import json
 import os
@@ -72,7 +73,23 @@ def base_env():
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "imgstore tests"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@imgstore.invalid"
     env["LC_ALL"] = "C"
+    # one signing key and one memory of channel sequences per test process, never the user's
+    env["XDG_CONFIG_HOME"] = os.path.join(_private_home(), "config")
+    env["XDG_STATE_HOME"] = os.path.join(_private_home(), "state")
+    for k in ("IMGSTORE_KEY", "IMGSTORE_KEY_PASSPHRASE", "SSH_AUTH_SOCK"):
+        env.pop(k, None)
     return env
+
+
+_HOME = []
+
+
+def _private_home():
+    if not _HOME:
+        _HOME.append(tempfile.mkdtemp(prefix="imgstore-home-",
+                                      dir=os.environ.get("IMGSTORE_TEST_TMP")))
+        atexit.register(shutil.rmtree, _HOME[0], True)
+    return _HOME[0]
 
 
 def _run(argv, stdin=None, binary=False, env=None, timeout=None, cwd=None):

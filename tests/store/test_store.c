@@ -17,6 +17,14 @@
 
 #include <cmocka.h>
 
+/* One release/deploy/root key for every test: the store refuses unsigned writes. */
+static imgstore_sign_key *test_key;
+static const imgstore_sign_key *test_keys[1];
+#define TEST_SIGNERS                                                                               \
+    {                                                                                              \
+        test_keys, 1                                                                               \
+    }
+
 typedef struct {
     char dir[400];
     char path[512];
@@ -31,7 +39,11 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
-    assert_int_equal(imgstore_store_init(&f->store, f->path), 0);
+    if (!test_key) {
+        assert_int_equal(imgstore_sign_key_generate(&test_key, "test"), 0);
+        test_keys[0] = test_key;
+    }
+    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, test_key, "test"), 0);
     *state = f;
     return 0;
 }
@@ -64,7 +76,8 @@ static int push_bytes(imgstore_manifest **out, bool *created, imgstore_store *st
                       const char *name, const char *version, const char *file, const uint8_t *bytes,
                       size_t len)
 {
-    imgstore_push_opts opts = {.name = name, .version = version, .actor = "test <t@example>"};
+    imgstore_push_opts opts = {
+        .name = name, .version = version, .actor = "test <t@example>", .signers = TEST_SIGNERS};
     imgstore_push *push = NULL;
     int err;
 
@@ -187,7 +200,7 @@ static void push_identical_again_is_idempotent(void **state)
 static void bad_names_are_refused_before_any_byte_is_written(void **state)
 {
     fixture *f = *state;
-    imgstore_push_opts opts = {.name = "../etc"};
+    imgstore_push_opts opts = {.name = "../etc", .signers = TEST_SIGNERS};
     imgstore_push *push = NULL;
 
     assert_int_equal(imgstore_store_push_begin(&push, f->store, &opts), IMGSTORE_EINVALID);
@@ -215,9 +228,10 @@ static void push_version(fixture *f, const char *version, uint64_t seed)
 static const char *deploy(fixture *f, const char *version)
 {
     static char got[64];
+    imgstore_channel_opts opts = {.signers = TEST_SIGNERS};
     imgstore_channel_state *s = NULL;
 
-    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", version, "prod", NULL), 0);
+    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", version, "prod", &opts), 0);
     snprintf(got, sizeof(got), "%s", s->version);
     imgstore_channel_state_free(s);
     return got;
@@ -226,7 +240,8 @@ static const char *deploy(fixture *f, const char *version)
 static const char *rollback(fixture *f, const char *to, int expect)
 {
     static char got[64];
-    imgstore_channel_opts opts = {.actor = "oncall", .reason = "bad", .to_version = to};
+    imgstore_channel_opts opts = {
+        .actor = "oncall", .reason = "bad", .to_version = to, .signers = TEST_SIGNERS};
     imgstore_channel_state *s = NULL;
 
     assert_int_equal(imgstore_store_rollback(&s, f->store, "app", "prod", &opts), expect);
@@ -262,9 +277,10 @@ static void rollbacks_walk_back_through_deploys(void **state)
 static void deploy_of_missing_version_is_refused(void **state)
 {
     fixture *f = *state;
+    imgstore_channel_opts opts = {.signers = TEST_SIGNERS};
     imgstore_channel_state *s = NULL;
 
-    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", "9.9", "prod", NULL),
+    assert_int_equal(imgstore_store_deploy(&s, f->store, "app", "9.9", "prod", &opts),
                      IMGSTORE_ENOTFOUND);
     assert_null(s);
 }
@@ -430,5 +446,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_refuses_plain_git_repository, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+    imgstore_sign_key_free(test_key);
+    return failed;
 }

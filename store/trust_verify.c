@@ -1,0 +1,178 @@
+/*
+ * `verify`'s trust half: the chain of trust policies through history, and every channel
+ * state's signatures, expiry and version. The per-version signature check lives with the
+ * byte check in verify.c; the counting itself in trust.c.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    imgstore_store *store;
+    imgstore_verify_fn report;
+    void *payload;
+    int failures;
+} trust_ctx;
+
+static void emit(trust_ctx *ctx, const char *kind, const char *name, const char *what, int status,
+                 const char *message, const imgstore_trust_status *trust)
+{
+    imgstore_verify_result r = {name,
+                                what,
+                                status,
+                                status ? message : "",
+                                0,
+                                kind,
+                                trust ? trust->valid : 0,
+                                trust ? trust->threshold : 0};
+
+    if (status)
+        ctx->failures++;
+    if (ctx->report)
+        ctx->report(&r, ctx->payload);
+}
+
+/* One policy version found in history: check it against its predecessor (or itself). */
+static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **previous)
+{
+    imgstore_policy *policy = NULL;
+    imgstore_trust_status status = {0};
+    char what[32], *bytes = NULL, message[2048];
+    size_t len = 0;
+    int err;
+
+    if ((err = imgstore_store__policy_load(&policy, NULL, ctx->store, tree)) < 0) {
+        emit(ctx, "policy", "trust", "?", IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
+        return;
+    }
+    snprintf(what, sizeof(what), "%llu", (unsigned long long)policy->version);
+    const imgstore_policy *signer = *previous ? *previous : policy;
+
+    if (*previous && policy->version != (*previous)->version + 1) {
+        snprintf(message, sizeof(message),
+                 "policy %llu follows policy %llu; versions must grow by one",
+                 (unsigned long long)policy->version, (unsigned long long)(*previous)->version);
+        emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, NULL);
+    } else if ((err = imgstore_store__read_small_blob(&bytes, &len, ctx->store, tree,
+                                                      "trust/policy.json", 64 * 1024)) < 0 ||
+               (err =
+                    imgstore_store__signatures_check(&status, ctx->store, tree, "trust/signatures",
+                                                     signer, IMGSTORE_ROLE_ROOT, bytes, len)) < 0) {
+        emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
+    } else if (!status.trusted) {
+        snprintf(message, sizeof(message),
+                 "policy %s has %zu of the %u root signatures of policy %llu it needs%s%s", what,
+                 status.valid, status.threshold, (unsigned long long)signer->version,
+                 status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
+        emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, &status);
+    } else {
+        emit(ctx, "policy", "trust", what, 0, "", &status);
+    }
+    free(bytes);
+    imgstore_policy_free(*previous);
+    *previous = policy;
+}
+
+/* Walk main's first-parent history oldest first; check each new policy blob once. */
+static int verify_policy_chain(trust_ctx *ctx)
+{
+    imgstore_policy *previous = NULL;
+    git_revwalk *walk = NULL;
+    git_oid oid, last_blob;
+    bool have_last = false;
+    int rc;
+
+    if ((rc = git_revwalk_new(&walk, ctx->store->repo)) < 0 ||
+        (rc = git_revwalk_push_ref(walk, IMGSTORE_STORE_REF)) < 0)
+        goto done;
+    git_revwalk_simplify_first_parent(walk);
+    git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+    while ((rc = git_revwalk_next(&oid, walk)) == 0) {
+        git_commit *commit = NULL;
+        git_tree *tree = NULL;
+        git_tree_entry *entry = NULL;
+
+        if (git_commit_lookup(&commit, ctx->store->repo, &oid) == 0 &&
+            git_commit_tree(&tree, commit) == 0 &&
+            git_tree_entry_bypath(&entry, tree, "trust/policy.json") == 0 &&
+            (!have_last || !git_oid_equal(&last_blob, git_tree_entry_id(entry)))) {
+            git_oid_cpy(&last_blob, git_tree_entry_id(entry));
+            have_last = true;
+            check_policy(ctx, tree, &previous);
+        }
+        git_tree_entry_free(entry);
+        git_tree_free(tree);
+        git_commit_free(commit);
+    }
+    if (rc == GIT_ITEROVER)
+        rc = 0;
+    if (rc == 0 && !have_last)
+        emit(ctx, "policy", "trust", "-", IMGSTORE_EVERIFY,
+             "the store has no trust policy (trust/policy.json)", NULL);
+done:
+    imgstore_policy_free(previous);
+    git_revwalk_free(walk);
+    return rc < 0 ? imgstore_store__git_error(rc, "cannot walk the history") : 0;
+}
+
+static void verify_channel(trust_ctx *ctx, git_tree *tip, const imgstore_policy *policy,
+                           const char *name, const char *channel)
+{
+    imgstore_trust_status status = {0};
+    imgstore_manifest *manifest = NULL;
+    imgstore_channel_state *state = NULL;
+    char message[2048];
+
+    /* one reader's check, so verify and pull can never disagree */
+    if (imgstore_store_channel_manifest_get(&manifest, NULL, &state, ctx->store, name, channel) <
+        0) {
+        snprintf(message, sizeof(message), "%s", imgstore_error_last());
+        imgstore_store__channel_status(&status, ctx->store, tip, policy, name, channel);
+        emit(ctx, "channel", name, channel, IMGSTORE_EVERIFY, message, &status);
+    } else {
+        imgstore_store__channel_status(&status, ctx->store, tip, policy, name, channel);
+        emit(ctx, "channel", name, channel, 0, "", &status);
+    }
+    imgstore_channel_state_free(state);
+    imgstore_manifest_free(manifest);
+}
+
+int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report, void *payload)
+{
+    trust_ctx ctx = {store, report, payload, 0};
+    imgstore_policy *policy = NULL;
+    git_tree *tip = NULL;
+    char **names = NULL;
+    size_t count = 0;
+    int err;
+
+    if ((err = verify_policy_chain(&ctx)) < 0 || (err = imgstore_store__tip_tree(&tip, store)) < 0)
+        goto done;
+    if (imgstore_store__policy_load(&policy, NULL, store, tip) < 0)
+        goto done; /* reported by the chain */
+    if ((err = imgstore_store__list_tree(&names, &count, store, tip, "channels", NULL)) < 0) {
+        err = err == IMGSTORE_ENOTFOUND ? 0 : err;
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        char dir[256], **channels = NULL;
+        size_t channel_count = 0;
+
+        snprintf(dir, sizeof(dir), "channels/%s", names[i]);
+        if (imgstore_store__list_tree(&channels, &channel_count, store, tip, dir, ".json") < 0)
+            continue;
+        for (size_t j = 0; j < channel_count; j++)
+            verify_channel(&ctx, tip, policy, names[i], channels[j]);
+        imgstore_strings_free(channels, channel_count);
+    }
+done:
+    imgstore_strings_free(names, count);
+    imgstore_policy_free(policy);
+    git_tree_free(tip);
+    if (err == 0 && ctx.failures)
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%d trust check(s) failed", ctx.failures);
+    return err;
+}
