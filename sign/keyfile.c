@@ -27,7 +27,12 @@ static int read_key_file(char **out, size_t *len_out, const char *path)
     int fd = -1, err = 0;
 
     *out = NULL;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    /*
+     * O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, so a wrong path
+     * would hang the caller before the regular-file check below could refuse it. It changes
+     * nothing for regular files, the only kind read past that check.
+     */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
         err = imgstore_error_set(errno == ENOENT ? IMGSTORE_ENOTFOUND : IMGSTORE_ERROR,
                                  "cannot open key file %s: %s", path, strerror(errno));
         goto done;

@@ -274,6 +274,24 @@ static void load_reports_missing_files_and_non_files(void **state)
     assert_int_equal(imgstore_sign_key_load(NULL, path, NULL), IMGSTORE_EINVALID);
 }
 
+/* A FIFO given as the key path must be refused, not block until someone writes to it. */
+static void load_refuses_a_fifo_without_blocking(void **state)
+{
+    char dir[TEST_PATH_MAX], path[TEST_PATH_MAX];
+    imgstore_sign_key *key = (imgstore_sign_key *)&key;
+
+    (void)state;
+    test_tmp_dir(dir, "keys-fifo");
+    test_path(path, dir, "fifo");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10); /* a hang fails this test quickly instead of at ctest's timeout */
+    assert_error(imgstore_sign_key_load(&key, path, NULL), IMGSTORE_EINVALID, "not a regular file");
+    alarm(0);
+    assert_null(key);
+    assert_error(imgstore_sign_key_load(&key, "/dev/zero", NULL), IMGSTORE_EINVALID,
+                 "not a regular file");
+}
+
 static void loaded_key_survives_crlf_line_endings(void **state)
 {
     char dir[TEST_PATH_MAX], path[TEST_PATH_MAX], crlf_path[TEST_PATH_MAX];
@@ -316,6 +334,7 @@ int main(void)
         cmocka_unit_test(ssh_keygen_key_with_empty_comment_loads),
         cmocka_unit_test(unencrypted_key_ignores_a_passphrase),
         cmocka_unit_test(load_reports_missing_files_and_non_files),
+        cmocka_unit_test(load_refuses_a_fifo_without_blocking),
         cmocka_unit_test(loaded_key_survives_crlf_line_endings),
     };
 
