@@ -232,6 +232,12 @@ static void no_agent_listening_is_not_found(void **state)
     assert_error(imgstore_sign_key_from_agent(&key, stale, NULL), IMGSTORE_ENOTFOUND, stale);
     assert_null(key);
 
+    memset(stale, 'a', sizeof(stale) - 1);
+    stale[0] = '/';
+    stale[200] = '\0';
+    assert_error(imgstore_sign_key_from_agent(&key, stale, NULL), IMGSTORE_EINVALID,
+                 "socket path too long");
+    assert_null(key);
     assert_error(imgstore_sign_key_from_agent(&key, NULL, NULL), IMGSTORE_EINVALID,
                  "SSH_AUTH_SOCK");
     assert_error(imgstore_sign_key_from_agent(&key, "", NULL), IMGSTORE_EINVALID, "SSH_AUTH_SOCK");

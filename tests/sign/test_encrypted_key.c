@@ -170,6 +170,24 @@ static void missing_passphrase_is_invalid(void **state)
     imgstore_sign_key_free(key);
 }
 
+static void failed_encrypted_save_does_not_leak_the_passphrase(void **state)
+{
+    char dir[TEST_PATH_MAX], path[TEST_PATH_MAX];
+    imgstore_sign_key *key = NULL;
+
+    (void)state;
+    test_tmp_dir(dir, "enc-save-fail");
+    test_path(path, dir, "missing/id_imgstore");
+    assert_int_equal(imgstore_sign_key_generate(&key, NULL), 0);
+    assert_error(imgstore_sign_key_save(key, path, PASSPHRASE), IMGSTORE_ERROR, path);
+    assert_no_passphrase_in_message();
+    test_path(path, dir, "id_imgstore");
+    assert_int_equal(imgstore_sign_key_save(key, path, PASSPHRASE), 0);
+    assert_error(imgstore_sign_key_save(key, path, PASSPHRASE), IMGSTORE_EEXISTS, path);
+    assert_no_passphrase_in_message();
+    imgstore_sign_key_free(key);
+}
+
 static void passphrases_are_compared_whole_not_up_to_a_prefix(void **state)
 {
     char dir[TEST_PATH_MAX], path[TEST_PATH_MAX];
@@ -339,6 +357,7 @@ int main(void)
         cmocka_unit_test(encrypted_file_does_not_hold_the_seed_in_the_clear),
         cmocka_unit_test(wrong_passphrase_is_a_verify_error_without_the_passphrase),
         cmocka_unit_test(missing_passphrase_is_invalid),
+        cmocka_unit_test(failed_encrypted_save_does_not_leak_the_passphrase),
         cmocka_unit_test(passphrases_are_compared_whole_not_up_to_a_prefix),
         cmocka_unit_test(every_truncation_of_an_encrypted_key_fails_cleanly),
         cmocka_unit_test(flipped_bytes_of_an_encrypted_key_fail_cleanly),

@@ -5,6 +5,8 @@
  */
 #include "sign_test_util.h"
 
+#include <pthread.h>
+
 #define NS "imgstore"
 
 /* A scratch dir holding a fresh key saved as DIR/key, for both imgstore and ssh-keygen. */
@@ -392,6 +394,51 @@ static void sshsig_refuses_bad_namespaces_and_arguments(void **state)
     free(sig);
 }
 
+typedef struct {
+    const imgstore_sign_key *key;
+    const char *expected;
+    int mismatches;
+} thread_job;
+
+static void *sign_many(void *payload)
+{
+    thread_job *job = payload;
+    imgstore_sign_pubkey signer;
+
+    for (int i = 0; i < 50; i++) {
+        char *sig = NULL;
+
+        if (imgstore_sign_sshsig(&sig, job->key, NS, "shared", 6) != 0 ||
+            strcmp(sig, job->expected) != 0 ||
+            imgstore_sign_sshsig_verify(&signer, sig, strlen(sig), NS, "shared", 6) != 0 ||
+            imgstore_sign_sshsig_verify(&signer, sig, strlen(sig), NS, "shareD", 6) !=
+                IMGSTORE_EVERIFY)
+            job->mismatches++;
+        free(sig);
+    }
+    return NULL;
+}
+
+/* store/ and server/ sign and verify from several threads with one key handle. */
+static void sshsig_is_the_same_from_many_threads(void **state)
+{
+    fixture *fx = *state;
+    pthread_t threads[4];
+    thread_job jobs[4];
+    char *expected = NULL;
+
+    assert_int_equal(imgstore_sign_sshsig(&expected, fx->key, NS, "shared", 6), 0);
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){.key = fx->key, .expected = expected, .mismatches = 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, sign_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(jobs[i].mismatches, 0);
+    }
+    free(expected);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +463,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(sshsig_verify_accepts_crlf_armour, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(sshsig_refuses_bad_namespaces_and_arguments, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(sshsig_is_the_same_from_many_threads, fixture_setup,
                                         fixture_teardown),
     };
 
