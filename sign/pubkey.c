@@ -155,6 +155,7 @@ int imgstore_sign_pubkey_format(char **out, const imgstore_sign_pubkey *pubkey)
     char b64[sodium_base64_ENCODED_LEN(IMGSTORE_SIGN__PUBBLOB_LEN, sodium_base64_VARIANT_ORIGINAL)];
     size_t comment_len;
     char *line;
+    int err;
 
     if (out == NULL || pubkey == NULL)
         return imgstore_error_set(IMGSTORE_EINVALID, "public key: nothing to format");
@@ -162,6 +163,10 @@ int imgstore_sign_pubkey_format(char **out, const imgstore_sign_pubkey *pubkey)
     comment_len = strnlen(pubkey->comment, sizeof(pubkey->comment));
     if (comment_len == sizeof(pubkey->comment))
         return imgstore_error_set(IMGSTORE_EINVALID, "public key: comment is not terminated");
+    /* Callers may fill the struct themselves; a newline would split the line we promise. */
+    if ((err = imgstore_sign__check_comment((const uint8_t *)pubkey->comment, comment_len,
+                                            "public key")) < 0)
+        return err;
     imgstore_sign__pubkey_blob(blob, pubkey->ed25519);
     sodium_bin2base64(b64, sizeof(b64), blob, sizeof(blob), sodium_base64_VARIANT_ORIGINAL);
     line = imgstore_strfmt("%s %s%s%.*s", IMGSTORE_SIGN__ED25519, b64, comment_len > 0 ? " " : "",

@@ -259,7 +259,7 @@ static void pubkey_equal_compares_keys_not_comments(void **state)
     assert_false(imgstore_sign_pubkey_equal(&a, &b));
 }
 
-static void pubkey_format_refuses_an_unterminated_comment(void **state)
+static void pubkey_format_refuses_unterminated_or_multiline_comments(void **state)
 {
     imgstore_sign_pubkey pub;
     char *line = (char *)&line;
@@ -267,6 +267,16 @@ static void pubkey_format_refuses_an_unterminated_comment(void **state)
     (void)state;
     memset(&pub, 'c', sizeof(pub));
     assert_error(imgstore_sign_pubkey_format(&line, &pub), IMGSTORE_EINVALID, "not terminated");
+    assert_null(line);
+
+    /*
+     * The struct is a plain value callers may fill in; a newline in its comment must not turn
+     * one allowed_signers or authorized_keys line into two.
+     */
+    memset(&pub, 0, sizeof(pub));
+    strcpy(pub.comment, "ci\nci ssh-ed25519 AAAAinjected");
+    line = (char *)&line;
+    assert_error(imgstore_sign_pubkey_format(&line, &pub), IMGSTORE_EINVALID, "control character");
     assert_null(line);
     assert_int_equal(imgstore_sign_pubkey_format(NULL, &pub), IMGSTORE_EINVALID);
 }
@@ -283,7 +293,7 @@ int main(void)
         cmocka_unit_test(fingerprint_equals_ssh_keygen_sha256),
         cmocka_unit_test(fingerprint_matches_a_known_vector),
         cmocka_unit_test(pubkey_equal_compares_keys_not_comments),
-        cmocka_unit_test(pubkey_format_refuses_an_unterminated_comment),
+        cmocka_unit_test(pubkey_format_refuses_unterminated_or_multiline_comments),
     };
 
     test_require_tool("ssh-keygen");
