@@ -92,35 +92,14 @@ static char *read_passphrase_file(const char *path)
     return strdup(buf);
 }
 
-static int key_generate(cli_ctx *ctx, int argc, char **argv)
+static int key_generate(cli_ctx *ctx, const char *out_path, const char *comment,
+                        const char *passphrase_file)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS,
-        {"out", required_argument, NULL, OPT_OUT},
-        {"comment", required_argument, NULL, OPT_COMMENT},
-        {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
-        {NULL, 0, NULL, 0}};
-    const char *out_path = NULL, *comment = NULL, *passphrase_file = NULL;
     imgstore_sign_key *key = NULL;
     imgstore_sign_pubkey pub;
     char *path = NULL, *line = NULL, *passphrase = NULL, *actor = NULL;
-    int opt, code = -1, err = 0;
+    int err = 0;
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                return code;
-            continue;
-        }
-        if (opt == OPT_OUT)
-            out_path = optarg;
-        else if (opt == OPT_COMMENT)
-            comment = optarg;
-        else if (opt == OPT_PASSPHRASE_FILE)
-            passphrase_file = optarg;
-    }
-    if (optind != argc)
-        return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
     if (!(path = out_path ? strdup(out_path) : cli_default_key_path()) ||
         !(actor = cli_actor(ctx))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -154,47 +133,65 @@ done:
     free(line);
     free(actor);
     free(path);
-    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    return err;
 }
 
 /* The public half and id of the signing key the other commands would use. */
-static int key_show(cli_ctx *ctx, int argc, char **argv)
+static int key_show(cli_ctx *ctx)
 {
     cli_signers signers = {0};
+    imgstore_sign_pubkey pub;
     char *line = NULL;
-    int code, err;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    int err;
 
-    if (first < 0)
-        return code;
-    if (first < argc)
-        ctx->key_paths[ctx->key_path_count++ % CLI_KEYS_MAX] = argv[first];
-    if ((err = cli_signers_load(&signers, ctx)) == 0) {
-        imgstore_sign_pubkey pub;
-
-        imgstore_sign_key_public(&pub, signers.keys[0]);
-        if ((err = imgstore_sign_pubkey_format(&line, &pub)) == 0) {
-            if (ctx->json)
-                err = cli_print_json(json_pack("{s:s, s:s}", "public_key", line, "key_id",
-                                               imgstore_sign_key_id(signers.keys[0])));
-            else
-                printf("%s\n%s\n", line, imgstore_sign_key_id(signers.keys[0]));
-        }
+    if ((err = cli_signers_load(&signers, ctx)) < 0)
+        return err;
+    imgstore_sign_key_public(&pub, signers.keys[0]);
+    if ((err = imgstore_sign_pubkey_format(&line, &pub)) == 0) {
+        if (ctx->json)
+            err = cli_print_json(json_pack("{s:s, s:s}", "public_key", line, "key_id",
+                                           imgstore_sign_key_id(signers.keys[0])));
+        else
+            printf("%s\n%s\n", line, imgstore_sign_key_id(signers.keys[0]));
     }
     free(line);
     cli_signers_free(&signers);
-    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    return err;
 }
 
 int cli_cmd_key(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "generate") == 0)
-        return key_generate(ctx, argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "show") == 0)
-        return key_show(ctx, argc - 1, argv + 1);
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        cli_usage(ctx, stdout);
-        return CLI_EXIT_OK;
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS,
+        {"out", required_argument, NULL, OPT_OUT},
+        {"comment", required_argument, NULL, OPT_COMMENT},
+        {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
+        {NULL, 0, NULL, 0}};
+    const char *out_path = NULL, *comment = NULL, *passphrase_file = NULL, *action;
+    int opt, code = -1, err;
+
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                return code;
+            continue;
+        }
+        if (opt == OPT_OUT)
+            out_path = optarg;
+        else if (opt == OPT_COMMENT)
+            comment = optarg;
+        else if (opt == OPT_PASSPHRASE_FILE)
+            passphrase_file = optarg;
     }
-    return cli_usage_error(ctx, "expected 'generate' or 'show'");
+    action = optind < argc ? argv[optind] : "";
+    if (strcmp(action, "generate") == 0 && optind + 1 == argc) {
+        err = key_generate(ctx, out_path, comment, passphrase_file);
+    } else if (strcmp(action, "show") == 0 && argc - optind <= 2) {
+        if (optind + 1 < argc && ctx->key_path_count < CLI_KEYS_MAX)
+            ctx->key_paths[ctx->key_path_count++] = argv[optind + 1];
+        err = key_show(ctx);
+    } else {
+        return cli_usage_error(ctx, "expected 'generate' or 'show [FILE]'");
+    }
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -102,14 +102,14 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
     imgstore_policy *policy = NULL;
-    const char *action = argc >= 2 ? argv[1] : "";
+    const char *action;
     char digest[65];
-    int code, err = 0, first, want;
+    int code, err = 0, want;
+    int first = cli_parse_common(ctx, argc, argv, &code);
 
-    if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0) {
-        cli_usage(ctx, stdout);
-        return CLI_EXIT_OK;
-    }
+    if (first < 0)
+        return code;
+    action = first < argc ? argv[first] : "";
     want = strcmp(action, "show") == 0              ? 0
            : strcmp(action, "set-channel-ttl") == 0 ? 1
            : strcmp(action, "add-key") == 0 || strcmp(action, "remove-key") == 0 ||
@@ -119,9 +119,7 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv)
     if (want < 0)
         return cli_usage_error(ctx, "expected show, add-key, remove-key, set-threshold or "
                                     "set-channel-ttl");
-    if ((first = cli_parse_common(ctx, argc - 1, argv + 1, &code)) < 0)
-        return code;
-    first++; /* index into argv */
+    first++;
     if (argc - first != want)
         return cli_usage_error(ctx, "trust %s takes %d argument%s", action, want,
                                want == 1 ? "" : "s");

@@ -69,6 +69,7 @@ int imgstore_store_channel_manifest_get(imgstore_manifest **out, char *digest_ou
         goto done;
     }
     if ((err = imgstore_store__policy_load(&policy, NULL, store, tip)) < 0 ||
+        (err = imgstore_store__policy_chain_check(store)) < 0 ||
         (err = imgstore_store__channel_status(&status, store, tip, policy, name, channel)) < 0)
         goto done;
     if (!status.trusted) {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,6 +226,8 @@ static int init_first_commit(git_repository *repo, const char *path, const imgst
     git_tree *tree = NULL;
     git_signature *sig = NULL;
     git_reference *ref = NULL;
+    unsigned char nonce[16];
+    char nonce_hex[33], message[128];
     int err = 0, rc;
 
     if ((rc = git_blob_create_from_buffer(&blob, repo, marker_json, strlen(marker_json))) < 0 ||
@@ -259,9 +262,18 @@ static int init_first_commit(git_repository *repo, const char *path, const imgst
     if ((rc = git_treebuilder_write(&tree_oid, bld)) < 0 ||
         (rc = git_tree_lookup(&tree, repo, &tree_oid)) < 0)
         goto git_failed;
+    /* A random nonce makes the first commit, and so the store id that clients remember
+     * channel sequences by, unique even for stores made by one key in the same second. */
+    if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot read random bytes");
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof(nonce); i++)
+        snprintf(nonce_hex + 2 * i, 3, "%02x", nonce[i]);
+    snprintf(message, sizeof(message), "init imgstore store\n\nstore-id: %s\n", nonce_hex);
     if ((err = imgstore_store__actor_signature(&sig, actor ? actor : "imgstore")) < 0 ||
-        (err = imgstore_store__commit_create(&commit, NULL, repo, sig, "init imgstore store\n",
-                                             tree, NULL, key)) < 0)
+        (err = imgstore_store__commit_create(&commit, NULL, repo, sig, message, tree, NULL, key)) <
+            0)
         goto done;
     git_oid_cpy(&ref_target, &commit);
     if ((rc = git_reference_create(&ref, repo, IMGSTORE_STORE_REF, &ref_target, 0,

@@ -35,7 +35,8 @@ typedef struct {
 typedef struct {
     size_t valid;       /* distinct keys of the role whose signatures verify */
     uint32_t threshold; /* the role's threshold in the current policy */
-    size_t invalid;     /* signature files that do not verify or whose signer lacks the role */
+    size_t invalid;     /* signature files that are damaged or do not verify; sound signatures
+                           by keys outside the role (revoked) are simply not counted */
     bool trusted;       /* valid >= threshold */
 } imgstore_trust_status;
 

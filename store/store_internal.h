@@ -195,6 +195,11 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
                                    const git_tree *root, const imgstore_policy *policy,
                                    const char *name, const char *version);
 
+/** Walk the policy chain (trust_verify.c): 0 when every policy in history is signed by a
+ * threshold of its predecessor's root keys, else IMGSTORE_EVERIFY naming the first break.
+ * Every reader that hands bytes out calls it before it trusts the current policy. */
+int imgstore_store__policy_chain_check(imgstore_store *store);
+
 /** Deploy status of channels/<name>/<channel>.json in `root` under `policy`. */
 int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,

@@ -155,9 +155,8 @@ int imgstore_store__signatures_check(imgstore_trust_status *out, imgstore_store 
                 check = imgstore_error_set(IMGSTORE_EVERIFY,
                                            "signed by another key than its name says");
             else if ((index = role_index(policy, role, &signer)) < 0)
-                check = imgstore_error_set(
-                    IMGSTORE_EVERIFY, "signed by a key that is not a %s key of trust policy %llu",
-                    imgstore_schema_role_name(role), (unsigned long long)policy->version);
+                continue; /* a sound signature by a key the policy no longer trusts: revoked,
+                             not damage; it just does not count */
         }
         if (check < 0) {
             out->invalid++;
@@ -523,6 +522,7 @@ int imgstore_store_manifest_get_trusted(imgstore_manifest **out, char *digest_ou
         (err = imgstore_store__manifest_load(&manifest, digest_out, store, tip, name, version)) <
             0 ||
         (err = imgstore_store__policy_load(&policy, NULL, store, tip)) < 0 ||
+        (err = imgstore_store__policy_chain_check(store)) < 0 ||
         (err = imgstore_store__version_status(&status, store, tip, policy, name, version)) < 0)
         goto done;
     if (!status.trusted) {

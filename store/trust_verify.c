@@ -35,13 +35,26 @@ static void emit(trust_ctx *ctx, const char *kind, const char *name, const char 
         ctx->report(&r, ctx->payload);
 }
 
-/* One policy version found in history: check it against its predecessor (or itself). */
-static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **previous)
+/* Keep the first failure's message (payload: char[2048]) for readers that only need yes/no. */
+static void first_failure(const imgstore_verify_result *r, void *payload)
+{
+    char *message = payload;
+
+    if (r->status && !message[0])
+        snprintf(message, 2048, "policy %s: %s", r->version, r->message);
+}
+
+/* The trust/ tree of one commit. A new policy version is checked against its predecessor's
+ * root keys (policy 1 against its own) and reported; the same policy seen again (its
+ * signatures changed) is checked against the same signer and reported only if it fails. */
+static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **before,
+                         imgstore_policy **current)
 {
     imgstore_policy *policy = NULL;
     imgstore_trust_status status = {0};
     char what[32], *bytes = NULL, message[2048];
     size_t len = 0;
+    bool again;
     int err;
 
     if ((err = imgstore_store__policy_load(&policy, NULL, ctx->store, tree)) < 0) {
@@ -49,12 +62,14 @@ static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **previ
         return;
     }
     snprintf(what, sizeof(what), "%llu", (unsigned long long)policy->version);
-    const imgstore_policy *signer = *previous ? *previous : policy;
+    again = *current && (*current)->version == policy->version;
+    const imgstore_policy *signer =
+        again ? (*before ? *before : policy) : (*current ? *current : policy);
 
-    if (*previous && policy->version != (*previous)->version + 1) {
+    if (*current && !again && policy->version != (*current)->version + 1) {
         snprintf(message, sizeof(message),
                  "policy %llu follows policy %llu; versions must grow by one",
-                 (unsigned long long)policy->version, (unsigned long long)(*previous)->version);
+                 (unsigned long long)policy->version, (unsigned long long)(*current)->version);
         emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, NULL);
     } else if ((err = imgstore_store__read_small_blob(&bytes, &len, ctx->store, tree,
                                                       "trust/policy.json", 64 * 1024)) < 0 ||
@@ -62,24 +77,30 @@ static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **previ
                     imgstore_store__signatures_check(&status, ctx->store, tree, "trust/signatures",
                                                      signer, IMGSTORE_ROLE_ROOT, bytes, len)) < 0) {
         emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
-    } else if (!status.trusted) {
+    } else if (!status.trusted || status.invalid) {
         snprintf(message, sizeof(message),
                  "policy %s has %zu of the %u root signatures of policy %llu it needs%s%s", what,
                  status.valid, status.threshold, (unsigned long long)signer->version,
                  status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
         emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, &status);
-    } else {
+    } else if (!again) {
         emit(ctx, "policy", "trust", what, 0, "", &status);
     }
     free(bytes);
-    imgstore_policy_free(*previous);
-    *previous = policy;
+    if (again) {
+        imgstore_policy_free(policy);
+        return;
+    }
+    imgstore_policy_free(*before);
+    *before = *current;
+    *current = policy;
 }
 
-/* Walk main's first-parent history oldest first; check each new policy blob once. */
+/* Walk main's first-parent history oldest first; check the policy and its signatures each
+ * time the trust/ tree changes, so a signature damaged later is caught too. */
 static int verify_policy_chain(trust_ctx *ctx)
 {
-    imgstore_policy *previous = NULL;
+    imgstore_policy *before = NULL, *current = NULL;
     git_revwalk *walk = NULL;
     git_oid oid, last_blob;
     bool have_last = false;
@@ -97,11 +118,11 @@ static int verify_policy_chain(trust_ctx *ctx)
 
         if (git_commit_lookup(&commit, ctx->store->repo, &oid) == 0 &&
             git_commit_tree(&tree, commit) == 0 &&
-            git_tree_entry_bypath(&entry, tree, "trust/policy.json") == 0 &&
+            git_tree_entry_bypath(&entry, tree, "trust") == 0 &&
             (!have_last || !git_oid_equal(&last_blob, git_tree_entry_id(entry)))) {
             git_oid_cpy(&last_blob, git_tree_entry_id(entry));
             have_last = true;
-            check_policy(ctx, tree, &previous);
+            check_policy(ctx, tree, &before, &current);
         }
         git_tree_entry_free(entry);
         git_tree_free(tree);
@@ -113,7 +134,8 @@ static int verify_policy_chain(trust_ctx *ctx)
         emit(ctx, "policy", "trust", "-", IMGSTORE_EVERIFY,
              "the store has no trust policy (trust/policy.json)", NULL);
 done:
-    imgstore_policy_free(previous);
+    imgstore_policy_free(current);
+    imgstore_policy_free(before);
     git_revwalk_free(walk);
     return rc < 0 ? imgstore_store__git_error(rc, "cannot walk the history") : 0;
 }
@@ -138,6 +160,20 @@ static void verify_channel(trust_ctx *ctx, git_tree *tip, const imgstore_policy 
     }
     imgstore_channel_state_free(state);
     imgstore_manifest_free(manifest);
+}
+
+int imgstore_store__policy_chain_check(imgstore_store *store)
+{
+    trust_ctx ctx = {store, first_failure, NULL, 0};
+    char message[2048] = "";
+    int err;
+
+    ctx.payload = message;
+    if ((err = verify_policy_chain(&ctx)) < 0)
+        return err;
+    if (ctx.failures)
+        return imgstore_error_set(IMGSTORE_EVERIFY, "trust policy chain is broken: %s", message);
+    return 0;
 }
 
 int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report, void *payload)
