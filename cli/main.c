@@ -62,6 +62,13 @@ static const command commands[] = {
     {"fsck", cli_cmd_fsck,
      "fsck [--json]\n  Check the store's structure without reading image bytes; exit 3 on "
      "problems."},
+    {"serve", cli_cmd_serve,
+     "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
+     "  Serve the store over HTTP (docs/api.md); default 127.0.0.1:8080. Settings and the\n"
+     "  config file format: docs/server.md. Stops, draining requests, on SIGTERM or SIGINT."},
+    {"token", cli_cmd_token,
+     "token create --scope read|push|deploy|admin[,...] [--name N] [--json]\n"
+     "  Print a new bearer token for imgstore serve, once, and the config line granting it."},
 };
 
 static void print_help(FILE *out)

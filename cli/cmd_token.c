@@ -1,0 +1,116 @@
+/*
+ * `imgstore token create --scope S[,S...] [--name N]`: makes a new random bearer token for
+ * `imgstore serve`, prints it once, and prints the config line that grants it (which holds
+ * only the token's SHA-256, docs/server.md "Auth"). Nothing is written anywhere: the
+ * operator pastes the line into the server's config.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+enum { OPT_SCOPE = OPT_FIRST_LOCAL, OPT_NAME };
+
+static int check_scopes(const char *scopes)
+{
+    static const char *const known[] = {"read", "push", "deploy", "admin"};
+    const char *at = scopes;
+
+    if (!*at)
+        return imgstore_error_set(IMGSTORE_EINVALID, "--scope: empty");
+    while (*at) {
+        size_t len = strcspn(at, ",");
+        bool ok = false;
+
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            ok = ok || (strlen(known[i]) == len && strncmp(at, known[i], len) == 0);
+        if (!ok)
+            return imgstore_error_set(IMGSTORE_EINVALID,
+                                      "--scope '%.*s': expected read, push, deploy or admin",
+                                      (int)len, at);
+        at += len;
+        if (*at == ',' && !*++at)
+            return imgstore_error_set(IMGSTORE_EINVALID, "--scope: trailing comma");
+    }
+    return 0;
+}
+
+static int random_hex(char *out, size_t bytes)
+{
+    unsigned char buf[64];
+    size_t got = 0;
+
+    while (got < bytes) {
+        ssize_t n = getrandom(buf + got, bytes - got, 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", buf[i]);
+    return 0;
+}
+
+int cli_cmd_token(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            {"scope", required_argument, NULL, OPT_SCOPE},
+                                            {"name", required_argument, NULL, OPT_NAME},
+                                            {NULL, 0, NULL, 0}};
+    const char *scopes = NULL, *name = "token";
+    imgstore_sha256 *sha = NULL;
+    char token[80], secret[65], digest[65], *line = NULL;
+    int opt, code = -1, err = 0;
+
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                goto done;
+            continue;
+        }
+        if (opt == OPT_SCOPE)
+            scopes = optarg;
+        else if (opt == OPT_NAME)
+            name = optarg;
+    }
+    if (optind != argc - 1 || strcmp(argv[optind], "create") != 0) {
+        code = cli_usage_error(ctx, "expected 'create'");
+        goto done;
+    }
+    if (!scopes) {
+        code = cli_usage_error(ctx, "--scope is required");
+        goto done;
+    }
+    if ((err = check_scopes(scopes)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_LABEL, name)) < 0 ||
+        (err = random_hex(secret, 32)) < 0 || (err = imgstore_sha256_new(&sha)) < 0)
+        goto done;
+    snprintf(token, sizeof(token), "imgstore_%s", secret);
+    imgstore_sha256_update(sha, token, strlen(token));
+    imgstore_sha256_final_hex(sha, digest);
+    if (!(line = imgstore_strfmt("token = %s scopes=%s name=%s", digest, scopes, name))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if (ctx->json) {
+        err =
+            cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s}", "token", token, "sha256", digest,
+                                     "scopes", scopes, "name", name, "config_line", line));
+    } else {
+        printf("%s\n", token);
+        fprintf(stderr, "imgstore token: shown once; add this line to the server config:\n");
+        printf("%s\n", line);
+    }
+done:
+    if (code < 0)
+        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    imgstore_sha256_free(sha);
+    free(line);
+    return code;
+}

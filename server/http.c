@@ -1,0 +1,203 @@
+/*
+ * Answering: the one table from IMGSTORE_E* codes to HTTP status, the JSON error body every
+ * failure carries, JSON responses, and the small parsers for path segments and query
+ * arguments. Routes decide what to answer; this file decides how it looks on the wire.
+ */
+#include "server/server_internal.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The one table (docs/api.md, "Errors"). EVERIFY means the store's own bytes failed their
+ * digest: a fault of the server, not of the request, hence 500 (an upload whose declared
+ * digest does not match is bad input and answered as EINVALID by the upload route).
+ * ELOCKED is a writer that did not let go in time: 503, the client may retry.
+ */
+static const struct {
+    int err;
+    unsigned status;
+} status_table[] = {
+    {IMGSTORE_OK, MHD_HTTP_OK},
+    {IMGSTORE_ENOTFOUND, MHD_HTTP_NOT_FOUND},
+    {IMGSTORE_EINVALID, MHD_HTTP_BAD_REQUEST},
+    {IMGSTORE_EEXISTS, MHD_HTTP_CONFLICT},
+    {IMGSTORE_EVERIFY, MHD_HTTP_INTERNAL_SERVER_ERROR},
+    {IMGSTORE_ELOCKED, MHD_HTTP_SERVICE_UNAVAILABLE},
+    {IMGSTORE_ERROR, MHD_HTTP_INTERNAL_SERVER_ERROR},
+};
+
+unsigned imgstore_server__status_for(int err)
+{
+    for (size_t i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++) {
+        if (status_table[i].err == err)
+            return status_table[i].status;
+    }
+    return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned status,
+                                       struct MHD_Response *response, uint64_t body_bytes)
+{
+    enum MHD_Result result;
+
+    if (!response)
+        return MHD_NO;
+    req->status = status;
+    req->bytes_out = body_bytes;
+    req->replied = true;
+    result = MHD_queue_response(req->conn, status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static enum MHD_Result reply_text(imgstore_server__request *req, unsigned status, char *text,
+                                  size_t len, const char *content_type)
+{
+    struct MHD_Response *response;
+
+    response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (req->extra_header_name)
+        MHD_add_response_header(response, req->extra_header_name, req->extra_header_value);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"imgstore\"");
+    return imgstore_server__queue(req, status, response, len);
+}
+
+enum MHD_Result imgstore_server__reply_json(imgstore_server__request *req, unsigned status,
+                                            json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    size_t len;
+
+    json_decref(body);
+    if (!text)
+        return imgstore_server__reply_status(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                                             "cannot encode the response");
+    len = strlen(text);
+    /* newline-terminated, like the CLI's --json, so that curl output ends cleanly */
+    char *grown = realloc(text, len + 2);
+    if (!grown) {
+        free(text);
+        return MHD_NO;
+    }
+    grown[len++] = '\n';
+    grown[len] = '\0';
+    return reply_text(req, status, grown, len, "application/json");
+}
+
+static enum MHD_Result reply_error_body(imgstore_server__request *req, unsigned status,
+                                        const char *code, const char *message)
+{
+    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+    char *text;
+    size_t len;
+
+    /* A message may quote client bytes that are not UTF-8: jansson refuses those. */
+    if (!body)
+        body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
+                         "(message not representable)");
+    text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    len = strlen(text);
+    char *grown = realloc(text, len + 2);
+    if (!grown) {
+        free(text);
+        return MHD_NO;
+    }
+    grown[len++] = '\n';
+    grown[len] = '\0';
+    return reply_text(req, status, grown, len, "application/json");
+}
+
+enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int err)
+{
+    const char *message = imgstore_error_last();
+    unsigned status = imgstore_server__status_for(err);
+
+    if (status >= 500)
+        imgstore_log(IMGSTORE_LOG_ERROR, "server", "request failed path=%s error=%s message=\"%s\"",
+                     req->url, imgstore_error_name(err), message);
+    return reply_error_body(req, status, imgstore_error_name(err),
+                            *message ? message : imgstore_error_name(err));
+}
+
+enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, unsigned status,
+                                              const char *code, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    return reply_error_body(req, status, code, message);
+}
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+char *imgstore_server__decode_segment(const char *raw, size_t len)
+{
+    char *out = malloc(len + 1);
+    size_t n = 0;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (raw[i] == '%') {
+            int h = i + 2 < len ? hex_value((unsigned char)raw[i + 1]) : -1;
+            int l = i + 2 < len ? hex_value((unsigned char)raw[i + 2]) : -1;
+
+            /* a truncated escape, a non-hex digit or an encoded NUL: never a valid name */
+            if (h < 0 || l < 0 || (h == 0 && l == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[n++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            out[n++] = raw[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key)
+{
+    const char *value = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+    unsigned long long number = 0;
+
+    *out = 0;
+    if (!value)
+        return IMGSTORE_ENOTFOUND;
+    if (!*value || strlen(value) > 19)
+        return imgstore_error_set(IMGSTORE_EINVALID, "query %s: expected a number", key);
+    for (const char *c = value; *c; c++) {
+        if (!isdigit((unsigned char)*c))
+            return imgstore_error_set(IMGSTORE_EINVALID, "query %s: expected a number", key);
+        number = number * 10 + (unsigned long long)(*c - '0');
+    }
+    *out = number;
+    return 0;
+}

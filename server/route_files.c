@@ -1,0 +1,366 @@
+/*
+ * File downloads: GET /v1/images/{name}/{version}/files/{file}. Conditional requests
+ * (ETag = the file's SHA-256, If-None-Match, If-Range), one byte range (206, 416), immutable
+ * caching headers, and the bytes themselves, which are never sent unverified:
+ *
+ * - from the verified cache (cache.c) with sendfile when the file fits the cache: the first
+ *   request fills it, a damaged store object fails the fill and the answer is a 500 before
+ *   any byte is sent;
+ * - otherwise streamed chunk by chunk from the store, each chunk checked by the store before
+ *   its first byte is copied out; a damaged chunk aborts the connection mid-body (the client
+ *   sees a short body, never a wrong one). Streams hold at most one chunk (<= 4 MiB) each and
+ *   are capped by stream_concurrency.
+ */
+#include "server/server_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STREAM_WAIT_SECS 30
+
+typedef struct {
+    imgstore_server *server;
+    imgstore_store *store;
+    imgstore_manifest *manifest;
+    const imgstore_manifest_file *file;
+    uint64_t start, end; /* the file range sent: [start, end) */
+    char *buf;           /* one verified chunk */
+    size_t buf_len, buf_cap;
+    uint64_t buf_offset; /* file offset of buf[0] */
+    size_t chunk_index;
+    uint64_t chunk_start;
+    bool failed;
+} stream;
+
+static int stream_take(const void *buf, size_t len, void *payload)
+{
+    stream *s = payload;
+
+    if (len > s->buf_cap - s->buf_len)
+        return imgstore_error_set(IMGSTORE_ERROR, "chunk larger than its manifest entry");
+    memcpy(s->buf + s->buf_len, buf, len);
+    s->buf_len += len;
+    return 0;
+}
+
+/* Load (and so verify) the chunk holding file offset `at` into s->buf. */
+static int stream_load(stream *s, uint64_t at)
+{
+    const imgstore_manifest_file *file = s->file;
+
+    if (at < s->chunk_start) {
+        s->chunk_index = 0;
+        s->chunk_start = 0;
+    }
+    while (s->chunk_index < file->chunk_count &&
+           s->chunk_start + file->chunks[s->chunk_index].size <= at) {
+        s->chunk_start += file->chunks[s->chunk_index].size;
+        s->chunk_index++;
+    }
+    if (s->chunk_index >= file->chunk_count)
+        return imgstore_error_set(IMGSTORE_EINVALID, "offset past the end of the file");
+    s->buf_len = 0;
+    s->buf_offset = s->chunk_start;
+    return imgstore_store_file_read(s->store, s->manifest, file->path, s->chunk_start,
+                                    file->chunks[s->chunk_index].size, stream_take, s);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream *s = cls;
+    uint64_t at = s->start + pos;
+    size_t n;
+    int err;
+
+    if (s->failed)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (at >= s->end)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (at < s->buf_offset || at >= s->buf_offset + s->buf_len) {
+        if ((err = stream_load(s, at)) < 0) {
+            s->failed = true;
+            imgstore_log(IMGSTORE_LOG_ERROR, "server",
+                         "download aborted name=%s version=%s file=%s offset=%llu error=%s "
+                         "message=\"%s\"",
+                         s->manifest->name, s->manifest->version, s->file->path,
+                         (unsigned long long)at, imgstore_error_name(err), imgstore_error_last());
+            if (err == IMGSTORE_EVERIFY)
+                imgstore_server__metrics_count(s->server->metrics, "verification_failures");
+            imgstore_server__metrics_count(s->server->metrics, "stream_aborts");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    n = (size_t)(s->buf_offset + s->buf_len - at);
+    if (n > max)
+        n = max;
+    if (n > s->end - at)
+        n = (size_t)(s->end - at);
+    memcpy(buf, s->buf + (at - s->buf_offset), n);
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream *s = cls;
+    imgstore_server *server = s->server;
+
+    imgstore_server__store_put(server, s->store);
+    imgstore_manifest_free(s->manifest);
+    free(s->buf);
+    free(s);
+    pthread_mutex_lock(&server->lock);
+    server->streams--;
+    pthread_cond_broadcast(&server->changed);
+    pthread_mutex_unlock(&server->lock);
+    imgstore_server__metrics_gauge(server->metrics, "streams", -1);
+}
+
+/* Wait for a stream slot (streams hold a chunk buffer each: memory stays bounded). */
+static bool stream_slot(imgstore_server *server)
+{
+    struct timespec deadline;
+    bool ok = true;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += STREAM_WAIT_SECS;
+    pthread_mutex_lock(&server->lock);
+    while (ok && server->streams >= server->config->stream_concurrency)
+        ok = pthread_cond_timedwait(&server->changed, &server->lock, &deadline) == 0;
+    if (ok)
+        server->streams++;
+    pthread_mutex_unlock(&server->lock);
+    if (ok)
+        imgstore_server__metrics_gauge(server->metrics, "streams", 1);
+    return ok;
+}
+
+/* A strict decimal; false on anything else (Range values that do not parse are ignored). */
+static bool parse_u64(uint64_t *out, const char *text, size_t len)
+{
+    uint64_t value = 0;
+
+    if (len == 0 || len > 19)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)text[i]))
+            return false;
+        value = value * 10 + (uint64_t)(text[i] - '0');
+    }
+    *out = value;
+    return true;
+}
+
+/*
+ * One "bytes=" range (RFC 9110 14.1.2): 1 with [*start, *end) set, 0 to ignore the header
+ * (absent, malformed, several ranges: the whole file is sent), -1 when unsatisfiable.
+ */
+static int parse_range(uint64_t *start, uint64_t *end, const char *header, uint64_t size)
+{
+    const char *spec, *dash;
+    uint64_t a, b;
+
+    if (!header || strncmp(header, "bytes=", 6) != 0 || strchr(header, ','))
+        return 0;
+    spec = header + 6;
+    if (!(dash = strchr(spec, '-')))
+        return 0;
+    if (dash == spec) {
+        if (!parse_u64(&b, dash + 1, strlen(dash + 1)))
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *start = b < size ? size - b : 0;
+        *end = size;
+        return 1;
+    }
+    if (!parse_u64(&a, spec, (size_t)(dash - spec)))
+        return 0;
+    if (dash[1] == '\0') {
+        b = UINT64_MAX;
+    } else if (!parse_u64(&b, dash + 1, strlen(dash + 1)) || b < a) {
+        return 0;
+    }
+    if (a >= size)
+        return -1;
+    *start = a;
+    *end = b >= size - 1 ? size : b + 1;
+    return 1;
+}
+
+static void add_file_headers(struct MHD_Response *response, const char *etag)
+{
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "public, max-age=31536000, immutable");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+}
+
+static const imgstore_manifest_file *find_file(const imgstore_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        if (strcmp(m->files[i].path, path) == 0)
+            return &m->files[i];
+    }
+    return NULL;
+}
+
+/* The body as a verified stream from the store (takes the manifest and the store handle). */
+static struct MHD_Response *stream_response(imgstore_server__request *req,
+                                            imgstore_manifest **manifest,
+                                            const imgstore_manifest_file *file, uint64_t start,
+                                            uint64_t end)
+{
+    stream *s = calloc(1, sizeof(*s));
+    struct MHD_Response *response;
+    size_t cap = 0;
+
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < file->chunk_count; i++) {
+        if (file->chunks[i].size > cap)
+            cap = (size_t)file->chunks[i].size;
+    }
+    if (!(s->buf = malloc(cap ? cap : 1))) {
+        free(s);
+        return NULL;
+    }
+    s->server = req->server;
+    s->buf_cap = cap;
+    s->file = file;
+    s->start = start;
+    s->end = end;
+    response =
+        MHD_create_response_from_callback(end - start, 256 * 1024, stream_read, s, stream_free);
+    if (!response) {
+        free(s->buf);
+        free(s);
+        return NULL;
+    }
+    /* the response owns them now: it may outlive this request's bookkeeping */
+    s->manifest = *manifest;
+    *manifest = NULL;
+    s->store = req->store;
+    req->store = NULL;
+    return response;
+}
+
+/* HEAD: MHD sends the headers (with Content-Length) and never asks for the body. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
+{
+    imgstore_server *server = req->server;
+    const char *name = req->segments[2], *version = req->segments[3], *path = req->segments[5];
+    const char *if_none_match, *if_range, *range_header;
+    const imgstore_manifest_file *file;
+    imgstore_manifest *m = NULL;
+    struct MHD_Response *response = NULL;
+    imgstore_store *store;
+    uint64_t start = 0, end = 0;
+    unsigned status = MHD_HTTP_OK;
+    bool head = strcmp(req->method, MHD_HTTP_METHOD_HEAD) == 0;
+    char etag[80], content_range[96];
+    enum MHD_Result result;
+    int err, range;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, path)) < 0 ||
+        (err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_manifest_get_trusted(&m, NULL, store, name, version)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if (!(file = find_file(m, path))) {
+        imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", name, version, path);
+        result = imgstore_server__reply_error(req, IMGSTORE_ENOTFOUND);
+        goto done;
+    }
+    snprintf(etag, sizeof(etag), "\"%s\"", file->sha256);
+    if_none_match =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (if_none_match && (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
+        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (response)
+            add_file_headers(response, etag);
+        result = imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
+        goto done;
+    }
+    range_header = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    if_range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
+    /* If-Range with anything but our (strong, eternal) ETag: send the whole file */
+    if (range_header && if_range && strcmp(if_range, etag) != 0)
+        range_header = NULL;
+    range = parse_range(&start, &end, range_header, file->size);
+    if (range < 0) {
+        snprintf(req->extra_header_value, sizeof(req->extra_header_value), "bytes */%llu",
+                 (unsigned long long)file->size);
+        req->extra_header_name = MHD_HTTP_HEADER_CONTENT_RANGE;
+        result = imgstore_server__reply_status(req, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                                               "range_not_satisfiable", "%s is %llu bytes long",
+                                               path, (unsigned long long)file->size);
+        goto done;
+    }
+    if (range == 0) {
+        start = 0;
+        end = file->size;
+    } else {
+        status = MHD_HTTP_PARTIAL_CONTENT;
+        snprintf(content_range, sizeof(content_range), "bytes %llu-%llu/%llu",
+                 (unsigned long long)start, (unsigned long long)end - 1,
+                 (unsigned long long)file->size);
+    }
+    if (end == start) {
+        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    } else if (head) {
+        response = MHD_create_response_from_callback(end - start, 4096, no_body, NULL, NULL);
+    } else if (imgstore_server__cache_enabled(server->cache, file->size)) {
+        bool hit;
+        int fd;
+
+        if ((err = imgstore_server__cache_open(&fd, &hit, server->cache, store, m, file)) < 0) {
+            if (err == IMGSTORE_EVERIFY)
+                imgstore_server__metrics_count(server->metrics, "verification_failures");
+            result = imgstore_server__reply_error(req, err);
+            goto done;
+        }
+        imgstore_server__metrics_count(server->metrics, hit ? "cache_hits" : "cache_misses");
+        response = MHD_create_response_from_fd_at_offset64(end - start, fd, (int64_t)start);
+        if (!response)
+            close(fd);
+    } else {
+        if (!stream_slot(server)) {
+            result = imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                                   "too many downloads streaming, try again");
+            goto done;
+        }
+        if (!(response = stream_response(req, &m, file, start, end))) {
+            pthread_mutex_lock(&server->lock);
+            server->streams--;
+            pthread_mutex_unlock(&server->lock);
+            imgstore_server__metrics_gauge(server->metrics, "streams", -1);
+        }
+    }
+    if (!response) {
+        result = MHD_NO;
+        goto done;
+    }
+    add_file_headers(response, etag);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    if (status == MHD_HTTP_PARTIAL_CONTENT)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+    result = imgstore_server__queue(req, status, response, head ? 0 : end - start);
+done:
+    imgstore_manifest_free(m);
+    return result;
+}

@@ -1,0 +1,174 @@
+/*
+ * Read-only image routes: the image list, one image's versions (newest first) and
+ * channels, and one version's manifest with its digest. The JSON shapes match the CLI's
+ * `ls --json` and `show --json` (schema/api_*.schema.json). File bytes are route_files.c.
+ */
+#include "server/server_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* {"prod": "1.4.0", ...}: what each channel of `name` runs. */
+static int channels_json(json_t **out, imgstore_store *store, const char *name)
+{
+    char **channels = NULL;
+    size_t count = 0;
+    json_t *object = json_object();
+    int err;
+
+    *out = NULL;
+    if (!object)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((err = imgstore_store_list_channels(&channels, &count, store, name)) < 0) {
+        json_decref(object);
+        return err;
+    }
+    for (size_t i = 0; i < count; i++) {
+        imgstore_channel_state *state = NULL;
+
+        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0)
+            json_object_set_new(object, channels[i], json_string(state->version));
+        imgstore_channel_state_free(state);
+    }
+    imgstore_strings_free(channels, count);
+    *out = object;
+    return 0;
+}
+
+static uint64_t total_size(const imgstore_manifest *m)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < m->file_count; i++)
+        total += m->files[i].size;
+    return total;
+}
+
+enum MHD_Result imgstore_server__route_images(imgstore_server__request *req)
+{
+    imgstore_store *store;
+    char **names = NULL;
+    size_t count = 0;
+    json_t *images = json_array();
+    int err;
+
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_list_images(&names, &count, store)) < 0)
+        goto done;
+    for (size_t i = 0; i < count && err == 0; i++) {
+        char **versions = NULL;
+        size_t version_count = 0;
+        json_t *channels = NULL;
+
+        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0 ||
+            (err = channels_json(&channels, store, names[i])) < 0) {
+            imgstore_strings_free(versions, version_count);
+            break;
+        }
+        json_array_append_new(images, json_pack("{s:s, s:I, s:s, s:o}", "name", names[i],
+                                                "versions", (json_int_t)version_count, "newest",
+                                                versions[0], "channels", channels));
+        imgstore_strings_free(versions, version_count);
+    }
+done:
+    imgstore_strings_free(names, count);
+    if (err < 0) {
+        json_decref(images);
+        return imgstore_server__reply_error(req, err);
+    }
+    return imgstore_server__reply_json(req, MHD_HTTP_OK, json_pack("{s:o}", "images", images));
+}
+
+enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
+{
+    const char *name = req->segments[2];
+    imgstore_store *store;
+    char **versions = NULL;
+    size_t count = 0;
+    json_t *list = json_array(), *channels = NULL;
+    int err;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_list_versions(&versions, &count, store, name)) < 0 ||
+        (err = channels_json(&channels, store, name)) < 0)
+        goto done;
+    for (size_t i = 0; i < count; i++) {
+        imgstore_manifest *m = NULL;
+
+        if ((err = imgstore_store_manifest_get(&m, NULL, store, name, versions[i])) < 0)
+            goto done;
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:I, s:I}", "version", m->version, "created", m->created,
+                            "files", (json_int_t)m->file_count, "size", (json_int_t)total_size(m)));
+        imgstore_manifest_free(m);
+    }
+done:
+    imgstore_strings_free(versions, count);
+    if (err < 0) {
+        json_decref(list);
+        json_decref(channels);
+        return imgstore_server__reply_error(req, err);
+    }
+    return imgstore_server__reply_json(
+        req, MHD_HTTP_OK,
+        json_pack("{s:s, s:o, s:o}", "name", name, "versions", list, "channels", channels));
+}
+
+enum MHD_Result imgstore_server__route_version(imgstore_server__request *req)
+{
+    const char *name = req->segments[2], *version = req->segments[3];
+    imgstore_store *store;
+    imgstore_manifest *m = NULL;
+    imgstore_trust_status trust;
+    struct MHD_Response *response;
+    json_t *manifest_json, *body;
+    char digest[65], etag[100], *text;
+    const char *if_none_match;
+    size_t len;
+    int err;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
+        (err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
+        return imgstore_server__reply_error(req, err);
+    err = imgstore_store_version_trust(&trust, store, name, version);
+    manifest_json = err == 0 ? imgstore_schema_manifest_to_json(m) : NULL;
+    imgstore_manifest_free(m);
+    if (err < 0)
+        return imgstore_server__reply_error(req, err);
+    if (!manifest_json)
+        return imgstore_server__reply_error(req, IMGSTORE_ERROR);
+    /* the manifest never changes but its signatures may: validate both, cache nothing */
+    snprintf(etag, sizeof(etag), "\"%s.%zu.%u\"", digest, trust.valid, trust.threshold);
+    if_none_match =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (if_none_match && (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
+        json_decref(manifest_json);
+        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!response)
+            return MHD_NO;
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
+        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
+    }
+    body = json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:b}}", "name", name, "version",
+                     version, "manifest_sha256", digest, "manifest", manifest_json, "trust",
+                     "valid", (json_int_t)trust.valid, "threshold", (json_int_t)trust.threshold,
+                     "invalid", (json_int_t)trust.invalid, "trusted", trust.trusted);
+    text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
+    if (!text)
+        return imgstore_server__reply_error(req, IMGSTORE_ERROR);
+    len = strlen(text);
+    response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    return imgstore_server__queue(req, MHD_HTTP_OK, response, len);
+}

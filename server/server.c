@@ -1,0 +1,588 @@
+/*
+ * The daemon: listening (libmicrohttpd, one thread per connection so that a handler may
+ * block on the store, a long-poll or a slow client without stalling others), routing a
+ * request to its handler, request bodies, the per-request log line and metrics, the pool of
+ * store handles, and the drain on stop. What each route answers lives in route_*.c.
+ */
+#include "server/server_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- store handles ---------------------------------------------------------------------- */
+
+int imgstore_server__store(imgstore_store **out, imgstore_server__request *req)
+{
+    imgstore_server *server = req->server;
+    int err = 0;
+
+    if (!req->store) {
+        pthread_mutex_lock(&server->pool_lock);
+        if (server->pool_count)
+            req->store = server->pool[--server->pool_count];
+        pthread_mutex_unlock(&server->pool_lock);
+        if (!req->store)
+            err = imgstore_store_open(&req->store, server->config->repo);
+    }
+    *out = req->store;
+    return err;
+}
+
+void imgstore_server__store_put(imgstore_server *server, imgstore_store *store)
+{
+    if (!store)
+        return;
+    pthread_mutex_lock(&server->pool_lock);
+    if (server->pool_count < IMGSTORE_SERVER_POOL_MAX) {
+        server->pool[server->pool_count++] = store;
+        store = NULL;
+    }
+    pthread_mutex_unlock(&server->pool_lock);
+    imgstore_store_free(store);
+}
+
+void imgstore_server__channels_changed(imgstore_server *server)
+{
+    pthread_mutex_lock(&server->lock);
+    server->generation++;
+    pthread_cond_broadcast(&server->changed);
+    pthread_mutex_unlock(&server->lock);
+}
+
+const char *imgstore_server__actor(const imgstore_server__request *req)
+{
+    return req->token ? req->token->name : "anonymous";
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+typedef enum { BODY_NONE, BODY_JSON, BODY_UPLOAD } body_kind;
+
+typedef struct {
+    imgstore_server__route route;
+    const char *method; /* NULL: GET or HEAD */
+    unsigned scope;     /* 0: no token needed */
+    body_kind body;
+    enum MHD_Result (*handler)(imgstore_server__request *req);
+} route_entry;
+
+static enum MHD_Result route_healthz(imgstore_server__request *req)
+{
+    return imgstore_server__reply_json(req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum MHD_Result route_readyz(imgstore_server__request *req)
+{
+    imgstore_store *store;
+    char **names = NULL;
+    size_t count = 0;
+    int err;
+
+    if (req->server->stopping)
+        return imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                             "the server is shutting down");
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_list_images(&names, &count, store)) < 0)
+        return imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                             "store not readable: %s", imgstore_error_last());
+    imgstore_strings_free(names, count);
+    return imgstore_server__reply_json(req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ready"));
+}
+
+static enum MHD_Result route_metrics(imgstore_server__request *req)
+{
+    char *text = NULL;
+    struct MHD_Response *response;
+    size_t len;
+
+    if (imgstore_server__metrics_render(&text, req->server->metrics,
+                                        imgstore_server__cache_bytes(req->server->cache)) < 0)
+        return imgstore_server__reply_error(req, IMGSTORE_ERROR);
+    len = strlen(text);
+    response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    return imgstore_server__queue(req, MHD_HTTP_OK, response, len);
+}
+
+/*
+ * Which route a path is: literal segments must match exactly, parameter segments ("*") are
+ * decoded and checked by the route (a bad name is 400, not 404).
+ */
+static const struct {
+    const char *pattern[IMGSTORE_SERVER_MAX_SEGMENTS];
+    size_t count;
+    route_entry get, post;
+} routes[] = {
+    {{"healthz"}, 1, {ROUTE_HEALTHZ, NULL, 0, BODY_NONE, route_healthz}, {0}},
+    {{"readyz"}, 1, {ROUTE_READYZ, NULL, 0, BODY_NONE, route_readyz}, {0}},
+    {{"metrics"},
+     1,
+     {ROUTE_METRICS, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, route_metrics},
+     {0}},
+    {{"v1", "images"},
+     2,
+     {ROUTE_IMAGES, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_images},
+     {0}},
+    {{"v1", "images", "*"},
+     3,
+     {ROUTE_IMAGE, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_image},
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
+    {{"v1", "images", "*", "*"},
+     4,
+     {ROUTE_VERSION, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_version},
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
+    {{"v1", "images", "*", "*", "files", "*"},
+     6,
+     {ROUTE_FILE, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_file},
+     {0}},
+    {{"v1", "channels", "*", "*"},
+     4,
+     {ROUTE_CHANNEL, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_channel},
+     {0}},
+    {{"v1", "channels", "*", "*", "history"},
+     5,
+     {ROUTE_HISTORY, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_history},
+     {0}},
+    {{"v1", "channels", "*", "*", "deploy"},
+     5,
+     {0},
+     {ROUTE_DEPLOY, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
+      imgstore_server__route_deploy}},
+    {{"v1", "channels", "*", "*", "rollback"},
+     5,
+     {0},
+     {ROUTE_ROLLBACK, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
+      imgstore_server__route_rollback}},
+};
+
+/* Split the raw path into segments; literal ones are compared raw, parameters decoded. */
+static int split_path(imgstore_server__request *req, const char *url)
+{
+    const char *at = url;
+
+    if (*at != '/')
+        return -1;
+    at++;
+    while (true) {
+        size_t len = strcspn(at, "/");
+
+        if (req->segment_count == IMGSTORE_SERVER_MAX_SEGMENTS)
+            return -1;
+        if (!(req->segments[req->segment_count] = imgstore_server__decode_segment(at, len)))
+            return -2;
+        req->segment_count++;
+        at += len;
+        if (!*at)
+            return 0;
+        at++;
+    }
+}
+
+static const route_entry *match_route(imgstore_server__request *req, bool *method_ok)
+{
+    bool post = strcmp(req->method, MHD_HTTP_METHOD_POST) == 0;
+    bool get = strcmp(req->method, MHD_HTTP_METHOD_GET) == 0 ||
+               strcmp(req->method, MHD_HTTP_METHOD_HEAD) == 0;
+
+    *method_ok = false;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        bool match = routes[i].count == req->segment_count;
+
+        for (size_t s = 0; match && s < routes[i].count; s++) {
+            if (strcmp(routes[i].pattern[s], "*") != 0 &&
+                strcmp(routes[i].pattern[s], req->segments[s]) != 0)
+                match = false;
+        }
+        if (!match)
+            continue;
+        if (get && routes[i].get.route) {
+            *method_ok = true;
+            return &routes[i].get;
+        }
+        if (post && routes[i].post.route) {
+            *method_ok = true;
+            return &routes[i].post;
+        }
+        return routes[i].get.route ? &routes[i].get : &routes[i].post;
+    }
+    return NULL;
+}
+
+static enum MHD_Result begin_request(imgstore_server__request *req, const char *url,
+                                     const route_entry **entry_out)
+{
+    const imgstore_server_config *config = req->server->config;
+    const route_entry *entry;
+    enum MHD_Result result = MHD_YES;
+    const char *length_header;
+    bool method_ok;
+    int split;
+
+    *entry_out = NULL;
+    if (strlen(url) > config->max_url_bytes)
+        return imgstore_server__reply_status(req, MHD_HTTP_URI_TOO_LONG, "too_large",
+                                             "the URL is longer than %llu bytes",
+                                             (unsigned long long)config->max_url_bytes);
+    if ((split = split_path(req, url)) < 0)
+        return split == -2 ? imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                                           "malformed percent-encoding in the path")
+                           : imgstore_server__reply_status(req, MHD_HTTP_NOT_FOUND, "not_found",
+                                                           "no such resource");
+    if (!(entry = match_route(req, &method_ok)))
+        return imgstore_server__reply_status(req, MHD_HTTP_NOT_FOUND, "not_found",
+                                             "no such resource");
+    req->route = entry->route;
+    if (!method_ok)
+        return imgstore_server__reply_status(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                             "%s is not allowed here", req->method);
+    if (entry->scope && !imgstore_server__authorize(req, entry->scope, &result))
+        return result;
+    /* refuse an oversize body before reading a byte of it */
+    length_header =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length_header && entry->body != BODY_NONE) {
+        unsigned long long length = strtoull(length_header, NULL, 10);
+        uint64_t cap = entry->body == BODY_JSON ? config->max_json_bytes : config->max_upload_bytes;
+
+        if (length > cap)
+            return imgstore_server__reply_status(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                                                 "the request body is larger than %llu bytes",
+                                                 (unsigned long long)cap);
+    }
+    req->handler = entry->handler;
+    *entry_out = entry;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    imgstore_server *server = cls;
+    imgstore_server__request *req = *con_cls;
+    const route_entry *entry = NULL;
+    enum MHD_Result result;
+
+    (void)version;
+    if (!req) {
+        if (!(req = calloc(1, sizeof(*req))) || !(req->url = strdup(url))) {
+            free(req);
+            return MHD_NO;
+        }
+        req->server = server;
+        req->conn = conn;
+        req->method = method;
+        req->start = now_seconds();
+        *con_cls = req;
+        pthread_mutex_lock(&server->lock);
+        server->inflight++;
+        pthread_mutex_unlock(&server->lock);
+        imgstore_error_clear();
+        result = begin_request(req, url, &entry);
+        if (req->replied || !entry)
+            return result;
+        if (entry->body == BODY_NONE)
+            return entry->handler(req);
+        if (entry->body == BODY_UPLOAD)
+            return imgstore_server__upload_begin(req);
+        return MHD_YES; /* BODY_JSON: wait for the body */
+    }
+    if (*upload_data_size) {
+        size_t size = *upload_data_size;
+
+        *upload_data_size = 0;
+        req->bytes_in += size;
+        if (req->replied)
+            return MHD_YES; /* an answer is queued: the rest of the body is dropped */
+        if (req->upload)
+            return imgstore_server__upload_data(req, upload_data, size);
+        if (req->body_len + size > server->config->max_json_bytes)
+            return imgstore_server__reply_status(
+                req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                "the request body is larger than %llu bytes",
+                (unsigned long long)server->config->max_json_bytes);
+        char *grown = realloc(req->body, req->body_len + size + 1);
+        if (!grown)
+            return MHD_NO;
+        req->body = grown;
+        memcpy(req->body + req->body_len, upload_data, size);
+        req->body_len += size;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (req->replied)
+        return MHD_YES;
+    if (req->upload)
+        return imgstore_server__upload_finish(req);
+    return req->handler(req);
+}
+
+/* Printable ASCII only in the log: a path is client bytes (no log-line injection). */
+static void sanitize(char *text)
+{
+    for (; *text; text++) {
+        if (*text < 0x21 || *text > 0x7e || *text == '"')
+            *text = '?';
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    imgstore_server *server = cls;
+    imgstore_server__request *req = *con_cls;
+    double seconds;
+
+    (void)conn;
+    if (!req)
+        return;
+    seconds = now_seconds() - req->start;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status < 400) {
+        /* the client went away or the stream aborted: the status sent is not the outcome */
+        if (!req->status)
+            req->status = 499;
+    }
+    sanitize(req->url);
+    imgstore_log(IMGSTORE_LOG_INFO, "server",
+                 "request method=%s path=%s status=%u bytes=%llu bytes_in=%llu "
+                 "duration_ms=%.1f actor=%s%s",
+                 req->method, req->url, req->status, (unsigned long long)req->bytes_out,
+                 (unsigned long long)req->bytes_in, seconds * 1000, imgstore_server__actor(req),
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    imgstore_server__metrics_request(server->metrics, req->route, req->status, seconds,
+                                     req->bytes_out, req->bytes_in);
+    /* an upload not committed is abandoned here: nothing of it becomes visible */
+    imgstore_server__upload_free(server, req->upload);
+    imgstore_server__store_put(server, req->store);
+    for (size_t i = 0; i < req->segment_count; i++)
+        free(req->segments[i]);
+    free(req->body);
+    free(req->url);
+    free(req);
+    *con_cls = NULL;
+    pthread_mutex_lock(&server->lock);
+    server->inflight--;
+    pthread_cond_broadcast(&server->changed);
+    pthread_mutex_unlock(&server->lock);
+}
+
+/* Keep the path percent-encoded: segments are decoded one by one, so that "%2F" stays
+ * inside its segment (and fails the name check) instead of becoming a separator. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(uri);
+}
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+static int read_pem(char **out, const char *path)
+{
+    FILE *file = fopen(path, "r");
+    char *text = NULL;
+    size_t len;
+
+    *out = NULL;
+    if (!file)
+        return imgstore_error_set(IMGSTORE_EINVALID, "cannot read %s: %s", path, strerror(errno));
+    text = calloc(1, 1024 * 1024 + 1);
+    len = text ? fread(text, 1, 1024 * 1024, file) : 0;
+    fclose(file);
+    if (!text)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (len == 0 || len == 1024 * 1024) {
+        free(text);
+        return imgstore_error_set(IMGSTORE_EINVALID, "%s: empty or larger than 1 MiB", path);
+    }
+    *out = text;
+    return 0;
+}
+
+static int parse_listen(struct sockaddr_storage *out, socklen_t *len_out, const char *listen)
+{
+    struct addrinfo hints = {0}, *found = NULL;
+    char host[256];
+    const char *port, *colon = strrchr(listen, ':');
+    size_t host_len;
+    int rc;
+
+    if (!colon || !colon[1] || strlen(listen) >= sizeof(host))
+        return imgstore_error_set(IMGSTORE_EINVALID, "listen '%s': expected ADDR:PORT", listen);
+    host_len = (size_t)(colon - listen);
+    port = colon + 1;
+    if (host_len >= 2 && listen[0] == '[' && listen[host_len - 1] == ']') {
+        memcpy(host, listen + 1, host_len - 2);
+        host[host_len - 2] = '\0';
+    } else {
+        memcpy(host, listen, host_len);
+        host[host_len] = '\0';
+    }
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &found)) != 0)
+        return imgstore_error_set(IMGSTORE_EINVALID, "listen '%s': %s", listen, gai_strerror(rc));
+    memcpy(out, found->ai_addr, found->ai_addrlen);
+    *len_out = found->ai_addrlen;
+    freeaddrinfo(found);
+    return 0;
+}
+
+int imgstore_server_start(imgstore_server **out, const imgstore_server_config *config,
+                          const imgstore_signers *signers)
+{
+    imgstore_server *server = NULL;
+    imgstore_store *store = NULL;
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    const union MHD_DaemonInfo *info;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    char host[INET6_ADDRSTRLEN] = "?";
+    char *cache_dir = NULL;
+    int err;
+
+    *out = NULL;
+    if (!config->repo)
+        return imgstore_error_set(IMGSTORE_EINVALID, "no repository configured");
+    if ((err = parse_listen(&addr, &addr_len, config->listen)) < 0)
+        return err;
+    if (!(server = calloc(1, sizeof(*server))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    pthread_mutex_init(&server->pool_lock, NULL);
+    pthread_mutex_init(&server->lock, NULL);
+    pthread_cond_init(&server->changed, NULL);
+    if (signers)
+        server->signers = *signers;
+    if ((err = imgstore_server__config_copy(&server->config, config)) < 0 ||
+        (err = imgstore_server__metrics_new(&server->metrics)) < 0)
+        goto done;
+    if ((err = imgstore_store_open(&store, config->repo)) < 0)
+        goto done;
+    imgstore_server__store_put(server, store);
+    store = NULL;
+    cache_dir =
+        config->cache_dir ? strdup(config->cache_dir) : imgstore_strfmt("%s-cache", config->repo);
+    if (!cache_dir) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = imgstore_server__cache_new(&server->cache, cache_dir, config->cache_max_bytes,
+                                          (unsigned)config->fill_concurrency)) < 0)
+        goto done;
+    if (config->tls_cert || config->tls_key) {
+        if (!config->tls_cert || !config->tls_key) {
+            err = imgstore_error_set(IMGSTORE_EINVALID, "TLS needs both tls_cert and tls_key");
+            goto done;
+        }
+        if ((err = read_pem(&server->tls_cert_pem, config->tls_cert)) < 0 ||
+            (err = read_pem(&server->tls_key_pem, config->tls_key)) < 0)
+            goto done;
+        flags |= MHD_USE_TLS;
+    }
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls[] = {
+        {server->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
+         server->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, server->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    server->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header_bytes,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+    if (!server->daemon) {
+        err =
+            imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
+                               server->tls_cert_pem ? " (or the TLS key pair is not usable)" : "");
+        goto done;
+    }
+    info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (addr.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof(host));
+        snprintf(server->address, sizeof(server->address), "[%s]:%u", host, info ? info->port : 0);
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof(host));
+        snprintf(server->address, sizeof(server->address), "%s:%u", host, info ? info->port : 0);
+    }
+    imgstore_log(IMGSTORE_LOG_INFO, "server",
+                 "listening address=%s scheme=%s repo=%s cache=%s tokens=%zu", server->address,
+                 server->tls_cert_pem ? "https" : "http", config->repo,
+                 config->cache_max_bytes ? cache_dir : "off", config->token_count);
+    *out = server;
+    server = NULL;
+done:
+    free(cache_dir);
+    imgstore_store_free(store);
+    imgstore_server_stop(server);
+    return err;
+}
+
+const char *imgstore_server_address(const imgstore_server *server)
+{
+    return server->address;
+}
+
+void imgstore_server_stop(imgstore_server *server)
+{
+    struct timespec deadline;
+    uint64_t left;
+
+    if (!server)
+        return;
+    if (server->daemon) {
+        MHD_socket listener = MHD_quiesce_daemon(server->daemon);
+
+        if (listener != MHD_INVALID_SOCKET)
+            close(listener);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += (time_t)server->config->drain_seconds;
+        pthread_mutex_lock(&server->lock);
+        server->stopping = true;
+        pthread_cond_broadcast(&server->changed);
+        while (server->inflight > 0 &&
+               pthread_cond_timedwait(&server->changed, &server->lock, &deadline) == 0)
+            ;
+        left = server->inflight;
+        pthread_mutex_unlock(&server->lock);
+        imgstore_log(IMGSTORE_LOG_INFO, "server", "stopping drained=%s in_flight=%llu",
+                     left ? "false" : "true", (unsigned long long)left);
+        MHD_stop_daemon(server->daemon);
+    }
+    for (size_t i = 0; i < server->pool_count; i++)
+        imgstore_store_free(server->pool[i]);
+    imgstore_server__cache_free(server->cache);
+    imgstore_server__metrics_free(server->metrics);
+    imgstore_server_config_free(server->config);
+    free(server->tls_cert_pem);
+    free(server->tls_key_pem);
+    pthread_cond_destroy(&server->changed);
+    pthread_mutex_destroy(&server->lock);
+    pthread_mutex_destroy(&server->pool_lock);
+    free(server);
+}

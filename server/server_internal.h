@@ -1,0 +1,235 @@
+/*
+ * What the server's files share (not API): the configuration and server structs, the
+ * per-request state, and the helpers routes use to answer, authorise, borrow a store
+ * handle, serve verified file bytes and count metrics.
+ */
+#ifndef IMGSTORE_SERVER_INTERNAL_H
+#define IMGSTORE_SERVER_INTERNAL_H
+
+#include "server/server.h"
+#include "store/store.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- configuration (config.c) --------------------------------------------------------- */
+
+#define IMGSTORE_SERVER_SCOPE_READ   1u
+#define IMGSTORE_SERVER_SCOPE_PUSH   2u
+#define IMGSTORE_SERVER_SCOPE_DEPLOY 4u
+#define IMGSTORE_SERVER_SCOPE_ADMIN  8u /* implies every other scope */
+
+typedef struct {
+    uint8_t digest[32]; /* SHA-256 of the token; the token itself is never kept */
+    unsigned scopes;
+    char name[65]; /* the actor recorded for its writes and logged for its requests */
+} imgstore_server__token;
+
+struct imgstore_server_config {
+    char *repo;
+    char *listen; /* ADDR:PORT */
+    char *cache_dir;
+    char *tls_cert, *tls_key;
+    uint64_t cache_max_bytes; /* 0: no cache, every download streams from the store */
+    uint64_t max_upload_bytes;
+    uint64_t max_json_bytes;
+    uint64_t max_header_bytes;
+    uint64_t max_url_bytes;
+    uint64_t connection_timeout; /* seconds */
+    uint64_t max_connections, max_connections_per_ip;
+    uint64_t max_waiters, max_wait_seconds, drain_seconds;
+    uint64_t fill_concurrency, stream_concurrency;
+    unsigned anonymous_scopes; /* what a request without a token may do */
+    imgstore_server__token *tokens;
+    size_t token_count;
+};
+
+/** A deep copy of `config` (*out freed with imgstore_server_config_free()). */
+int imgstore_server__config_copy(imgstore_server_config **out,
+                                 const imgstore_server_config *config);
+
+/** Parse "read,push" into scope bits. Returns 0 or IMGSTORE_EINVALID. */
+int imgstore_server__scopes_parse(unsigned *out, const char *text);
+
+/* ---- metrics (metrics.c) -------------------------------------------------------------- */
+
+typedef enum {
+    ROUTE_OTHER = 0,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_METRICS,
+    ROUTE_IMAGES,
+    ROUTE_IMAGE,
+    ROUTE_VERSION,
+    ROUTE_FILE,
+    ROUTE_UPLOAD,
+    ROUTE_CHANNEL,
+    ROUTE_HISTORY,
+    ROUTE_DEPLOY,
+    ROUTE_ROLLBACK,
+    ROUTE_COUNT
+} imgstore_server__route;
+
+typedef struct imgstore_server__metrics imgstore_server__metrics;
+
+int imgstore_server__metrics_new(imgstore_server__metrics **out);
+void imgstore_server__metrics_free(imgstore_server__metrics *metrics);
+void imgstore_server__metrics_request(imgstore_server__metrics *metrics,
+                                      imgstore_server__route route, unsigned status, double seconds,
+                                      uint64_t bytes_out, uint64_t bytes_in);
+/* Counters by name: "verification_failures", "cache_hits", "cache_misses",
+ * "stream_aborts". */
+void imgstore_server__metrics_count(imgstore_server__metrics *metrics, const char *counter);
+/* Gauges moved by +1/-1: "uploads_in_progress", "waiters", "streams". */
+void imgstore_server__metrics_gauge(imgstore_server__metrics *metrics, const char *gauge,
+                                    int delta);
+/** Prometheus text exposition (*out freed with free()). */
+int imgstore_server__metrics_render(char **out, imgstore_server__metrics *metrics,
+                                    uint64_t cache_bytes);
+const char *imgstore_server__route_name(imgstore_server__route route);
+
+/* ---- the download cache (cache.c) ----------------------------------------------------- */
+
+typedef struct imgstore_server__cache imgstore_server__cache;
+
+int imgstore_server__cache_new(imgstore_server__cache **out, const char *dir, uint64_t max_bytes,
+                               unsigned fill_concurrency);
+void imgstore_server__cache_free(imgstore_server__cache *cache);
+bool imgstore_server__cache_enabled(const imgstore_server__cache *cache, uint64_t size);
+uint64_t imgstore_server__cache_bytes(imgstore_server__cache *cache);
+
+/**
+ * An open fd on the verified copy of `file` (read-only, the caller closes it), filling the
+ * cache from the store first when it is cold: every chunk checked by the store, the whole
+ * file re-hashed, fsync, rename. Concurrent requests for one file wait for a single fill.
+ * *hit_out says whether the copy was already there. Returns 0, IMGSTORE_EVERIFY (the store
+ * is damaged: nothing was cached), IMGSTORE_ELOCKED (too many fills, gave up waiting),
+ * IMGSTORE_ERROR.
+ */
+int imgstore_server__cache_open(int *out, bool *hit_out, imgstore_server__cache *cache,
+                                imgstore_store *store, const imgstore_manifest *manifest,
+                                const imgstore_manifest_file *file);
+
+/* ---- the server and its requests (server.c) ------------------------------------------- */
+
+#define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
+
+struct imgstore_server {
+    imgstore_server_config *config;
+    imgstore_signers signers; /* borrowed from the program */
+    struct MHD_Daemon *daemon;
+    char address[96];
+    char *tls_cert_pem, *tls_key_pem;
+    imgstore_server__metrics *metrics;
+    imgstore_server__cache *cache;
+
+    /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
+    pthread_mutex_t pool_lock;
+    imgstore_store *pool[IMGSTORE_SERVER_POOL_MAX];
+    size_t pool_count;
+
+    /* channel moves wake long-polls; stopping wakes them all */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    uint64_t generation; /* bumped by every deploy and rollback made through this server */
+    uint64_t waiters, streams, inflight;
+    bool stopping;
+};
+
+typedef struct imgstore_server__upload imgstore_server__upload;
+
+#define IMGSTORE_SERVER_MAX_SEGMENTS 8
+
+typedef struct imgstore_server__request {
+    imgstore_server *server;
+    struct MHD_Connection *conn;
+    const char *method;
+    char *url; /* as received (still percent-encoded), for the log */
+    char *segments[IMGSTORE_SERVER_MAX_SEGMENTS]; /* decoded path segments */
+    size_t segment_count;
+    imgstore_server__route route;
+    double start;
+    unsigned status;
+    uint64_t bytes_out, bytes_in;
+    const imgstore_server__token *token; /* NULL: anonymous */
+    imgstore_store *store;               /* borrowed from the pool, returned on completion */
+    char *body;                          /* JSON request body, at most max_json_bytes */
+    size_t body_len;
+    imgstore_server__upload *upload;
+    enum MHD_Result (*handler)(
+        struct imgstore_server__request *req); /* run when the request body has arrived */
+    const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
+    char extra_header_value[128];
+    bool replied;
+} imgstore_server__request;
+
+/** Borrow a store handle for this request (returned when the request completes). */
+int imgstore_server__store(imgstore_store **out, imgstore_server__request *req);
+
+/** Give a handle back to the pool (or close it). NULL-safe. */
+void imgstore_server__store_put(imgstore_server *server, imgstore_store *store);
+
+/** Wake every long-poll after a channel moved. */
+void imgstore_server__channels_changed(imgstore_server *server);
+
+/** The actor recorded for a write: the token's name, else "anonymous". Borrowed. */
+const char *imgstore_server__actor(const imgstore_server__request *req);
+
+/* ---- answering (http.c) --------------------------------------------------------------- */
+
+/** Queue `response` with `status` (destroying our reference) and record both for the log. */
+enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned status,
+                                       struct MHD_Response *response, uint64_t body_bytes);
+
+/** Answer with a JSON document (steals `body`; NULL answers 500). */
+enum MHD_Result imgstore_server__reply_json(imgstore_server__request *req, unsigned status,
+                                            json_t *body);
+
+/** Answer an IMGSTORE_E* code through the one status table, with imgstore_error_last(). */
+enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int err);
+
+/** Answer an HTTP-level error (401, 405, 413, ...) with its own code name and message. */
+enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, unsigned status,
+                                              const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** The HTTP status for an IMGSTORE_E* code: the one table. */
+unsigned imgstore_server__status_for(int err);
+
+/** Percent-decode one path segment into a new string; NULL when malformed or holding NUL. */
+char *imgstore_server__decode_segment(const char *raw, size_t len);
+
+/** A query argument as an unsigned integer; returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID. */
+int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key);
+
+/* ---- auth (auth.c) -------------------------------------------------------------------- */
+
+/**
+ * Check the request's bearer token (once; sets req->token) and that it grants `scope`.
+ * Returns true, or answers 401/403 itself and returns false.
+ */
+bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
+                                enum MHD_Result *result_out);
+
+/* ---- routes (route_*.c) --------------------------------------------------------------- */
+
+enum MHD_Result imgstore_server__route_images(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_image(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_version(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_file(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_history(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_deploy(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_rollback(imgstore_server__request *req);
+
+/* Uploads: begin on the first call (headers known), feed body bytes, finish at the end. */
+enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req);
+enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, const char *data,
+                                             size_t size);
+enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req);
+void imgstore_server__upload_free(imgstore_server *server, imgstore_server__upload *upload);
+
+#endif
