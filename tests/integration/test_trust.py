@@ -5,6 +5,7 @@ ssh-keygen and git, and each attack the security model names is refused.
 import json
 import os
 import shutil
+import subprocess
 import time
 
 from imgstore_testlib import (EXIT_OK, EXIT_VERIFY, StoreTestCase, git, git_ok, hash_object,
@@ -241,6 +242,41 @@ class Trust(StoreTestCase):
                 self.assertOneLineError(err)
 
     # -- keys -------------------------------------------------------------------------------
+
+    def test_ssh_keygen_key_and_ssh_agent_can_sign(self):
+        """A key made by stock ssh-keygen signs with --key; the same key held by a real
+        ssh-agent signs with --agent, so no key file needs to be on the build machine."""
+        if not shutil.which("ssh-agent") or not shutil.which("ssh-add"):
+            self.skipTest("ssh-agent not installed")
+        key = self.path("id_ed25519")
+        proc = run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci@build",
+                         "-f", key], b"")
+        self.assertEqual(proc[0], 0, proc[2])
+        self.ok("trust", "add-key", "release", key + ".pub")
+        self.ok("trust", "add-key", "deploy", key + ".pub")
+        self.push(self.image, "--name", "app", "--version", "1.0", "--kind", "unknown",
+                  "--key", key)
+        sock = self.path("agent.sock")
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        self.addCleanup(agent.wait, 10)
+        self.addCleanup(agent.kill)
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        env = {"SSH_AUTH_SOCK": sock}
+        proc = subprocess.run(["ssh-add", key], env=dict(os.environ, **env),
+                              capture_output=True, timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        os.unlink(key)  # from now on only the agent holds it
+        rc, out, err = self.im("deploy", "app", "1.0", "--channel", "prod", "--agent", env=env)
+        self.assertEqual(rc, 0, err)
+        with open(key + ".pub") as f:
+            allowed = self.allowed_signers(f.read().strip())  # only the agent's key
+        cfg = ("-c", "gpg.format=ssh", "-c", "gpg.ssh.allowedSignersFile=" + allowed)
+        self.git(*cfg, "verify-commit", "main")
+        self.ok("pull", "app", "--channel", "prod", "-o", self.path("out"))
 
     def test_encrypted_key_needs_its_passphrase(self):
         path = self.path("keys", "locked")
