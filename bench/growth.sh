@@ -7,9 +7,11 @@
 #   bench/growth.sh        (needs build/imgstore)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/build/imgstore
+bin=${IMGSTORE_BIN:-$PWD/build/imgstore}
 work=${BENCH_DIR:-/tmp/imgstore-growth}
 rm -rf "$work" && mkdir -p "$work"
+# a throw-away signing key, never the user's
+export XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state
 python3 - "$work" <<'PY'
 import os, sys
 w = sys.argv[1]

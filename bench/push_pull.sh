@@ -12,10 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
-bin=$PWD/build/imgstore
+bin=${IMGSTORE_BIN:-$PWD/build/imgstore}
 work=${BENCH_DIR:-/tmp/imgstore-bench}
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 rm -rf "$work" && mkdir -p "$work"
+# a throw-away signing key, never the user's
+export XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state
 
 make_images() {
   head -c "${size_mib}M" /dev/urandom > "$work/random.img"
