@@ -221,16 +221,17 @@ enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, cons
     imgstore_server__upload *upload = req->upload;
     uint64_t cap = req->server->config->max_upload_bytes;
 
-    if (req->bytes_in > cap)
-        return imgstore_server__reply_status(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-                                             "the upload is larger than %llu bytes",
-                                             (unsigned long long)cap);
-    if (MHD_post_process(upload->post, data, size) != MHD_YES) {
-        if (!upload->err)
-            fail(upload,
-                 imgstore_error_set(IMGSTORE_EINVALID, "malformed multipart/form-data body"));
-        return reply_failure(req);
+    /* libmicrohttpd cannot answer before the body has been read: a body past the cap is cut
+     * off (connection closed); any other failure is answered once the body has arrived. */
+    if (req->bytes_in > cap) {
+        imgstore_log(IMGSTORE_LOG_WARN, "server", "upload cut off path=%s limit=%llu", req->url,
+                     (unsigned long long)cap);
+        req->status = MHD_HTTP_CONTENT_TOO_LARGE;
+        return MHD_NO;
     }
+    if (upload->err == 0 && MHD_post_process(upload->post, data, size) != MHD_YES &&
+        upload->err == 0)
+        fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "malformed multipart/form-data body"));
     return MHD_YES;
 }
 
@@ -243,7 +244,7 @@ enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req)
     enum MHD_Result result;
     int err;
 
-    if (MHD_destroy_post_processor(upload->post) != MHD_YES && !upload->err)
+    if (MHD_destroy_post_processor(upload->post) != MHD_YES && upload->err == 0)
         fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "truncated multipart/form-data body"));
     upload->post = NULL;
     if (upload->err)

@@ -316,11 +316,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES; /* an answer is queued: the rest of the body is dropped */
         if (req->upload)
             return imgstore_server__upload_data(req, upload_data, size);
-        if (req->body_len + size > server->config->max_json_bytes)
-            return imgstore_server__reply_status(
-                req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-                "the request body is larger than %llu bytes",
-                (unsigned long long)server->config->max_json_bytes);
+        /* past the cap without a Content-Length: no answer is possible mid-body, cut it off */
+        if (req->body_len + size > server->config->max_json_bytes) {
+            req->status = MHD_HTTP_CONTENT_TOO_LARGE;
+            return MHD_NO;
+        }
         char *grown = realloc(req->body, req->body_len + size + 1);
         if (!grown)
             return MHD_NO;

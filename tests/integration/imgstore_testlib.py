@@ -327,3 +327,162 @@ def rewrite_main(repo, path, mode, typ, oid, message="tamper"):
 def hash_object(repo, data):
     """Write DATA (bytes) as a blob with stock git; return its id."""
     return git_ok("hash-object", "-w", "--stdin", git_dir=repo, stdin=data).strip()
+
+
+# -- the HTTP server (imgstore serve) --------------------------------------------------------
+
+import http.client
+import select
+import signal
+import urllib.parse
+
+
+def new_token(scopes, name="t"):
+    """(token, config line) for a fresh random bearer token with SCOPES ("read,push")."""
+    token = "imgstore_" + os.urandom(32).hex()
+    return token, "token = %s scopes=%s name=%s" % (sha256(token.encode()), scopes, name)
+
+
+class Server:
+    """A real `imgstore serve` on 127.0.0.1 (port chosen by the kernel), with its own config
+    file and log. Always stopped by the test (use as a context manager or call kill())."""
+
+    def __init__(self, repo, workdir, config_lines=(), args=(), env=None):
+        self.repo, self.workdir = repo, workdir
+        self.config = os.path.join(workdir, "server-%d.conf" % id(self))
+        self.log_path = os.path.join(workdir, "server-%d.log" % id(self))
+        with open(self.config, "w") as f:
+            f.write("# written by the integration tests\n")
+            for line in config_lines:
+                f.write(line + "\n")
+        full_env = base_env()
+        full_env.update(env or {})
+        self._log = open(self.log_path, "wb")
+        argv = [BIN, "serve", "--repo", repo, "--listen", "127.0.0.1:0", "--config", self.config]
+        self.proc = subprocess.Popen(argv + list(args), stdout=subprocess.PIPE,
+                                     stderr=self._log, env=full_env)
+        line = self._readline(60)
+        if "listening on " not in line:
+            self.kill()
+            raise AssertionError("imgstore serve did not start: %r\n%s" % (line, self.log()))
+        self.address = line.split("listening on ", 1)[1].split(",")[0].strip()
+        self.host, port = self.address.rsplit(":", 1)
+        self.port = int(port)
+        self.url = "http://" + self.address
+
+    def _readline(self, timeout):
+        deadline = time.time() + timeout
+        buf = b""
+        while not buf.endswith(b"\n") and time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                break
+            b = os.read(self.proc.stdout.fileno(), 1)
+            if not b:
+                break
+            buf += b
+        return buf.decode("utf-8", "replace")
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Signal the server and wait for it; returns its exit code (kills it on timeout)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("imgstore serve did not stop within %ss" % timeout)
+        finally:
+            self._log.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+    def request(self, method, path, body=None, headers=None, token=None, timeout=60):
+        """One request on a fresh connection: (status, {lower-case header: value}, bytes)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if token:
+                hdrs["Authorization"] = "Bearer " + token
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    def get_json(self, path, token=None, expect=200, **kw):
+        status, headers, data = self.request("GET", path, token=token, **kw)
+        if status != expect:
+            raise AssertionError("GET %s -> %d (expected %d): %r" % (path, status, expect,
+                                                                     data[:500]))
+        return json.loads(data)
+
+    def metrics(self, token=None):
+        """{'name{labels}': value} from /metrics."""
+        status, _, data = self.request("GET", "/metrics", token=token)
+        if status != 200:
+            raise AssertionError("GET /metrics -> %d: %r" % (status, data[:300]))
+        values = {}
+        for line in data.decode().splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = float(value)
+        return values
+
+
+def curl(*args, timeout=120):
+    """Run stock curl (-sS, never following redirects): (rc, stdout bytes, stderr)."""
+    return _run(["curl", "-sS"] + [str(a) for a in args], binary=True, timeout=timeout)
+
+
+def multipart(files, fields=()):
+    """A multipart/form-data body: files [(filename, bytes)], fields [(name, value)].
+    Returns (content type, body bytes)."""
+    boundary = "imgstore-test-" + os.urandom(8).hex()
+    out = []
+    for name, value in fields:
+        out.append(("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                    % (boundary, name, value)).encode())
+    for filename, data in files:
+        out.append(("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n" % (boundary, filename))
+                   .encode() + data + b"\r\n")
+    out.append(("--%s--\r\n" % boundary).encode())
+    return "multipart/form-data; boundary=" + boundary, b"".join(out)
+
+
+class ServerTestCase(StoreTestCase):
+    """StoreTestCase plus self.serve(): a server on self.repo, killed at the end of the test."""
+
+    def serve(self, *config_lines, args=(), env=None):
+        server = Server(self.repo, self.tmp, config_lines, args, env)
+        self.addCleanup(server.kill)
+        return server
+
+    def assertJsonError(self, status, data, expect_status, code=None):
+        self.assertEqual(status, expect_status, data[:500])
+        body = json.loads(data)
+        self.assertEqual(set(body), {"error"}, body)
+        self.assertIsInstance(body["error"].get("message"), str)
+        if code:
+            self.assertEqual(body["error"].get("code"), code, body)
+        return body["error"]

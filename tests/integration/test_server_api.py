@@ -1,0 +1,423 @@
+"""
+imgstore serve end to end: every route against a store populated by the CLI with the real
+fixtures, stock curl for downloads (full, Range, conditional, resume), JSON shapes, bad
+names and path traversal in every path parameter, uploads, channel moves, long-poll, metrics
+and the SIGTERM drain.
+"""
+
+import json
+import os
+import socket
+import threading
+import time
+
+from imgstore_testlib import (MiB, ServerTestCase, curl, fixture, fixture_sums, main, multipart,
+                              needs_fixtures, new_token, sha256, sha256_file)
+
+DEMO = ["vmlinuz-6.1.0-56-cloud-amd64", "initrd-busybox.cpio.gz", "cmdline.txt"]
+IPXE = ["ipxe.efi", "ipxe.iso", "ipxe.lkrn"]
+MEMTEST = ["memtest86+x64.bin", "memtest86+x64.efi", "memtest86+x64.iso"]
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def keys(obj, *names):
+    missing = [n for n in names if n not in obj]
+    if missing:
+        raise AssertionError("missing keys %s in %r" % (missing, obj))
+
+
+@needs_fixtures
+class Api(ServerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.push("--name", "demo", "--version", "1.0", *[fixture(f) for f in DEMO])
+        self.push("--name", "ipxe", "--version", "1", *[fixture(f) for f in IPXE])
+        self.push("--name", "memtest", "--version", "7.20", *[fixture(f) for f in MEMTEST])
+        self.ok("deploy", "demo", "1.0", "--channel", "prod")
+        self.reader, read_line = new_token("read", "reader")
+        self.boss, admin_line = new_token("admin", "boss")
+        self.server = self.serve(read_line, admin_line, "max_upload_bytes = 64M")
+        self.auth = ["-H", "Authorization: Bearer " + self.reader]
+
+    def file_url(self, name, version, path):
+        return "%s/v1/images/%s/%s/files/%s" % (self.server.url, name, version, path)
+
+    # -- listings and manifests ----------------------------------------------------------
+
+    def test_lists_images_versions_and_channels(self):
+        images = self.server.get_json("/v1/images", token=self.reader)
+        self.assertEqual([i["name"] for i in images["images"]], ["demo", "ipxe", "memtest"])
+        for image in images["images"]:
+            keys(image, "name", "versions", "newest", "channels")
+        self.assertEqual(images["images"][0]["channels"], {"prod": "1.0"})
+        self.push("--name", "demo", "--version", "2.0", fixture("cmdline.txt"))
+        demo = self.server.get_json("/v1/images/demo", token=self.reader)
+        keys(demo, "name", "versions", "channels")
+        self.assertEqual([v["version"] for v in demo["versions"]], ["2.0", "1.0"])
+        for v in demo["versions"]:
+            keys(v, "version", "created", "files", "size")
+
+    def test_version_is_the_stored_manifest_with_its_digest(self):
+        body = self.server.get_json("/v1/images/demo/1.0", token=self.reader)
+        keys(body, "name", "version", "manifest_sha256", "manifest", "trust")
+        stored = self.git("show", "main:images/demo/1.0/manifest.json", binary=True)
+        self.assertEqual(body["manifest_sha256"], sha256(stored))
+        self.assertEqual(body["manifest"], json.loads(stored))
+        self.assertTrue(body["trust"]["trusted"])
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def test_every_fixture_downloads_byte_identical_cold_and_hot(self):
+        sums = fixture_sums()
+        for name, version, files in (("demo", "1.0", DEMO), ("ipxe", "1", IPXE),
+                                     ("memtest", "7.20", MEMTEST)):
+            for f in files:
+                for attempt in ("cold", "hot"):
+                    out, hdr = self.path("%s.%s" % (f, attempt)), self.path("h.%s" % attempt)
+                    rc, _, err = curl("-f", "-o", out, "-D", hdr, *self.auth,
+                                      self.file_url(name, version, f))
+                    self.assertEqual(rc, 0, "%s %s: %s" % (f, attempt, err))
+                    self.assertEqual(sha256_file(out), sums[f], "%s (%s)" % (f, attempt))
+                    headers = read(hdr).decode().lower()
+                    self.assertIn('etag: "%s"' % sums[f], headers)
+                    self.assertIn("content-length: %d" % os.path.getsize(fixture(f)), headers)
+                    self.assertIn("cache-control: public, max-age=31536000, immutable", headers)
+        m = self.server.metrics(token=self.reader)
+        self.assertGreaterEqual(m.get("imgstore_cache_hits_total", 0), 9)
+
+    def test_ranges(self):
+        url = self.file_url("demo", "1.0", DEMO[0])
+        data = read(fixture(DEMO[0]))
+        etag = '"%s"' % sha256(data)
+        cases = [("bytes=0-99", 0, 100), ("bytes=1000-", 1000, len(data)),
+                 ("bytes=-4096", len(data) - 4096, len(data)),
+                 ("bytes=%d-%d" % (len(data) - 10, len(data) + 1000), len(data) - 10, len(data)),
+                 # a range across a chunk boundary (chunks are >= 256 KiB)
+                 ("bytes=%d-%d" % (300 * 1024, 3 * MiB), 300 * 1024, 3 * MiB + 1)]
+        for header, start, end in cases:
+            status, hdrs, body = self.server.request("GET", url[len(self.server.url):],
+                                                     headers={"Range": header},
+                                                     token=self.reader)
+            self.assertEqual(status, 206, header)
+            self.assertEqual(body, data[start:end], header)
+            self.assertEqual(hdrs["content-range"], "bytes %d-%d/%d" % (start, end - 1, len(data)))
+        for header in ("bytes=%d-" % len(data), "bytes=-0"):
+            status, hdrs, body = self.server.request("GET", url[len(self.server.url):],
+                                                     headers={"Range": header},
+                                                     token=self.reader)
+            self.assertJsonError(status, body, 416, "range_not_satisfiable")
+            self.assertEqual(hdrs["content-range"], "bytes */%d" % len(data))
+        path = url[len(self.server.url):]
+        status, _, body = self.server.request("GET", path, token=self.reader,
+                                              headers={"Range": "bytes=0-9", "If-Range": etag})
+        self.assertEqual((status, body), (206, data[:10]))
+        status, _, body = self.server.request("GET", path, token=self.reader,
+                                              headers={"Range": "bytes=0-9", "If-Range": '"x"'})
+        self.assertEqual((status, len(body)), (200, len(data)))
+        rc, out, err = curl("-f", "-r", "10-19", *self.auth, url)
+        self.assertEqual((rc, out), (0, data[10:20]), err)
+
+    def test_if_none_match_is_304(self):
+        url = self.file_url("demo", "1.0", "cmdline.txt")
+        etag = '"%s"' % fixture_sums()["cmdline.txt"]
+        rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            "If-None-Match: " + etag, *self.auth, url)
+        self.assertEqual(out, b"304", err)
+        rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            'If-None-Match: "0000"', *self.auth, url)
+        self.assertEqual(out, b"200", err)
+
+    def test_curl_resumes_an_interrupted_download(self):
+        data = read(fixture(DEMO[1]))
+        out = self.path("initrd.part")
+        with open(out, "wb") as f:
+            f.write(data[:len(data) // 3])
+        rc, _, err = curl("-f", "-C", "-", "-o", out, *self.auth,
+                          self.file_url("demo", "1.0", DEMO[1]))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sha256_file(out), sha256(data))
+
+    def test_head_has_the_headers_and_no_body(self):
+        status, hdrs, body = self.server.request(
+            "HEAD", "/v1/images/demo/1.0/files/" + DEMO[0], token=self.reader)
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(int(hdrs["content-length"]), os.path.getsize(fixture(DEMO[0])))
+
+    # -- bad input -------------------------------------------------------------------------
+
+    def test_bad_names_and_traversal_in_every_parameter_are_400(self):
+        tip = self.tip()
+        bad = ["..", "%2e%2e", "..%2F..%2Fetc", "a%2Fb", "%2Fetc%2Fpasswd", "Demo%20x", "a%00b",
+               ".hidden", "-x", "%", "%zz", "x" * 129]
+        templates = ["/v1/images/{}", "/v1/images/{}/1.0", "/v1/images/demo/{}",
+                     "/v1/images/{}/1.0/files/cmdline.txt", "/v1/images/demo/{}/files/cmdline.txt",
+                     "/v1/images/demo/1.0/files/{}", "/v1/channels/{}/prod",
+                     "/v1/channels/demo/{}", "/v1/channels/{}/prod/history",
+                     "/v1/channels/demo/{}/history"]
+        for template in templates:
+            for name in bad:
+                path = template.format(name)
+                status, _, body = self.server.request("GET", path, token=self.boss)
+                self.assertJsonError(status, body, 400, "invalid")
+        posts = ["/v1/images/{}/1.0", "/v1/images/demo/{}", "/v1/channels/{}/prod/deploy",
+                 "/v1/channels/demo/{}/deploy", "/v1/channels/{}/prod/rollback"]
+        ctype, form = multipart([("cmdline.txt", b"console=ttyS0\n")])
+        for template in posts:
+            for name in bad:
+                path = template.format(name)
+                is_upload = path.startswith("/v1/images/")
+                status, _, body = self.server.request(
+                    "POST", path, token=self.boss,
+                    body=form if is_upload else {"version": "1.0"},
+                    headers={"Content-Type": ctype} if is_upload else None)
+                self.assertJsonError(status, body, 400, "invalid")
+        # a bad file name inside an upload, and in a deploy body
+        ctype, form = multipart([("../evil", b"x")])
+        status, _, body = self.server.request("POST", "/v1/images/demo/9.9", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertJsonError(status, body, 400, "invalid")
+        status, _, body = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                              body={"version": "../1.0"}, token=self.boss)
+        self.assertJsonError(status, body, 400, "invalid")
+        self.assertEqual(self.tip(), tip, "a refused request changed the store")
+        self.assertFsckClean()
+
+    def test_unknown_things_are_json_404_and_405(self):
+        for path in ("/v1/images/nope", "/v1/images/demo/9.9", "/v1/images/demo/1.0/files/nope",
+                     "/v1/channels/demo/nope", "/v1/nothing", "/", "/v1/images/demo/1.0/x/y"):
+            status, _, body = self.server.request("GET", path, token=self.reader)
+            self.assertJsonError(status, body, 404, "not_found")
+        status, _, body = self.server.request("DELETE", "/v1/images/demo", token=self.boss)
+        self.assertJsonError(status, body, 405)
+
+    def test_malformed_and_oversize_bodies(self):
+        tip = self.tip()
+        for body in (b"{", b"[]", b'{"version": 1}', b'{"version": "1.0", "x": "y"}',
+                     b'{"version":"1.0","version":"1.0"}', b"\xff\xfe"):
+            status, _, data = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                                  body=body, token=self.boss)
+            self.assertJsonError(status, data, 400, "invalid")
+        big = b'{"version":"1.0","reason":"' + b"x" * (100 * 1024) + b'"}'
+        status, _, data = self.server.request("POST", "/v1/channels/demo/prod/deploy", body=big,
+                                              token=self.boss)
+        self.assertJsonError(status, data, 413, "too_large")
+        # an upload that announces more than max_upload_bytes is refused before its body
+        with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+            s.sendall(("POST /v1/images/demo/8.0 HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\nContent-Type: multipart/form-data; "
+                       "boundary=b\r\nContent-Length: %d\r\n\r\n" % (self.boss, 65 * MiB))
+                      .encode())
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
+        # a body that is not multipart
+        status, _, data = self.server.request("POST", "/v1/images/demo/8.0", body=b"raw bytes",
+                                              token=self.boss,
+                                              headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 415, data)
+        self.assertEqual(self.tip(), tip)
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def test_upload_is_visible_after_commit_and_idempotent(self):
+        tip = self.tip()
+        files = [(f, read(fixture(f))) for f in IPXE]
+        fields = [("sha256." + f, sha256(d)) for f, d in files]
+        ctype, form = multipart(files, fields)
+        status, _, data = self.server.request("POST", "/v1/images/netboot/2.0", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertEqual(status, 201, data)
+        body = json.loads(data)
+        keys(body, "name", "version", "manifest_sha256", "created")
+        self.assertEqual((body["name"], body["version"], body["created"]),
+                         ("netboot", "2.0", True))
+        self.assertEqual(self.subjects()[0], "push netboot 2.0")
+        self.assertEqual(len(self.git("rev-list", tip + "..main").split()), 1)
+        for f, d in files:
+            rc, out, err = curl("-f", *self.auth, self.file_url("netboot", "2.0", f))
+            self.assertEqual((rc, sha256(out)), (0, sha256(d)), err)
+        tip = self.tip()
+        status, _, data = self.server.request("POST", "/v1/images/netboot/2.0", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertEqual(status, 200, data)
+        self.assertFalse(json.loads(data)["created"])
+        self.assertEqual(self.tip(), tip, "identical re-upload made a commit")
+        # same version, other bytes: a conflict
+        ctype, other = multipart([("ipxe.efi", b"other bytes")])
+        status, _, data = self.server.request("POST", "/v1/images/netboot/2.0", body=other,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertJsonError(status, data, 409)
+        self.assertEqual(self.tip(), tip)
+        # the CLI sees the uploaded version
+        shown = self.okjson("show", "netboot@2.0")
+        self.assertEqual(sorted(f["path"] for f in shown["manifest"]["files"]), sorted(IPXE))
+        self.assertFsckClean()
+
+    def test_upload_with_a_wrong_declared_digest_stores_nothing(self):
+        tip = self.tip()
+        data = read(fixture("ipxe.efi"))
+        for declared in ("0" * 64, sha256(data + b"x"), "not-hex"):
+            ctype, form = multipart([("ipxe.efi", data)], [("sha256.ipxe.efi", declared)])
+            status, _, body = self.server.request("POST", "/v1/images/bad/1.0", body=form,
+                                                  headers={"Content-Type": ctype},
+                                                  token=self.boss)
+            self.assertJsonError(status, body, 400, "invalid")
+        # a digest declared after its file cannot have been checked: refused too
+        boundary_type, form = multipart([("ipxe.efi", data)])
+        form = form.replace(b"--\r\n", b"\r\nContent-Disposition: form-data; "
+                            b"name=\"sha256.ipxe.efi\"\r\n\r\n" + sha256(data).encode() +
+                            b"\r\n--" + boundary_type.split("=")[1].encode() + b"--\r\n")
+        status, _, body = self.server.request("POST", "/v1/images/bad/1.0", body=form,
+                                              headers={"Content-Type": boundary_type},
+                                              token=self.boss)
+        self.assertEqual(status, 400, body)
+        self.assertEqual(self.tip(), tip)
+        status, _, _ = self.server.request("GET", "/v1/images/bad", token=self.reader)
+        self.assertEqual(status, 404)
+        self.assertFsckClean()
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def test_deploy_rollback_history(self):
+        self.push("--name", "demo", "--version", "2.0", fixture("cmdline.txt"))
+        status, _, data = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                              body={"version": "2.0", "reason": "new"},
+                                              token=self.boss)
+        self.assertEqual(status, 200, data)
+        state = json.loads(data)
+        keys(state, "name", "channel", "version", "sequence", "manifest_sha256", "actor")
+        self.assertEqual((state["version"], state["sequence"], state["actor"]), ("2.0", 2, "boss"))
+        self.assertEqual(self.subjects()[0], "deploy demo prod 2.0")
+        status, _, data = self.server.request("POST", "/v1/channels/demo/prod/rollback",
+                                              body={"reason": "boot loop"}, token=self.boss)
+        self.assertEqual(status, 200, data)
+        self.assertEqual(json.loads(data)["version"], "1.0")
+        got = self.server.get_json("/v1/channels/demo/prod", token=self.reader)
+        self.assertEqual((got["version"], got["sequence"]), ("1.0", 3))
+        history = self.server.get_json("/v1/channels/demo/prod/history", token=self.reader)
+        keys(history, "name", "channel", "entries")
+        self.assertEqual([e["action"] for e in history["entries"]],
+                         ["rollback", "deploy", "deploy"])
+        for e in history["entries"]:
+            keys(e, "commit", "time", "actor", "action", "summary")
+        # deploying a version that does not exist: 404, nothing written
+        tip = self.tip()
+        status, _, data = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                              body={"version": "7.7"}, token=self.boss)
+        self.assertJsonError(status, data, 404, "not_found")
+        self.assertEqual(self.tip(), tip)
+        self.assertFsckClean()
+
+    def test_long_poll_answers_when_another_client_deploys(self):
+        self.push("--name", "demo", "--version", "2.0", fixture("cmdline.txt"))
+        result = {}
+
+        def watch():
+            t0 = time.time()
+            result["reply"] = self.server.request(
+                "GET", "/v1/channels/demo/prod?wait=30&after=1", token=self.reader, timeout=60)
+            result["seconds"] = time.time() - t0
+
+        t = threading.Thread(target=watch)
+        t.start()
+        time.sleep(1.0)
+        self.assertTrue(t.is_alive(), "the watch answered before the channel moved")
+        # another client: the CLI, writing to the store directly (the server polls)
+        self.ok("deploy", "demo", "2.0", "--channel", "prod")
+        t.join(20)
+        self.assertFalse(t.is_alive(), "the watch did not answer after the deploy")
+        status, _, data = result["reply"]
+        self.assertEqual(status, 200)
+        self.assertEqual((json.loads(data)["sequence"], json.loads(data)["version"]), (2, "2.0"))
+        self.assertLess(result["seconds"], 10)
+        # a move through the server wakes a watcher at once
+        t = threading.Thread(target=watch)
+        t.start()
+        time.sleep(0.5)
+        self.server.request("POST", "/v1/channels/demo/prod/rollback", body={},
+                            token=self.boss)
+        t.join(20)
+        self.assertFalse(t.is_alive())
+        # ...and without a move it answers at the timeout with the current state
+        t0 = time.time()
+        state = self.server.get_json("/v1/channels/demo/prod?wait=1&after=3", token=self.reader)
+        self.assertEqual(state["sequence"], 3)
+        self.assertGreaterEqual(time.time() - t0, 0.9)
+        status, _, data = self.server.request("GET", "/v1/channels/demo/prod?wait=x",
+                                              token=self.reader)
+        self.assertJsonError(status, data, 400, "invalid")
+
+    # -- operations --------------------------------------------------------------------------
+
+    def test_health_readiness_and_metrics(self):
+        self.assertEqual(self.server.get_json("/healthz"), {"status": "ok"})
+        self.assertEqual(self.server.get_json("/readyz"), {"status": "ready"})
+        before = self.server.metrics(token=self.reader)
+        rc, out, _ = curl("-f", *self.auth, self.file_url("demo", "1.0", DEMO[0]))
+        self.assertEqual(rc, 0)
+        self.server.request("GET", "/v1/images/nope", token=self.reader)
+        after = self.server.metrics(token=self.reader)
+        key = 'imgstore_http_requests_total{route="/v1/images/{name}/{version}/files/{file}",' \
+              'code="200"}'
+        self.assertEqual(after.get(key, 0), before.get(key, 0) + 1)
+        self.assertGreaterEqual(after["imgstore_http_response_bytes_total"],
+                                before["imgstore_http_response_bytes_total"] + len(out))
+        self.assertEqual(after.get('imgstore_http_requests_total{route="/v1/images/{name}",'
+                                   'code="404"}', 0), 1)
+        for name in ("imgstore_verification_failures_total", "imgstore_uploads_in_progress",
+                     "imgstore_http_request_bytes_total"):
+            self.assertIn(name, after)
+        # the log: one line per request, never the token
+        log = self.server.log()
+        self.assertIn("path=/v1/images/nope status=404", log)
+        self.assertIn("actor=reader", log)
+        self.assertNotIn(self.reader, log)
+        self.assertNotIn(self.boss, log)
+
+    def test_sigterm_drains_in_flight_requests(self):
+        data = read(fixture(DEMO[0]))
+        conn = socket.create_connection((self.server.host, self.server.port), timeout=30)
+        conn.sendall(("GET /v1/images/demo/1.0/files/%s HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n" % (DEMO[0], self.reader)).encode())
+        first = conn.recv(65536)
+        self.assertTrue(first.startswith(b"HTTP/1.1 200"), first[:100])
+        watch = {}
+        t = threading.Thread(target=lambda: watch.setdefault("r", self.server.request(
+            "GET", "/v1/channels/demo/prod?wait=60&after=1", token=self.reader, timeout=60)))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        self.server.proc.send_signal(15)
+        time.sleep(0.5)
+        received = first
+        while True:
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+            if len(received.partition(b"\r\n\r\n")[2]) >= len(data):
+                break
+        conn.close()
+        self.assertEqual(received.partition(b"\r\n\r\n")[2], data, "download cut by SIGTERM")
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(watch["r"][0], 200)
+        rc = self.server.stop(timeout=30)
+        self.assertEqual(rc, 0, self.server.log())
+        self.assertLess(time.time() - t0, 20)
+        self.assertIn("drained=true", self.server.log())
+        with self.assertRaises(OSError):
+            socket.create_connection((self.server.host, self.server.port), timeout=5).close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""
+imgstore serve auth: the matrix of no token, a bad token and each scope against every route
+(401 with WWW-Authenticate, 403, or served), public reads, and `imgstore token create`.
+"""
+
+import json
+
+from imgstore_testlib import ServerTestCase, main, multipart, new_token, sha256
+
+SCOPES = ["read", "push", "deploy", "admin"]
+
+
+class Auth(ServerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        p, _ = self.random_file("app.img", 300 * 1024)
+        self.push(p, "--name", "app", "--version", "1.0", "--kind", "unknown")
+        self.ok("deploy", "app", "1.0", "--channel", "prod")
+        self.tokens, lines = {}, []
+        for scope in SCOPES:
+            self.tokens[scope], line = new_token(scope, "t-" + scope)
+            lines.append(line)
+        self.server = self.serve(*lines)
+        self.uploads = 0
+
+    def routes(self):
+        """(method, path, body, headers, scope needed or None)"""
+        self.uploads += 1
+        ctype, form = multipart([("f.bin", b"upload %d" % self.uploads)])
+        return [
+            ("GET", "/healthz", None, None, None),
+            ("GET", "/readyz", None, None, None),
+            ("GET", "/metrics", None, None, "read"),
+            ("GET", "/v1/images", None, None, "read"),
+            ("GET", "/v1/images/app", None, None, "read"),
+            ("GET", "/v1/images/app/1.0", None, None, "read"),
+            ("GET", "/v1/images/app/1.0/files/app.img", None, None, "read"),
+            ("HEAD", "/v1/images/app/1.0/files/app.img", None, None, "read"),
+            ("GET", "/v1/channels/app/prod", None, None, "read"),
+            ("GET", "/v1/channels/app/prod/history", None, None, "read"),
+            ("POST", "/v1/images/app/u%d" % self.uploads, form, {"Content-Type": ctype}, "push"),
+            ("POST", "/v1/channels/app/prod/deploy", json.dumps({"version": "1.0"}).encode(),
+             None, "deploy"),
+            ("POST", "/v1/channels/app/prod/rollback", b"{}", None, "deploy"),
+        ]
+
+    def test_matrix(self):
+        for who in [None, "bad"] + SCOPES:
+            for method, path, body, headers, scope in self.routes():
+                token = {None: None, "bad": "imgstore_" + "0" * 64}.get(who, self.tokens.get(who))
+                status, hdrs, data = self.server.request(method, path, body=body,
+                                                         headers=headers, token=token)
+                what = "%s %s as %s" % (method, path, who)
+                if scope is None:
+                    self.assertEqual(status, 200, what)
+                elif who is None or who == "bad":
+                    self.assertEqual(status, 401, what)
+                    self.assertTrue(hdrs.get("www-authenticate", "").startswith("Bearer"), what)
+                    if method != "HEAD":
+                        self.assertEqual(json.loads(data)["error"]["code"], "unauthorized")
+                elif who != scope and who != "admin":
+                    self.assertEqual(status, 403, what)
+                    if method != "HEAD":
+                        self.assertEqual(json.loads(data)["error"]["code"], "forbidden")
+                else:
+                    # served: a rollback may find nothing to roll back to (404)
+                    self.assertIn(status, (200, 201, 404), "%s: %r" % (what, data[:300]))
+                    if not path.endswith("rollback"):
+                        self.assertIn(status, (200, 201), "%s: %r" % (what, data[:300]))
+        # the actor of a write is the token's name
+        self.assertIn("t-admin", self.git("log", "-1", "--format=%an", "main"))
+
+    def test_public_reads(self):
+        server = self.serve("read_public = true")
+        for path in ("/v1/images", "/v1/images/app/1.0/files/app.img", "/v1/channels/app/prod"):
+            status, _, _ = server.request("GET", path)
+            self.assertEqual(status, 200, path)
+        status, _, _ = server.request("POST", "/v1/channels/app/prod/deploy",
+                                      body={"version": "1.0"})
+        self.assertEqual(status, 401)
+        # a wrong token is still refused, even where anonymous reads are allowed
+        status, _, _ = server.request("GET", "/v1/images", token="imgstore_nope")
+        self.assertEqual(status, 401)
+
+    def test_token_create_prints_a_working_token_once(self):
+        out = self.okjson("token", "create", "--scope", "read,deploy", "--name", "ci")
+        self.assertTrue(out["token"].startswith("imgstore_"))
+        self.assertEqual(out["sha256"], sha256(out["token"].encode()))
+        self.assertEqual(out["config_line"], "token = %s scopes=read,deploy name=ci"
+                         % out["sha256"])
+        server = self.serve(out["config_line"])
+        self.assertEqual(server.request("GET", "/v1/images", token=out["token"])[0], 200)
+        self.assertEqual(server.request("POST", "/v1/channels/app/prod/deploy",
+                                        body={"version": "1.0"}, token=out["token"])[0], 200)
+        ctype, form = multipart([("f.bin", b"x")])
+        self.assertEqual(server.request("POST", "/v1/images/app/2.0", body=form,
+                                        headers={"Content-Type": ctype},
+                                        token=out["token"])[0], 403)
+        other = self.okjson("token", "create", "--scope", "read")
+        self.assertNotEqual(other["token"], out["token"])
+        for bad in (["--scope", "root"], ["--scope", ""], ["--scope", "read,"], []):
+            rc, _, _ = self.im("token", "create", *bad)
+            self.assertIn(rc, (1, 2), bad)
+
+    def test_bad_config_is_refused_at_start(self):
+        for line in ("token = abc scopes=read", "token = %s" % ("a" * 64),
+                     "token = %s scopes=sudo" % ("a" * 64), "max_json_bytes = lots",
+                     "no_such_setting = 1", "just words"):
+            rc, _, err = self.im("serve", "--listen", "127.0.0.1:0", "--set", "x=1"
+                                 if line == "just words" else "read_public=true",
+                                 "--config", self.write_config(line), timeout=30)
+            self.assertEqual(rc, 1, "%s: %s" % (line, err))
+            self.assertIn("imgstore serve:", err)
+
+    def write_config(self, line):
+        p = self.path("bad-%d.conf" % abs(hash(line)))
+        with open(p, "w") as f:
+            f.write(line + "\n")
+        return p
+
+
+if __name__ == "__main__":
+    main()
