@@ -297,12 +297,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_lock(&server->lock);
         server->inflight++;
         pthread_mutex_unlock(&server->lock);
+        /*
+         * libmicrohttpd closes the connection after an answer queued on this first call (it
+         * may not have read the body). Only requests with a body are decided now, so that a
+         * refused upload is not read at all; the rest are answered on the next call and
+         * keep their connection alive.
+         */
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+            return MHD_YES;
         imgstore_error_clear();
+        req->begun = true;
         result = begin_request(req, url, &entry);
         if (req->replied || !entry)
             return result;
-        if (entry->body == BODY_NONE)
-            return entry->handler(req);
         if (entry->body == BODY_UPLOAD)
             return imgstore_server__upload_begin(req);
         return MHD_YES; /* BODY_JSON: wait for the body */
@@ -312,8 +319,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         *upload_data_size = 0;
         req->bytes_in += size;
-        if (req->replied)
-            return MHD_YES; /* an answer is queued: the rest of the body is dropped */
+        if (req->replied || !req->begun)
+            return MHD_YES; /* answered, or a body nobody asked for: dropped */
         if (req->upload)
             return imgstore_server__upload_data(req, upload_data, size);
         /* past the cap without a Content-Length: no answer is possible mid-body, cut it off */
@@ -332,6 +339,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->replied)
         return MHD_YES;
+    if (!req->begun) {
+        imgstore_error_clear();
+        req->begun = true;
+        result = begin_request(req, url, &entry);
+        if (req->replied || !entry)
+            return result;
+        return entry->handler(req);
+    }
     if (req->upload)
         return imgstore_server__upload_finish(req);
     return req->handler(req);

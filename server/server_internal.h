@@ -163,6 +163,7 @@ typedef struct imgstore_server__request {
         struct imgstore_server__request *req); /* run when the request body has arrived */
     const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
     char extra_header_value[128];
+    bool begun; /* routed and authorised */
     bool replied;
 } imgstore_server__request;
 
