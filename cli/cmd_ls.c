@@ -180,20 +180,31 @@ static void print_details(const imgstore_file_info *info)
 static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, const char *version)
 {
     imgstore_manifest *m = NULL;
+    imgstore_trust_status trust = {0};
     char digest[65], size[32];
     int err;
 
     if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
         return err;
-    if (ctx->json) {
-        err =
-            cli_print_json(json_pack("{s:o, s:s}", "manifest", imgstore_schema_manifest_to_json(m),
-                                     "manifest_sha256", digest));
+    /* show is for looking, so it shows an untrusted version too, and says so */
+    if ((err = imgstore_store_version_trust(&trust, store, name, version)) < 0) {
         imgstore_manifest_free(m);
         return err;
     }
-    printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n", m->name, m->version,
-           m->created, m->builder ? m->builder : "", digest);
+    if (ctx->json) {
+        err = cli_print_json(json_pack("{s:o, s:s, s:{s:I, s:I, s:I, s:b}}", "manifest",
+                                       imgstore_schema_manifest_to_json(m), "manifest_sha256",
+                                       digest, "signatures", "valid", (json_int_t)trust.valid,
+                                       "threshold", (json_int_t)trust.threshold, "invalid",
+                                       (json_int_t)trust.invalid, "trusted", trust.trusted));
+        imgstore_manifest_free(m);
+        return err;
+    }
+    printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n  signed    %zu of %u "
+           "release signatures%s%s\n",
+           m->name, m->version, m->created, m->builder ? m->builder : "", digest, trust.valid,
+           trust.threshold, trust.trusted ? "" : " (pending: not deployable)",
+           trust.invalid ? " (a signature is damaged: run imgstore verify)" : "");
     if (m->source_repository || m->source_commit)
         printf("  source    %s@%s\n", m->source_repository ? m->source_repository : "",
                m->source_commit ? m->source_commit : "");
