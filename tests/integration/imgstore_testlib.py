@@ -481,8 +481,91 @@ class ServerTestCase(StoreTestCase):
     def assertJsonError(self, status, data, expect_status, code=None):
         self.assertEqual(status, expect_status, data[:500])
         body = json.loads(data)
+        validate(body, "api_error.schema.json")
         self.assertEqual(set(body), {"error"}, body)
         self.assertIsInstance(body["error"].get("message"), str)
         if code:
             self.assertEqual(body["error"].get("code"), code, body)
         return body["error"]
+
+
+# -- JSON Schema (the subset schema/*.schema.json use), standard library only ---------------
+
+import re as _re
+
+SCHEMA_DIR = os.path.join(SOURCE_DIR, "schema")
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _load_schema(name):
+    with open(os.path.join(SCHEMA_DIR, name)) as f:
+        return json.load(f)
+
+
+def validate(value, schema_name, schema=None, root=None, where="$"):
+    """Raise AssertionError naming the JSON path where VALUE breaks schema/SCHEMA_NAME.
+    Supports $ref (local and to sibling files), allOf, type, enum, const, properties,
+    required, additionalProperties, propertyNames, items, pattern, lengths and bounds."""
+    if schema is None:
+        schema = root = _load_schema(schema_name)
+
+    def fail(msg):
+        raise AssertionError("%s: %s: %s (value %r)" % (schema_name, where, msg,
+                                                         str(value)[:200]))
+
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        path, _, frag = ref.partition("#")
+        target_root = _load_schema(path) if path else root
+        target = target_root
+        for part in [p for p in frag.split("/") if p]:
+            target = target[part]
+        validate(value, path or schema_name, target, target_root, where)
+    for sub in schema.get("allOf", []):
+        validate(value, schema_name, sub, root, where)
+    t = schema.get("type")
+    if t == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail("expected an integer")
+    elif t == "number":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            fail("expected a number")
+    elif t is not None and not isinstance(value, _TYPES[t]):
+        fail("expected %s" % t)
+    if "enum" in schema and value not in schema["enum"]:
+        fail("not one of %s" % schema["enum"])
+    if "const" in schema and value != schema["const"]:
+        fail("expected %r" % schema["const"])
+    if isinstance(value, str):
+        if "pattern" in schema and not _re.search(schema["pattern"], value):
+            fail("does not match %s" % schema["pattern"])
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength",
+                                                                                  1 << 62):
+            fail("bad length")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < schema.get("minimum", -(1 << 64)) or value > schema.get("maximum", 1 << 64):
+            fail("out of bounds")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", 1 << 62):
+            fail("bad number of items")
+        for i, item in enumerate(value):
+            if "items" in schema:
+                validate(item, schema_name, schema["items"], root, "%s[%d]" % (where, i))
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                fail("missing required %s" % key)
+        if len(value) < schema.get("minProperties", 0) or \
+                len(value) > schema.get("maxProperties", 1 << 62):
+            fail("bad number of members")
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, member in value.items():
+            if "propertyNames" in schema:
+                validate(key, schema_name, schema["propertyNames"], root, where + " key")
+            if key in props:
+                validate(member, schema_name, props[key], root, "%s.%s" % (where, key))
+            elif extra is False:
+                fail("unexpected member %s" % key)
+            elif isinstance(extra, dict):
+                validate(member, schema_name, extra, root, "%s.%s" % (where, key))

@@ -12,7 +12,7 @@ import threading
 import time
 
 from imgstore_testlib import (MiB, ServerTestCase, curl, fixture, fixture_sums, main, multipart,
-                              needs_fixtures, new_token, sha256, sha256_file)
+                              needs_fixtures, new_token, sha256, sha256_file, validate)
 
 DEMO = ["vmlinuz-6.1.0-56-cloud-amd64", "initrd-busybox.cpio.gz", "cmdline.txt"]
 IPXE = ["ipxe.efi", "ipxe.iso", "ipxe.lkrn"]
@@ -69,6 +69,29 @@ class Api(ServerTestCase):
         self.assertEqual(body["manifest_sha256"], sha256(stored))
         self.assertEqual(body["manifest"], json.loads(stored))
         self.assertTrue(body["trust"]["trusted"])
+
+    def test_bodies_match_their_schemas(self):
+        self.push("--name", "demo", "--version", "2.0", fixture("cmdline.txt"))
+        self.server.request("POST", "/v1/channels/demo/prod/deploy", body={"version": "2.0"},
+                            token=self.boss)
+        for path, schema in (("/healthz", "api_health"), ("/readyz", "api_health"),
+                             ("/v1/images", "api_image_list"), ("/v1/images/demo", "api_image"),
+                             ("/v1/images/demo/1.0", "api_version"),
+                             ("/v1/images/ipxe/1", "api_version"),
+                             ("/v1/images/memtest/7.20", "api_version"),
+                             ("/v1/channels/demo/prod", "channel"),
+                             ("/v1/channels/demo/prod/history", "api_history")):
+            validate(self.server.get_json(path, token=self.reader), schema + ".schema.json")
+        status, _, data = self.server.request("POST", "/v1/channels/demo/prod/rollback",
+                                              body={}, token=self.boss)
+        self.assertEqual(status, 200)
+        validate(json.loads(data), "channel.schema.json")
+        ctype, form = multipart([("cmdline.txt", b"console=ttyS1\n")])
+        status, _, data = self.server.request("POST", "/v1/images/demo", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertEqual(status, 201, data)
+        validate(json.loads(data), "api_upload.schema.json")
+        self.assertTrue(json.loads(data)["version"].startswith("c-"))
 
     # -- downloads -------------------------------------------------------------------------
 
