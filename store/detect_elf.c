@@ -351,8 +351,10 @@ static int handle_note(const imgstore_store__detect_ctx *ctx, const elf_header *
 
 /*
  * Walk the notes of one segment or section at [offset, offset + len), already checked to lie in
- * the file. Names and descriptors are padded to `align` (8 in 8-aligned note segments, as
- * binutils reads them, else 4).
+ * the file. As binutils reads them (ELF_NOTE_DESC_OFFSET, ELF_NOTE_NEXT_OFFSET): the
+ * descriptor starts at the note's start + align_up(12 + n_namesz, align) and the next note at
+ * align_up(that + n_descsz, align), with `align` 8 in 8-aligned note segments, else 4. (The
+ * name alone is not padded to 8: a "GNU" property note is 12 + 4 + 16 = 32 bytes.)
  */
 static int walk_notes(const imgstore_store__detect_ctx *ctx, const elf_header *hdr,
                       elf_findings *found, const char *where, uint64_t offset, uint64_t len,
@@ -365,7 +367,7 @@ static int walk_notes(const imgstore_store__detect_ctx *ctx, const elf_header *h
         uint8_t nhdr[ELF_NHDR_SIZE];
         uint8_t name[8];
         uint32_t namesz, descsz;
-        uint64_t left, name_span, desc_pos, desc_span;
+        uint64_t left, desc_rel, desc_pos, next_rel;
 
         if (len - pos < ELF_NHDR_SIZE)
             return imgstore_store__detect_malformed(
@@ -376,17 +378,17 @@ static int walk_notes(const imgstore_store__detect_ctx *ctx, const elf_header *h
             return err;
         namesz = elf_u32(hdr, nhdr);
         descsz = elf_u32(hdr, nhdr + 4);
-        /* Both sizes are 32-bit, so the padded spans cannot overflow 64 bits. */
-        name_span = ((uint64_t)namesz + align - 1) & ~(align - 1);
-        desc_span = ((uint64_t)descsz + align - 1) & ~(align - 1);
-        left = len - pos - ELF_NHDR_SIZE;
-        if (name_span > left || descsz > left - name_span)
+        /* Both sizes are 32-bit, so the padded offsets cannot overflow 64 bits. */
+        desc_rel = ((uint64_t)ELF_NHDR_SIZE + namesz + align - 1) & ~(align - 1);
+        left = len - pos;
+        if (desc_rel > left || descsz > left - desc_rel)
             return imgstore_store__detect_malformed(
                 ctx,
                 "bad ELF: the note at byte %" PRIu64 " (n_namesz %" PRIu32 ", n_descsz %" PRIu32
                 ") overruns %s, which ends at byte %" PRIu64,
                 offset + pos, namesz, descsz, where, offset + len);
-        desc_pos = pos + ELF_NHDR_SIZE + name_span;
+        desc_pos = pos + desc_rel;
+        next_rel = (desc_rel + descsz + align - 1) & ~(align - 1);
         found->notes_seen++;
         if (namesz > 0 && namesz <= sizeof(name)) {
             if ((err = imgstore_store__detect_read(ctx, name, namesz,
@@ -397,9 +399,9 @@ static int walk_notes(const imgstore_store__detect_ctx *ctx, const elf_header *h
                 return err;
         }
         /* The last descriptor's padding may be cut off by the end of the segment. */
-        if (desc_span > len - desc_pos)
+        if (next_rel > len - pos)
             break;
-        pos = desc_pos + desc_span;
+        pos += next_rel;
     }
     return 0;
 }

@@ -577,6 +577,53 @@ static void detect_plain_elf_is_unknown_elf(void **state)
     free(img.data);
 }
 
+/* An 8-aligned PT_NOTE segment holding one GNU property note (x86 ISA level), as gcc 12 and
+ * binutils emit in every x86-64 binary: 12 + 4 ("GNU\0") + 16 = 32 bytes, the descriptor
+ * right after the name. Padding the name to 8 refused every modern binary. */
+static void detect_walks_8_aligned_gnu_property_notes(void **state)
+{
+    imgstore_file_info info;
+    elf_image img;
+    size_t at;
+    uint8_t property[16] = {0x02, 0x80, 0x00, 0xc0, 0x04, 0x00, 0x00, 0x00,
+                            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+
+    (void)state;
+    elf_begin(&img, true, false, EM_X86_64, 1);
+    notes_begin(&img);
+    at = append(&img, NULL, 12);
+    store32(img.data + at, 4, false);
+    store32(img.data + at + 4, sizeof(property), false);
+    store32(img.data + at + 8, 5, false); /* NT_GNU_PROPERTY_TYPE_0 */
+    append(&img, "GNU", 4);
+    append(&img, property, sizeof(property));
+    elf_phdr(&img, PT_NOTE, img.notes_start, img.len - img.notes_start, 8);
+    elf_finish(&img);
+    assert_int_equal(img.len - img.notes_start, 32);
+    assert_int_equal(detect(&info, "tool", img.data, img.len), 0);
+    assert_string_equal(info.format, "elf");
+    free(img.data);
+}
+
+/* The test binary itself: a real gcc-built x86-64 ELF with GNU property and build-id notes. */
+static void detect_accepts_a_real_toolchain_binary(void **state)
+{
+    imgstore_file_info info;
+    uint8_t *data = malloc(64u << 20);
+    size_t len = 0;
+    FILE *f = fopen("/proc/self/exe", "rb");
+
+    (void)state;
+    assert_non_null(data);
+    assert_non_null(f);
+    len = fread(data, 1, 64u << 20, f);
+    fclose(f);
+    assert_true(len > 1024);
+    assert_int_equal(detect(&info, "tool", data, len), 0);
+    assert_string_equal(info.format, "elf");
+    free(data);
+}
+
 /* ---- malformed ----------------------------------------------------------------------- */
 
 static void detect_refuses_truncated_elf(void **state)
@@ -746,6 +793,8 @@ int main(void)
         cmocka_unit_test(detect_xen_guest_section_means_pv),
         cmocka_unit_test(detect_solo5_notes_in_sections_without_note_segments),
         cmocka_unit_test(detect_plain_elf_is_unknown_elf),
+        cmocka_unit_test(detect_walks_8_aligned_gnu_property_notes),
+        cmocka_unit_test(detect_accepts_a_real_toolchain_binary),
         cmocka_unit_test(detect_refuses_truncated_elf),
         cmocka_unit_test(detect_refuses_overrunning_note_sizes),
         cmocka_unit_test(detect_refuses_stray_bytes_after_notes),
