@@ -30,10 +30,18 @@ make_images() {
 }
 
 # run LABEL CMD...: prints "seconds peak_rss_kib"
+# (time writes to its own file: the command's stderr is discarded, and a failing command
+# aborts the run instead of printing a zero time)
 measure() {
-  local out
-  out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-  echo "$out"
+  local t
+  t=$(mktemp)
+  /usr/bin/time -o "$t" -f "%e %M" "$@" >/dev/null 2>"$t.err" || {
+    echo "bench: failed: $* ($(tail -1 "$t.err"))" >&2
+    rm -f "$t" "$t.err"
+    exit 1
+  }
+  tail -1 "$t"
+  rm -f "$t" "$t.err"
 }
 
 median3() { sort -n | sed -n 2p; }
