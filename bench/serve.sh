@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# imgstore serve against nginx serving the same bytes, side by side in one run.
+#
+#   bench/serve.sh [SIZE_MIB] [CONCURRENCY]   (defaults 1024 and 64; needs build/imgstore,
+#                                             or IMGSTORE_BIN; installs nginx-light, wrk, curl)
+#
+# - upload: the image POSTed to imgstore serve with curl -F (streamed into the store, chunked,
+#   hashed, committed); nginx has no upload to compare with, so the local `imgstore push` of
+#   the same file is shown instead;
+# - single-stream download: curl -o /dev/null, imgstore cold (first read: verify every chunk
+#   and fill the cache) and hot (from the verified cache, sendfile), nginx from the page cache;
+# - CONCURRENCY parallel downloads of the hot image: aggregate throughput, and the server's
+#   peak RSS (VmHWM) over the whole run;
+# - wrk, 64 connections, 10 s: GET of a version's manifest JSON against nginx serving the
+#   same JSON as a static file; requests/s and p99 latency.
+# nginx runs unprivileged from a temp prefix on a loopback port, sendfile on, access log off.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+conc=${2:-64}
+bin=${IMGSTORE_BIN:-$PWD/build/imgstore}
+work=${BENCH_DIR:-/tmp/imgstore-bench-serve}
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+rm -rf "$work" && mkdir -p "$work/www" "$work/nginx/logs"
+export XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state # a throw-away key
+server_pid="" nginx_pid="" hwm_pid=""
+cleanup() {
+  [ -n "$hwm_pid" ] && kill "$hwm_pid" 2>/dev/null || true
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+now() { date +%s.%N; }
+mibs() { python3 -c "import sys; print('%.0f' % ($1 / 1048576 / ($3 - $2)))"; }
+
+echo "serve.sh: making a ${size_mib} MiB random image" >&2
+head -c "${size_mib}M" /dev/urandom >"$work/www/app.img"
+bytes=$(stat -c %s "$work/www/app.img")
+"$bin" init --repo "$work/store.git" >/dev/null 2>&1
+
+"$bin" init --repo "$work/local.git" >/dev/null 2>&1
+t0=$(now)
+"$bin" push --repo "$work/local.git" --name app --version 1 --kind unknown "$work/www/app.img" \
+  >/dev/null
+t1=$(now)
+push_local=$(mibs "$bytes" "$t0" "$t1")
+
+port=$(free_port)
+"$bin" serve --repo "$work/store.git" --listen "127.0.0.1:$port" \
+  --set anonymous_scopes=read,push --set cache_max_bytes=$((2 * size_mib + 64))M \
+  >"$work/serve.out" 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+# peak RSS over the whole run, sampled from /proc (VmHWM is the kernel's own high-water mark)
+(while kill -0 "$server_pid" 2>/dev/null; do
+  grep VmHWM "/proc/$server_pid/status" 2>/dev/null | awk '{print $2}' >"$work/hwm"
+  sleep 0.2
+done) &
+hwm_pid=$!
+url=http://127.0.0.1:$port
+
+echo "serve.sh: upload" >&2
+t0=$(now)
+curl -sSf -F sha256.app.img="$(sha256sum "$work/www/app.img" | cut -c1-64)" \
+  -F file=@"$work/www/app.img" "$url/v1/images/app/1" >/dev/null
+t1=$(now)
+upload=$(mibs "$bytes" "$t0" "$t1")
+
+nport=$(free_port)
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  types { application/json json; }
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:$nport; root $work/www; }
+}
+EOF
+"$nginx_bin" -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr" &
+nginx_pid=$!
+curl -sSf "$url/v1/images/app/1" -o "$work/www/manifest.json"
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$nport/manifest.json" && break; sleep 0.1; done
+
+one() { curl -sSf -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1 / 1048576}'; }
+echo "serve.sh: single-stream downloads" >&2
+cat "$work/www/app.img" >/dev/null # page cache, for nginx and the store alike
+cold=$(one "$url/v1/images/app/1/files/app.img")
+hot=$(one "$url/v1/images/app/1/files/app.img")
+nginx_one=$(one "http://127.0.0.1:$nport/app.img")
+
+many() {
+  local t0 t1
+  t0=$(now)
+  seq "$conc" | xargs -P "$conc" -I{} curl -sSf -o /dev/null "$1"
+  t1=$(now)
+  mibs $((bytes * conc)) "$t0" "$t1"
+}
+echo "serve.sh: $conc concurrent downloads" >&2
+many_imgstore=$(many "$url/v1/images/app/1/files/app.img")
+many_nginx=$(many "http://127.0.0.1:$nport/app.img")
+hwm_kib=$(cat "$work/hwm")
+
+echo "serve.sh: wrk, manifest GET" >&2
+wrk_run() {
+  wrk -t2 -c64 -d10s --latency "$1" 2>/dev/null |
+    awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p99=$2} END {print rps, p99}'
+}
+read -r rps_imgstore p99_imgstore < <(wrk_run "$url/v1/images/app/1")
+read -r rps_nginx p99_nginx < <(wrk_run "http://127.0.0.1:$nport/manifest.json")
+
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+printf '\n%-44s %14s %14s %7s\n' "$size_mib MiB image, $(nproc) cores" "imgstore" "nginx" "ratio"
+printf '%-44s %10s MiB/s %10s MiB/s %7s\n' "single download, cold (verify + cache fill)" \
+  "$cold" "$nginx_one" "$(ratio "$cold" "$nginx_one")"
+printf '%-44s %10s MiB/s %10s MiB/s %7s\n' "single download, hot (verified cache)" "$hot" \
+  "$nginx_one" "$(ratio "$hot" "$nginx_one")"
+printf '%-44s %10s MiB/s %10s MiB/s %7s\n' "$conc concurrent downloads, aggregate" \
+  "$many_imgstore" "$many_nginx" "$(ratio "$many_imgstore" "$many_nginx")"
+printf '%-44s %14s %14s %7s\n' "manifest GET, wrk 64 connections (req/s)" "$rps_imgstore" \
+  "$rps_nginx" "$(ratio "$rps_imgstore" "$rps_nginx")"
+printf '%-44s %14s %14s\n' "manifest GET p99 latency" "$p99_imgstore" "$p99_nginx"
+printf '%-44s %10s MiB/s %14s\n' "upload (POST multipart, streamed + commit)" "$upload" "-"
+printf '%-44s %10s MiB/s %14s\n' "  for reference: local imgstore push" "$push_local" "-"
+printf '%-44s %10s MiB\n' "imgstore serve peak RSS (VmHWM, whole run)" "$((hwm_kib / 1024))"
