@@ -38,6 +38,7 @@ struct imgstore_push {
 
     /* the file being streamed */
     bool in_file;
+    bool slot_open; /* files[file_count] is begun (its path allocated) but not finished */
     char *cur_kind;
     uint8_t *stage;
     size_t stage_len, stage_off;
@@ -68,7 +69,7 @@ void imgstore_store_push_free(imgstore_push *push)
     imgstore_sha256_free(push->file_sha);
     free(push->stage);
     free(push->cur_kind);
-    for (size_t i = 0; i < push->file_count; i++)
+    for (size_t i = 0; i < push->file_count + (push->slot_open ? 1 : 0); i++)
         pushed_file_clear(&push->files[i]);
     free(push->files);
     for (size_t i = 0; i < push->label_count; i++) {
@@ -185,6 +186,8 @@ int imgstore_store_push_file_begin(imgstore_push *push, const char *path, const 
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     push->files = grown;
     memset(&push->files[push->file_count], 0, sizeof(*grown));
+    /* the slot is open from here: push_free clears it if the file is never finished */
+    push->slot_open = true;
     if (!(push->files[push->file_count].file.path = strdup(path)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     free(push->cur_kind);
@@ -396,6 +399,7 @@ done:
     push->writer = NULL;
     if (err < 0)
         pushed_file_clear(f);
+    push->slot_open = false;
     return err;
 }
 

@@ -402,6 +402,17 @@ int imgstore_store_init_trusted(imgstore_store **out, const char *path,
     return 0;
 }
 
+int imgstore_store_tip_id(char out[41], imgstore_store *store)
+{
+    git_oid tip;
+    int rc = git_reference_name_to_id(&tip, store->repo, IMGSTORE_STORE_REF);
+
+    if (rc < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tip", store->path);
+    git_oid_tostr(out, 41, &tip);
+    return 0;
+}
+
 int imgstore_store_id(char out[41], imgstore_store *store)
 {
     git_revwalk *walk = NULL;

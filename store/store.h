@@ -306,6 +306,12 @@ int imgstore_store_manifest_get_trusted(imgstore_manifest **out, char *digest_ou
                                         const char *version);
 
 /**
+ * The current tip of refs/heads/main (40 hex + NUL): cheap, one ref read. Everything a
+ * reader sees is a function of it, so it is the key for caching encoded answers.
+ */
+int imgstore_store_tip_id(char out[41], imgstore_store *store);
+
+/**
  * The store's identity: its first commit's id (40 hex + NUL), the same in every clone.
  * Clients key what they remember about a store (highest channel sequence seen) by it.
  */

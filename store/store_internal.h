@@ -55,6 +55,8 @@ struct imgstore_store {
     git_repository *repo;
     char *path;
     char objects_dir[4096]; /* <repo>/objects */
+    git_oid chain_ok_tip;   /* the tip whose policy chain last checked out (trust_verify.c) */
+    bool chain_ok;
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */

@@ -166,13 +166,22 @@ int imgstore_store__policy_chain_check(imgstore_store *store)
 {
     trust_ctx ctx = {store, first_failure, NULL, 0};
     char message[2048] = "";
-    int err;
+    git_oid tip;
+    int err, rc;
 
+    /* History only grows by commits whose own policy was checked when they were read, but a
+     * ref can be reset to anything: the memo is per tip, so any other tip walks again. */
+    if ((rc = git_reference_name_to_id(&tip, store->repo, IMGSTORE_STORE_REF)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tip", store->path);
+    if (store->chain_ok && git_oid_equal(&tip, &store->chain_ok_tip))
+        return 0;
     ctx.payload = message;
     if ((err = verify_policy_chain(&ctx)) < 0)
         return err;
     if (ctx.failures)
         return imgstore_error_set(IMGSTORE_EVERIFY, "trust policy chain is broken: %s", message);
+    git_oid_cpy(&store->chain_ok_tip, &tip);
+    store->chain_ok = true;
     return 0;
 }
 

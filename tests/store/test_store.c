@@ -214,6 +214,30 @@ static void bad_names_are_refused_before_any_byte_is_written(void **state)
     imgstore_store_push_free(push);
 }
 
+/* A client that disconnects mid-upload: the push is freed with a file begun but not ended.
+ * Nothing may leak (LeakSanitizer in CI) and nothing becomes visible. */
+static void push_abandoned_mid_file_frees_everything_and_stores_nothing(void **state)
+{
+    fixture *f = *state;
+    const imgstore_sign_key *keys[1] = {test_key};
+    imgstore_push_opts opts = {.name = "app", .version = "1", .signers = {keys, 1}};
+    imgstore_push *push = NULL;
+    char **versions = NULL;
+    size_t count = 0;
+    uint8_t *bytes = pseudo_random(300000, 7);
+
+    assert_int_equal(imgstore_store_push_begin(&push, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(push, "first.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(push, bytes, 300000), 0);
+    assert_int_equal(imgstore_store_push_file_end(push, NULL), 0);
+    assert_int_equal(imgstore_store_push_file_begin(push, "second.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(push, bytes, 1000), 0);
+    imgstore_store_push_free(push);
+    assert_int_equal(imgstore_store_list_versions(&versions, &count, f->store, "app"),
+                     IMGSTORE_ENOTFOUND);
+    free(bytes);
+}
+
 static void push_version(fixture *f, const char *version, uint64_t seed)
 {
     uint8_t *a = pseudo_random(2000, seed);
@@ -438,6 +462,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(push_identical_again_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_names_are_refused_before_any_byte_is_written, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(push_abandoned_mid_file_frees_everything_and_stores_nothing,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(rollbacks_walk_back_through_deploys, setup, teardown),
         cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
