@@ -277,11 +277,8 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
         return;
     if (upload->post)
         MHD_destroy_post_processor(upload->post);
-    /* TODO(#5): imgstore_store_push_free() leaks the name of a file begun but not ended;
-     * ending it with a digest that cannot match releases it (the flushed tail chunk stays an
-     * unreferenced blob, like the chunks before it). Drop this when the store frees it. */
-    if (upload->push && upload->current[0])
-        imgstore_store_push_file_end(upload->push, "abandoned");
+    /* a file begun but not ended (the client went away) is released by push_free: its
+     * chunks stay unreferenced blobs and nothing becomes visible */
     imgstore_store_push_free(upload->push);
     imgstore_server__metrics_gauge(server->metrics, "uploads_in_progress", -1);
     free(upload);
