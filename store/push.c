@@ -99,7 +99,7 @@ int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
     *out = NULL;
     if (!opts || !opts->name)
         return imgstore_error_set(IMGSTORE_EINVALID, "push: an image name is required");
-    if (opts->signers.count == 0)
+    if (opts->signers.count == 0 && !opts->allow_unsigned)
         return imgstore_error_set(
             IMGSTORE_EINVALID, "push %s: a release key must sign the manifest (--key)", opts->name);
     /* Refuse a key the policy does not trust before any byte is uploaded; the commit checks

@@ -82,7 +82,9 @@ typedef struct {
     int64_t created;               /* unix seconds; 0: now */
     imgstore_progress_fn progress; /* bytes written so far, may be NULL */
     void *progress_payload;
-    imgstore_signers signers; /* release keys that sign the manifest; at least one */
+    imgstore_signers signers; /* release keys that sign the manifest; at least one, unless */
+    bool allow_unsigned;      /* true: none is fine, the version is stored pending until
+                                 signatures are added (imgstore_store_add_signature) */
 } imgstore_push_opts;
 
 typedef struct imgstore_push imgstore_push;
@@ -316,6 +318,90 @@ int imgstore_store_tip_id(char out[41], imgstore_store *store);
  * Clients key what they remember about a store (highest channel sequence seen) by it.
  */
 int imgstore_store_id(char out[41], imgstore_store *store);
+
+/* ---- signed documents across the store's boundary (signed.c) ------------------------ */
+
+/**
+ * Count `armored` SSH signatures (namespace "imgstore") over `msg` by distinct keys of `role`
+ * in `policy`: out->valid, out->trusted; signatures that are malformed or do not verify are
+ * out->invalid (the first one's problem is left in imgstore_error_last()); sound signatures by
+ * keys outside the role do not count. Pure: what a remote client runs on what a server sent.
+ * Returns 0 or IMGSTORE_EINVALID (bad arguments).
+ */
+int imgstore_store_signatures_count(imgstore_trust_status *out, const imgstore_policy *policy,
+                                    imgstore_role role, const char *const *armored, size_t count,
+                                    const void *msg, size_t len);
+
+/* One policy of the chain: its exact bytes and the root signatures stored beside it. */
+typedef struct {
+    uint64_t version; /* 0 when the bytes do not parse */
+    char *policy;     /* canonical bytes, NUL-terminated */
+    size_t policy_len;
+    char **signatures; /* armored */
+    size_t signature_count;
+} imgstore_policy_link;
+
+/**
+ * The policy chain as stored: every policy in first-parent history, oldest first, each with
+ * the signatures of the newest commit holding that version. Free with
+ * imgstore_policy_chain_free(). Returns 0, IMGSTORE_ENOTFOUND (no policy).
+ */
+int imgstore_store_policy_chain(imgstore_policy_link **out, size_t *count_out,
+                                imgstore_store *store);
+void imgstore_policy_chain_free(imgstore_policy_link *links, size_t count);
+
+/**
+ * Check a chain (from this store or a server): canonical policies numbered 1, 2, ...; policy
+ * 1 signed by a threshold of its own root keys, each later one by a threshold of its
+ * predecessor's; no damaged signature. With `pinned_first_sha256` (hex), policy 1's bytes
+ * must hash to it (trust on first use). *current_out (may be NULL) gets the last policy.
+ * Returns 0 or IMGSTORE_EVERIFY naming the break.
+ */
+int imgstore_store_policy_chain_verify(imgstore_policy **current_out,
+                                       const imgstore_policy_link *links, size_t count,
+                                       const char *pinned_first_sha256);
+
+/**
+ * A version's exact manifest bytes (*bytes_out, free()) and its armored signatures
+ * (*sigs_out, imgstore_strings_free()), for a client that verifies them itself. Returns 0,
+ * IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID.
+ */
+int imgstore_store_manifest_signed(char **bytes_out, size_t *len_out, char ***sigs_out,
+                                   size_t *sig_count_out, imgstore_store *store, const char *name,
+                                   const char *version);
+
+/** The same for a channel's current state. */
+int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sigs_out,
+                                  size_t *sig_count_out, imgstore_store *store, const char *name,
+                                  const char *channel);
+
+/**
+ * Add a release signature made elsewhere (an armored SSHSIG over the version's manifest
+ * bytes), after checking it verifies and its key is a release key of the current policy.
+ * One commit, signed by `commit_key` when not NULL; none when that key had signed already.
+ * *status_out (may be NULL) gets the version's status afterwards. Returns 0,
+ * IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (malformed armour), IMGSTORE_EVERIFY (does not verify,
+ * or not a release key).
+ */
+int imgstore_store_add_signature(imgstore_trust_status *status_out, imgstore_store *store,
+                                 const char *name, const char *version, const char *armored,
+                                 size_t len, const imgstore_sign_key *commit_key,
+                                 const char *actor);
+
+/**
+ * Commit a channel state built and signed elsewhere (a client with a deploy key). The bytes
+ * must be the canonical encoding, with sequence = current + 1 (1 for a new channel),
+ * previous_version = the current version, manifest_sha256 = the stored manifest's digest of
+ * a release-trusted version, time within 5 minutes of this clock, 0 < expires - time <= the
+ * policy's channel_ttl_seconds, and signatures meeting the deploy threshold. One commit,
+ * signed by `commit_key` when not NULL. *out (caller frees) is the state committed. Returns
+ * 0, IMGSTORE_EINVALID, IMGSTORE_EVERIFY (signatures), IMGSTORE_ELOCKED (the channel moved:
+ * build on its new state), IMGSTORE_ENOTFOUND (no such version).
+ */
+int imgstore_store_channel_put_signed(imgstore_channel_state **out, imgstore_store *store,
+                                      const char *bytes, size_t len, const char *const *armored,
+                                      size_t sig_count, const imgstore_sign_key *commit_key,
+                                      const char *actor);
 
 /* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
 

@@ -172,7 +172,8 @@ static int build_version_tree(git_oid *out, imgstore_store *store, const char *m
         (rc = git_treebuilder_insert(NULL, root, "manifest.json", &manifest_oid,
                                      GIT_FILEMODE_BLOB)) < 0 ||
         (rc = git_treebuilder_insert(NULL, root, "files", &files_oid, GIT_FILEMODE_TREE)) < 0 ||
-        (rc = git_treebuilder_insert(NULL, root, "signatures", &sigs_oid, GIT_FILEMODE_TREE)) < 0)
+        (signers->count > 0 &&
+         (rc = git_treebuilder_insert(NULL, root, "signatures", &sigs_oid, GIT_FILEMODE_TREE)) < 0))
         goto done;
     rc = git_treebuilder_write(out, root);
 done:
@@ -207,7 +208,8 @@ int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
         (err = build_version_tree(&edit.version_tree, store, bytes, len, m, file_trees, signers)) <
             0)
         goto done;
-    err = imgstore_store__commit(store, actor, signers->keys[0], push_edit_fn, &edit);
+    err = imgstore_store__commit(store, actor, signers->count ? signers->keys[0] : NULL,
+                                 push_edit_fn, &edit);
     if (err == IMGSTORE_STORE_UNCHANGED) {
         *out = edit.existing;
         edit.existing = NULL;
