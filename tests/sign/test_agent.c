@@ -289,12 +289,45 @@ static void signing_fails_cleanly_once_the_agent_drops_the_key_or_dies(void **st
 
 /*
  * A fake agent: a forked child that answers `count` connections, one canned answer each
- * (sent as is, length prefix included), after reading the request. Returns its pid.
+ * (sent as is, length prefix included), after reading the whole request. Returns its pid.
  */
 typedef struct {
     const uint8_t *data;
     size_t len;
 } canned;
+
+/* Exactly `len` bytes from `fd`; false on EOF or error. */
+static bool read_exactly(int fd, uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t got = read(fd, buf, len);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return false;
+        buf += got;
+        len -= (size_t)got;
+    }
+    return true;
+}
+
+/*
+ * Read one framed request (u32 length, then the body) the way ssh-agent does. A single
+ * read() is not enough: the client may send the length and the body in two writes, and
+ * answering after the first would close the socket under the second (EPIPE for the
+ * client, or ECONNRESET because the body was left unread).
+ */
+static bool read_request(int conn)
+{
+    uint8_t prefix[4], body[4096];
+    size_t len;
+
+    if (!read_exactly(conn, prefix, sizeof(prefix)))
+        return false;
+    len = (size_t)prefix[0] << 24 | (size_t)prefix[1] << 16 | (size_t)prefix[2] << 8 | prefix[3];
+    return len <= sizeof(body) && read_exactly(conn, body, len);
+}
 
 static pid_t fake_agent(const char *sock, const canned *answers, size_t count)
 {
@@ -313,13 +346,13 @@ static pid_t fake_agent(const char *sock, const canned *answers, size_t count)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* Should the test fail before connecting, do not linger holding ctest's output pipe. */
+        alarm(30);
         for (size_t i = 0; i < count; i++) {
-            uint8_t request[4096];
             int conn = accept(listener, NULL, NULL);
 
-            if (conn < 0)
+            if (conn < 0 || !read_request(conn))
                 _exit(1);
-            (void)!read(conn, request, sizeof(request));
             if (answers[i].len > 0)
                 (void)!write(conn, answers[i].data, answers[i].len);
             close(conn);
