@@ -147,4 +147,23 @@ void cli_progress_init(cli_progress *p, const char *label, bool json);
 void cli_progress_update(uint64_t done, uint64_t total, void *payload); /* imgstore_progress_fn */
 void cli_progress_done(cli_progress *p);
 
+/* ---- remote mode (remote*.c, docs/cli.md "Remote mode") -------------------------------- */
+
+/**
+ * Whether a command runs against a server: --server in argv, else (unless --repo is given)
+ * $IMGSTORE_SERVER, else (unless $IMGSTORE_REPO is set) `server =` in the user config file.
+ */
+bool cli_remote_selected(int argc, char **argv);
+
+int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_deploy(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv);
+/* watch exists only remotely: it follows a server's long-poll */
+int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv);
+
 #endif

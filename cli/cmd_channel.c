@@ -100,11 +100,15 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
 
 int cli_cmd_deploy(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_deploy(ctx, argc, argv);
     return move(ctx, argc, argv, false);
 }
 
 int cli_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_rollback(ctx, argc, argv);
     return move(ctx, argc, argv, true);
 }
 
@@ -148,6 +152,8 @@ static int history_at(cli_ctx *ctx, const imgstore_history_entry *entries, size_
 
 int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_history(ctx, argc, argv);
     imgstore_store *store = NULL;
     imgstore_history_entry *entries = NULL;
     channel_args args;

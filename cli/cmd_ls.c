@@ -139,6 +139,8 @@ done:
 
 int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_ls(ctx, argc, argv);
     imgstore_store *store = NULL;
     int code, err;
     int first = cli_parse_common(ctx, argc, argv, &code);
@@ -229,6 +231,8 @@ static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, c
 
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_show(ctx, argc, argv);
     imgstore_store *store = NULL;
     char *name = NULL, *version = NULL;
     int code, err;

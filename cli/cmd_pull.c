@@ -178,6 +178,8 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
 
 int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_pull(ctx, argc, argv);
     static const struct option options[] = {CLI_COMMON_OPTIONS,
                                             {"channel", required_argument, NULL, OPT_CHANNEL},
                                             {"output", required_argument, NULL, 'o'},

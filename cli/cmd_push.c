@@ -86,6 +86,8 @@ static int push_one(imgstore_push *push, const char *path, const char *kind)
 
 int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_push(ctx, argc, argv);
     static const struct option options[] = {CLI_COMMON_OPTIONS,
                                             {"name", required_argument, NULL, OPT_NAME},
                                             {"version", required_argument, NULL, OPT_VERSION},

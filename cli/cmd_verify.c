@@ -141,6 +141,8 @@ static int finish(cli_ctx *ctx, report_ctx *rc, const char *key, int err)
 
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv)
 {
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_verify(ctx, argc, argv);
     imgstore_store *store = NULL;
     report_ctx rc = {ctx, json_array(), json_array(), json_array()};
     char *name = NULL, *version = NULL;

@@ -66,6 +66,10 @@ static const command commands[] = {
      "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
      "  Serve the store over HTTP (docs/api.md); default 127.0.0.1:8080. Settings and the\n"
      "  config file format: docs/server.md. Stops, draining requests, on SIGTERM or SIGINT."},
+    {"watch", cli_cmd_watch,
+     "watch NAME --channel C --server URL [--json]\n"
+     "  Follow a channel on a server (long-poll): one line per move,\n"
+     "  \"NAME CHANNEL SEQUENCE VERSION ACTION\", each state verified. Ends on SIGINT/SIGTERM."},
     {"token", cli_cmd_token,
      "token create --scope read|push|deploy|admin[,...] [--name N] [--json]\n"
      "  Print a new bearer token for imgstore serve, once, and the config line granting it."},
@@ -84,7 +88,11 @@ static void print_help(FILE *out)
                  "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
                  "3 verification failed.\n"
                  "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
-                 "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n");
+                 "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n"
+                 "push, pull, ls, show, history, deploy, rollback and verify run against a\n"
+                 "server with --server URL (or $IMGSTORE_SERVER, or server = URL in\n"
+                 "~/.config/imgstore/config), with --token T (or $IMGSTORE_TOKEN, token = T);\n"
+                 "everything the server hands out is verified here (docs/cli.md, Remote mode).\n");
 }
 
 void cli_usage(const cli_ctx *ctx, FILE *out)

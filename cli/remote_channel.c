@@ -1,0 +1,541 @@
+/*
+ * Channels over HTTP: deploy and rollback (signed here with local deploy keys when there are
+ * any, else asked of the server, which signs with its own key), history, and watch (a
+ * long-poll loop printing one line per move, for scripts). A state this client signs is
+ * built on the verified current one with the next sequence; a concurrent move makes the
+ * server answer 409 and the move is rebuilt on the new state, a bounded number of times.
+ */
+#include "cli/remote.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOVE_ATTEMPTS 5
+#define WATCH_WAIT    60
+
+typedef struct {
+    const char *channel, *reason, *to, *at;
+    cli_remote_args remote;
+} channel_args;
+
+static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *code)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS,
+        CLI_REMOTE_OPTIONS,
+        {"channel", required_argument, NULL, OPT_REMOTE_CHANNEL},
+        {"reason", required_argument, NULL, OPT_REMOTE_REASON},
+        {"to", required_argument, NULL, OPT_REMOTE_TO},
+        {"at", required_argument, NULL, OPT_REMOTE_AT},
+        {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
+        if (opt == OPT_REMOTE_CHANNEL)
+            args->channel = optarg;
+        else if (opt == OPT_REMOTE_REASON)
+            args->reason = optarg;
+        else if (opt == OPT_REMOTE_TO)
+            args->to = optarg;
+        else if (opt == OPT_REMOTE_AT)
+            args->at = optarg;
+    }
+    return optind;
+}
+
+static int print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
+{
+    if (ctx->json)
+        return cli_print_json(imgstore_schema_channel_to_json(s));
+    printf("%s/%s -> %s (sequence %llu", s->name, s->channel, s->version,
+           (unsigned long long)s->sequence);
+    if (s->previous_version)
+        printf(", was %s", s->previous_version);
+    printf(")\n");
+    return 0;
+}
+
+/* Replay the history (newest first, as served) as a stack, exactly as the store does
+ * (store/channel.c): a deploy pushes, a rollback pops down to its target. The history is
+ * unsigned information; the state built from it is checked like any other. */
+static int rollback_target(char **out, cli_remote *remote, const char *name, const char *channel)
+{
+    json_t *body = NULL, *entries;
+    const char **stack = NULL;
+    char *path = imgstore_strfmt("/v1/channels/%s/%s/history", name, channel);
+    size_t count, depth = 0;
+    int err;
+
+    *out = NULL;
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((err = cli_remote_get_json(&body, remote, path)) < 0)
+        goto done;
+    entries = json_object_get(body, "entries");
+    count = json_array_size(entries);
+    if (count == 0 || !(stack = calloc(count, sizeof(*stack)))) {
+        err = count ? imgstore_error_set(IMGSTORE_ERROR, "out of memory")
+                    : imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name,
+                                         channel);
+        goto done;
+    }
+    for (size_t i = count; i-- > 0;) {
+        json_t *state = json_object_get(json_array_get(entries, i), "state");
+        const char *version = json_string_value(json_object_get(state, "version"));
+        const char *action = json_string_value(json_object_get(state, "action"));
+        bool rollback = action && strcmp(action, "rollback") == 0;
+        size_t below = depth;
+
+        if (!version)
+            continue;
+        if (rollback) {
+            while (below > 0 && strcmp(stack[below - 1], version) != 0)
+                below--;
+        }
+        if (rollback && below > 0)
+            depth = below;
+        else
+            stack[depth++] = version;
+    }
+    if (depth < 2)
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                 "%s/%s has no earlier version to roll back to; use --to VERSION",
+                                 name, channel);
+    else if (!(*out = strdup(stack[depth - 2])))
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+done:
+    free(stack);
+    json_decref(body);
+    free(path);
+    return err;
+}
+
+/* Whether these keys may sign channel states under the policy (all of them must). */
+static bool all_deploy_keys(const cli_signers *signers, const imgstore_policy *policy)
+{
+    const imgstore_policy_role *deploy = &policy->roles[IMGSTORE_ROLE_DEPLOY];
+
+    for (size_t i = 0; i < signers->count; i++) {
+        imgstore_sign_pubkey pub, listed;
+        bool member = false;
+
+        imgstore_sign_key_public(&pub, signers->keys[i]);
+        for (size_t k = 0; k < deploy->key_count && !member; k++)
+            member = imgstore_sign_pubkey_parse(&listed, deploy->keys[k]) == 0 &&
+                     imgstore_sign_pubkey_equal(&listed, &pub);
+        if (!member)
+            return false;
+    }
+    return signers->count > 0;
+}
+
+static bool needs_refresh(const imgstore_channel_state *state, const imgstore_policy *policy)
+{
+    int64_t expires = 0;
+
+    if (!state->expires || imgstore_time_parse(&expires, state->expires) < 0)
+        return true;
+    return expires - (int64_t)time(NULL) < policy->channel_ttl_seconds / 2;
+}
+
+/* Build, sign and post the next state; retried on 409 (someone moved the channel first). */
+static int signed_move(imgstore_channel_state **out, cli_remote *remote,
+                       const cli_remote_trust *trust, const cli_signers *signers, const char *name,
+                       const char *channel, const char *version, const char *action,
+                       const char *actor, const char *reason)
+{
+    cli_remote_manifest m = {0};
+    char *path = imgstore_strfmt("/v1/channels/%s/%s/signed", name, channel);
+    int err;
+
+    *out = NULL;
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    /* a version below its release threshold never goes on a channel */
+    if ((err = cli_remote_manifest_fetch(&m, remote, trust, name, version, true)) < 0)
+        goto done;
+    for (int attempt = 0; attempt < MOVE_ATTEMPTS; attempt++) {
+        imgstore_channel_state *current = NULL, next;
+        char now[32], expires[32], *bytes = NULL;
+        size_t len = 0;
+        int64_t now_s = (int64_t)time(NULL);
+        json_t *sigs = json_array(), *answer = NULL;
+        long status = 0;
+
+        err = cli_remote_channel_fetch(&current, NULL, NULL, remote, trust, name, channel, true);
+        if (err < 0 && err != IMGSTORE_ENOTFOUND) {
+            json_decref(sigs);
+            goto done;
+        }
+        if (current && strcmp(current->version, version) == 0 && strcmp(action, "deploy") == 0 &&
+            !needs_refresh(current, trust->policy)) {
+            *out = current; /* already live and fresh: nothing to write */
+            json_decref(sigs);
+            err = 0;
+            goto done;
+        }
+        imgstore_time_rfc3339(now, sizeof(now), now_s);
+        imgstore_time_rfc3339(expires, sizeof(expires), now_s + trust->policy->channel_ttl_seconds);
+        memset(&next, 0, sizeof(next));
+        next.name = (char *)name;
+        next.channel = (char *)channel;
+        next.version = (char *)version;
+        memcpy(next.manifest_sha256, m.sha256, sizeof(m.sha256));
+        next.sequence = current ? current->sequence + 1 : 1;
+        next.time = now;
+        next.expires = expires;
+        next.actor = (char *)actor;
+        next.action = (char *)action;
+        next.reason = (char *)reason;
+        next.previous_version = current ? current->version : NULL;
+        err = imgstore_schema_channel_encode(&bytes, &len, &next);
+        for (size_t i = 0; i < signers->count && err == 0; i++) {
+            char *sig = NULL;
+
+            if ((err = imgstore_sign_sshsig(&sig, signers->keys[i], IMGSTORE_SIGN_NAMESPACE, bytes,
+                                            len)) == 0)
+                json_array_append_new(sigs, json_string(sig));
+            free(sig);
+        }
+        if (err == 0)
+            err = cli_remote_send_json(
+                &answer, &status, remote, "POST", path,
+                json_pack("{s:s%, s:o}", "state", bytes, len, "signatures", sigs));
+        else
+            json_decref(sigs);
+        json_decref(answer);
+        if (err == 0)
+            err = imgstore_schema_channel_parse(out, bytes, len);
+        free(bytes);
+        imgstore_channel_state_free(current);
+        if (err == 0 || status != 409)
+            goto done;
+    }
+    err =
+        imgstore_error_wrap(err, "%s/%s kept moving (%d attempts): ", name, channel, MOVE_ATTEMPTS);
+done:
+    cli_remote_manifest_free(&m);
+    free(path);
+    return err;
+}
+
+/* No local deploy key: the server moves the channel with its own key. The result is then
+ * fetched signed and checked like any state. */
+static int server_move(imgstore_channel_state **out, cli_remote *remote,
+                       const cli_remote_trust *trust, const char *name, const char *channel,
+                       const char *version, bool rollback, const char *reason)
+{
+    char *path =
+        imgstore_strfmt("/v1/channels/%s/%s/%s", name, channel, rollback ? "rollback" : "deploy");
+    json_t *body = json_object(), *answer = NULL;
+    int err;
+
+    *out = NULL;
+    if (!path || !body) {
+        free(path);
+        json_decref(body);
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    if (version)
+        json_object_set_new(body, rollback ? "to" : "version", json_string(version));
+    if (reason)
+        json_object_set_new(body, "reason", json_string(reason));
+    if ((err = cli_remote_send_json(&answer, NULL, remote, "POST", path, body)) == 0)
+        err = cli_remote_channel_fetch(out, NULL, NULL, remote, trust, name, channel, false);
+    json_decref(answer);
+    free(path);
+    return err;
+}
+
+static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
+{
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    imgstore_channel_state *state = NULL;
+    cli_signers signers = {0};
+    channel_args args;
+    char *actor = NULL, *target = NULL;
+    const char *name, *version;
+    const char *key_env = getenv("IMGSTORE_KEY");
+    bool explicit_key;
+    int code, err = 0;
+    int first = parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    /* a key asked for must be used; only the default key falls back to the server's */
+    explicit_key = ctx->key_path_count > 0 || ctx->agent || (key_env && *key_env);
+    if (argc - first != (rollback ? 1 : 2))
+        return cli_usage_error(ctx, rollback ? "expected NAME" : "expected NAME VERSION");
+    if (!args.channel)
+        return cli_usage_error(ctx, "--channel is required");
+    if (args.at || (args.to && !rollback))
+        return cli_usage_error(ctx, "unexpected option for %s", ctx->command);
+    name = argv[first];
+    version = rollback ? args.to : argv[first + 1];
+    if ((err = cli_remote_check_names(name, version, args.channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+        goto done;
+    /* sign here when this machine holds deploy keys; otherwise let the server sign */
+    if (cli_signers_load(&signers, ctx) < 0 || !all_deploy_keys(&signers, trust.policy)) {
+        if (explicit_key) {
+            err = signers.count ? imgstore_error_set(IMGSTORE_EVERIFY,
+                                                     "a signing key is not a deploy key of the "
+                                                     "policy")
+                                : imgstore_error_last_code();
+            if (err == 0)
+                err = IMGSTORE_ERROR;
+            goto done;
+        }
+        err = server_move(&state, &remote, &trust, name, args.channel, version, rollback,
+                          args.reason);
+        goto print;
+    }
+    if (!(actor = cli_actor(ctx))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if (rollback && !version) {
+        if ((err = rollback_target(&target, &remote, name, args.channel)) < 0)
+            goto done;
+        version = target;
+    }
+    err = signed_move(&state, &remote, &trust, &signers, name, args.channel, version,
+                      rollback ? "rollback" : "deploy", actor, args.reason);
+print:
+    if (err == 0)
+        err = print_state(ctx, state);
+done:
+    imgstore_channel_state_free(state);
+    cli_signers_free(&signers);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    free(target);
+    free(actor);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+int cli_remote_cmd_deploy(cli_ctx *ctx, int argc, char **argv)
+{
+    return move(ctx, argc, argv, false);
+}
+
+int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
+{
+    return move(ctx, argc, argv, true);
+}
+
+int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    channel_args args;
+    json_t *body = NULL, *entries, *row;
+    char *path = NULL;
+    size_t i;
+    int code, err = 0;
+    int first = parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected NAME");
+    if (args.reason || args.to)
+        return cli_usage_error(ctx, "unexpected option for history");
+    /* the API keeps the history of channels, not of pushes */
+    if (!args.channel)
+        return cli_usage_error(ctx, "--channel is required with --server");
+    if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
+        goto done;
+    if (!(path = imgstore_strfmt("/v1/channels/%s/%s/history", argv[first], args.channel))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+        goto done;
+    entries = json_object_get(body, "entries");
+    if (args.at) {
+        int64_t when, state_time;
+
+        if ((err = imgstore_time_parse(&when, args.at)) < 0)
+            goto done;
+        json_array_foreach(entries, i, row)
+        {
+            json_t *state = json_object_get(row, "state");
+            const char *t = json_string_value(json_object_get(state, "time"));
+
+            if (t && imgstore_time_parse(&state_time, t) == 0 && state_time <= when) {
+                if (ctx->json)
+                    err = cli_print_json(json_pack("{s:s, s:O}", "at", args.at, "state", state));
+                else
+                    printf("%s\n", json_string_value(json_object_get(state, "version")));
+                goto done;
+            }
+        }
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "%s/%s did not exist yet at %s", argv[first],
+                                 args.channel, args.at);
+    } else if (ctx->json) {
+        err = cli_print_json(json_pack("{s:s, s:O}", "name", argv[first], "entries", entries));
+    } else {
+        json_array_foreach(entries, i, row)
+        {
+            const char *commit = json_string_value(json_object_get(row, "commit"));
+            const char *actor = json_string_value(json_object_get(row, "actor"));
+            const char *summary = json_string_value(json_object_get(row, "summary"));
+            const char *when = json_string_value(json_object_get(row, "time"));
+
+            printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "",
+                   actor ? actor : "", summary ? summary : "");
+        }
+    }
+done:
+    json_decref(body);
+    free(path);
+    cli_remote_close(&remote);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+/* ---- watch ---------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    watch_stop = 1;
+}
+
+/* Sleep `seconds`, waking early on SIGINT/SIGTERM. */
+static void pause_for(int seconds)
+{
+    for (int i = 0; i < seconds * 10 && !watch_stop; i++) {
+        struct timespec tick = {0, 100 * 1000 * 1000};
+
+        nanosleep(&tick, NULL);
+    }
+}
+
+int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    channel_args args;
+    struct sigaction sa;
+    uint64_t seen = 0;
+    int code, err = 0;
+    int first = parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected NAME");
+    if (!args.channel)
+        return cli_usage_error(ctx, "--channel is required");
+    if (args.reason || args.to || args.at)
+        return cli_usage_error(ctx, "unexpected option for watch");
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: a signal ends the wait */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+        goto done;
+    remote.stop = &watch_stop;
+    /* start from what the channel runs now: only later moves are printed */
+    {
+        imgstore_channel_state *state = NULL;
+
+        err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, argv[first],
+                                       args.channel, true);
+        if (err < 0 && err != IMGSTORE_ENOTFOUND)
+            goto done;
+        seen = state ? state->sequence : 0;
+        imgstore_channel_state_free(state);
+        err = 0;
+    }
+    while (!watch_stop) {
+        char path[512];
+        cli_remote_response resp;
+        json_t *body;
+        imgstore_channel_state *state = NULL;
+        json_int_t sequence;
+
+        snprintf(path, sizeof(path), "/v1/channels/%s/%s?wait=%d&after=%llu", argv[first],
+                 args.channel, WATCH_WAIT, (unsigned long long)seen);
+        if ((err = cli_remote_call(&remote, "GET", path, NULL, CLI_REMOTE_JSON_MAX, &resp)) < 0) {
+            if (watch_stop)
+                break;
+            /* the server restarting is no reason for a deployer loop to die */
+            fprintf(stderr, "imgstore watch: %s; retrying\n", imgstore_error_last());
+            pause_for(5);
+            continue;
+        }
+        if (resp.status == 404 || resp.status >= 500) {
+            long status = resp.status;
+
+            cli_remote_response_free(&resp);
+            if (status != 404)
+                pause_for(1); /* busy or restarting: ask again soon */
+            continue;
+        }
+        if ((err = cli_remote_status_error(&remote, path, &resp)) < 0) {
+            cli_remote_response_free(&resp);
+            goto done;
+        }
+        body = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
+        sequence = json_integer_value(json_object_get(body, "sequence"));
+        json_decref(body);
+        cli_remote_response_free(&resp);
+        if (sequence <= (json_int_t)seen)
+            continue;
+        /* the long-poll only says something moved; what moved is believed once verified */
+        err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, argv[first],
+                                       args.channel, false);
+        if (err == IMGSTORE_EVERIFY) {
+            /* the policy may have changed since the watch began: verify against the new one */
+            cli_remote_trust_free(&trust);
+            if ((err = cli_remote_trust_load(&trust, &remote)) == 0)
+                err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, argv[first],
+                                               args.channel, false);
+        }
+        if (err < 0)
+            goto done;
+        if (state->sequence > seen) {
+            seen = state->sequence;
+            if (ctx->json) {
+                json_t *row = imgstore_schema_channel_to_json(state);
+                char *line = row ? json_dumps(row, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+                printf("%s\n", line ? line : "{}");
+                free(line);
+                json_decref(row);
+            } else {
+                printf("%s %s %llu %s %s\n", state->name, state->channel,
+                       (unsigned long long)state->sequence, state->version, state->action);
+            }
+            fflush(stdout);
+        }
+        imgstore_channel_state_free(state);
+    }
+    err = 0;
+done:
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}

@@ -1,0 +1,450 @@
+/*
+ * imgstore pull --server: the remote twin of cmd_pull.c. It believes nothing the server says
+ * until it checked it (remote_trust.c), and downloads each file into a temporary file beside
+ * its destination, named after the file's digest so that an interrupted pull resumes where it
+ * stopped (HTTP Range) instead of starting over. The whole file is hashed (the resumed prefix
+ * included) and compared with the signed manifest before fsync and the atomic rename, so a
+ * destination never holds an unverified byte. With -o - each chunk is held (at most one
+ * chunk, 4 MiB) and checked against the manifest before it is written to stdout.
+ */
+#include "cli/remote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BUF_SIZE (1u << 20)
+
+typedef struct {
+    int fd;
+    uint64_t offset, expect; /* bytes in the temp file; the manifest's size */
+    imgstore_sha256 *sha;
+    const char *file;
+} partial_sink;
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *bytes = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, bytes, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
+        bytes += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int partial_write(long status, const void *buf, size_t len, void *payload)
+{
+    partial_sink *sink = payload;
+    int err;
+
+    /* asked for a range, got the whole file: start the temp file over */
+    if (status == 200 && sink->offset > 0) {
+        if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
+                                      strerror(errno));
+        imgstore_sha256_free(sink->sha);
+        sink->sha = NULL;
+        if ((err = imgstore_sha256_new(&sink->sha)) < 0)
+            return err;
+        sink->offset = 0;
+    }
+    if (len > sink->expect - sink->offset)
+        return imgstore_error_set(IMGSTORE_EVERIFY,
+                                  "%s: the server sent more than the %llu bytes the manifest "
+                                  "says",
+                                  sink->file, (unsigned long long)sink->expect);
+    if ((err = write_all(sink->fd, buf, len)) < 0)
+        return err;
+    imgstore_sha256_update(sink->sha, buf, len);
+    sink->offset += len;
+    return 0;
+}
+
+/* Hash what an earlier, interrupted pull left in the temp file (it is checked with the rest
+ * at the end, so bytes left by anyone else only cost a failed pull, never a bad file). */
+static int hash_existing(partial_sink *sink)
+{
+    char *buf = malloc(BUF_SIZE);
+    uint64_t left = sink->offset;
+    int err = 0;
+
+    if (!buf)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    while (left > 0 && err == 0) {
+        ssize_t n = read(sink->fd, buf, left < BUF_SIZE ? (size_t)left : BUF_SIZE);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            err = imgstore_error_set(IMGSTORE_ERROR, "cannot read %s: %s", sink->file,
+                                     n < 0 ? strerror(errno) : "short file");
+        else {
+            imgstore_sha256_update(sink->sha, buf, (size_t)n);
+            left -= (uint64_t)n;
+        }
+    }
+    free(buf);
+    return err;
+}
+
+static int sync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    int fd, err = 0;
+
+    if (!copy)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0)
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot sync the directory of %s: %s", path,
+                                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return err;
+}
+
+static int pull_file(cli_remote *remote, const imgstore_manifest *m,
+                     const imgstore_manifest_file *file, const char *dest)
+{
+    char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL, *url = NULL;
+    char digest[65];
+    partial_sink sink = {-1, 0, file->size, NULL, file->path};
+    uint64_t base = remote->progress_base;
+    struct stat st;
+    int err = 0;
+
+    if (!dir_copy || !base_copy ||
+        !(tmp = imgstore_strfmt("%s/.%s.imgstore-partial-%.16s", dirname(dir_copy),
+                                basename(base_copy), file->sha256)) ||
+        !(url = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, file->path))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, file->path)) < 0)
+        goto done;
+    if ((sink.fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
+        fstat(sink.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    /* two pulls into one directory must not write one temp file at once */
+    if (flock(sink.fd, LOCK_EX | LOCK_NB) < 0) {
+        err = imgstore_error_set(IMGSTORE_ELOCKED, "another pull is writing %s", tmp);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > file->size && ftruncate(sink.fd, 0) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot truncate %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    sink.offset = (uint64_t)st.st_size > file->size ? 0 : (uint64_t)st.st_size;
+    if ((err = imgstore_sha256_new(&sink.sha)) < 0 || (err = hash_existing(&sink)) < 0)
+        goto done;
+    if (lseek(sink.fd, (off_t)sink.offset, SEEK_SET) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot seek in %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    remote->progress_base = base + sink.offset;
+    if (sink.offset < file->size &&
+        (err = cli_remote_download(remote, url, sink.offset, partial_write, &sink)) < 0)
+        goto done; /* the temp file stays for the next run to resume */
+    remote->progress_base = base + file->size;
+    imgstore_sha256_final_hex(sink.sha, digest);
+    if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s: %s does not match the signed manifest (%llu bytes, "
+                                 "sha256 %.16s..., expected %llu bytes, %.16s...); nothing "
+                                 "written",
+                                 m->name, m->version, file->path, (unsigned long long)sink.offset,
+                                 digest, (unsigned long long)file->size, file->sha256);
+        unlink(tmp); /* damaged bytes are not worth resuming */
+        goto done;
+    }
+    if (fchmod(sink.fd, 0644) < 0 || fsync(sink.fd) < 0 || rename(tmp, dest) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot move %s into place: %s", dest,
+                                 strerror(errno));
+        goto done;
+    }
+    err = sync_dir_of(dest);
+done:
+    if (sink.fd >= 0)
+        close(sink.fd);
+    imgstore_sha256_free(sink.sha);
+    free(url);
+    free(tmp);
+    free(base_copy);
+    free(dir_copy);
+    return err;
+}
+
+/* -o -: one chunk at a time, each checked before a byte of it reaches stdout. */
+typedef struct {
+    const imgstore_manifest_file *file;
+    size_t chunk; /* index of the chunk being filled */
+    char *buf;    /* its bytes so far */
+    size_t filled;
+} chunk_sink;
+
+static int chunk_write(long status, const void *buf, size_t len, void *payload)
+{
+    chunk_sink *sink = payload;
+    const char *bytes = buf;
+    int err;
+
+    (void)status;
+    while (len > 0) {
+        const imgstore_chunk_ref *ref;
+        size_t take;
+        char digest[65];
+
+        if (sink->chunk >= sink->file->chunk_count)
+            return imgstore_error_set(IMGSTORE_EVERIFY,
+                                      "%s: the server sent more than the manifest says",
+                                      sink->file->path);
+        ref = &sink->file->chunks[sink->chunk];
+        take = ref->size - sink->filled < len ? (size_t)(ref->size - sink->filled) : len;
+        memcpy(sink->buf + sink->filled, bytes, take);
+        sink->filled += take;
+        bytes += take;
+        len -= take;
+        if (sink->filled < ref->size)
+            continue;
+        if ((err = cli_remote_sha256(digest, sink->buf, sink->filled)) < 0)
+            return err;
+        if (strcmp(digest, ref->sha256) != 0)
+            return imgstore_error_set(IMGSTORE_EVERIFY,
+                                      "%s: chunk %zu does not match the signed manifest; stopped "
+                                      "before it",
+                                      sink->file->path, sink->chunk + 1);
+        if ((err = write_all(STDOUT_FILENO, sink->buf, sink->filled)) < 0)
+            return err;
+        sink->chunk++;
+        sink->filled = 0;
+    }
+    return 0;
+}
+
+static int pull_to_stdout(cli_remote *remote, const imgstore_manifest *m)
+{
+    const imgstore_manifest_file *file = &m->files[0];
+    chunk_sink sink = {file, 0, NULL, 0};
+    uint64_t largest = 0;
+    char *url = NULL;
+    int err;
+
+    if (m->file_count != 1)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "%s %s has %zu files; choose one with --file to write it to "
+                                  "stdout",
+                                  m->name, m->version, m->file_count);
+    for (size_t i = 0; i < file->chunk_count; i++)
+        largest = file->chunks[i].size > largest ? file->chunks[i].size : largest;
+    if (largest > 4 * IMGSTORE_CHUNK_MAX)
+        return imgstore_error_set(IMGSTORE_EINVALID, "%s: chunks over %u bytes", file->path,
+                                  4 * IMGSTORE_CHUNK_MAX);
+    if (!(sink.buf = malloc(largest ? (size_t)largest : 1)) ||
+        !(url = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, file->path))) {
+        free(sink.buf);
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    err = cli_remote_download(remote, url, 0, chunk_write, &sink);
+    if (err == 0 && (sink.chunk != file->chunk_count || sink.filled != 0))
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s: the server sent fewer bytes than the "
+                                 "manifest says",
+                                 file->path);
+    free(url);
+    free(sink.buf);
+    return err;
+}
+
+static int keep_one_file(imgstore_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->file_count; i++) {
+        if (strcmp(m->files[i].path, path) == 0) {
+            imgstore_manifest_file keep = m->files[i];
+
+            m->files[i] = m->files[0];
+            m->files[0] = keep;
+            for (size_t j = 1; j < m->file_count; j++) {
+                free(m->files[j].path);
+                free(m->files[j].chunks);
+            }
+            m->file_count = 1;
+            return 0;
+        }
+    }
+    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", m->name, m->version,
+                              path);
+}
+
+/* The newest version, as the server lists it (what it then hands out is checked). */
+static int newest_version(char **out, cli_remote *remote, const char *name)
+{
+    json_t *body = NULL;
+    char *path = imgstore_strfmt("/v1/images/%s", name);
+    const char *version;
+    int err;
+
+    *out = NULL;
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((err = cli_remote_get_json(&body, remote, path)) == 0) {
+        version = json_string_value(
+            json_object_get(json_array_get(json_object_get(body, "versions"), 0), "version"));
+        if (!version)
+            err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no version", name);
+        else if (!(*out = strdup(version)))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    json_decref(body);
+    free(path);
+    return err;
+}
+
+int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS,
+        CLI_REMOTE_OPTIONS,
+        {"channel", required_argument, NULL, OPT_REMOTE_CHANNEL},
+        {"output", required_argument, NULL, 'o'},
+        {"file", required_argument, NULL, OPT_REMOTE_FILE},
+        {NULL, 0, NULL, 0}};
+    cli_remote_args args = {0};
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    cli_remote_manifest m = {0};
+    imgstore_channel_state *state = NULL;
+    const char *channel = NULL, *output = NULL, *only = NULL;
+    char *name = NULL, *version = NULL;
+    cli_progress progress;
+    json_t *files_json = json_array();
+    uint64_t total = 0;
+    struct stat st;
+    bool to_dir;
+    int opt, code = -1, err = 0;
+
+    while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                goto done;
+            continue;
+        }
+        if (cli_remote_option(&args, opt, optarg))
+            continue;
+        if (opt == OPT_REMOTE_CHANNEL)
+            channel = optarg;
+        else if (opt == 'o')
+            output = optarg;
+        else if (opt == OPT_REMOTE_FILE)
+            only = optarg;
+    }
+    if (optind != argc - 1) {
+        code = cli_usage_error(ctx, "expected one NAME[@VERSION]");
+        goto done;
+    }
+    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
+        goto done;
+    if (version && channel) {
+        code = cli_usage_error(ctx, "give NAME@VERSION or --channel, not both");
+        goto done;
+    }
+    if ((err = cli_remote_check_names(name, version, channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+        goto done;
+    if (channel) {
+        if ((err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, name, channel,
+                                            false)) < 0)
+            goto done;
+        if (!(version = strdup(state->version))) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+    } else if (!version && (err = newest_version(&version, &remote, name)) < 0) {
+        goto done;
+    }
+    if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, true)) < 0)
+        goto done;
+    if (state && strcmp(state->manifest_sha256, m.sha256) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s pins manifest %.16s... of %s, but the server's manifest "
+                                 "is %.16s...",
+                                 name, channel, state->manifest_sha256, version, m.sha256);
+        goto done;
+    }
+    if (only && (err = keep_one_file(m.manifest, only)) < 0)
+        goto done;
+    if (output && strcmp(output, "-") == 0) {
+        err = ctx->json ? imgstore_error_set(IMGSTORE_EINVALID, "-o - and --json both want stdout")
+                        : pull_to_stdout(&remote, m.manifest);
+        goto done;
+    }
+    to_dir = !output || m.manifest->file_count > 1 ||
+             (output[0] && output[strlen(output) - 1] == '/') ||
+             (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
+    if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
+        goto done;
+    }
+    for (size_t i = 0; i < m.manifest->file_count; i++)
+        total += m.manifest->files[i].size;
+    cli_progress_init(&progress, name, ctx->json);
+    remote.progress = &progress;
+    remote.progress_total = total;
+    for (size_t i = 0; i < m.manifest->file_count && err == 0; i++) {
+        const imgstore_manifest_file *file = &m.manifest->files[i];
+        char *dest =
+            to_dir ? imgstore_strfmt("%s/%s", output ? output : ".", file->path) : strdup(output);
+
+        if (!dest) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            break;
+        }
+        if ((err = pull_file(&remote, m.manifest, file, dest)) == 0) {
+            json_array_append_new(files_json,
+                                  json_pack("{s:s, s:s, s:I, s:s}", "path", file->path,
+                                            "written_to", dest, "size", (json_int_t)file->size,
+                                            "sha256", file->sha256));
+            if (!ctx->json)
+                printf("%s\n", dest);
+        }
+        free(dest);
+    }
+    cli_progress_done(&progress);
+    if (err == 0 && ctx->json) {
+        json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "name", name, "version", version,
+                                "manifest_sha256", m.sha256, "files", files_json);
+
+        if (state) {
+            json_object_set_new(out, "channel", json_string(channel));
+            json_object_set_new(out, "sequence", json_integer((json_int_t)state->sequence));
+        }
+        err = cli_print_json(out);
+    }
+done:
+    if (code < 0)
+        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    json_decref(files_json);
+    imgstore_channel_state_free(state);
+    cli_remote_manifest_free(&m);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    free(name);
+    free(version);
+    return code;
+}

@@ -1,0 +1,439 @@
+/*
+ * Read-only commands over HTTP: ls (as the server lists), show (the manifest, with its
+ * release signatures counted here, not as the server claims) and verify (everything a client
+ * can check of a remote store: the policy chain, each version's release signatures, each
+ * channel's signed state; the file bytes too with --deep, streamed and hashed, never stored).
+ */
+#include "cli/remote.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bool deep;
+    cli_remote_args remote;
+} read_args;
+
+static int parse(cli_ctx *ctx, int argc, char **argv, read_args *args, bool deep_ok, int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
+                                            {"deep", no_argument, NULL, OPT_REMOTE_DEEP},
+                                            {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
+        if (opt == OPT_REMOTE_DEEP && deep_ok) {
+            args->deep = true;
+        } else if (opt == OPT_REMOTE_DEEP) {
+            *code = cli_usage_error(ctx, "--deep is for verify");
+            return -1;
+        }
+    }
+    return optind;
+}
+
+static const char *str(json_t *obj, const char *key)
+{
+    const char *value = json_string_value(json_object_get(obj, key));
+
+    return value ? value : "";
+}
+
+/* ---- ls ------------------------------------------------------------------------------- */
+
+static void print_images(json_t *body)
+{
+    size_t i;
+    json_t *image;
+
+    printf("%-32s %8s  %-24s %s\n", "IMAGE", "VERSIONS", "NEWEST", "CHANNELS");
+    json_array_foreach(json_object_get(body, "images"), i, image)
+    {
+        const char *key;
+        json_t *value;
+
+        printf("%-32s %8lld  %-24s", str(image, "name"),
+               (long long)json_integer_value(json_object_get(image, "versions")),
+               str(image, "newest"));
+        json_object_foreach(json_object_get(image, "channels"), key, value)
+        {
+            printf(" %s=%s", key, json_string_value(value));
+        }
+        printf("\n");
+    }
+}
+
+static void print_versions(json_t *body)
+{
+    json_t *channels = json_object_get(body, "channels"), *row;
+    size_t i;
+
+    printf("%-24s %-20s %5s %10s  %s\n", "VERSION", "CREATED", "FILES", "SIZE", "CHANNELS");
+    json_array_foreach(json_object_get(body, "versions"), i, row)
+    {
+        char size[32], running[1024] = "";
+        const char *key;
+        json_t *value;
+
+        json_object_foreach(channels, key, value)
+        {
+            if (json_string_value(value) &&
+                strcmp(json_string_value(value), str(row, "version")) == 0)
+                snprintf(running + strlen(running), sizeof(running) - strlen(running), "%s%s",
+                         *running ? "," : "", key);
+        }
+        printf("%-24s %-20s %5lld %10s  %s\n", str(row, "version"), str(row, "created"),
+               (long long)json_integer_value(json_object_get(row, "files")),
+               cli_human_size(size, sizeof(size),
+                              (uint64_t)json_integer_value(json_object_get(row, "size"))),
+               running);
+    }
+}
+
+int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    read_args args;
+    json_t *body = NULL;
+    char *path = NULL;
+    int code, err;
+    int first = parse(ctx, argc, argv, &args, false, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first > 1)
+        return cli_usage_error(ctx, "expected at most one NAME");
+    if ((err = cli_remote_check_names(first < argc ? argv[first] : NULL, NULL, NULL)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
+        goto done;
+    if (!(path = first < argc ? imgstore_strfmt("/v1/images/%s", argv[first])
+                              : strdup("/v1/images"))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+        goto done;
+    if (ctx->json)
+        err = cli_print_json(json_incref(body));
+    else if (first < argc)
+        print_versions(body);
+    else
+        print_images(body);
+done:
+    json_decref(body);
+    free(path);
+    cli_remote_close(&remote);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+/* ---- show ----------------------------------------------------------------------------- */
+
+int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    cli_remote_manifest m = {0};
+    read_args args;
+    char *name = NULL, *version = NULL, size[32];
+    int code, err;
+    int first = parse(ctx, argc, argv, &args, false, &code);
+
+    if (first < 0)
+        return code;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected one NAME@VERSION");
+    if ((err = cli_split_ref(&name, &version, argv[first])) < 0)
+        return cli_fail(ctx, err);
+    if (!version) {
+        free(name);
+        return cli_usage_error(ctx, "expected NAME@VERSION, got '%s'", argv[first]);
+    }
+    /* show is for looking: an untrusted version is shown, and says so */
+    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
+        (err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0)
+        goto done;
+    if (ctx->json) {
+        err = cli_print_json(json_pack(
+            "{s:o, s:s, s:{s:I, s:I, s:I, s:b}}", "manifest",
+            imgstore_schema_manifest_to_json(m.manifest), "manifest_sha256", m.sha256, "signatures",
+            "valid", (json_int_t)m.status.valid, "threshold", (json_int_t)m.status.threshold,
+            "invalid", (json_int_t)m.status.invalid, "trusted", m.status.trusted));
+        goto done;
+    }
+    printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n  signed    %zu of %u "
+           "release signatures%s%s\n",
+           m.manifest->name, m.manifest->version, m.manifest->created,
+           m.manifest->builder ? m.manifest->builder : "", m.sha256, m.status.valid,
+           m.status.threshold, m.status.trusted ? "" : " (pending: not deployable)",
+           m.status.invalid ? " (a signature is damaged)" : "");
+    if (m.manifest->source_repository || m.manifest->source_commit)
+        printf("  source    %s@%s\n",
+               m.manifest->source_repository ? m.manifest->source_repository : "",
+               m.manifest->source_commit ? m.manifest->source_commit : "");
+    for (size_t i = 0; i < m.manifest->label_count; i++)
+        printf("  label     %s=%s\n", m.manifest->labels[i].key, m.manifest->labels[i].value);
+    printf("  files\n");
+    for (size_t i = 0; i < m.manifest->file_count; i++) {
+        const imgstore_manifest_file *f = &m.manifest->files[i];
+
+        printf("    %-32s %-10s %-10s %10s  %zu chunks\n      sha256:%s\n", f->path, f->info.kind,
+               f->info.format, cli_human_size(size, sizeof(size), f->size), f->chunk_count,
+               f->sha256);
+    }
+done:
+    cli_remote_manifest_free(&m);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    free(name);
+    free(version);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+/* ---- verify --------------------------------------------------------------------------- */
+
+typedef struct {
+    const cli_ctx *ctx;
+    json_t *versions, *channels, *policies;
+    bool failed;
+} report;
+
+static void row(report *r, const char *kind, const char *name, const char *version, int status,
+                size_t valid, uint32_t threshold, uint64_t bytes, bool deep)
+{
+    const char *word = status ? "failed" : valid < threshold ? "pending" : "ok";
+    char what[300], size[32] = "";
+
+    r->failed |= status != 0;
+    if (strcmp(kind, "channel") == 0)
+        snprintf(what, sizeof(what), "channel %s/%s", name, version);
+    else if (strcmp(kind, "policy") == 0)
+        snprintf(what, sizeof(what), "policy %s", version);
+    else
+        snprintf(what, sizeof(what), "%s@%s", name, version);
+    if (r->ctx->json) {
+        json_t *out =
+            json_pack("{s:s, s:s, s:s}", "name", name, "version", version, "status", word);
+
+        if (strcmp(kind, "version") == 0 && deep)
+            json_object_set_new(out, "bytes", json_integer((json_int_t)bytes));
+        if (threshold) {
+            json_object_set_new(out, "signatures", json_integer((json_int_t)valid));
+            json_object_set_new(out, "threshold", json_integer((json_int_t)threshold));
+        }
+        if (status)
+            json_object_set_new(out, "message", json_string(imgstore_error_last()));
+        json_array_append_new(strcmp(kind, "channel") == 0  ? r->channels
+                              : strcmp(kind, "policy") == 0 ? r->policies
+                                                            : r->versions,
+                              out);
+    } else if (status) {
+        printf("FAILED  %s  %s\n", what, imgstore_error_last());
+    } else {
+        if (deep && strcmp(kind, "version") == 0)
+            cli_human_size(size, sizeof(size), bytes);
+        printf("%-8s%s  %s%ssignatures %zu/%u\n", word, what, size, *size ? "  " : "", valid,
+               threshold);
+    }
+}
+
+typedef struct {
+    imgstore_sha256 *sha;
+    uint64_t bytes, expect;
+} hash_sink;
+
+static int hash_write(long status, const void *buf, size_t len, void *payload)
+{
+    hash_sink *sink = payload;
+
+    (void)status;
+    if (len > sink->expect - sink->bytes)
+        return imgstore_error_set(IMGSTORE_EVERIFY, "the server sent more bytes than the manifest "
+                                                    "says");
+    imgstore_sha256_update(sink->sha, buf, len);
+    sink->bytes += len;
+    return 0;
+}
+
+/* --deep: every file's bytes, hashed as they stream past. */
+static int check_bytes(cli_remote *remote, const imgstore_manifest *m, uint64_t *bytes_out)
+{
+    int err = 0;
+
+    *bytes_out = 0;
+    for (size_t i = 0; i < m->file_count && err == 0; i++) {
+        const imgstore_manifest_file *f = &m->files[i];
+        hash_sink sink = {NULL, 0, f->size};
+        char *path = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, f->path);
+        char digest[65];
+
+        if (!path)
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, f->path)) == 0 &&
+            (err = imgstore_sha256_new(&sink.sha)) == 0 &&
+            (err = cli_remote_download(remote, path, 0, hash_write, &sink)) == 0) {
+            imgstore_sha256_final_hex(sink.sha, digest);
+            if (sink.bytes != f->size || strcmp(digest, f->sha256) != 0)
+                err =
+                    imgstore_error_set(IMGSTORE_EVERIFY, "%s does not match the manifest", f->path);
+        }
+        *bytes_out += sink.bytes;
+        imgstore_sha256_free(sink.sha);
+        free(path);
+    }
+    return err;
+}
+
+static int verify_version(report *r, cli_remote *remote, const cli_remote_trust *trust,
+                          const char *name, const char *version, bool deep)
+{
+    cli_remote_manifest m = {0};
+    uint64_t bytes = 0;
+    int err = cli_remote_manifest_fetch(&m, remote, trust, name, version, false);
+
+    if (err == 0 && m.status.invalid)
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%zu damaged release signature(s): %s",
+                                 m.status.invalid, imgstore_error_last());
+    if (err == 0 && deep)
+        err = check_bytes(remote, m.manifest, &bytes);
+    row(r, "version", name, version, err == IMGSTORE_EVERIFY || err == IMGSTORE_EINVALID ? err : 0,
+        m.status.valid, m.status.threshold, bytes, deep);
+    cli_remote_manifest_free(&m);
+    return err == IMGSTORE_EVERIFY || err == IMGSTORE_EINVALID ? 0 : err;
+}
+
+static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust *trust,
+                          const char *name, const char *channel)
+{
+    imgstore_channel_state *state = NULL;
+    cli_remote_manifest m = {0};
+    int err = cli_remote_channel_fetch(&state, NULL, NULL, remote, trust, name, channel, false);
+
+    if (err == 0 &&
+        (err = cli_remote_manifest_fetch(&m, remote, trust, name, state->version, true)) == 0 &&
+        strcmp(m.sha256, state->manifest_sha256) != 0)
+        err =
+            imgstore_error_set(IMGSTORE_EVERIFY, "pins manifest %.16s..., the server has %.16s...",
+                               state->manifest_sha256, m.sha256);
+    row(r, "channel", name, channel, err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? err : 0,
+        0, 0, 0, false);
+    cli_remote_manifest_free(&m);
+    imgstore_channel_state_free(state);
+    return err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? 0 : err;
+}
+
+static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *trust,
+                        const char *name, const char *only_version, bool deep)
+{
+    json_t *body = NULL, *item;
+    char *path = imgstore_strfmt("/v1/images/%s", name);
+    const char *key;
+    size_t i;
+    int err;
+
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (only_version) {
+        err = verify_version(r, remote, trust, name, only_version, deep);
+        free(path);
+        return err;
+    }
+    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0 ||
+        (err = cli_remote_get_json(&body, remote, path)) < 0)
+        goto done;
+    json_array_foreach(json_object_get(body, "versions"), i, item)
+    {
+        if (err == 0)
+            err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+    }
+    json_object_foreach(json_object_get(body, "channels"), key, item)
+    {
+        if (err == 0)
+            err = verify_channel(r, remote, trust, name, key);
+    }
+done:
+    json_decref(body);
+    free(path);
+    return err;
+}
+
+int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    report r = {ctx, json_array(), json_array(), json_array(), false};
+    read_args args;
+    json_t *images = NULL, *item;
+    char *name = NULL, *version = NULL, number[32];
+    size_t i;
+    int code, err;
+    int first = parse(ctx, argc, argv, &args, true, &code);
+
+    if (first < 0)
+        goto out;
+    if (argc - first > 1) {
+        code = cli_usage_error(ctx, "expected at most one NAME[@VERSION]");
+        goto out;
+    }
+    if (first < argc && (err = cli_split_ref(&name, &version, argv[first])) < 0)
+        goto done;
+    if ((err = cli_remote_check_names(name, version, NULL)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
+        goto done;
+    /* the chain is the root of every other check: if it fails, nothing else can be judged */
+    err = cli_remote_trust_load(&trust, &remote);
+    for (uint64_t p = 1; err == 0 && p <= trust.policy_count; p++) {
+        const imgstore_policy_role *root = &trust.policy->roles[IMGSTORE_ROLE_ROOT];
+
+        snprintf(number, sizeof(number), "%llu", (unsigned long long)p);
+        row(&r, "policy", "trust", number, 0, root->threshold, root->threshold, 0, false);
+    }
+    if (err == IMGSTORE_EVERIFY) {
+        row(&r, "policy", "trust", "chain", err, 0, 0, 0, false);
+        goto done;
+    }
+    if (err < 0)
+        goto done;
+    if (name) {
+        err = verify_image(&r, &remote, &trust, name, version, args.deep);
+    } else if ((err = cli_remote_get_json(&images, &remote, "/v1/images")) == 0) {
+        json_array_foreach(json_object_get(images, "images"), i, item)
+        {
+            if (err == 0)
+                err = verify_image(&r, &remote, &trust, str(item, "name"), NULL, args.deep);
+        }
+    }
+done:
+    if (err == 0 && r.failed)
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "verification failed");
+    if (ctx->json) {
+        json_t *out = json_pack("{s:b, s:O, s:O, s:O}", "ok", err == 0, "versions", r.versions,
+                                "channels", r.channels, "policies", r.policies);
+
+        if (err < 0 && err != IMGSTORE_EVERIFY)
+            json_object_set_new(out, "error", json_string(imgstore_error_last()));
+        cli_print_json(out);
+    }
+    code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+out:
+    json_decref(images);
+    json_decref(r.versions);
+    json_decref(r.channels);
+    json_decref(r.policies);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    free(name);
+    free(version);
+    return code;
+}
