@@ -123,6 +123,15 @@ typedef struct {
     imgstore_channel_state *written; /* the state committed, or the current one if unchanged */
 } channel_edit;
 
+char *imgstore_store__move_message(const imgstore_channel_state *state)
+{
+    if (strcmp(state->action, "rollback") == 0)
+        return imgstore_strfmt("rollback %s %s %s -> %s: %s\n", state->name, state->channel,
+                               state->previous_version ? state->previous_version : "-",
+                               state->version, state->reason ? state->reason : "no reason given");
+    return imgstore_strfmt("deploy %s %s %s\n", state->name, state->channel, state->version);
+}
+
 /* A redeploy of the live version writes a fresh state (new sequence, new expiry) once the
  * current one has lived half its time, so a channel that does not move can be kept fresh
  * by deploying it again before it expires (docs/security.md, "freeze"). */
@@ -142,13 +151,12 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     imgstore_manifest *manifest = NULL;
     imgstore_policy *policy = NULL;
     imgstore_trust_status release;
-    git_tree *staged = NULL;
     char digest[65], now[32], expires[32], path[512], dir[512];
     char *bytes = NULL;
     size_t len = 0;
-    git_oid blob, tree_oid;
+    git_oid blob;
     int64_t now_s = (int64_t)time(NULL);
-    int err, rc;
+    int err;
 
     imgstore_channel_state_free(e->written);
     e->written = NULL;
@@ -205,39 +213,20 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     next.previous_version = current ? current->version : NULL;
     snprintf(path, sizeof(path), "channels/%s/%s.json", e->name, e->channel);
     snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", e->name, e->channel);
+    /* the previous state's signatures go: they sign other bytes */
+    git_oid_cpy(tree_out, git_tree_id(tip));
     if ((err = imgstore_schema_channel_encode(&bytes, &len, &next)) < 0 ||
         (err = imgstore_store__write_blob(&blob, e->store, bytes, len)) < 0 ||
-        (err = imgstore_store__tree_update(&tree_oid, e->store->repo, tip, dir, NULL,
-                                           GIT_FILEMODE_TREE)) < 0)
+        (err = imgstore_store__tree_set(tree_out, e->store, dir, NULL, GIT_FILEMODE_TREE)) < 0 ||
+        (err = imgstore_store__tree_set(tree_out, e->store, path, &blob, GIT_FILEMODE_BLOB)) < 0 ||
+        (err = imgstore_store__signatures_write(tree_out, e->store, dir, &e->opts->signers, bytes,
+                                                len)) < 0)
         goto done;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__tree_update(&tree_oid, e->store->repo, staged, path, &blob,
-                                           GIT_FILEMODE_BLOB)) < 0)
-        goto done;
-    git_tree_free(staged);
-    staged = NULL;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_write(tree_out, e->store, staged, dir, &e->opts->signers,
-                                                bytes, len)) < 0)
-        goto done;
-    if (strcmp(e->action, "rollback") == 0)
-        *message_out = imgstore_strfmt("rollback %s %s %s -> %s: %s\n", e->name, e->channel,
-                                       current ? current->version : "-", e->version,
-                                       next.reason ? next.reason : "no reason given");
-    else
-        *message_out = imgstore_strfmt("deploy %s %s %s\n", e->name, e->channel, e->version);
-    if (!*message_out)
+    if (!(*message_out = imgstore_store__move_message(&next)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     else
         err = imgstore_schema_channel_parse(&e->written, bytes, len);
 done:
-    git_tree_free(staged);
     free(bytes);
     imgstore_channel_state_free(current);
     imgstore_manifest_free(manifest);

@@ -348,9 +348,8 @@ static int add_first_policy(git_oid *tree_out, char **message_out, git_tree *tip
     imgstore_signers signers = {&key, 1};
     char *key_line = NULL, *bytes = NULL;
     size_t len = 0;
-    git_tree *staged = NULL;
-    git_oid blob, tree_oid;
-    int err, rc;
+    git_oid blob;
+    int err;
 
     if ((err = imgstore_store__policy_load(&existing, NULL, store, tip)) != IMGSTORE_ENOTFOUND) {
         imgstore_policy_free(existing);
@@ -359,21 +358,17 @@ static int add_first_policy(git_oid *tree_out, char **message_out, git_tree *tip
     imgstore_sign_key_public(&pub, key);
     if ((err = imgstore_store__policy_first(&policy, &pub, &key_line)) < 0 ||
         (err = imgstore_schema_policy_encode(&bytes, &len, &policy)) < 0 ||
-        (err = imgstore_store__write_blob(&blob, store, bytes, len)) < 0 ||
-        (err = imgstore_store__tree_update(&tree_oid, store->repo, tip, "trust/policy.json", &blob,
-                                           GIT_FILEMODE_BLOB)) < 0)
+        (err = imgstore_store__write_blob(&blob, store, bytes, len)) < 0)
         goto done;
-    if ((rc = git_tree_lookup(&staged, store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_write(tree_out, store, staged, "trust/signatures",
-                                                &signers, bytes, len)) < 0)
+    git_oid_cpy(tree_out, git_tree_id(tip));
+    if ((err = imgstore_store__tree_set(tree_out, store, "trust/policy.json", &blob,
+                                        GIT_FILEMODE_BLOB)) < 0 ||
+        (err = imgstore_store__signatures_write(tree_out, store, "trust/signatures", &signers,
+                                                bytes, len)) < 0)
         goto done;
     if (!(*message_out = imgstore_strfmt("trust policy 1\n")))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    git_tree_free(staged);
     free(bytes);
     free(key_line);
     return err;
@@ -480,6 +475,19 @@ done:
     if (rc < 0)
         return imgstore_store__git_error(rc, "cannot update tree at %s", path);
     return 0;
+}
+
+int imgstore_store__tree_set(git_oid *tree_oid, imgstore_store *store, const char *path,
+                             const git_oid *oid, git_filemode_t mode)
+{
+    git_tree *tree = NULL;
+    int rc, err;
+
+    if ((rc = git_tree_lookup(&tree, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "cannot read tree %s", git_oid_tostr_s(tree_oid));
+    err = imgstore_store__tree_update(tree_oid, store->repo, tree, path, oid, mode);
+    git_tree_free(tree);
+    return err;
 }
 
 int imgstore_store__read_small_blob(char **out, size_t *len_out, imgstore_store *store,

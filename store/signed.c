@@ -380,12 +380,11 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
 {
     add_edit *e = payload;
     imgstore_policy *policy = NULL;
-    git_tree *staged = NULL;
     char path[512], dir[512], sig_path[1024], file[IMGSTORE_STORE__SIG_NAME_MAX];
     char *bytes = NULL;
     size_t len = 0;
     git_oid blob;
-    int err, rc;
+    int err;
 
     snprintf(path, sizeof(path), "images/%s/%s/manifest.json", e->name, e->version);
     snprintf(dir, sizeof(dir), "images/%s/%s/signatures", e->name, e->version);
@@ -402,22 +401,17 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
                               len)) < 0)
         goto done;
     snprintf(sig_path, sizeof(sig_path), "%s/%s", dir, file);
+    git_oid_cpy(tree_out, git_tree_id(tip));
     if ((err = imgstore_store__write_blob(&blob, e->store, e->armored, e->len)) < 0 ||
-        (err = imgstore_store__tree_update(tree_out, e->store->repo, tip, sig_path, &blob,
-                                           GIT_FILEMODE_BLOB)) < 0)
-        goto done;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, tree_out)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_check(&e->status, e->store, staged, dir, policy,
-                                                IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
+        (err = imgstore_store__tree_set(tree_out, e->store, sig_path, &blob, GIT_FILEMODE_BLOB)) <
+            0 ||
+        (err = imgstore_store__signatures_check_at(&e->status, e->store, tree_out, dir, policy,
+                                                   IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
         goto done;
     file[strlen(file) - 4] = '\0';
     if (!(*message_out = imgstore_strfmt("sign %s %s by SHA256:%s\n", e->name, e->version, file)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    git_tree_free(staged);
     free(bytes);
     imgstore_policy_free(policy);
     return err;
@@ -537,61 +531,39 @@ static int put_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
     put_edit *e = payload;
     const imgstore_channel_state *s = e->state;
     imgstore_policy *policy = NULL;
-    git_tree *staged = NULL;
-    git_oid blob, tree_oid;
+    git_oid blob;
     char path[512], dir[512];
-    int err, rc;
+    int err;
 
     if ((err = imgstore_store__policy_load(&policy, NULL, e->store, tip)) < 0 ||
         (err = check_state(e, tip, policy)) < 0)
         goto done;
     snprintf(path, sizeof(path), "channels/%s/%s.json", s->name, s->channel);
     snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", s->name, s->channel);
+    git_oid_cpy(tree_out, git_tree_id(tip));
     if ((err = imgstore_store__write_blob(&blob, e->store, e->bytes, e->len)) < 0 ||
-        (err = imgstore_store__tree_update(&tree_oid, e->store->repo, tip, dir, NULL,
-                                           GIT_FILEMODE_TREE)) < 0)
+        (err = imgstore_store__tree_set(tree_out, e->store, dir, NULL, GIT_FILEMODE_TREE)) < 0 ||
+        (err = imgstore_store__tree_set(tree_out, e->store, path, &blob, GIT_FILEMODE_BLOB)) < 0)
         goto done;
-    for (size_t i = 0; i <= e->sig_count && err == 0; i++) {
+    /* keep the sound signatures by deploy keys (check_state counted them), named by signer */
+    for (size_t i = 0; i < e->sig_count && err == 0; i++) {
         char file[IMGSTORE_STORE__SIG_NAME_MAX], sig_path[1024];
-        const git_oid *oid = &blob;
-        const char *where = path;
+        git_oid sig_blob;
 
-        git_tree_free(staged);
-        staged = NULL;
-        if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-            err = imgstore_store__git_error(rc, "cannot read tree");
-            break;
-        }
-        if (i < e->sig_count) { /* signatures first, then the state itself */
-            git_oid sig_blob;
-
-            if (signature_file(file, policy, IMGSTORE_ROLE_DEPLOY, e->armored[i],
-                               strlen(e->armored[i]), e->bytes, e->len) < 0)
-                continue; /* counted as not trusted above; keep only sound ones */
-            snprintf(sig_path, sizeof(sig_path), "%s/%s", dir, file);
-            if ((err = imgstore_store__write_blob(&sig_blob, e->store, e->armored[i],
-                                                  strlen(e->armored[i]))) < 0)
-                break;
-            err = imgstore_store__tree_update(&tree_oid, e->store->repo, staged, sig_path,
-                                              &sig_blob, GIT_FILEMODE_BLOB);
+        if (signature_file(file, policy, IMGSTORE_ROLE_DEPLOY, e->armored[i], strlen(e->armored[i]),
+                           e->bytes, e->len) < 0)
             continue;
-        }
-        err = imgstore_store__tree_update(&tree_oid, e->store->repo, staged, where, oid,
-                                          GIT_FILEMODE_BLOB);
+        snprintf(sig_path, sizeof(sig_path), "%s/%s", dir, file);
+        if ((err = imgstore_store__write_blob(&sig_blob, e->store, e->armored[i],
+                                              strlen(e->armored[i]))) == 0)
+            err = imgstore_store__tree_set(tree_out, e->store, sig_path, &sig_blob,
+                                           GIT_FILEMODE_BLOB);
     }
     if (err < 0)
         goto done;
-    git_oid_cpy(tree_out, &tree_oid);
-    if (strcmp(s->action, "rollback") == 0)
-        *message_out = imgstore_strfmt("rollback %s %s %s -> %s: %s\n", s->name, s->channel,
-                                       s->previous_version ? s->previous_version : "-", s->version,
-                                       s->reason ? s->reason : "no reason given");
-    else
-        *message_out = imgstore_strfmt("deploy %s %s %s\n", s->name, s->channel, s->version);
-    if (!*message_out)
+    if (!(*message_out = imgstore_store__move_message(s)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    git_tree_free(staged);
     imgstore_policy_free(policy);
     return err;
 }

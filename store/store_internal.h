@@ -70,6 +70,11 @@ int imgstore_store__tip_tree(git_tree **out, imgstore_store *store);
 int imgstore_store__tree_update(git_oid *out, git_repository *repo, const git_tree *root,
                                 const char *path, const git_oid *oid, git_filemode_t mode);
 
+/** tree_update on a tree given, and returned, by id: *tree_oid becomes the id of the tree
+ * with `path` set to `oid` (NULL: removed). For edits that set several paths in a row. */
+int imgstore_store__tree_set(git_oid *tree_oid, imgstore_store *store, const char *path,
+                             const git_oid *oid, git_filemode_t mode);
+
 /** Read a blob at `path` of `root` into a NUL-terminated buffer of at most `cap` bytes,
  * checking its git object id (libgit2's own check is off: chunks are checked by SHA-256).
  * Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (too large), IMGSTORE_EVERIFY. */
@@ -154,6 +159,10 @@ int imgstore_store__commit_version(imgstore_manifest **out, bool *created_out,
 int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *store,
                               const git_tree *root, const char *path, const char *suffix);
 
+/** The commit message of a channel move: "deploy NAME CHANNEL VERSION" or "rollback NAME
+ * CHANNEL FROM -> TO: REASON" (docs/format.md). NULL when out of memory. */
+char *imgstore_store__move_message(const imgstore_channel_state *state);
+
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);
@@ -187,10 +196,17 @@ int imgstore_store__signatures_check(imgstore_trust_status *out, imgstore_store 
                                      const imgstore_policy *policy, imgstore_role role,
                                      const void *msg, size_t len);
 
-/** Sign `msg` with every signer and add the signatures under `dir` to `tip`: *tree_out. */
-int imgstore_store__signatures_write(git_oid *tree_out, imgstore_store *store, const git_tree *tip,
-                                     const char *dir, const imgstore_signers *signers,
-                                     const void *msg, size_t len);
+/** Sign `msg` with every signer and add the signatures under `dir` of the tree *tree_oid
+ * (which becomes the new tree's id). */
+int imgstore_store__signatures_write(git_oid *tree_oid, imgstore_store *store, const char *dir,
+                                     const imgstore_signers *signers, const void *msg, size_t len);
+
+/** signatures_check on a tree given by id: what is about to be committed, counted exactly as
+ * every later reader will count it. */
+int imgstore_store__signatures_check_at(imgstore_trust_status *out, imgstore_store *store,
+                                        const git_oid *tree_oid, const char *dir,
+                                        const imgstore_policy *policy, imgstore_role role,
+                                        const void *msg, size_t len);
 
 /** Release status of images/<name>/<version> in `root` under `policy`. */
 int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *store,

@@ -180,15 +180,11 @@ done:
     return err;
 }
 
-int imgstore_store__signatures_write(git_oid *tree_out, imgstore_store *store, const git_tree *tip,
-                                     const char *dir, const imgstore_signers *signers,
-                                     const void *msg, size_t len)
+int imgstore_store__signatures_write(git_oid *tree_oid, imgstore_store *store, const char *dir,
+                                     const imgstore_signers *signers, const void *msg, size_t len)
 {
-    git_tree *current = NULL;
-    git_oid tree_oid;
-    int err = 0, rc;
+    int err = 0;
 
-    git_oid_cpy(&tree_oid, git_tree_id(tip));
     for (size_t i = 0; i < signers->count && err == 0; i++) {
         imgstore_sign_pubkey pub;
         char name[IMGSTORE_STORE__SIG_NAME_MAX], path[1024], *armored = NULL;
@@ -200,18 +196,25 @@ int imgstore_store__signatures_write(git_oid *tree_out, imgstore_store *store, c
         if ((err = imgstore_sign_sshsig(&armored, signers->keys[i], IMGSTORE_SIGN_NAMESPACE, msg,
                                         len)) < 0)
             break;
-        git_tree_free(current);
-        current = NULL;
-        if ((rc = git_tree_lookup(&current, store->repo, &tree_oid)) < 0)
-            err = imgstore_store__git_error(rc, "cannot read tree");
-        else if ((err = imgstore_store__write_blob(&blob, store, armored, strlen(armored))) == 0)
-            err = imgstore_store__tree_update(&tree_oid, store->repo, current, path, &blob,
-                                              GIT_FILEMODE_BLOB);
+        if ((err = imgstore_store__write_blob(&blob, store, armored, strlen(armored))) == 0)
+            err = imgstore_store__tree_set(tree_oid, store, path, &blob, GIT_FILEMODE_BLOB);
         free(armored);
     }
-    if (err == 0)
-        git_oid_cpy(tree_out, &tree_oid);
-    git_tree_free(current);
+    return err;
+}
+
+int imgstore_store__signatures_check_at(imgstore_trust_status *out, imgstore_store *store,
+                                        const git_oid *tree_oid, const char *dir,
+                                        const imgstore_policy *policy, imgstore_role role,
+                                        const void *msg, size_t len)
+{
+    git_tree *tree = NULL;
+    int rc, err;
+
+    if ((rc = git_tree_lookup(&tree, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "cannot read tree %s", git_oid_tostr_s(tree_oid));
+    err = imgstore_store__signatures_check(out, store, tree, dir, policy, role, msg, len);
+    git_tree_free(tree);
     return err;
 }
 
@@ -259,11 +262,10 @@ static int policy_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, 
     policy_edit *e = payload;
     imgstore_policy *current = NULL, *next = NULL;
     imgstore_trust_status status;
-    git_tree *staged = NULL;
     git_oid blob, tree_oid;
     char *bytes = NULL;
     size_t len = 0;
-    int err, rc;
+    int err;
 
     if ((err = imgstore_store__policy_load(&current, NULL, e->store, tip)) < 0 ||
         (err = imgstore_schema_policy_copy(&next, e->next)) < 0)
@@ -277,35 +279,17 @@ static int policy_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, 
                                                   e->signers->keys[i])) < 0)
             goto done;
     }
+    /* the old policy's signatures go: they sign other bytes */
+    git_oid_cpy(&tree_oid, git_tree_id(tip));
     if ((err = imgstore_store__write_blob(&blob, e->store, bytes, len)) < 0 ||
-        (err = imgstore_store__tree_update(&tree_oid, e->store->repo, tip, POLICY_SIG_DIR, NULL,
-                                           GIT_FILEMODE_TREE)) < 0)
-        goto done;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__tree_update(&tree_oid, e->store->repo, staged, POLICY_PATH, &blob,
-                                           GIT_FILEMODE_BLOB)) < 0)
-        goto done;
-    git_tree_free(staged);
-    staged = NULL;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_write(&tree_oid, e->store, staged, POLICY_SIG_DIR,
-                                                e->signers, bytes, len)) < 0)
-        goto done;
-    /* Count what was written, exactly as every later reader will. */
-    git_tree_free(staged);
-    staged = NULL;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, &tree_oid)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_check(&status, e->store, staged, POLICY_SIG_DIR, current,
-                                                IMGSTORE_ROLE_ROOT, bytes, len)) < 0)
+        (err = imgstore_store__tree_set(&tree_oid, e->store, POLICY_SIG_DIR, NULL,
+                                        GIT_FILEMODE_TREE)) < 0 ||
+        (err = imgstore_store__tree_set(&tree_oid, e->store, POLICY_PATH, &blob,
+                                        GIT_FILEMODE_BLOB)) < 0 ||
+        (err = imgstore_store__signatures_write(&tree_oid, e->store, POLICY_SIG_DIR, e->signers,
+                                                bytes, len)) < 0 ||
+        (err = imgstore_store__signatures_check_at(&status, e->store, &tree_oid, POLICY_SIG_DIR,
+                                                   current, IMGSTORE_ROLE_ROOT, bytes, len)) < 0)
         goto done;
     if (!status.trusted) {
         err = imgstore_error_set(IMGSTORE_EVERIFY,
@@ -320,7 +304,6 @@ static int policy_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, 
     if (!(*message_out = imgstore_strfmt("trust policy %llu\n", (unsigned long long)next->version)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    git_tree_free(staged);
     free(bytes);
     imgstore_policy_free(next);
     imgstore_policy_free(current);
@@ -345,26 +328,36 @@ int imgstore_store_policy_update(uint64_t *version_out, imgstore_store *store,
 
 /* ---- public: trust status of versions and channels ----------------------------------- */
 
-int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *store,
-                                   const git_tree *root, const imgstore_policy *policy,
-                                   const char *name, const char *version)
+/* The signatures in `dir` over the document at `path`, counted for `role`. */
+static int document_status(imgstore_trust_status *out, imgstore_store *store, const git_tree *root,
+                           const imgstore_policy *policy, imgstore_role role, const char *path,
+                           const char *dir, size_t cap)
 {
-    char path[512], dir[512], *bytes = NULL;
+    char *bytes = NULL;
     size_t len = 0;
     int err;
 
     memset(out, 0, sizeof(*out));
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path, cap)) < 0)
+        return err;
+    err = imgstore_store__signatures_check(out, store, root, dir, policy, role, bytes, len);
+    free(bytes);
+    return err;
+}
+
+int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *store,
+                                   const git_tree *root, const imgstore_policy *policy,
+                                   const char *name, const char *version)
+{
+    char path[512], dir[512];
+    int err;
+
     snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
     snprintf(dir, sizeof(dir), "images/%s/%s/signatures", name, version);
-    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path,
-                                               IMGSTORE_MANIFEST_MAX_BYTES)) < 0)
-        return err == IMGSTORE_ENOTFOUND
-                   ? imgstore_error_set(IMGSTORE_ENOTFOUND, "no version %s of image %s", version,
-                                        name)
-                   : err;
-    err = imgstore_store__signatures_check(out, store, root, dir, policy, IMGSTORE_ROLE_RELEASE,
-                                           bytes, len);
-    free(bytes);
+    err = document_status(out, store, root, policy, IMGSTORE_ROLE_RELEASE, path, dir,
+                          IMGSTORE_MANIFEST_MAX_BYTES);
+    if (err == IMGSTORE_ENOTFOUND)
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no version %s of image %s", version, name);
     return err;
 }
 
@@ -372,19 +365,11 @@ int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *s
                                    const git_tree *root, const imgstore_policy *policy,
                                    const char *name, const char *channel)
 {
-    char path[512], dir[512], *bytes = NULL;
-    size_t len = 0;
-    int err;
+    char path[512], dir[512];
 
-    memset(out, 0, sizeof(*out));
     snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
     snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", name, channel);
-    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path, 64 * 1024)) < 0)
-        return err;
-    err = imgstore_store__signatures_check(out, store, root, dir, policy, IMGSTORE_ROLE_DEPLOY,
-                                           bytes, len);
-    free(bytes);
-    return err;
+    return document_status(out, store, root, policy, IMGSTORE_ROLE_DEPLOY, path, dir, 64 * 1024);
 }
 
 typedef int (*status_fn)(imgstore_trust_status *out, imgstore_store *store, const git_tree *root,
@@ -443,10 +428,9 @@ static int sign_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
 {
     sign_edit *e = payload;
     imgstore_policy *policy = NULL;
-    git_tree *staged = NULL;
     char path[512], dir[512], *bytes = NULL;
     size_t len = 0;
-    int err, rc;
+    int err;
 
     snprintf(path, sizeof(path), "images/%s/%s/manifest.json", e->name, e->version);
     snprintf(dir, sizeof(dir), "images/%s/%s/signatures", e->name, e->version);
@@ -464,21 +448,16 @@ static int sign_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
                                      e->name);
         goto done;
     }
-    if ((err = imgstore_store__signatures_write(tree_out, e->store, tip, dir, e->signers, bytes,
-                                                len)) < 0)
-        goto done;
-    if ((rc = git_tree_lookup(&staged, e->store->repo, tree_out)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot read tree");
-        goto done;
-    }
-    if ((err = imgstore_store__signatures_check(&e->status, e->store, staged, dir, policy,
-                                                IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
+    git_oid_cpy(tree_out, git_tree_id(tip));
+    if ((err = imgstore_store__signatures_write(tree_out, e->store, dir, e->signers, bytes, len)) <
+            0 ||
+        (err = imgstore_store__signatures_check_at(&e->status, e->store, tree_out, dir, policy,
+                                                   IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
         goto done;
     if (!(*message_out = imgstore_strfmt("sign %s %s by %s\n", e->name, e->version,
                                          imgstore_sign_key_id(e->signers->keys[0]))))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    git_tree_free(staged);
     free(bytes);
     imgstore_policy_free(policy);
     return err;

@@ -3,55 +3,10 @@
  * with signatures, the pure checks a remote client runs on them, and taking in signatures
  * and channel states signed elsewhere.
  */
-#include "store/store_internal.h"
+#include "trust_test_util.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-
-#include <cmocka.h>
-
-typedef struct {
-    char dir[400];
-    char path[512];
-    imgstore_store *store;
-    imgstore_sign_key *root;  /* every role */
-    imgstore_sign_key *other; /* no role */
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("IMGSTORE_TEST_TMP");
-
-    snprintf(f->dir, sizeof(f->dir), "%s/signed-XXXXXX", tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
-    assert_int_equal(imgstore_sign_key_generate(&f->root, "root"), 0);
-    assert_int_equal(imgstore_sign_key_generate(&f->other, "other"), 0);
-    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, f->root, "test"), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[1100];
-
-    imgstore_store_free(f->store);
-    imgstore_sign_key_free(f->root);
-    imgstore_sign_key_free(f->other);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
-    free(f);
-    return 0;
-}
+#include <unistd.h>
 
 static void push(fixture *f, const char *version, const imgstore_sign_key *key)
 {
