@@ -35,6 +35,7 @@ int imgstore_server_config_new(imgstore_server_config **out)
     config->drain_seconds = 30;
     config->fill_concurrency = 2;
     config->stream_concurrency = 4;
+    config->answer_cache_bytes = 8 * 1024 * 1024;
     *out = config;
     return 0;
 }
@@ -256,6 +257,7 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         NUMBER(drain_seconds, false, 0, 3600),
         NUMBER(fill_concurrency, false, 1, 64),
         NUMBER(stream_concurrency, false, 1, 1024),
+        NUMBER(answer_cache_bytes, true, 0, 1ull << 30),
 #undef NUMBER
     };
     int err;

@@ -54,18 +54,21 @@ enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned s
     return result;
 }
 
-static enum MHD_Result reply_text(imgstore_server__request *req, unsigned status, char *text,
-                                  size_t len, const char *content_type)
+enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsigned status,
+                                            const char *body, size_t len, const char *content_type,
+                                            const char *cache_control, const char *etag)
 {
     struct MHD_Response *response;
 
-    response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!response) {
-        free(text);
+    if (status == MHD_HTTP_OK)
+        imgstore_server__answer_store(req, body, len, content_type, cache_control, etag);
+    response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
         return MHD_NO;
-    }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
+    if (etag)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
     if (req->extra_header_name)
         MHD_add_response_header(response, req->extra_header_name, req->extra_header_value);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
@@ -74,6 +77,16 @@ static enum MHD_Result reply_text(imgstore_server__request *req, unsigned status
         MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer realm=\"imgstore\"");
     return imgstore_server__queue(req, status, response, len);
+}
+
+static enum MHD_Result reply_text(imgstore_server__request *req, unsigned status, char *text,
+                                  size_t len, const char *content_type)
+{
+    enum MHD_Result result =
+        imgstore_server__reply_body(req, status, text, len, content_type, "no-store", NULL);
+
+    free(text);
+    return result;
 }
 
 enum MHD_Result imgstore_server__reply_json(imgstore_server__request *req, unsigned status,

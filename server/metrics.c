@@ -15,8 +15,9 @@ static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                  0.5,   1,     2.5,  5,     10,   30,  60};
 #define BUCKET_COUNT (sizeof(buckets) / sizeof(buckets[0]))
 
-static const char *const counter_names[] = {"verification_failures", "cache_hits", "cache_misses",
-                                            "stream_aborts"};
+static const char *const counter_names[] = {"verification_failures", "cache_hits",
+                                            "cache_misses",          "stream_aborts",
+                                            "answer_cache_hits",     "answer_cache_misses"};
 static const char *const gauge_names[] = {"uploads_in_progress", "waiters", "streams"};
 #define COUNTER_COUNT (sizeof(counter_names) / sizeof(counter_names[0]))
 #define GAUGE_COUNT   (sizeof(gauge_names) / sizeof(gauge_names[0]))
@@ -162,7 +163,7 @@ static void append(text_buf *buf, const char *fmt, ...)
 }
 
 int imgstore_server__metrics_render(char **out, imgstore_server__metrics *metrics,
-                                    uint64_t cache_bytes)
+                                    uint64_t cache_bytes, uint64_t answer_cache_bytes)
 {
     text_buf buf = {malloc(16384), 0, 16384, false};
 
@@ -221,6 +222,8 @@ int imgstore_server__metrics_render(char **out, imgstore_server__metrics *metric
                (long long)metrics->gauges[i]);
     append(&buf, "# TYPE imgstore_cache_bytes gauge\nimgstore_cache_bytes %llu\n",
            (unsigned long long)cache_bytes);
+    append(&buf, "# TYPE imgstore_answer_cache_bytes gauge\nimgstore_answer_cache_bytes %llu\n",
+           (unsigned long long)answer_cache_bytes);
     pthread_mutex_unlock(&metrics->lock);
     if (buf.failed) {
         free(buf.text);

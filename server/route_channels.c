@@ -74,6 +74,7 @@ enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req)
     imgstore_channel_state *state = NULL;
     uint64_t wait = 0, after = 0;
     struct timespec deadline, tick;
+    enum MHD_Result result;
     bool have_after;
     int err;
 
@@ -84,6 +85,9 @@ enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req)
     if ((err = imgstore_server__query_u64(&after, req, "after")) < 0 && err != IMGSTORE_ENOTFOUND)
         return imgstore_server__reply_error(req, err);
     have_after = err == 0;
+    /* a plain read is a function of the tip; a watch is not (it waits for the next one) */
+    if (wait == 0 && imgstore_server__answer_cached(req, &result))
+        return result;
     err = read_state(&state, req);
     if (wait == 0 || (err < 0 && err != IMGSTORE_ENOTFOUND))
         return err < 0 ? imgstore_server__reply_error(req, err) : reply_state(req, state);
@@ -139,10 +143,15 @@ enum MHD_Result imgstore_server__route_history(imgstore_server__request *req)
     imgstore_history_entry *entries = NULL;
     imgstore_store *store;
     size_t count = 0;
+    enum MHD_Result result;
     json_t *rows;
     int err;
 
-    if ((err = check_names(req)) < 0 || (err = imgstore_server__store(&store, req)) < 0 ||
+    if ((err = check_names(req)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if (imgstore_server__answer_cached(req, &result))
+        return result;
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_history(&entries, &count, store, req->segments[2],
                                       req->segments[3])) < 0)
         return imgstore_server__reply_error(req, err);

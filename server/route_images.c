@@ -50,9 +50,13 @@ enum MHD_Result imgstore_server__route_images(imgstore_server__request *req)
     imgstore_store *store;
     char **names = NULL;
     size_t count = 0;
-    json_t *images = json_array();
+    json_t *images;
+    enum MHD_Result result;
     int err;
 
+    if (imgstore_server__answer_cached(req, &result))
+        return result;
+    images = json_array();
     if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_list_images(&names, &count, store)) < 0)
         goto done;
@@ -86,11 +90,16 @@ enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
     imgstore_store *store;
     char **versions = NULL;
     size_t count = 0;
-    json_t *list = json_array(), *channels = NULL;
+    json_t *list = NULL, *channels = NULL;
+    enum MHD_Result result;
     int err;
 
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
-        (err = imgstore_server__store(&store, req)) < 0 ||
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if (imgstore_server__answer_cached(req, &result))
+        return result;
+    list = json_array();
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_list_versions(&versions, &count, store, name)) < 0 ||
         (err = channels_json(&channels, store, name)) < 0)
         goto done;
@@ -126,12 +135,15 @@ enum MHD_Result imgstore_server__route_version(imgstore_server__request *req)
     json_t *manifest_json, *body;
     char digest[65], etag[100], *text;
     const char *if_none_match;
-    size_t len;
+    enum MHD_Result result;
     int err;
 
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
-        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
-        (err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if (imgstore_server__answer_cached(req, &result))
+        return result;
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
         return imgstore_server__reply_error(req, err);
     err = imgstore_store_version_trust(&trust, store, name, version);
@@ -141,7 +153,7 @@ enum MHD_Result imgstore_server__route_version(imgstore_server__request *req)
         return imgstore_server__reply_error(req, err);
     if (!manifest_json)
         return imgstore_server__reply_error(req, IMGSTORE_ERROR);
-    /* the manifest never changes but its signatures may: validate both, cache nothing */
+    /* the manifest never changes but its signatures may: clients validate both */
     snprintf(etag, sizeof(etag), "\"%s.%zu.%u\"", digest, trust.valid, trust.threshold);
     if_none_match =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
@@ -161,14 +173,8 @@ enum MHD_Result imgstore_server__route_version(imgstore_server__request *req)
     json_decref(body);
     if (!text)
         return imgstore_server__reply_error(req, IMGSTORE_ERROR);
-    len = strlen(text);
-    response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!response) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    return imgstore_server__queue(req, MHD_HTTP_OK, response, len);
+    result = imgstore_server__reply_body(req, MHD_HTTP_OK, text, strlen(text), "application/json",
+                                         "no-cache", etag);
+    free(text);
+    return result;
 }

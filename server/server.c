@@ -111,7 +111,8 @@ static enum MHD_Result route_metrics(imgstore_server__request *req)
     size_t len;
 
     if (imgstore_server__metrics_render(&text, req->server->metrics,
-                                        imgstore_server__cache_bytes(req->server->cache)) < 0)
+                                        imgstore_server__cache_bytes(req->server->cache),
+                                        imgstore_server__answers_bytes(req->server->answers)) < 0)
         return imgstore_server__reply_error(req, IMGSTORE_ERROR);
     len = strlen(text);
     response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -391,6 +392,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     imgstore_server__store_put(server, req->store);
     for (size_t i = 0; i < req->segment_count; i++)
         free(req->segments[i]);
+    free(req->answer_key);
     free(req->body);
     free(req->url);
     free(req);
@@ -503,7 +505,8 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         goto done;
     }
     if ((err = imgstore_server__cache_new(&server->cache, cache_dir, config->cache_max_bytes,
-                                          (unsigned)config->fill_concurrency)) < 0)
+                                          (unsigned)config->fill_concurrency)) < 0 ||
+        (err = imgstore_server__answers_new(&server->answers, config->answer_cache_bytes)) < 0)
         goto done;
     if (config->tls_cert || config->tls_key) {
         if (!config->tls_cert || !config->tls_key) {
@@ -592,6 +595,7 @@ void imgstore_server_stop(imgstore_server *server)
     for (size_t i = 0; i < server->pool_count; i++)
         imgstore_store_free(server->pool[i]);
     imgstore_server__cache_free(server->cache);
+    imgstore_server__answers_free(server->answers);
     imgstore_server__metrics_free(server->metrics);
     imgstore_server_config_free(server->config);
     free(server->tls_cert_pem);

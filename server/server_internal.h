@@ -42,7 +42,8 @@ struct imgstore_server_config {
     uint64_t max_connections, max_connections_per_ip;
     uint64_t max_waiters, max_wait_seconds, drain_seconds;
     uint64_t fill_concurrency, stream_concurrency;
-    unsigned anonymous_scopes; /* what a request without a token may do */
+    uint64_t answer_cache_bytes; /* encoded read answers kept (answers.c); 0: none */
+    unsigned anonymous_scopes;   /* what a request without a token may do */
     imgstore_server__token *tokens;
     size_t token_count;
 };
@@ -81,14 +82,14 @@ void imgstore_server__metrics_request(imgstore_server__metrics *metrics,
                                       imgstore_server__route route, unsigned status, double seconds,
                                       uint64_t bytes_out, uint64_t bytes_in);
 /* Counters by name: "verification_failures", "cache_hits", "cache_misses",
- * "stream_aborts". */
+ * "stream_aborts", "answer_cache_hits", "answer_cache_misses". */
 void imgstore_server__metrics_count(imgstore_server__metrics *metrics, const char *counter);
 /* Gauges moved by +1/-1: "uploads_in_progress", "waiters", "streams". */
 void imgstore_server__metrics_gauge(imgstore_server__metrics *metrics, const char *gauge,
                                     int delta);
 /** Prometheus text exposition (*out freed with free()). */
 int imgstore_server__metrics_render(char **out, imgstore_server__metrics *metrics,
-                                    uint64_t cache_bytes);
+                                    uint64_t cache_bytes, uint64_t answer_cache_bytes);
 const char *imgstore_server__route_name(imgstore_server__route route);
 
 /* ---- the download cache (cache.c) ----------------------------------------------------- */
@@ -113,6 +114,14 @@ int imgstore_server__cache_open(int *out, bool *hit_out, imgstore_server__cache 
                                 imgstore_store *store, const imgstore_manifest *manifest,
                                 const imgstore_manifest_file *file);
 
+/* ---- the cache of encoded answers (answers.c) ------------------------------------------ */
+
+typedef struct imgstore_server__answers imgstore_server__answers;
+
+int imgstore_server__answers_new(imgstore_server__answers **out, uint64_t max_bytes);
+void imgstore_server__answers_free(imgstore_server__answers *answers);
+uint64_t imgstore_server__answers_bytes(imgstore_server__answers *answers);
+
 /* ---- the server and its requests (server.c) ------------------------------------------- */
 
 #define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
@@ -125,6 +134,7 @@ struct imgstore_server {
     char *tls_cert_pem, *tls_key_pem;
     imgstore_server__metrics *metrics;
     imgstore_server__cache *cache;
+    imgstore_server__answers *answers;
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
     pthread_mutex_t pool_lock;
@@ -161,6 +171,9 @@ typedef struct imgstore_server__request {
     imgstore_server__upload *upload;
     enum MHD_Result (*handler)(
         struct imgstore_server__request *req); /* run when the request body has arrived */
+    char *answer_key; /* set by a miss in the answer cache: a 200 answer is stored under it */
+    size_t answer_key_len;
+    char answer_tip[41];           /* the tip the answer is built from */
     const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
     char extra_header_value[128];
     bool begun; /* routed and authorised */
@@ -188,6 +201,27 @@ enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned s
 /** Answer with a JSON document (steals `body`; NULL answers 500). */
 enum MHD_Result imgstore_server__reply_json(imgstore_server__request *req, unsigned status,
                                             json_t *body);
+
+/**
+ * Answer with a body (copied): Content-Type, Cache-Control, and ETag unless NULL. A 200
+ * answer of a request that missed the answer cache is stored there.
+ */
+enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsigned status,
+                                            const char *body, size_t len, const char *content_type,
+                                            const char *cache_control, const char *etag);
+
+/**
+ * For a read route whose answer is a function of the store's tip and the request path:
+ * answer from the cache of encoded answers (true; *result_out is the handler's result), or
+ * return false and remember the key so that the route's 200 answer, made through
+ * imgstore_server__reply_body() or _reply_json(), is stored for the next request.
+ */
+bool imgstore_server__answer_cached(imgstore_server__request *req, enum MHD_Result *result_out);
+
+/** Store what a request that missed the answer cache answers (called by reply_body). */
+void imgstore_server__answer_store(imgstore_server__request *req, const char *body, size_t len,
+                                   const char *content_type, const char *cache_control,
+                                   const char *etag);
 
 /** Answer an IMGSTORE_E* code through the one status table, with imgstore_error_last(). */
 enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int err);

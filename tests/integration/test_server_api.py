@@ -93,6 +93,46 @@ class Api(ServerTestCase):
         validate(json.loads(data), "api_upload.schema.json")
         self.assertTrue(json.loads(data)["version"].startswith("c-"))
 
+    def test_read_answers_are_cached_until_the_tip_moves(self):
+        hits = 'imgstore_answer_cache_hits_total'
+        path = "/v1/images/demo/1.0"
+        first = self.server.request("GET", path, token=self.reader)
+        before = self.server.metrics(token=self.reader)
+        second = self.server.request("GET", path, token=self.reader)
+        self.assertEqual((first[0], first[2]), (second[0], second[2]))
+        self.assertEqual(first[1]["etag"], second[1]["etag"])
+        self.assertEqual(second[1]["content-type"], "application/json")
+        self.assertGreater(self.server.metrics(token=self.reader)[hits], before[hits])
+        status, hdrs, body = self.server.request("GET", path, token=self.reader,
+                                                 headers={"If-None-Match": first[1]["etag"]})
+        self.assertEqual((status, body, hdrs["etag"]), (304, b"", first[1]["etag"]))
+        status, hdrs, body = self.server.request("HEAD", path, token=self.reader)
+        self.assertEqual((status, body, int(hdrs["content-length"])), (200, b"", len(first[2])))
+        for p in ("/v1/images", "/v1/images/demo", "/v1/channels/demo/prod",
+                  "/v1/channels/demo/prod/history"):
+            self.server.get_json(p, token=self.reader)
+        self.assertEqual(self.server.get_json("/v1/channels/demo/prod",
+                                              token=self.reader)["version"], "1.0")
+        # another writer moves the tip: no answer of the old tip is served again
+        self.push("--name", "demo", "--version", "2.0", fixture("cmdline.txt"))
+        self.ok("deploy", "demo", "2.0", "--channel", "prod")
+        self.assertEqual(self.server.get_json("/v1/channels/demo/prod",
+                                              token=self.reader)["version"], "2.0")
+        demo = self.server.get_json("/v1/images/demo", token=self.reader)
+        self.assertEqual(([v["version"] for v in demo["versions"]], demo["channels"]),
+                         (["2.0", "1.0"], {"prod": "2.0"}))
+        images = self.server.get_json("/v1/images", token=self.reader)
+        self.assertEqual(images["images"][0]["channels"], {"prod": "2.0"})
+        self.assertEqual(len(self.server.get_json("/v1/channels/demo/prod/history",
+                                                  token=self.reader)["entries"]), 2)
+        # bounded, and off with answer_cache_bytes = 0
+        m = self.server.metrics(token=self.reader)
+        self.assertLessEqual(m["imgstore_answer_cache_bytes"], 8 * MiB)
+        off = self.serve("read_public = true", "answer_cache_bytes = 0")
+        for _ in range(3):
+            off.get_json(path)
+        self.assertEqual(off.metrics()[hits], 0)
+
     # -- downloads -------------------------------------------------------------------------
 
     def test_every_fixture_downloads_byte_identical_cold_and_hot(self):

@@ -43,6 +43,9 @@ static void set_parses_sizes_numbers_and_booleans(void **state)
     assert_int_equal(config->cache_max_bytes, 20ull << 30);
     assert_int_equal(imgstore_server_config_set(config, "max_json_bytes", "8K"), 0);
     assert_int_equal(config->max_json_bytes, 8192);
+    assert_int_equal(config->answer_cache_bytes, 8u << 20);
+    assert_int_equal(imgstore_server_config_set(config, "answer_cache_bytes", "0"), 0);
+    assert_int_equal(config->answer_cache_bytes, 0);
     assert_int_equal(imgstore_server_config_set(config, "connection_timeout", "15"), 0);
     assert_int_equal(config->connection_timeout, 15);
     assert_int_equal(imgstore_server_config_set(config, "read_public", "true"), 0);
