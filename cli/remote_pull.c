@@ -24,6 +24,7 @@
 typedef struct {
     int fd;
     uint64_t offset, expect; /* bytes in the temp file; the manifest's size */
+    bool started;            /* the answer's first bytes have arrived */
     imgstore_sha256 *sha;
     const char *file;
 } partial_sink;
@@ -51,7 +52,7 @@ static int partial_write(long status, const void *buf, size_t len, void *payload
     int err;
 
     /* asked for a range, got the whole file: start the temp file over */
-    if (status == 200 && sink->offset > 0) {
+    if (!sink->started && status == 200 && sink->offset > 0) {
         if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
             return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
                                       strerror(errno));
@@ -61,6 +62,7 @@ static int partial_write(long status, const void *buf, size_t len, void *payload
             return err;
         sink->offset = 0;
     }
+    sink->started = true;
     if (len > sink->expect - sink->offset)
         return imgstore_error_set(IMGSTORE_EVERIFY,
                                   "%s: the server sent more than the %llu bytes the manifest "
@@ -122,7 +124,7 @@ static int pull_file(cli_remote *remote, const imgstore_manifest *m,
 {
     char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL, *url = NULL;
     char digest[65];
-    partial_sink sink = {-1, 0, file->size, NULL, file->path};
+    partial_sink sink = {-1, 0, file->size, false, NULL, file->path};
     uint64_t base = remote->progress_base;
     struct stat st;
     int err = 0;
