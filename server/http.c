@@ -16,27 +16,46 @@
  * digest: a fault of the server, not of the request, hence 500 (an upload whose declared
  * digest does not match is bad input and answered as EINVALID by the upload route).
  * ELOCKED is a writer that did not let go in time: 503, the client may retry.
+ *
+ * Routes that take signatures the client made (client_signed) read the last two columns:
+ * there EVERIFY is the client's signature failing or its key not being trusted (403
+ * untrusted_key), and ELOCKED is a channel that moved since the client built its state
+ * (409 conflict: rebuild on the new state). NULL: the code's own name.
  */
 static const struct {
     int err;
     unsigned status;
+    unsigned client_signed_status;
+    const char *client_signed_code;
 } status_table[] = {
-    {IMGSTORE_OK, MHD_HTTP_OK},
-    {IMGSTORE_ENOTFOUND, MHD_HTTP_NOT_FOUND},
-    {IMGSTORE_EINVALID, MHD_HTTP_BAD_REQUEST},
-    {IMGSTORE_EEXISTS, MHD_HTTP_CONFLICT},
-    {IMGSTORE_EVERIFY, MHD_HTTP_INTERNAL_SERVER_ERROR},
-    {IMGSTORE_ELOCKED, MHD_HTTP_SERVICE_UNAVAILABLE},
-    {IMGSTORE_ERROR, MHD_HTTP_INTERNAL_SERVER_ERROR},
+    {IMGSTORE_OK, MHD_HTTP_OK, MHD_HTTP_OK, NULL},
+    {IMGSTORE_ENOTFOUND, MHD_HTTP_NOT_FOUND, MHD_HTTP_NOT_FOUND, NULL},
+    {IMGSTORE_EINVALID, MHD_HTTP_BAD_REQUEST, MHD_HTTP_BAD_REQUEST, NULL},
+    {IMGSTORE_EEXISTS, MHD_HTTP_CONFLICT, MHD_HTTP_CONFLICT, NULL},
+    {IMGSTORE_EVERIFY, MHD_HTTP_INTERNAL_SERVER_ERROR, MHD_HTTP_FORBIDDEN, "untrusted_key"},
+    {IMGSTORE_ELOCKED, MHD_HTTP_SERVICE_UNAVAILABLE, MHD_HTTP_CONFLICT, "conflict"},
+    {IMGSTORE_ERROR, MHD_HTTP_INTERNAL_SERVER_ERROR, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL},
 };
+
+unsigned imgstore_server__status_for_route(int err, bool client_signed, const char **code_out)
+{
+    if (code_out)
+        *code_out = imgstore_error_name(err);
+    for (size_t i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++) {
+        if (status_table[i].err != err)
+            continue;
+        if (!client_signed)
+            return status_table[i].status;
+        if (code_out && status_table[i].client_signed_code)
+            *code_out = status_table[i].client_signed_code;
+        return status_table[i].client_signed_status;
+    }
+    return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
 
 unsigned imgstore_server__status_for(int err)
 {
-    for (size_t i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++) {
-        if (status_table[i].err == err)
-            return status_table[i].status;
-    }
-    return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return imgstore_server__status_for_route(err, false, NULL);
 }
 
 enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned status,
@@ -59,9 +78,19 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
                                             const char *cache_control, const char *etag)
 {
     struct MHD_Response *response;
+    const char *if_none_match;
 
     if (status == MHD_HTTP_OK)
         imgstore_server__answer_store(req, body, len, content_type, cache_control, etag);
+    if_none_match =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (status == MHD_HTTP_OK && etag && if_none_match &&
+        (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
+        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (response)
+            MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
+        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
+    }
     response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!response)
         return MHD_NO;
@@ -139,14 +168,13 @@ static enum MHD_Result reply_error_body(imgstore_server__request *req, unsigned 
 
 enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int err)
 {
-    const char *message = imgstore_error_last();
-    unsigned status = imgstore_server__status_for(err);
+    const char *message = imgstore_error_last(), *code;
+    unsigned status = imgstore_server__status_for_route(err, req->client_signed, &code);
 
     if (status >= 500)
         imgstore_log(IMGSTORE_LOG_ERROR, "server", "request failed path=%s error=%s message=\"%s\"",
                      req->url, imgstore_error_name(err), message);
-    return reply_error_body(req, status, imgstore_error_name(err),
-                            *message ? message : imgstore_error_name(err));
+    return reply_error_body(req, status, code, *message ? message : imgstore_error_name(err));
 }
 
 enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, unsigned status,

@@ -48,6 +48,10 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_HISTORY] = "/v1/channels/{name}/{channel}/history",
         [ROUTE_DEPLOY] = "/v1/channels/{name}/{channel}/deploy",
         [ROUTE_ROLLBACK] = "/v1/channels/{name}/{channel}/rollback",
+        [ROUTE_TRUST] = "/v1/trust",
+        [ROUTE_MANIFEST] = "/v1/images/{name}/{version}/manifest",
+        [ROUTE_SIGNATURES] = "/v1/images/{name}/{version}/signatures",
+        [ROUTE_CHANNEL_SIGNED] = "/v1/channels/{name}/{channel}/signed",
     };
 
     return route < ROUTE_COUNT ? names[route] : "other";

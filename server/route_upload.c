@@ -206,6 +206,9 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
     opts.version = version;
     opts.actor = imgstore_server__actor(req);
     opts.signers = req->server->signers;
+    /* without a key of its own the server stores the version pending: the client adds its
+     * release signatures with POST .../signatures (docs/api.md) */
+    opts.allow_unsigned = req->server->signers.count == 0;
     if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_push_begin(&upload->push, store, &opts)) < 0)
         return imgstore_server__reply_error(req, err);

@@ -71,7 +71,9 @@ const char *imgstore_server__actor(const imgstore_server__request *req)
 
 /* ---- routing ---------------------------------------------------------------------------- */
 
-typedef enum { BODY_NONE, BODY_JSON, BODY_UPLOAD } body_kind;
+/* BODY_SIGNED: a JSON body carrying signatures the client made; a signature the store
+ * refuses is the request's fault there (403 untrusted_key, not 500: http.c) */
+typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD } body_kind;
 
 typedef struct {
     imgstore_server__route route;
@@ -174,6 +176,26 @@ static const struct {
      {0},
      {ROUTE_ROLLBACK, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
       imgstore_server__route_rollback}},
+    {{"v1", "trust"},
+     2,
+     {ROUTE_TRUST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_trust},
+     {0}},
+    {{"v1", "images", "*", "*", "manifest"},
+     5,
+     {ROUTE_MANIFEST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_manifest},
+     {0}},
+    {{"v1", "images", "*", "*", "signatures"},
+     5,
+     {ROUTE_SIGNATURES, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+      imgstore_server__route_signatures},
+     {ROUTE_SIGNATURES, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_SIGNED,
+      imgstore_server__route_sign}},
+    {{"v1", "channels", "*", "*", "signed"},
+     5,
+     {ROUTE_CHANNEL_SIGNED, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+      imgstore_server__route_channel_signed},
+     {ROUTE_CHANNEL_SIGNED, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_SIGNED,
+      imgstore_server__route_channel_put_signed}},
 };
 
 /* Split the raw path into segments; literal ones are compared raw, parameters decoded. */
@@ -253,6 +275,7 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
         return imgstore_server__reply_status(req, MHD_HTTP_NOT_FOUND, "not_found",
                                              "no such resource");
     req->route = entry->route;
+    req->client_signed = entry->body == BODY_SIGNED;
     if (!method_ok)
         return imgstore_server__reply_status(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                              "%s is not allowed here", req->method);
@@ -263,7 +286,8 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length_header && entry->body != BODY_NONE) {
         unsigned long long length = strtoull(length_header, NULL, 10);
-        uint64_t cap = entry->body == BODY_JSON ? config->max_json_bytes : config->max_upload_bytes;
+        uint64_t cap =
+            entry->body == BODY_UPLOAD ? config->max_upload_bytes : config->max_json_bytes;
 
         if (length > cap)
             return imgstore_server__reply_status(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
@@ -313,7 +337,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return result;
         if (entry->body == BODY_UPLOAD)
             return imgstore_server__upload_begin(req);
-        return MHD_YES; /* BODY_JSON: wait for the body */
+        return MHD_YES; /* BODY_JSON, BODY_SIGNED: wait for the body */
     }
     if (*upload_data_size) {
         size_t size = *upload_data_size;

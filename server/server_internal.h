@@ -71,6 +71,10 @@ typedef enum {
     ROUTE_HISTORY,
     ROUTE_DEPLOY,
     ROUTE_ROLLBACK,
+    ROUTE_TRUST,
+    ROUTE_MANIFEST,
+    ROUTE_SIGNATURES,
+    ROUTE_CHANNEL_SIGNED,
     ROUTE_COUNT
 } imgstore_server__route;
 
@@ -176,7 +180,8 @@ typedef struct imgstore_server__request {
     char answer_tip[41];           /* the tip the answer is built from */
     const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
     char extra_header_value[128];
-    bool begun; /* routed and authorised */
+    bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
+    bool begun;         /* routed and authorised */
     bool replied;
 } imgstore_server__request;
 
@@ -234,6 +239,13 @@ enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, uns
 /** The HTTP status for an IMGSTORE_E* code: the one table. */
 unsigned imgstore_server__status_for(int err);
 
+/**
+ * The status and error code for an IMGSTORE_E* code on a route that takes signatures made
+ * by the client, where a signature the store refuses is the request's fault: the same table,
+ * its client_signed columns.
+ */
+unsigned imgstore_server__status_for_route(int err, bool client_signed, const char **code_out);
+
 /** Percent-decode one path segment into a new string; NULL when malformed or holding NUL. */
 char *imgstore_server__decode_segment(const char *raw, size_t len);
 
@@ -259,6 +271,12 @@ enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_history(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_deploy(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_rollback(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_trust(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_manifest(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_signatures(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_sign(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_channel_signed(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__request *req);
 
 /* Uploads: begin on the first call (headers known), feed body bytes, finish at the end. */
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req);

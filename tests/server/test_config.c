@@ -157,6 +157,23 @@ static void status_table_maps_every_error_code(void **state)
     assert_int_equal(imgstore_server__status_for(-99), 500);
 }
 
+/* Where the client supplied the signatures, a refused one is its fault, not the store's. */
+static void client_signed_routes_answer_refused_signatures_with_403(void **state)
+{
+    const char *code = NULL;
+
+    (void)state;
+    assert_int_equal(imgstore_server__status_for_route(IMGSTORE_EVERIFY, true, &code), 403);
+    assert_string_equal(code, "untrusted_key");
+    assert_int_equal(imgstore_server__status_for_route(IMGSTORE_ELOCKED, true, &code), 409);
+    assert_string_equal(code, "conflict");
+    assert_int_equal(imgstore_server__status_for_route(IMGSTORE_EINVALID, true, &code), 400);
+    assert_string_equal(code, imgstore_error_name(IMGSTORE_EINVALID));
+    assert_int_equal(imgstore_server__status_for_route(IMGSTORE_ENOTFOUND, true, &code), 404);
+    assert_int_equal(imgstore_server__status_for_route(IMGSTORE_EVERIFY, false, &code), 500);
+    assert_string_equal(code, imgstore_error_name(IMGSTORE_EVERIFY));
+}
+
 static void segments_decode_without_letting_separators_or_nul_through(void **state)
 {
     static const char *const refused[] = {"%", "%2", "%zz", "a%00b", "%0"};
@@ -186,6 +203,7 @@ int main(void)
         cmocka_unit_test(token_lines_keep_the_digest_scopes_and_name),
         cmocka_unit_test(load_reads_the_file_and_names_the_bad_line),
         cmocka_unit_test(status_table_maps_every_error_code),
+        cmocka_unit_test(client_signed_routes_answer_refused_signatures_with_403),
         cmocka_unit_test(segments_decode_without_letting_separators_or_nul_through),
     };
 
