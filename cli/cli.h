@@ -133,6 +133,13 @@ int cli_pubkey_arg(imgstore_sign_pubkey *out, const char *arg);
  */
 int cli_seen_check_and_update(const char *store_id, const imgstore_channel_state *state);
 
+/** The last component of a path (borrowed from `path`). */
+const char *cli_base_name(const char *path);
+
+/** The image name a file gives when --name is absent: its base name without known image
+ * extensions ("build/app.xen" -> "app", "initrd.cpio.gz" -> "initrd"). free() it. */
+char *cli_default_image_name(const char *path);
+
 /** Human size: "14.2 MiB". */
 const char *cli_human_size(char *buf, size_t cap, uint64_t bytes);
 

@@ -15,41 +15,6 @@
 
 enum { OPT_NAME = OPT_FIRST_LOCAL, OPT_VERSION, OPT_LABEL, OPT_SOURCE, OPT_KIND };
 
-/* Extensions dropped when the image name comes from the first file's name. */
-static const char *const known_extensions[] = {
-    ".xen",  ".hvt",  ".spt",  ".virtio", ".muen", ".iso", ".img",      ".efi", ".qcow2",
-    ".vhd",  ".vhdx", ".vmdk", ".raw",    ".bin",  ".gz",  ".xz",       ".zst", ".lz4",
-    ".cpio", ".tar",  ".lkrn", ".elf",    ".xl",   ".txt", ".unikernel"};
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    return slash ? slash + 1 : path;
-}
-
-static char *default_image_name(const char *path)
-{
-    char *name = strdup(base_name(path));
-    bool stripped = true;
-
-    while (name && stripped) {
-        size_t len = strlen(name);
-
-        stripped = false;
-        for (size_t i = 0; i < sizeof(known_extensions) / sizeof(*known_extensions); i++) {
-            size_t ext = strlen(known_extensions[i]);
-
-            if (len > ext && strcmp(name + len - ext, known_extensions[i]) == 0) {
-                name[len - ext] = '\0';
-                stripped = true;
-                break;
-            }
-        }
-    }
-    return name;
-}
-
 static int fd_read(size_t *out_len, void *buf, size_t cap, void *payload)
 {
     int fd = *(int *)payload;
@@ -78,7 +43,7 @@ static int push_one(imgstore_push *push, const char *path, const char *kind)
         return imgstore_error_set(IMGSTORE_EINVALID, "%s: not a regular file", path);
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    err = imgstore_store_push_file_stream(push, base_name(path), kind, (uint64_t)st.st_size,
+    err = imgstore_store_push_file_stream(push, cli_base_name(path), kind, (uint64_t)st.st_size,
                                           fd_read, &fd);
     close(fd);
     return err;
@@ -162,11 +127,11 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
         opts.source_commit = at + 1;
     }
     if (!opts.name) {
-        if (!(name = default_image_name(argv[optind])))
+        if (!(name = cli_default_image_name(argv[optind])))
             goto oom;
         if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name) < 0) {
             code = cli_usage_error(ctx, "cannot use '%s' (from %s) as the image name; pass --name",
-                                   name, base_name(argv[optind]));
+                                   name, cli_base_name(argv[optind]));
             goto done;
         }
         opts.name = name;

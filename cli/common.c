@@ -217,3 +217,38 @@ void cli_progress_done(cli_progress *p)
     if (p->enabled && p->last_draw > 0)
         fprintf(stderr, "\r\033[K");
 }
+
+/* Extensions dropped when the image name comes from the first file's name. */
+static const char *const known_extensions[] = {
+    ".xen",  ".hvt",  ".spt",  ".virtio", ".muen", ".iso", ".img",      ".efi", ".qcow2",
+    ".vhd",  ".vhdx", ".vmdk", ".raw",    ".bin",  ".gz",  ".xz",       ".zst", ".lz4",
+    ".cpio", ".tar",  ".lkrn", ".elf",    ".xl",   ".txt", ".unikernel"};
+
+const char *cli_base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return slash ? slash + 1 : path;
+}
+
+char *cli_default_image_name(const char *path)
+{
+    char *name = strdup(cli_base_name(path));
+    bool stripped = true;
+
+    while (name && stripped) {
+        size_t len = strlen(name);
+
+        stripped = false;
+        for (size_t i = 0; i < sizeof(known_extensions) / sizeof(*known_extensions); i++) {
+            size_t ext = strlen(known_extensions[i]);
+
+            if (len > ext && strcmp(name + len - ext, known_extensions[i]) == 0) {
+                name[len - ext] = '\0';
+                stripped = true;
+                break;
+            }
+        }
+    }
+    return name;
+}

@@ -18,41 +18,6 @@
 
 #define HASH_BUF (1u << 20)
 
-/* Extensions dropped when the image name comes from the first file's name (as cmd_push.c). */
-static const char *const known_extensions[] = {
-    ".xen",  ".hvt",  ".spt",  ".virtio", ".muen", ".iso", ".img",      ".efi", ".qcow2",
-    ".vhd",  ".vhdx", ".vmdk", ".raw",    ".bin",  ".gz",  ".xz",       ".zst", ".lz4",
-    ".cpio", ".tar",  ".lkrn", ".elf",    ".xl",   ".txt", ".unikernel"};
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    return slash ? slash + 1 : path;
-}
-
-static char *default_image_name(const char *path)
-{
-    char *name = strdup(base_name(path));
-    bool stripped = true;
-
-    while (name && stripped) {
-        size_t len = strlen(name);
-
-        stripped = false;
-        for (size_t i = 0; i < sizeof(known_extensions) / sizeof(*known_extensions); i++) {
-            size_t ext = strlen(known_extensions[i]);
-
-            if (len > ext && strcmp(name + len - ext, known_extensions[i]) == 0) {
-                name[len - ext] = '\0';
-                stripped = true;
-                break;
-            }
-        }
-    }
-    return name;
-}
-
 /* First pass: size and sha256 of a regular file. */
 static int hash_file(cli_remote_upload_file *file, char sha[65])
 {
@@ -220,7 +185,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         code = cli_usage_error(ctx, "at most %d files in a version", IMGSTORE_MAX_FILES);
         goto done;
     }
-    if (!name && !(name = default_image_name(argv[optind])))
+    if (!name && !(name = cli_default_image_name(argv[optind])))
         goto oom;
     if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name) < 0) {
         code = cli_usage_error(ctx, "cannot use '%s' as the image name; pass --name", name);
@@ -233,7 +198,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         goto oom;
     for (size_t i = 0; i < count; i++) {
         files[i].path = argv[optind + (int)i];
-        files[i].name = base_name(files[i].path);
+        files[i].name = cli_base_name(files[i].path);
         files[i].kind = kind;
         files[i].sha256 = sums[i];
         if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, files[i].name)) < 0 ||
