@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# imgstore serve against nginx serving the same bytes, side by side in one run.
+# imgstore serve against nginx and the docker registry serving the same bytes, side by side
+# in one run.
 #
 #   bench/serve.sh [SIZE_MIB] [CONCURRENCY]   (defaults 1024 and 64; needs build/imgstore,
-#                                             or IMGSTORE_BIN; installs nginx-light, wrk, curl)
+#                                             or IMGSTORE_BIN; installs nginx-light, wrk, curl,
+#                                             docker-registry)
 #
 # - upload: the image POSTed to imgstore serve with curl -F (streamed into the store, chunked,
 #   hashed, committed); nginx has no upload to compare with, so the local `imgstore push` of
@@ -13,6 +15,10 @@
 #   peak RSS (VmHWM) over the whole run;
 # - wrk, 64 connections, 10 s: GET of a version's manifest JSON against nginx serving the
 #   same JSON as a static file; requests/s and p99 latency.
+# - the docker registry (Debian's docker-registry, distribution 2.8, filesystem storage in a
+#   temp dir, loopback port): the same image uploaded as one blob with the v2 API (POST to
+#   open an upload, one streamed PUT of the whole body with its digest, curl -T), and CONCURRENCY
+#   parallel downloads of that hot blob; its peak RSS (VmHWM).
 # nginx runs unprivileged from a temp prefix on a loopback port, sendfile on, access log off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +30,7 @@ need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -33,9 +40,11 @@ fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 rm -rf "$work" && mkdir -p "$work/www" "$work/nginx/logs"
 export XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state # a throw-away key
-server_pid="" nginx_pid="" hwm_pid=""
+server_pid="" nginx_pid="" hwm_pid="" reg_pid="" reg_hwm_pid=""
 cleanup() {
   [ -n "$hwm_pid" ] && kill "$hwm_pid" 2>/dev/null || true
+  [ -n "$reg_hwm_pid" ] && kill "$reg_hwm_pid" 2>/dev/null || true
+  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -123,6 +132,40 @@ many_imgstore=$(many "$url/v1/images/app/1/files/app.img")
 many_nginx=$(many "http://127.0.0.1:$nport/app.img")
 hwm_kib=$(cat "$work/hwm")
 
+echo "serve.sh: docker registry, blob upload and $conc concurrent downloads" >&2
+rport=$(free_port)
+mkdir -p "$work/registry/data"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $work/registry/data}
+  cache: {blobdescriptor: inmemory}
+http: {addr: 127.0.0.1:$rport}
+EOF
+docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+reg_pid=$!
+rurl=http://127.0.0.1:$rport
+for _ in $(seq 100); do curl -sf -o /dev/null "$rurl/v2/" && break; sleep 0.1; done
+(while kill -0 "$reg_pid" 2>/dev/null; do
+  grep VmHWM "/proc/$reg_pid/status" 2>/dev/null | awk '{print $2}' >"$work/reg_hwm"
+  sleep 0.2
+done) &
+reg_hwm_pid=$!
+digest=sha256:$(sha256sum "$work/www/app.img" | cut -c1-64)
+t0=$(now)
+location=$(curl -sSf -X POST -D - -o /dev/null "$rurl/v2/bench/app/blobs/uploads/" |
+  tr -d '\r' | awk 'tolower($1) == "location:" {print $2}')
+case $location in http*) ;; *) location=$rurl$location ;; esac
+case $location in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sSf -H "Content-Type: application/octet-stream" -T "$work/www/app.img" \
+  -o /dev/null "$location${sep}digest=$digest"
+t1=$(now)
+upload_registry=$(mibs "$bytes" "$t0" "$t1")
+reg_one=$(one "$rurl/v2/bench/app/blobs/$digest")
+many_registry=$(many "$rurl/v2/bench/app/blobs/$digest")
+reg_hwm_kib=$(cat "$work/reg_hwm")
+
 echo "serve.sh: wrk, manifest GET" >&2
 wrk_run() {
   wrk -t2 -c64 -d10s --latency "$1" 2>/dev/null |
@@ -132,6 +175,17 @@ read -r rps_imgstore p99_imgstore < <(wrk_run "$url/v1/images/app/1")
 read -r rps_nginx p99_nginx < <(wrk_run "http://127.0.0.1:$nport/manifest.json")
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+printf '\n%-44s %14s %14s %7s %14s %7s\n' "$size_mib MiB image, $(nproc) cores" "imgstore" \
+  "registry" "ratio" "nginx" "ratio"
+printf '%-44s %10s MiB/s %10s MiB/s %7s %10s MiB/s %7s\n' "single download, hot" "$hot" \
+  "$reg_one" "$(ratio "$hot" "$reg_one")" "$nginx_one" "$(ratio "$hot" "$nginx_one")"
+printf '%-44s %10s MiB/s %10s MiB/s %7s %10s MiB/s %7s\n' "$conc concurrent downloads, aggregate" \
+  "$many_imgstore" "$many_registry" "$(ratio "$many_imgstore" "$many_registry")" \
+  "$many_nginx" "$(ratio "$many_imgstore" "$many_nginx")"
+printf '%-44s %10s MiB/s %10s MiB/s %7s\n' "upload (imgstore POST multipart; registry PUT)" \
+  "$upload" "$upload_registry" "$(ratio "$upload" "$upload_registry")"
+printf '%-44s %10s MiB %10s MiB\n' "peak RSS (VmHWM, whole run)" "$((hwm_kib / 1024))" \
+  "$((reg_hwm_kib / 1024))"
 printf '\n%-44s %14s %14s %7s\n' "$size_mib MiB image, $(nproc) cores" "imgstore" "nginx" "ratio"
 printf '%-44s %10s MiB/s %10s MiB/s %7s\n' "single download, cold (verify + cache fill)" \
   "$cold" "$nginx_one" "$(ratio "$cold" "$nginx_one")"
