@@ -183,11 +183,19 @@ bool imgstore_server__answer_cached(imgstore_server__request *req, enum MHD_Resu
     if (!answers || !answers->max_bytes || imgstore_server__store(&store, req) < 0 ||
         imgstore_store_tip_id(tip, store) < 0) {
         imgstore_error_clear();
+        if (req->cached_only) { /* no cache, or no tip: the route's own path, on a worker */
+            req->defer = true;
+            *result_out = MHD_YES;
+            return true;
+        }
         return false;
     }
     free(req->answer_key);
-    if (!(req->answer_key = make_key(&req->answer_key_len, tip, req)))
-        return false;
+    if (!(req->answer_key = make_key(&req->answer_key_len, tip, req))) {
+        req->defer = req->cached_only;
+        *result_out = MHD_YES;
+        return req->cached_only;
+    }
     memcpy(req->answer_tip, tip, sizeof(tip));
     hash = key_hash(req->answer_key, req->answer_key_len);
     pthread_mutex_lock(&answers->lock);
@@ -211,6 +219,13 @@ bool imgstore_server__answer_cached(imgstore_server__request *req, enum MHD_Resu
         }
     }
     pthread_mutex_unlock(&answers->lock);
+    if (!a && req->cached_only) {
+        /* building the answer reads git: not on a polling thread (server.c runs the
+         * handler again on a worker, which counts the miss) */
+        req->defer = true;
+        *result_out = MHD_YES;
+        return true;
+    }
     imgstore_server__metrics_count(req->server->metrics,
                                    a ? "answer_cache_hits" : "answer_cache_misses");
     if (!a)

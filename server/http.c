@@ -68,6 +68,12 @@ enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned s
     req->status = status;
     req->bytes_out = body_bytes;
     req->replied = true;
+    /* a worker may not queue on a connection it does not own: the polling thread will */
+    if (req->on_worker) {
+        req->held_response = response;
+        req->held_status = status;
+        return MHD_YES;
+    }
     result = MHD_queue_response(req->conn, status, response);
     MHD_destroy_response(response);
     return result;

@@ -24,7 +24,9 @@
 #define STREAM_WAIT_SECS 30
 
 typedef struct {
+    imgstore_server__job job; /* loads the next chunk on a worker */
     imgstore_server *server;
+    struct MHD_Connection *conn; /* suspended while a chunk loads */
     imgstore_store *store;
     imgstore_manifest *manifest;
     const imgstore_manifest_file *file;
@@ -34,6 +36,8 @@ typedef struct {
     uint64_t buf_offset; /* file offset of buf[0] */
     size_t chunk_index;
     uint64_t chunk_start;
+    uint64_t load_at; /* the offset the worker was asked for */
+    bool loaded;      /* ...and it has been loaded (or failed) */
     bool failed;
 } stream;
 
@@ -70,30 +74,55 @@ static int stream_load(stream *s, uint64_t at)
                                     file->chunks[s->chunk_index].size, stream_take, s);
 }
 
+/* On a worker, with the connection suspended: read and verify the chunk, then resume. */
+static void stream_load_job(imgstore_server__job *job)
+{
+    stream *s = (stream *)job;
+    imgstore_server *server = s->server;
+    struct MHD_Connection *conn = s->conn;
+    int err;
+
+    if ((err = stream_load(s, s->load_at)) < 0) {
+        s->failed = true;
+        imgstore_log(IMGSTORE_LOG_ERROR, "server",
+                     "download aborted name=%s version=%s file=%s offset=%llu error=%s "
+                     "message=\"%s\"",
+                     s->manifest->name, s->manifest->version, s->file->path,
+                     (unsigned long long)s->load_at, imgstore_error_name(err),
+                     imgstore_error_last());
+        if (err == IMGSTORE_EVERIFY)
+            imgstore_server__metrics_count(server->metrics, "verification_failures");
+        imgstore_server__metrics_count(server->metrics, "stream_aborts");
+    }
+    s->loaded = true;
+    imgstore_server__resume(server, conn);
+}
+
+/*
+ * Called on a polling thread, which must not read git: when the buffer does not hold `pos`,
+ * the connection is suspended, a worker loads the chunk, and libmicrohttpd asks again once
+ * it is resumed.
+ */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     stream *s = cls;
     uint64_t at = s->start + pos;
     size_t n;
-    int err;
 
     if (s->failed)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     if (at >= s->end)
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (at < s->buf_offset || at >= s->buf_offset + s->buf_len) {
-        if ((err = stream_load(s, at)) < 0) {
-            s->failed = true;
-            imgstore_log(IMGSTORE_LOG_ERROR, "server",
-                         "download aborted name=%s version=%s file=%s offset=%llu error=%s "
-                         "message=\"%s\"",
-                         s->manifest->name, s->manifest->version, s->file->path,
-                         (unsigned long long)at, imgstore_error_name(err), imgstore_error_last());
-            if (err == IMGSTORE_EVERIFY)
-                imgstore_server__metrics_count(s->server->metrics, "verification_failures");
-            imgstore_server__metrics_count(s->server->metrics, "stream_aborts");
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
+        if (s->loaded && s->load_at == at)
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the load did not cover it */
+        if (!imgstore_server__suspend(s->server, s->conn))
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the drain is over */
+        s->load_at = at;
+        s->loaded = false;
+        s->job.run = stream_load_job;
+        imgstore_server__workers_run(s->server->workers, &s->job);
+        return 0;
     }
     n = (size_t)(s->buf_offset + s->buf_len - at);
     if (n > max)
@@ -129,8 +158,10 @@ static bool stream_slot(imgstore_server *server)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += STREAM_WAIT_SECS;
     pthread_mutex_lock(&server->lock);
+    /* stopping: the drain must not wait for this wait */
     while (ok && server->streams >= server->config->stream_concurrency)
-        ok = pthread_cond_timedwait(&server->changed, &server->lock, &deadline) == 0;
+        ok = !server->stopping &&
+             pthread_cond_timedwait(&server->changed, &server->lock, &deadline) == 0;
     if (ok)
         server->streams++;
     pthread_mutex_unlock(&server->lock);
@@ -230,6 +261,7 @@ static struct MHD_Response *stream_response(imgstore_server__request *req,
         return NULL;
     }
     s->server = req->server;
+    s->conn = req->conn;
     s->buf_cap = cap;
     s->file = file;
     s->start = start;

@@ -1,14 +1,16 @@
 /*
- * The daemon: listening (libmicrohttpd, one thread per connection so that a handler may
- * block on the store, a long-poll or a slow client without stalling others), routing a
- * request to its handler, request bodies, the per-request log line and metrics, the pool of
- * store handles, and the drain on stop. What each route answers lives in route_*.c.
+ * The daemon: listening (libmicrohttpd, a pool of epoll threads that never block; work that
+ * may block runs on the worker pool of workers.c while its connection is suspended),
+ * routing a request to its handler and to the thread it runs on, request bodies, the
+ * per-request log line and metrics, the pool of store handles, and the drain on stop. What
+ * each route answers lives in route_*.c.
  */
 #include "server/server_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,29 @@ void imgstore_server__channels_changed(imgstore_server *server)
 {
     pthread_mutex_lock(&server->lock);
     server->generation++;
+    pthread_cond_broadcast(&server->changed);
+    pthread_mutex_unlock(&server->lock);
+}
+
+bool imgstore_server__suspend(imgstore_server *server, struct MHD_Connection *conn)
+{
+    bool ok;
+
+    pthread_mutex_lock(&server->lock);
+    ok = !server->closing;
+    if (ok)
+        server->suspended++;
+    pthread_mutex_unlock(&server->lock);
+    if (ok)
+        MHD_suspend_connection(conn);
+    return ok;
+}
+
+void imgstore_server__resume(imgstore_server *server, struct MHD_Connection *conn)
+{
+    MHD_resume_connection(conn);
+    pthread_mutex_lock(&server->lock);
+    server->suspended--;
     pthread_cond_broadcast(&server->changed);
     pthread_mutex_unlock(&server->lock);
 }
@@ -299,6 +324,119 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
     return MHD_YES;
 }
 
+/* ---- polling threads and workers --------------------------------------------------------- */
+
+/*
+ * Where a request's handler runs. The polling threads serve many connections each, so
+ * they only do what cannot block: answers from the answer cache, health and metrics.
+ * Everything that reads git on a miss, waits (long-polls, cache fills, stream slots) or
+ * writes (uploads, moves, signatures) runs on a worker while its connection is suspended.
+ */
+typedef enum { RUN_INLINE, RUN_CACHED_INLINE, RUN_WORKER } run_mode;
+
+static run_mode mode_for(const imgstore_server__request *req)
+{
+    if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0)
+        return RUN_WORKER;
+    switch (req->route) {
+    case ROUTE_HEALTHZ:
+    case ROUTE_METRICS:
+        return RUN_INLINE;
+    case ROUTE_CHANNEL: /* a watch waits: never on a polling thread */
+        if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "wait"))
+            return RUN_WORKER;
+        return RUN_CACHED_INLINE;
+    case ROUTE_IMAGES:
+    case ROUTE_IMAGE:
+    case ROUTE_VERSION:
+    case ROUTE_HISTORY:
+    case ROUTE_TRUST:
+    case ROUTE_MANIFEST:
+    case ROUTE_SIGNATURES:
+    case ROUTE_CHANNEL_SIGNED:
+        return RUN_CACHED_INLINE;
+    default:
+        return RUN_WORKER;
+    }
+}
+
+static void run_job(imgstore_server__job *job)
+{
+    imgstore_server__request *req =
+        (imgstore_server__request *)((char *)job - offsetof(imgstore_server__request, job));
+    imgstore_server *server = req->server;
+    struct MHD_Connection *conn = req->conn;
+    enum MHD_Result result;
+
+    imgstore_error_clear();
+    if (req->held_data)
+        result = imgstore_server__upload_data(req, req->held_data, req->held_size);
+    else if (req->upload)
+        result = imgstore_server__upload_finish(req);
+    else
+        result = req->handler(req);
+    req->held_result = result;
+    req->held = true;
+    /* from here the polling thread owns req again (and may free it) */
+    imgstore_server__resume(server, conn);
+}
+
+/* Hand the request to a worker; the polling thread picks its answer up in pick_up(). */
+static enum MHD_Result defer(imgstore_server__request *req)
+{
+    if (!imgstore_server__suspend(req->server, req->conn))
+        return MHD_NO; /* the drain is over: the connection is being closed */
+    req->on_worker = true;
+    req->job.run = run_job;
+    imgstore_server__workers_run(req->server->workers, &req->job);
+    return MHD_YES;
+}
+
+static enum MHD_Result run(imgstore_server__request *req)
+{
+    enum MHD_Result result;
+
+    switch (mode_for(req)) {
+    case RUN_INLINE:
+        return req->handler(req);
+    case RUN_CACHED_INLINE:
+        req->cached_only = true;
+        result = req->handler(req);
+        req->cached_only = false;
+        if (!req->defer)
+            return result;
+        req->defer = false;
+        return defer(req);
+    default:
+        return defer(req);
+    }
+}
+
+/* libmicrohttpd calls again after the resume: queue what the worker answered. */
+static enum MHD_Result pick_up(imgstore_server__request *req, size_t *upload_data_size)
+{
+    struct MHD_Response *response = req->held_response;
+    enum MHD_Result result = req->held_result;
+
+    req->held = false;
+    req->on_worker = false;
+    req->held_response = NULL;
+    if (req->held_data) {
+        /* the same bytes are offered again (perhaps with more behind them): the worker
+         * consumed held_size of them */
+        req->held_data = NULL;
+        if (*upload_data_size < req->held_size)
+            return MHD_NO;
+        *upload_data_size -= req->held_size;
+    }
+    if (response) {
+        if (MHD_queue_response(req->conn, req->held_status, response) != MHD_YES)
+            result = MHD_NO;
+        MHD_destroy_response(response);
+    }
+    return result;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -339,15 +477,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return imgstore_server__upload_begin(req);
         return MHD_YES; /* BODY_JSON, BODY_SIGNED: wait for the body */
     }
+    if (req->held)
+        return pick_up(req, upload_data_size);
     if (*upload_data_size) {
         size_t size = *upload_data_size;
 
+        if (req->upload && !req->replied) {
+            /* stored (hashed, compressed, written) on a worker; the bytes stay in
+             * libmicrohttpd's buffer, untouched while the connection is suspended */
+            req->bytes_in += size;
+            req->held_data = upload_data;
+            req->held_size = size;
+            return defer(req);
+        }
         *upload_data_size = 0;
         req->bytes_in += size;
         if (req->replied || !req->begun)
             return MHD_YES; /* answered, or a body nobody asked for: dropped */
-        if (req->upload)
-            return imgstore_server__upload_data(req, upload_data, size);
         /* past the cap without a Content-Length: no answer is possible mid-body, cut it off */
         if (req->body_len + size > server->config->max_json_bytes) {
             req->status = MHD_HTTP_CONTENT_TOO_LARGE;
@@ -370,11 +516,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         result = begin_request(req, url, &entry);
         if (req->replied || !entry)
             return result;
-        return entry->handler(req);
+        return run(req);
     }
-    if (req->upload)
-        return imgstore_server__upload_finish(req);
-    return req->handler(req);
+    return defer(req); /* the whole body has arrived: upload_finish or a JSON handler */
 }
 
 /* Printable ASCII only in the log: a path is client bytes (no log-line injection). */
@@ -411,6 +555,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     imgstore_server__metrics_request(server->metrics, req->route, req->status, seconds,
                                      req->bytes_out, req->bytes_in);
+    if (req->held_response) /* resumed, but the client was gone before it was queued */
+        MHD_destroy_response(req->held_response);
     /* an upload not committed is abandoned here: nothing of it becomes visible */
     imgstore_server__upload_free(server, req->upload);
     imgstore_server__store_put(server, req->store);
@@ -497,8 +643,10 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
     const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned polling_threads = cores > 0 ? (unsigned)cores : 1;
     char host[INET6_ADDRSTRLEN] = "?";
     char *cache_dir = NULL;
     int err;
@@ -530,7 +678,9 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     }
     if ((err = imgstore_server__cache_new(&server->cache, cache_dir, config->cache_max_bytes,
                                           (unsigned)config->fill_concurrency)) < 0 ||
-        (err = imgstore_server__answers_new(&server->answers, config->answer_cache_bytes)) < 0)
+        (err = imgstore_server__answers_new(&server->answers, config->answer_cache_bytes)) < 0 ||
+        (err = imgstore_server__workers_new(&server->workers, polling_threads,
+                                            (unsigned)config->max_connections + 1)) < 0)
         goto done;
     if (config->tls_cert || config->tls_key) {
         if (!config->tls_cert || !config->tls_key) {
@@ -557,7 +707,8 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
+        polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!server->daemon) {
         err =
             imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
@@ -614,8 +765,17 @@ void imgstore_server_stop(imgstore_server *server)
         pthread_mutex_unlock(&server->lock);
         imgstore_log(IMGSTORE_LOG_INFO, "server", "stopping drained=%s in_flight=%llu",
                      left ? "false" : "true", (unsigned long long)left);
+        /* libmicrohttpd must not stop with a suspended connection: let the jobs still
+         * running hand theirs back (long-polls answer at once, stream slots give up), and
+         * suspend nothing more */
+        pthread_mutex_lock(&server->lock);
+        server->closing = true;
+        while (server->suspended > 0)
+            pthread_cond_wait(&server->changed, &server->lock);
+        pthread_mutex_unlock(&server->lock);
         MHD_stop_daemon(server->daemon);
     }
+    imgstore_server__workers_free(server->workers);
     for (size_t i = 0; i < server->pool_count; i++)
         imgstore_store_free(server->pool[i]);
     imgstore_server__cache_free(server->cache);

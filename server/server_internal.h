@@ -126,6 +126,27 @@ int imgstore_server__answers_new(imgstore_server__answers **out, uint64_t max_by
 void imgstore_server__answers_free(imgstore_server__answers *answers);
 uint64_t imgstore_server__answers_bytes(imgstore_server__answers *answers);
 
+/* ---- the worker pool (workers.c) ------------------------------------------------------ */
+
+/* A unit of blocking work, embedded in what it works for (a request, a stream). */
+typedef struct imgstore_server__job {
+    struct imgstore_server__job *next;
+    void (*run)(struct imgstore_server__job *job);
+} imgstore_server__job;
+
+typedef struct imgstore_server__workers imgstore_server__workers;
+
+/** A pool of min_threads threads that grows on demand up to max_threads. */
+int imgstore_server__workers_new(imgstore_server__workers **out, unsigned min_threads,
+                                 unsigned max_threads);
+
+/** Queue `job` (not copied: it must stay alive until its run() returns). Never fails: when
+ * no further thread can start, the job waits for a busy one. */
+void imgstore_server__workers_run(imgstore_server__workers *workers, imgstore_server__job *job);
+
+/** Wait for every queued and running job, stop the threads, free the pool. NULL-safe. */
+void imgstore_server__workers_free(imgstore_server__workers *workers);
+
 /* ---- the server and its requests (server.c) ------------------------------------------- */
 
 #define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
@@ -139,6 +160,7 @@ struct imgstore_server {
     imgstore_server__metrics *metrics;
     imgstore_server__cache *cache;
     imgstore_server__answers *answers;
+    imgstore_server__workers *workers;
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
     pthread_mutex_t pool_lock;
@@ -150,7 +172,9 @@ struct imgstore_server {
     pthread_cond_t changed;
     uint64_t generation; /* bumped by every deploy and rollback made through this server */
     uint64_t waiters, streams, inflight;
+    uint64_t suspended; /* connections handed to a worker: all resumed before MHD stops */
     bool stopping;
+    bool closing; /* the drain is over: nothing is suspended any more */
 };
 
 typedef struct imgstore_server__upload imgstore_server__upload;
@@ -183,6 +207,22 @@ typedef struct imgstore_server__request {
     bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
     bool begun;         /* routed and authorised */
     bool replied;
+
+    /*
+     * Work that may block runs on a worker while the connection is suspended (server.c).
+     * On a worker, an answer is held here and queued by the polling thread when libmicrohttpd
+     * calls again after the resume; the handler's result travels with it.
+     */
+    imgstore_server__job job;
+    bool on_worker;   /* the handler runs on a worker: answers are held */
+    bool cached_only; /* on a polling thread: a miss in the answer cache defers the request */
+    bool defer;       /* set by a miss under cached_only: run the handler again on a worker */
+    bool held;        /* the worker is done: held_* are ready for the polling thread */
+    struct MHD_Response *held_response; /* NULL: the handler answered nothing */
+    unsigned held_status;
+    enum MHD_Result held_result;
+    const char *held_data; /* upload bytes handed to the worker (libmicrohttpd's buffer) */
+    size_t held_size;
 } imgstore_server__request;
 
 /** Borrow a store handle for this request (returned when the request completes). */
@@ -190,6 +230,16 @@ int imgstore_server__store(imgstore_store **out, imgstore_server__request *req);
 
 /** Give a handle back to the pool (or close it). NULL-safe. */
 void imgstore_server__store_put(imgstore_server *server, imgstore_store *store);
+
+/**
+ * Suspend `conn` (from its access handler or content reader) so that a worker may do what
+ * would block the polling thread; the worker calls imgstore_server__resume() when done.
+ * Returns false, suspending nothing, once the server is closing its connections.
+ */
+bool imgstore_server__suspend(imgstore_server *server, struct MHD_Connection *conn);
+
+/** Resume a connection suspended by imgstore_server__suspend() (any thread). */
+void imgstore_server__resume(imgstore_server *server, struct MHD_Connection *conn);
 
 /** Wake every long-poll after a channel moved. */
 void imgstore_server__channels_changed(imgstore_server *server);
