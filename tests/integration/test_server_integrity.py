@@ -93,6 +93,35 @@ class Integrity(ServerTestCase):
                                          headers={"Range": "bytes=0-99"}, token=self.token)
         self.assertEqual((status, data), (206, self.data[:100]))
 
+    def test_waits_and_stalled_streams_do_not_hold_up_reads(self):
+        # the polling threads serve many connections each (docs/server.md, "Threads and
+        # memory"): long-polls and a stream whose client stopped reading must not stall them
+        server = self.serve(self.line, "cache_max_bytes = 0")
+        watchers = []
+        for _ in range(8):
+            s = socket.create_connection((server.host, server.port), timeout=30)
+            s.sendall(("GET /v1/channels/app/prod?wait=10 HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\n\r\n" % self.token).encode())
+            watchers.append(s)
+        stalled = socket.create_connection((server.host, server.port), timeout=30)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(("GET /v1/images/app/1.0/files/app.img HTTP/1.1\r\nHost: x\r\n"
+                         "Authorization: Bearer %s\r\n\r\n" % self.token).encode())
+        try:
+            time.sleep(0.3)
+            t0 = time.time()
+            for _ in range(20):
+                status, _, _ = server.request("GET", "/v1/images/app/1.0", token=self.token,
+                                              timeout=10)
+                self.assertEqual(status, 200)
+            self.assertLess(time.time() - t0, 5, "reads waited for the long-polls")
+            for s in watchers:  # no channel yet: 404 once the wait runs out
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 404"))
+        finally:
+            stalled.close()
+            for s in watchers:
+                s.close()
+
     def test_streamed_download_without_the_cache_is_byte_identical(self):
         server = self.serve(self.line, "cache_max_bytes = 0")
         rc, out, err = curl("-f", "-H", "Authorization: Bearer " + self.token, self.url(server))
