@@ -428,9 +428,18 @@ class Api(ServerTestCase):
         rc, out, _ = curl("-f", *self.auth, self.file_url("demo", "1.0", DEMO[0]))
         self.assertEqual(rc, 0)
         self.server.request("GET", "/v1/images/nope", token=self.reader)
-        after = self.server.metrics(token=self.reader)
         key = 'imgstore_http_requests_total{route="/v1/images/{name}/{version}/files/{file}",' \
               'code="200"}'
+        nope = 'imgstore_http_requests_total{route="/v1/images/{name}",code="404"}'
+        # a request is counted when its connection is done with it, which may come just after
+        # the client has its answer (the polling thread that sent it runs the completion, seen
+        # on a busy 2-core VM): wait for both counts
+        deadline = time.time() + 20
+        after = self.server.metrics(token=self.reader)
+        while (after.get(key, 0) <= before.get(key, 0) or not after.get(nope)) and \
+                time.time() < deadline:
+            time.sleep(0.05)
+            after = self.server.metrics(token=self.reader)
         self.assertEqual(after.get(key, 0), before.get(key, 0) + 1)
         self.assertGreaterEqual(after["imgstore_http_response_bytes_total"],
                                 before["imgstore_http_response_bytes_total"] + len(out))
