@@ -1,5 +1,6 @@
 /*
- * Channel routes: the current state (optionally as a long-poll watch), the history, and
+ * Channel routes: the current state (optionally as a long-poll watch), the history (also
+ * an image's, GET /v1/images/{name}/history, pushes and moves together), and
  * the two moves, deploy and rollback, which are one store call each. A long-poll holds its
  * connection's thread but not a store handle while it sleeps; it wakes on a move made
  * through this server at once and polls the store every second for moves made by other
@@ -138,22 +139,20 @@ enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req)
     return reply_state(req, state);
 }
 
-enum MHD_Result imgstore_server__route_history(imgstore_server__request *req)
+/* The history of an image (channel NULL: pushes and channel moves) or of one channel. */
+static enum MHD_Result reply_history(imgstore_server__request *req, const char *channel)
 {
     imgstore_history_entry *entries = NULL;
     imgstore_store *store;
     size_t count = 0;
     enum MHD_Result result;
-    json_t *rows;
+    json_t *rows, *body;
     int err;
 
-    if ((err = check_names(req)) < 0)
-        return imgstore_server__reply_error(req, err);
     if (imgstore_server__answer_cached(req, &result))
         return result;
     if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_history(&entries, &count, store, req->segments[2],
-                                      req->segments[3])) < 0)
+        (err = imgstore_store_history(&entries, &count, store, req->segments[2], channel)) < 0)
         return imgstore_server__reply_error(req, err);
     rows = json_array();
     for (size_t i = 0; i < count; i++) {
@@ -173,9 +172,30 @@ enum MHD_Result imgstore_server__route_history(imgstore_server__request *req)
         json_array_append_new(rows, row);
     }
     imgstore_history_free(entries, count);
-    return imgstore_server__reply_json(req, MHD_HTTP_OK,
-                                       json_pack("{s:s, s:s, s:o}", "name", req->segments[2],
-                                                 "channel", req->segments[3], "entries", rows));
+    body = json_pack("{s:s, s:o}", "name", req->segments[2], "entries", rows);
+    if (body && channel)
+        json_object_set_new(body, "channel", json_string(channel));
+    return imgstore_server__reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* GET /v1/channels/{name}/{channel}/history */
+enum MHD_Result imgstore_server__route_history(imgstore_server__request *req)
+{
+    int err;
+
+    if ((err = check_names(req)) < 0)
+        return imgstore_server__reply_error(req, err);
+    return reply_history(req, req->segments[3]);
+}
+
+/* GET /v1/images/{name}/history: every push of the image and every move of its channels */
+enum MHD_Result imgstore_server__route_image_history(imgstore_server__request *req)
+{
+    int err;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, req->segments[2])) < 0)
+        return imgstore_server__reply_error(req, err);
+    return reply_history(req, NULL);
 }
 
 /*

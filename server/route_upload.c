@@ -1,38 +1,80 @@
 /*
  * Uploads: POST /v1/images/{name}[/{version}] with a multipart/form-data body, one part per
  * file (its filename is the file's name in the version), each optionally preceded by a field
- * "sha256.<file>" declaring its digest and "kind.<file>" overriding detection. Bytes go
- * straight from the request body into the store's push, chunk by chunk: nothing is buffered
- * beyond libmicrohttpd's read buffer and the store's current chunk. The version becomes
- * visible only when the whole body has arrived and the commit succeeds; any failure, a
- * digest that does not match, or a client that goes away abandons the push, which leaves
- * at most unreferenced blobs (docs/format.md, "Writing").
+ * "sha256.<file>" declaring its digest and "kind.<file>" overriding detection, and before the
+ * first file the provenance fields "label" (KEY=VALUE, repeatable) and "source" (URL@COMMIT).
+ * The multipart parser is our own and hands file bytes to the store's push in place, from
+ * libmicrohttpd's read buffer: libmicrohttpd's post processor copied every byte into a
+ * buffer of its own first. Nothing is buffered beyond that read buffer, a possible delimiter
+ * prefix and the store's current chunk. The version becomes visible only when the whole body
+ * has arrived and the commit succeeds; any failure, a digest that does not match, or a
+ * client that goes away abandons the push, which leaves at most unreferenced blobs
+ * (docs/format.md, "Writing").
  */
 #include "server/server_internal.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#define MAX_FIELDS  (2 * IMGSTORE_MAX_FILES)
-#define FIELD_VALUE 72 /* a sha256 (64) or a kind name fits */
+#define MAX_FIELDS   (2 * IMGSTORE_MAX_FILES)
+#define FIELD_VALUE  72                 /* a sha256 (64) or a kind name fits */
+#define BOUNDARY_MAX 70                 /* RFC 2046 */
+#define DELIM_MAX    (4 + BOUNDARY_MAX) /* CRLF "--" boundary */
+#define HEADERS_MAX  8192               /* one part's header block */
+#define STAGE_MAX    (1024 * 1024)      /* body bytes gathered before a worker stores them */
+#define PART_NAME    (IMGSTORE_NAME_MAX + 8)
+/* the longest field value: a label "key=value" (key a name, value shorter than TEXT_MAX) */
+#define VALUE_MAX    (IMGSTORE_NAME_MAX + 1 + IMGSTORE_TEXT_MAX)
 
 typedef struct {
-    char key[IMGSTORE_NAME_MAX + 8];
+    char key[PART_NAME];
     char value[FIELD_VALUE];
-    size_t len;
 } field;
+
+/* Where the multipart parser is in the body. */
+typedef enum {
+    MP_PREAMBLE,    /* before the first delimiter: skipped */
+    MP_AFTER_DELIM, /* a delimiter was read: CRLF (a part follows) or "--" (the end) */
+    MP_HEADERS,     /* a part's header block, up to the empty line */
+    MP_BODY,        /* a part's bytes, up to the next delimiter */
+    MP_DONE         /* after the close delimiter: the epilogue is skipped */
+} mp_state;
 
 struct imgstore_server__upload {
     imgstore_server *server;
-    imgstore_push *push;
-    struct MHD_PostProcessor *post;
+    imgstore_store *store; /* borrowed from the request */
+    imgstore_push_opts opts;
+    imgstore_push *push; /* begun at the first file part, once provenance fields are known */
     char current[IMGSTORE_NAME_MAX + 1]; /* the file being received, "" between files */
-    uint64_t current_bytes;
     char done[IMGSTORE_MAX_FILES][IMGSTORE_NAME_MAX + 1];
     size_t done_count;
     field fields[MAX_FIELDS];
     size_t field_count;
+    imgstore_label labels[IMGSTORE_MAX_LABELS];
+    char *source; /* "URL@COMMIT", cut at the '@' once parsed */
+
+    /* the multipart parser: part bytes are handed on in place, from libmicrohttpd's buffer */
+    mp_state state;
+    char delim[DELIM_MAX + 1];
+    size_t delim_len;
+    char carry[2 * DELIM_MAX]; /* bytes that may begin a delimiter, kept across calls */
+    size_t carry_len;
+    char *headers; /* HEADERS_MAX */
+    size_t headers_len;
+    char part_name[PART_NAME];
+    bool part_is_file;
+    char *value; /* VALUE_MAX + 1: a field part's value */
+    size_t value_len;
+
+    /* body bytes gathered by the polling thread: libmicrohttpd reads ~16 KiB at a time (its
+     * connection memory is max_header_bytes), and a hand-off to a worker per read cost more
+     * than the storing itself */
+    char *stage; /* STAGE_MAX */
+    size_t stage_len;
+
     int err; /* the first failure; its message is kept in req's thread error state */
     char message[1024];
 };
@@ -90,22 +132,71 @@ static int end_file(imgstore_server__upload *upload)
     return 0;
 }
 
-static int take_field(imgstore_server__upload *upload, const char *key, const char *data,
-                      uint64_t off, size_t size)
+/* "label" = "KEY=VALUE" and "source" = "URL@COMMIT", split as `imgstore push` splits its
+ * --label and --source; the store checks the parts (names, lengths, UTF-8) as for a local
+ * push. They shape the manifest, so they must come before the first file. */
+static int take_provenance(imgstore_server__upload *upload, const char *key, char *value)
+{
+    imgstore_push_opts *opts = &upload->opts;
+
+    if (upload->push)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "form field %s must come before the first file", key);
+    if (strcmp(key, "source") == 0) {
+        char *at = strrchr(value, '@');
+
+        if (upload->source)
+            return imgstore_error_set(IMGSTORE_EINVALID, "form field source given twice");
+        if (!at || at == value || !at[1])
+            return imgstore_error_set(
+                IMGSTORE_EINVALID, "form field source: expected URL@COMMIT, got '%.200s'", value);
+        if (!(upload->source = strdup(value)))
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        upload->source[at - value] = '\0';
+        opts->source_repository = upload->source;
+        opts->source_commit = upload->source + (at - value) + 1;
+        return 0;
+    }
+    char *eq = strchr(value, '=');
+    imgstore_label *label;
+
+    if (!eq || eq == value)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "form field label: expected KEY=VALUE, got '%.200s'", value);
+    if (opts->label_count == IMGSTORE_MAX_LABELS)
+        return imgstore_error_set(IMGSTORE_EINVALID, "form field label: at most %d labels",
+                                  IMGSTORE_MAX_LABELS);
+    label = &upload->labels[opts->label_count];
+    if (!(label->key = strdup(value)))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    label->key[eq - value] = '\0';
+    label->value = label->key + (eq - value) + 1;
+    opts->label_count++;
+    return 0;
+}
+
+static int take_field(imgstore_server__upload *upload, const char *key, char *value, size_t len)
 {
     const char *dot = strchr(key, '.');
     field *f = NULL;
     int err;
 
+    if (memchr(value, '\0', len))
+        return imgstore_error_set(IMGSTORE_EINVALID, "form field %.64s: holds a NUL byte", key);
+    if (strcmp(key, "label") == 0 || strcmp(key, "source") == 0)
+        return take_provenance(upload, key, value);
     if (!dot || !((dot - key == 6 && strncmp(key, "sha256", 6) == 0) ||
                   (dot - key == 4 && strncmp(key, "kind", 4) == 0)))
-        return imgstore_error_set(IMGSTORE_EINVALID,
-                                  "form field '%.64s': expected sha256.<file> or kind.<file>", key);
+        return imgstore_error_set(
+            IMGSTORE_EINVALID,
+            "form field '%.64s': expected sha256.<file>, kind.<file>, label or source", key);
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, dot + 1)) < 0)
         return imgstore_error_wrap(err, "form field %.8s: ", key);
     if (file_seen(upload, dot + 1))
         return imgstore_error_set(IMGSTORE_EINVALID, "form field %s must come before its file",
                                   key);
+    if (len >= sizeof(f->value))
+        return imgstore_error_set(IMGSTORE_EINVALID, "form field %s: value too long", key);
     for (size_t i = 0; i < upload->field_count; i++) {
         if (strcmp(upload->fields[i].key, key) == 0)
             f = &upload->fields[i];
@@ -116,60 +207,293 @@ static int take_field(imgstore_server__upload *upload, const char *key, const ch
         f = &upload->fields[upload->field_count++];
         snprintf(f->key, sizeof(f->key), "%s", key);
     }
-    if (off == 0)
-        f->len = 0;
-    if (off != f->len || size >= sizeof(f->value) - f->len)
-        return imgstore_error_set(IMGSTORE_EINVALID, "form field %s: value too long", key);
-    memcpy(f->value + f->len, data, size);
-    f->len += size;
-    f->value[f->len] = '\0';
+    memcpy(f->value, value, len + 1);
     return 0;
 }
 
-static int take_file_bytes(imgstore_server__upload *upload, const char *filename, const char *data,
-                           uint64_t off, size_t size)
+static int begin_file(imgstore_server__upload *upload, const char *filename)
 {
     int err;
 
-    /* a new part starts at offset 0 (an empty first piece of the same part is not new) */
-    if (off == 0 && !(upload->current[0] && strcmp(upload->current, filename) == 0 &&
-                      upload->current_bytes == 0)) {
-        if ((err = end_file(upload)) < 0)
-            return err;
-        if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, filename)) < 0)
-            return err;
-        if (file_seen(upload, filename))
-            return imgstore_error_set(IMGSTORE_EINVALID, "file %s sent twice", filename);
-        if ((err = imgstore_store_push_file_begin(upload->push, filename,
-                                                  field_value(upload, "kind", filename), 0)) < 0)
-            return err;
-        snprintf(upload->current, sizeof(upload->current), "%s", filename);
-        upload->current_bytes = 0;
-    }
-    upload->current_bytes += size;
-    return size ? imgstore_store_push_write(upload->push, data, size) : 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, filename)) < 0)
+        return err;
+    if (file_seen(upload, filename))
+        return imgstore_error_set(IMGSTORE_EINVALID, "file %s sent twice", filename);
+    if (!upload->push &&
+        (err = imgstore_store_push_begin(&upload->push, upload->store, &upload->opts)) < 0)
+        return err;
+    if ((err = imgstore_store_push_file_begin(upload->push, filename,
+                                              field_value(upload, "kind", filename), 0)) < 0)
+        return err;
+    /* checked: at most IMGSTORE_NAME_MAX bytes */
+    memcpy(upload->current, filename, strlen(filename) + 1);
+    return 0;
 }
 
-static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *filename, const char *content_type,
-                               const char *transfer_encoding, const char *data, uint64_t off,
-                               size_t size)
+/* ---- multipart/form-data -------------------------------------------------------------- */
+
+/* The boundary parameter of a Content-Type header, quoted or not. */
+static int parse_boundary(imgstore_server__upload *upload, const char *type)
 {
-    imgstore_server__upload *upload = cls;
+    const char *at = type;
+    size_t len;
+
+    while ((at = strchr(at, ';'))) {
+        at++;
+        at += strspn(at, " \t");
+        if (strncasecmp(at, "boundary=", 9) == 0)
+            break;
+    }
+    if (!at)
+        return imgstore_error_set(IMGSTORE_EINVALID, "multipart/form-data without a boundary");
+    at += 9;
+    if (*at == '"') {
+        const char *end = strchr(++at, '"');
+
+        len = end ? (size_t)(end - at) : 0;
+    } else {
+        len = strcspn(at, " \t;");
+    }
+    if (len == 0 || len > BOUNDARY_MAX)
+        return imgstore_error_set(IMGSTORE_EINVALID, "multipart/form-data: bad boundary");
+    /* the body's first delimiter has no CRLF before it: the parser starts as if it had */
+    upload->delim_len =
+        (size_t)snprintf(upload->delim, sizeof(upload->delim), "\r\n--%.*s", (int)len, at);
+    memcpy(upload->carry, "\r\n", 2);
+    upload->carry_len = 2;
+    return 0;
+}
+
+/*
+ * A parameter of a Content-Disposition header ("name", "filename") into out: 0, 1 when
+ * absent, IMGSTORE_EINVALID when longer than out.
+ */
+static int disposition_param(char *out, size_t cap, const char *header, const char *param)
+{
+    size_t param_len = strlen(param), n = 0;
+    const char *at = header;
+
+    while ((at = strchr(at, ';'))) {
+        at++;
+        at += strspn(at, " \t");
+        if (strncasecmp(at, param, param_len) == 0 && at[param_len] == '=')
+            break;
+    }
+    if (!at)
+        return 1;
+    at += param_len + 1;
+    if (*at == '"') {
+        for (at++; *at && *at != '"'; at++) {
+            if (*at == '\\' && at[1])
+                at++;
+            if (n + 1 == cap)
+                return imgstore_error_set(IMGSTORE_EINVALID, "a form part's %s is too long", param);
+            out[n++] = *at;
+        }
+    } else {
+        for (; *at && *at != ';' && *at != ' ' && *at != '\t'; at++) {
+            if (n + 1 == cap)
+                return imgstore_error_set(IMGSTORE_EINVALID, "a form part's %s is too long", param);
+            out[n++] = *at;
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* The part's header block is complete: a file part begins a file, a field part a value. */
+static int part_begin(imgstore_server__upload *upload)
+{
+    char filename[IMGSTORE_NAME_MAX + 2];
+    char *line = upload->headers, *end = upload->headers + upload->headers_len;
+    int name_rc = 1, file_rc = 1;
+
+    if (memchr(upload->headers, '\0', upload->headers_len))
+        return imgstore_error_set(IMGSTORE_EINVALID, "a form part's headers hold a NUL byte");
+    *end = '\0';
+    upload->part_name[0] = '\0';
+    while (line < end) {
+        size_t len = strcspn(line, "\r\n");
+        char *next = line + len + strspn(line + len, "\r\n");
+
+        line[len] = '\0';
+        if (strncasecmp(line, "Content-Disposition:", 20) == 0) {
+            if ((name_rc = disposition_param(upload->part_name, sizeof(upload->part_name), line,
+                                             "name")) < 0)
+                return name_rc;
+            if ((file_rc = disposition_param(filename, sizeof(filename), line, "filename")) < 0)
+                return file_rc;
+        }
+        line = next;
+    }
+    if (name_rc != 0 && file_rc != 0)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "a form part without a Content-Disposition name");
+    upload->part_is_file = file_rc == 0;
+    upload->value_len = 0;
+    return upload->part_is_file ? begin_file(upload, filename) : 0;
+}
+
+static int part_data(imgstore_server__upload *upload, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (upload->part_is_file)
+        return imgstore_store_push_write(upload->push, data, len);
+    if (len > VALUE_MAX - upload->value_len)
+        return imgstore_error_set(IMGSTORE_EINVALID, "form field %.64s: value too long",
+                                  upload->part_name);
+    memcpy(upload->value + upload->value_len, data, len);
+    upload->value_len += len;
+    return 0;
+}
+
+static int part_end(imgstore_server__upload *upload)
+{
+    if (upload->part_is_file)
+        return end_file(upload);
+    upload->value[upload->value_len] = '\0';
+    return take_field(upload, upload->part_name, upload->value, upload->value_len);
+}
+
+/* Where a delimiter may begin in the last bytes of buf: the undecided tail's start. */
+static size_t undecided_from(const imgstore_server__upload *upload, const char *buf, size_t len)
+{
+    size_t from = len >= upload->delim_len ? len - upload->delim_len + 1 : 0;
+
+    for (; from < len; from++) {
+        if (buf[from] == '\r' && memcmp(buf + from, upload->delim, len - from) == 0)
+            return from;
+    }
+    return len;
+}
+
+/* The first whole delimiter in buf (memmem is not POSIX). */
+static const char *find_delim(const imgstore_server__upload *upload, const char *buf, size_t len)
+{
+    const char *at = buf, *end = buf + len;
+
+    while ((size_t)(end - at) >= upload->delim_len &&
+           (at = memchr(at, '\r', (size_t)(end - at) - upload->delim_len + 1))) {
+        if (memcmp(at, upload->delim, upload->delim_len) == 0)
+            return at;
+        at++;
+    }
+    return NULL;
+}
+
+/*
+ * Consume what can be decided of buf; returns how many bytes were used (the rest is a
+ * possible delimiter prefix, fewer than delim_len bytes) or a negative error.
+ */
+static long parse(imgstore_server__upload *upload, const char *buf, size_t len)
+{
+    size_t at = 0;
     int err;
 
-    (void)kind;
-    (void)content_type;
-    (void)transfer_encoding;
-    if (upload->err)
-        return MHD_NO;
-    err = filename ? take_file_bytes(upload, filename, data, off, size)
-                   : take_field(upload, key ? key : "", data, off, size);
-    if (err < 0) {
-        fail(upload, err);
-        return MHD_NO;
+    while (at < len) {
+        const char *rest = buf + at;
+        size_t left = len - at;
+
+        switch (upload->state) {
+        case MP_PREAMBLE:
+        case MP_BODY: {
+            const char *hit = find_delim(upload, rest, left);
+            size_t take = hit ? (size_t)(hit - rest) : undecided_from(upload, rest, left);
+
+            if (upload->state == MP_BODY && (err = part_data(upload, rest, take)) < 0)
+                return err;
+            at += take;
+            if (!hit)
+                return (long)at;
+            if (upload->state == MP_BODY && (err = part_end(upload)) < 0)
+                return err;
+            at += upload->delim_len;
+            upload->state = MP_AFTER_DELIM;
+            break;
+        }
+        case MP_AFTER_DELIM:
+            if (left < 2)
+                return (long)at;
+            if (memcmp(rest, "--", 2) == 0) {
+                upload->state = MP_DONE;
+            } else if (memcmp(rest, "\r\n", 2) == 0) {
+                upload->state = MP_HEADERS;
+                upload->headers_len = 0;
+            } else {
+                return imgstore_error_set(IMGSTORE_EINVALID, "malformed multipart/form-data body");
+            }
+            at += 2;
+            break;
+        case MP_HEADERS: {
+            /* headers arrive a few bytes at a time at worst: copied, they are small */
+            size_t n = 0;
+
+            while (n < left && upload->state == MP_HEADERS) {
+                if (upload->headers_len == HEADERS_MAX)
+                    return imgstore_error_set(IMGSTORE_EINVALID,
+                                              "a form part's headers are too long");
+                upload->headers[upload->headers_len++] = rest[n++];
+                if (upload->headers_len >= 2 &&
+                    memcmp(upload->headers + upload->headers_len - 2, "\r\n", 2) == 0 &&
+                    (upload->headers_len == 2 ||
+                     (upload->headers_len >= 4 &&
+                      memcmp(upload->headers + upload->headers_len - 4, "\r\n\r\n", 4) == 0))) {
+                    upload->headers_len -= upload->headers_len == 2 ? 2 : 4;
+                    if ((err = part_begin(upload)) < 0)
+                        return err;
+                    upload->state = MP_BODY;
+                }
+            }
+            at += n;
+            break;
+        }
+        case MP_DONE:
+            return (long)len;
+        }
     }
-    return MHD_YES;
+    return (long)at;
+}
+
+/*
+ * Feed body bytes. Part bytes are handed on from `data` itself; only a possible delimiter
+ * prefix at the end of one call (rare, and at most delim_len - 1 bytes) is copied, and
+ * resolved with the first bytes of the next call.
+ */
+static int feed(imgstore_server__upload *upload, const char *data, size_t len)
+{
+    while (len > 0) {
+        long used;
+
+        if (upload->carry_len > 0) {
+            size_t take = len < upload->delim_len ? len : upload->delim_len;
+            size_t left;
+
+            memcpy(upload->carry + upload->carry_len, data, take);
+            upload->carry_len += take;
+            data += take;
+            len -= take;
+            if ((used = parse(upload, upload->carry, upload->carry_len)) < 0)
+                return (int)used;
+            left = upload->carry_len - (size_t)used;
+            if (left <= take) {
+                /* what is left came from data: parse it from there */
+                data -= left;
+                len += left;
+                upload->carry_len = 0;
+            } else {
+                memmove(upload->carry, upload->carry + used, left);
+                upload->carry_len = left;
+            }
+            continue;
+        }
+        if ((used = parse(upload, data, len)) < 0)
+            return (int)used;
+        upload->carry_len = len - (size_t)used;
+        memcpy(upload->carry, data + used, upload->carry_len);
+        return 0;
+    }
+    return 0;
 }
 
 static enum MHD_Result reply_failure(imgstore_server__request *req)
@@ -187,14 +511,12 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
     const char *type =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     imgstore_server__upload *upload;
-    imgstore_push_opts opts = {0};
-    imgstore_store *store;
     int err;
 
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
         (version && (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0))
         return imgstore_server__reply_error(req, err);
-    if (!type || strncmp(type, "multipart/form-data", 19) != 0)
+    if (!type || strncasecmp(type, "multipart/form-data", 19) != 0)
         return imgstore_server__reply_status(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "invalid",
                                              "an upload is a multipart/form-data body");
     if (!(upload = calloc(1, sizeof(*upload))))
@@ -202,20 +524,50 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
     upload->server = req->server;
     req->upload = upload;
     imgstore_server__metrics_gauge(req->server->metrics, "uploads_in_progress", 1);
-    opts.name = name;
-    opts.version = version;
-    opts.actor = imgstore_server__actor(req);
-    opts.signers = req->server->signers;
+    if (parse_boundary(upload, type) < 0)
+        return imgstore_server__reply_error(req, IMGSTORE_EINVALID);
+    if (!(upload->headers = malloc(HEADERS_MAX + 1)) || !(upload->value = malloc(VALUE_MAX + 1)) ||
+        !(upload->stage = malloc(STAGE_MAX)))
+        return MHD_NO;
+    upload->opts.name = name;
+    upload->opts.version = version;
+    upload->opts.actor = imgstore_server__actor(req);
+    upload->opts.signers = req->server->signers;
+    upload->opts.labels = upload->labels;
     /* without a key of its own the server stores the version pending: the client adds its
      * release signatures with POST .../signatures (docs/api.md) */
-    opts.allow_unsigned = req->server->signers.count == 0;
-    if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_push_begin(&upload->push, store, &opts)) < 0)
+    upload->opts.allow_unsigned = req->server->signers.count == 0;
+    if ((err = imgstore_server__store(&upload->store, req)) < 0)
         return imgstore_server__reply_error(req, err);
-    if (!(upload->post = MHD_create_post_processor(req->conn, 64 * 1024, on_part, upload)))
-        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
-                                             "malformed multipart/form-data header");
     return MHD_YES;
+}
+
+bool imgstore_server__upload_buffer(imgstore_server__request *req, const char *data, size_t *size)
+{
+    imgstore_server__upload *upload = req->upload;
+
+    /* full, or past the cap: the worker stores what is gathered (or cuts the body off) */
+    if ((upload->err == 0 && upload->stage_len + *size > STAGE_MAX) ||
+        req->bytes_in + *size > req->server->config->max_upload_bytes)
+        return false;
+    if (upload->err == 0) {
+        memcpy(upload->stage + upload->stage_len, data, *size);
+        upload->stage_len += *size;
+    }
+    req->bytes_in += *size;
+    *size = 0;
+    return true;
+}
+
+/* Store what the polling thread gathered, before the bytes that follow it. */
+static void flush_stage(imgstore_server__upload *upload)
+{
+    int err;
+
+    if (upload->err == 0 && upload->stage_len &&
+        (err = feed(upload, upload->stage, upload->stage_len)) < 0)
+        fail(upload, err);
+    upload->stage_len = 0;
 }
 
 enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, const char *data,
@@ -223,6 +575,7 @@ enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, cons
 {
     imgstore_server__upload *upload = req->upload;
     uint64_t cap = req->server->config->max_upload_bytes;
+    int err;
 
     /* libmicrohttpd cannot answer before the body has been read: a body past the cap is cut
      * off (connection closed); any other failure is answered once the body has arrived. */
@@ -232,9 +585,9 @@ enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, cons
         req->status = MHD_HTTP_CONTENT_TOO_LARGE;
         return MHD_NO;
     }
-    if (upload->err == 0 && MHD_post_process(upload->post, data, size) != MHD_YES &&
-        upload->err == 0)
-        fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "malformed multipart/form-data body"));
+    flush_stage(upload);
+    if (upload->err == 0 && (err = feed(upload, data, size)) < 0)
+        fail(upload, err);
     return MHD_YES;
 }
 
@@ -247,13 +600,11 @@ enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req)
     enum MHD_Result result;
     int err;
 
-    if (MHD_destroy_post_processor(upload->post) != MHD_YES && upload->err == 0)
+    flush_stage(upload);
+    if (upload->err == 0 && upload->state != MP_DONE)
         fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "truncated multipart/form-data body"));
-    upload->post = NULL;
     if (upload->err)
         return reply_failure(req);
-    if ((err = end_file(upload)) < 0)
-        return imgstore_server__reply_error(req, err);
     if (upload->done_count == 0)
         return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
                                              "the upload holds no file part");
@@ -278,11 +629,15 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
 {
     if (!upload)
         return;
-    if (upload->post)
-        MHD_destroy_post_processor(upload->post);
     /* a file begun but not ended (the client went away) is released by push_free: its
      * chunks stay unreferenced blobs and nothing becomes visible */
     imgstore_store_push_free(upload->push);
+    for (size_t i = 0; i < upload->opts.label_count; i++)
+        free(upload->labels[i].key);
+    free(upload->source);
+    free(upload->headers);
+    free(upload->value);
+    free(upload->stage);
     imgstore_server__metrics_gauge(server->metrics, "uploads_in_progress", -1);
     free(upload);
 }

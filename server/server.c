@@ -175,6 +175,12 @@ static const struct {
      3,
      {ROUTE_IMAGE, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_image},
      {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
+    /* before {version}: GET of a version named "history" is its .../manifest (docs/api.md) */
+    {{"v1", "images", "*", "history"},
+     4,
+     {ROUTE_HISTORY, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+      imgstore_server__route_image_history},
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
     {{"v1", "images", "*", "*"},
      4,
      {ROUTE_VERSION, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_version},
@@ -482,6 +488,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         size_t size = *upload_data_size;
 
+        if (req->upload && !req->replied &&
+            imgstore_server__upload_buffer(req, upload_data, upload_data_size))
+            return MHD_YES;
         if (req->upload && !req->replied) {
             /* stored (hashed, compressed, written) on a worker; the bytes stay in
              * libmicrohttpd's buffer, untouched while the connection is suspended */

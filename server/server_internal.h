@@ -319,6 +319,7 @@ enum MHD_Result imgstore_server__route_version(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_file(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_history(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_image_history(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_deploy(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_rollback(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_trust(imgstore_server__request *req);
@@ -330,6 +331,8 @@ enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__reque
 
 /* Uploads: begin on the first call (headers known), feed body bytes, finish at the end. */
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req);
+/* On the polling thread: gather body bytes (true, *size set to 0) or leave them to upload_data. */
+bool imgstore_server__upload_buffer(imgstore_server__request *req, const char *data, size_t *size);
 enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, const char *data,
                                              size_t size);
 enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req);

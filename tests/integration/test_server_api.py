@@ -348,6 +348,105 @@ class Api(ServerTestCase):
         self.assertEqual(status, 404)
         self.assertFsckClean()
 
+    def raw_upload(self, path, ctype, body, piece):
+        """POST body over a plain socket in pieces of `piece` bytes, each sent on its own."""
+        with socket.create_connection((self.server.host, self.server.port), timeout=60) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                       % (path, self.boss, ctype, len(body))).encode())
+            for at in range(0, len(body), piece):
+                s.sendall(body[at:at + piece])
+                if piece < 64:
+                    time.sleep(0.001)
+            reply = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        head, _, data = reply.partition(b"\r\n\r\n")
+        return int(head.split()[1]), data
+
+    def test_upload_parses_bytes_that_look_like_a_delimiter(self):
+        # file bytes holding CRLF, "--", and every prefix of the real delimiter, sent in
+        # pieces that split delimiters at every offset
+        ctype, form = multipart([("near.bin", b"")])
+        boundary = ctype.split("=", 1)[1].encode()
+        delim = b"\r\n--" + boundary
+        near = b"".join(delim[:n] + b"x" for n in range(len(delim))) + b"\r\n--\r\n\r\r\n"
+        small = near * 2 + delim[:-1]
+        big = os.urandom(3000) + near * 3 + os.urandom(70000) + near + delim[:-1]
+        for piece, version, data in ((1, "1", small), (7, "2", small), (61, "3", big),
+                                     (65536, "4", big)):
+            ctype, form = multipart([("near.bin", data)], [("sha256.near.bin", sha256(data))])
+            # the same boundary for every body is not needed: each has its own
+            status, body = self.raw_upload("/v1/images/near/" + version, ctype, form, piece)
+            self.assertEqual(status, 201, body)
+            rc, out, err = curl("-f", *self.auth, self.file_url("near", version, "near.bin"))
+            self.assertEqual((rc, sha256(out)), (0, sha256(data)), err)
+        # a preamble before the first delimiter and an epilogue after the last are ignored
+        ctype, form = multipart([("cmdline.txt", b"console=ttyS2\n")])
+        status, body = self.raw_upload("/v1/images/near/5", ctype,
+                                       b"preamble\r\n" + form + b"epilogue", 3)
+        self.assertEqual(status, 201, body)
+
+    def test_upload_refuses_malformed_multipart(self):
+        tip = self.tip()
+        ctype, form = multipart([("cmdline.txt", b"console=ttyS3\n")])
+        boundary = ctype.split("=", 1)[1]
+        bad = [
+            (ctype, form[:-10]),  # truncated: no close delimiter
+            (ctype, form.replace(b"Content-Disposition", b"Content-Dispositio")),
+            (ctype, form.replace(b"\r\n\r\n", b"\r\n" + b"X: " + b"y" * 9000 + b"\r\n\r\n", 1)),
+            (ctype, form.replace(b'filename="cmdline.txt"', b'filename="' + b"a" * 200 + b'"')),
+            (ctype, form.replace(b"--" + boundary.encode() + b"\r\n",
+                                 b"--" + boundary.encode() + b"??", 1)),
+            ("multipart/form-data", form),  # no boundary
+            ("multipart/form-data; boundary=" + "b" * 71, form),
+        ]
+        for bad_type, bad_form in bad:
+            status, _, body = self.server.request("POST", "/v1/images/malformed/1", body=bad_form,
+                                                  headers={"Content-Type": bad_type},
+                                                  token=self.boss)
+            self.assertJsonError(status, body, 400, "invalid")
+        self.assertEqual(self.tip(), tip)
+
+    def test_upload_carries_labels_and_source(self):
+        data = b"console=ttyS4\n"
+        ctype, form = multipart(
+            [("cmdline.txt", data)],
+            [("label", "ci.job=42"), ("label", "team=boot=loaders"),
+             ("source", "https://git.example/boot.git@0123abcd"), ("sha256.cmdline.txt", sha256(data))])
+        status, _, body = self.server.request("POST", "/v1/images/prov/1", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertEqual(status, 201, body)
+        manifest = self.okjson("show", "prov@1")["manifest"]["provenance"]
+        self.assertEqual(manifest["labels"], {"ci.job": "42", "team": "boot=loaders"})
+        self.assertEqual(manifest["source"]["repository"], "https://git.example/boot.git")
+        self.assertEqual(manifest["source"]["commit"], "0123abcd")
+        # refused as `imgstore push --label/--source` refuses them; nothing stored
+        tip = self.tip()
+        for fields in ([("label", "novalue")], [("label", "=v")], [("label", "Bad Key=v")],
+                       [("label", "k=v"), ("label", "k=w")], [("source", "no-commit")],
+                       [("source", "@abc")], [("source", "url@")],
+                       [("source", "a@b"), ("source", "c@d")],
+                       [("label", "k=" + "v" * 5000)],
+                       [("label", "k%d=v" % i) for i in range(65)]):
+            ctype, form = multipart([("cmdline.txt", data)], fields)
+            status, _, body = self.server.request("POST", "/v1/images/prov/2", body=form,
+                                                  headers={"Content-Type": ctype},
+                                                  token=self.boss)
+            self.assertJsonError(status, body, 400, "invalid")
+        # provenance shapes the manifest: after the first file it is refused
+        ctype, form = multipart([("cmdline.txt", data)])
+        form = form.replace(b"--\r\n", b"\r\nContent-Disposition: form-data; name=\"label\"\r\n"
+                            b"\r\nk=v\r\n--" + ctype.split("=")[1].encode() + b"--\r\n")
+        status, _, body = self.server.request("POST", "/v1/images/prov/2", body=form,
+                                              headers={"Content-Type": ctype}, token=self.boss)
+        self.assertJsonError(status, body, 400, "invalid")
+        self.assertEqual(self.tip(), tip)
+
     # -- channels ----------------------------------------------------------------------------
 
     def test_deploy_rollback_history(self):
@@ -372,6 +471,21 @@ class Api(ServerTestCase):
                          ["rollback", "deploy", "deploy"])
         for e in history["entries"]:
             keys(e, "commit", "time", "actor", "action", "summary")
+        validate(history, "api_history.schema.json")
+        # the image's history: its pushes and its channels' moves, newest first
+        image = self.server.get_json("/v1/images/demo/history", token=self.reader)
+        validate(image, "api_history.schema.json")
+        self.assertNotIn("channel", image)
+        self.assertEqual([(e["action"], e.get("version"), e.get("channel"))
+                          for e in image["entries"]],
+                         [("rollback", "1.0", "prod"), ("deploy", "2.0", "prod"),
+                          ("push", "2.0", None), ("deploy", "1.0", "prod"), ("push", "1.0", None)])
+        self.assertEqual(image["entries"], self.okjson("history", "demo")["entries"])
+        # as for a channel, an image never pushed has an empty history
+        self.assertEqual(self.server.get_json("/v1/images/nope/history", token=self.reader),
+                         {"name": "nope", "entries": []})
+        status, _, data = self.server.request("GET", "/v1/images/demo/history")
+        self.assertEqual(status, 401, data)
         # deploying a version that does not exist: 404, nothing written
         tip = self.tip()
         status, _, data = self.server.request("POST", "/v1/channels/demo/prod/deploy",
