@@ -53,6 +53,7 @@ typedef struct {
     cli_progress *progress; /* drawn during uploads and downloads, may be NULL */
     uint64_t progress_base, progress_total;
     const volatile sig_atomic_t *stop; /* abort the transfer when it becomes nonzero */
+    CURLcode last_result; /* libcurl's result of the last request (CURLE_PARTIAL_FILE: cut) */
 } cli_remote;
 
 /* Settings a remote command parsed from argv; NULL: environment, then config file. */
@@ -115,8 +116,15 @@ typedef struct {
     uint64_t size;
 } cli_remote_upload_file;
 
-/** POST a multipart upload to `path`, streaming each file from disk. */
+/* A form field sent before every file part (the provenance fields "label" and "source"). */
+typedef struct {
+    const char *name;
+    const char *value;
+} cli_remote_form_field;
+
+/** POST a multipart upload to `path`: the `fields` first, then each file streamed from disk. */
 int cli_remote_upload(json_t **out, cli_remote *remote, const char *path,
+                      const cli_remote_form_field *fields, size_t field_count,
                       const cli_remote_upload_file *files, size_t count);
 
 /* ---- what the client checks (remote_trust.c) ------------------------------------------ */

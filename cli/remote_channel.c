@@ -356,13 +356,15 @@ int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "expected NAME");
     if (args.reason || args.to)
         return cli_usage_error(ctx, "unexpected option for history");
-    /* the API keeps the history of channels, not of pushes */
-    if (!args.channel)
-        return cli_usage_error(ctx, "--channel is required with --server");
+    if (args.at && !args.channel)
+        return cli_usage_error(ctx, "--at needs --channel");
     if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
         (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
-    if (!(path = imgstore_strfmt("/v1/channels/%s/%s/history", argv[first], args.channel))) {
+    /* without --channel: the image's pushes and channel moves */
+    if (!(path = args.channel
+                     ? imgstore_strfmt("/v1/channels/%s/%s/history", argv[first], args.channel)
+                     : imgstore_strfmt("/v1/images/%s/history", argv[first]))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }

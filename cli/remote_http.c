@@ -279,6 +279,8 @@ static int perform(cli_remote *remote, const char *method, const char *path, tra
 {
     CURLcode rc = curl_easy_perform(remote->curl);
 
+    remote->last_result = rc;
+
     curl_easy_getinfo(remote->curl, CURLINFO_RESPONSE_CODE, &t->resp->status);
     if (t->body_err < 0)
         return t->body_err;
@@ -486,6 +488,7 @@ done:
 }
 
 int cli_remote_upload(json_t **out, cli_remote *remote, const char *path,
+                      const cli_remote_form_field *fields, size_t field_count,
                       const cli_remote_upload_file *files, size_t count)
 {
     struct curl_slist *headers = NULL;
@@ -501,6 +504,13 @@ int cli_remote_upload(json_t **out, cli_remote *remote, const char *path,
     if (!(mime = curl_mime_init(remote->curl))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
+    }
+    /* provenance shapes the manifest, which the server begins with the first file */
+    for (size_t i = 0; i < field_count; i++) {
+        curl_mimepart *part = curl_mime_addpart(mime);
+
+        curl_mime_name(part, fields[i].name);
+        curl_mime_data(part, fields[i].value, CURL_ZERO_TERMINATED);
     }
     /* each file's digest and kind go before its bytes, so the server can check them as the
      * last byte arrives (docs/api.md); curl_mime_filedata reads the file as it is sent */

@@ -119,6 +119,27 @@ static int sync_dir_of(const char *path)
     return err;
 }
 
+/*
+ * The server closed a download before Content-Length: streaming from the store (no cache),
+ * it does so when a chunk fails its digest, sending nothing of it (docs/api.md), which the
+ * client cannot tell from a lost connection by itself. So ask once more from where it
+ * stopped: a lost connection resumes, while a server that again closes without sending one
+ * more byte at the same offset refuses that chunk: a damaged store object (exit 3).
+ */
+static int resume_cut(cli_remote *remote, const char *url, partial_sink *sink,
+                      const imgstore_manifest *m, const imgstore_manifest_file *file)
+{
+    uint64_t cut = sink->offset;
+    int err = cli_remote_download(remote, url, cut, partial_write, sink);
+
+    if (err < 0 && remote->last_result == CURLE_PARTIAL_FILE && sink->offset == cut)
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s: the server stopped twice at byte %llu of %s without "
+                                 "sending it: it refuses that chunk (damaged store object)",
+                                 m->name, m->version, (unsigned long long)cut, file->path);
+    return err;
+}
+
 static int pull_file(cli_remote *remote, const imgstore_manifest *m,
                      const imgstore_manifest_file *file, const char *dest)
 {
@@ -161,7 +182,10 @@ static int pull_file(cli_remote *remote, const imgstore_manifest *m,
     }
     remote->progress_base = base + sink.offset;
     if (sink.offset < file->size &&
-        (err = cli_remote_download(remote, url, sink.offset, partial_write, &sink)) < 0)
+        (err = cli_remote_download(remote, url, sink.offset, partial_write, &sink)) < 0 &&
+        remote->last_result == CURLE_PARTIAL_FILE)
+        err = resume_cut(remote, url, &sink, m, file);
+    if (err < 0)
         goto done; /* the temp file stays for the next run to resume */
     remote->progress_base = base + file->size;
     imgstore_sha256_final_hex(sink.sha, digest);

@@ -88,6 +88,44 @@ static int check_stored(const imgstore_manifest *m, const cli_remote_upload_file
     return 0;
 }
 
+/* The stored provenance must be what was sent, for the same reason. */
+static int check_provenance(const imgstore_manifest *m, const cli_remote_form_field *fields,
+                            size_t field_count)
+{
+    size_t labels = 0;
+
+    for (size_t i = 0; i < field_count; i++) {
+        const char *value = fields[i].value;
+        bool found = false;
+
+        if (strcmp(fields[i].name, "source") == 0) {
+            const char *at = strrchr(value, '@');
+
+            found = m->source_repository && m->source_commit &&
+                    strlen(m->source_repository) == (size_t)(at - value) &&
+                    strncmp(m->source_repository, value, (size_t)(at - value)) == 0 &&
+                    strcmp(m->source_commit, at + 1) == 0;
+        } else {
+            const char *eq = strchr(value, '=');
+
+            labels++;
+            for (size_t j = 0; j < m->label_count && !found; j++)
+                found = strlen(m->labels[j].key) == (size_t)(eq - value) &&
+                        strncmp(m->labels[j].key, value, (size_t)(eq - value)) == 0 &&
+                        strcmp(m->labels[j].value, eq + 1) == 0;
+        }
+        if (!found)
+            return imgstore_error_set(IMGSTORE_EVERIFY,
+                                      "%s %s: the server's manifest does not hold %s %s as sent",
+                                      m->name, m->version, fields[i].name, value);
+    }
+    if (labels != m->label_count)
+        return imgstore_error_set(IMGSTORE_EVERIFY,
+                                  "%s %s: the server stored %zu labels, %zu were sent", m->name,
+                                  m->version, m->label_count, labels);
+    return 0;
+}
+
 /* Sign the manifest bytes with each local release key the policy lists and hand the
  * signatures to the server. Keys outside the release role are skipped (they would not count). */
 static int add_signatures(cli_remote *remote, const cli_remote_trust *trust,
@@ -144,13 +182,14 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
     cli_remote_trust trust = {0};
     cli_remote_manifest m = {0};
     cli_remote_upload_file *files = NULL;
+    cli_remote_form_field fields[IMGSTORE_MAX_LABELS + 1];
     cli_signers signers = {0};
     cli_progress progress;
     char(*sums)[65] = NULL;
     char *name = NULL, *path = NULL;
-    const char *version = NULL, *kind = NULL, *stored_version;
+    const char *version = NULL, *kind = NULL, *source = NULL, *stored_version;
     json_t *answer = NULL;
-    size_t count = 0;
+    size_t count = 0, field_count = 0, label_count = 0;
     uint64_t total = 0;
     bool created;
     int opt, code = -1, err = 0;
@@ -170,15 +209,36 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
             version = optarg;
         } else if (opt == OPT_REMOTE_KIND) {
             kind = optarg;
-        } else if (opt == OPT_REMOTE_LABEL || opt == OPT_REMOTE_SOURCE) {
-            /* the upload API carries files, digests and kinds only (docs/api.md) */
-            code = cli_usage_error(ctx, "--label and --source are not available with --server");
-            goto done;
+        } else if (opt == OPT_REMOTE_LABEL) {
+            const char *eq = strchr(optarg, '=');
+
+            /* checked as the local push checks it; the server's store checks the rest */
+            if (!eq || eq == optarg) {
+                code = cli_usage_error(ctx, "--label wants KEY=VALUE, got '%s'", optarg);
+                goto done;
+            }
+            if (label_count == IMGSTORE_MAX_LABELS) {
+                code = cli_usage_error(ctx, "at most %d labels", IMGSTORE_MAX_LABELS);
+                goto done;
+            }
+            fields[field_count++] = (cli_remote_form_field){"label", optarg};
+            label_count++;
+        } else if (opt == OPT_REMOTE_SOURCE) {
+            source = optarg;
         }
     }
     if (optind >= argc) {
         code = cli_usage_error(ctx, "no FILE to push");
         goto done;
+    }
+    if (source) {
+        const char *at = strrchr(source, '@');
+
+        if (!at || at == source || !at[1]) {
+            code = cli_usage_error(ctx, "--source wants URL@COMMIT, got '%s'", source);
+            goto done;
+        }
+        fields[field_count++] = (cli_remote_form_field){"source", source};
     }
     count = (size_t)(argc - optind);
     if (count > IMGSTORE_MAX_FILES) {
@@ -215,7 +275,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
     cli_progress_init(&progress, name, ctx->json);
     remote.progress = &progress;
     remote.progress_total = total;
-    err = cli_remote_upload(&answer, &remote, path, files, count);
+    err = cli_remote_upload(&answer, &remote, path, fields, field_count, files, count);
     cli_progress_done(&progress);
     remote.progress = NULL;
     if (err < 0)
@@ -227,7 +287,8 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         goto done;
     }
     if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, stored_version, false)) < 0 ||
-        (err = check_stored(m.manifest, files, count)) < 0)
+        (err = check_stored(m.manifest, files, count)) < 0 ||
+        (err = check_provenance(m.manifest, fields, field_count)) < 0)
         goto done;
     if (!m.status.trusted && cli_signers_load(&signers, ctx) == 0) {
         if ((err = add_signatures(&remote, &trust, &m, &signers)) < 0)
@@ -235,7 +296,8 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         cli_remote_manifest_free(&m);
         if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, stored_version, false)) <
                 0 ||
-            (err = check_stored(m.manifest, files, count)) < 0)
+            (err = check_stored(m.manifest, files, count)) < 0 ||
+            (err = check_provenance(m.manifest, fields, field_count)) < 0)
             goto done;
     }
     if (ctx->json) {

@@ -329,10 +329,20 @@ class Remote(ServerTestCase):
         rc, _, err = self.rim("pull", "app@1", "-o", dest, server=cached.url)
         self.assertRemoteFails(rc, err, EXIT_VERIFY)
         self.assertFalse(os.path.exists(os.path.join(dest, "app.img")))
-        # streamed, the server cuts the connection before the damaged chunk: a failed pull
+        # streamed, the server cuts the connection before the damaged chunk; asked again from
+        # there, it cuts again without a byte: told apart from a lost connection, exit 3
         rc, _, err = self.rim("pull", "app@1", "-o", dest)
-        self.assertNotEqual(rc, EXIT_OK, err)
+        self.assertRemoteFails(rc, err, EXIT_VERIFY, "stopped twice", "damaged")
         self.assertFalse(os.path.exists(os.path.join(dest, "app.img")))
+        # the same when the damaged chunk is the first one
+        first = self.git("rev-parse", "main:images/app/1/files/app.img/000000").strip()
+        data = bytearray(self.git("cat-file", "blob", first, binary=True))
+        data[7] ^= 0xFF
+        rewrite_main(self.repo, "images/app/1/files/app.img/000000", "100644", "blob",
+                     hash_object(self.repo, bytes(data)))
+        rc, _, err = self.rim("pull", "app@1", "-o", self.path("out0"))
+        self.assertRemoteFails(rc, err, EXIT_VERIFY, "stopped twice")
+        self.assertFalse(os.path.exists(self.path("out0")))
 
     def test_replayed_channel_state_is_refused(self):
         p1, _ = self.generated("a/app.img", MiB)
@@ -381,6 +391,15 @@ class Remote(ServerTestCase):
         self.ok("verify")
         out = self.rok("history", "app", "--channel", "prod")
         self.assertEqual(len(out.strip().splitlines()), 5)
+        # without --channel: pushes and moves, as the local history shows them
+        remote = json.loads(self.rok("history", "app", "--json"))
+        self.assertEqual(remote["entries"], self.okjson("history", "app")["entries"])
+        self.assertEqual([e["action"] for e in remote["entries"]],
+                         ["rollback"] * 2 + ["deploy"] * 3 + ["push"] * 3)
+        out = self.rok("history", "app")
+        self.assertEqual(len(out.strip().splitlines()), 8)
+        rc, out, err = self.rim("history", "app", "--at", "@0")
+        self.assertEqual(rc, EXIT_USAGE, err)
 
     def test_deploy_without_a_key_is_signed_by_the_server(self):
         p, _ = self.generated("app.img", 300 * 1024)
@@ -408,6 +427,59 @@ class Remote(ServerTestCase):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
 
+    def test_push_sends_labels_and_source(self):
+        p, _ = self.generated("app.img", 300 * 1024)
+        self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown",
+                 "--label", "ci.job=42", "--label", "team=a=b",
+                 "--source", "https://git.example/app.git@c0ffee")
+        prov = self.okjson("show", "app@1")["manifest"]["provenance"]
+        self.assertEqual(prov["labels"], {"ci.job": "42", "team": "a=b"})
+        self.assertEqual(prov["source"], {"repository": "https://git.example/app.git",
+                                          "commit": "c0ffee"})
+        # refused by the server's store as by a local push: exit 1, nothing stored
+        tip = self.tip()
+        rc, out, err = self.rim("push", p, "--name", "app", "--version", "2", "--kind",
+                                "unknown", "--label", "Bad Key=v")
+        self.assertRemoteFails(rc, err, EXIT_FAIL, "label")
+        self.assertEqual(self.tip(), tip)
+
+    def test_keyless_server_stores_pending_and_the_client_signs(self):
+        # no --key, an empty config dir, no agent: imgstore serve runs without a signing key
+        nokey = {"XDG_CONFIG_HOME": self.path("nokey")}
+        token, line = new_token("admin", "ops")
+        server = self.serve(line, "cache_max_bytes = 0", env=nokey)
+        self.assertIn("no signing key", server.log())
+        p, digest = self.generated("app.img", 300 * 1024)
+        # a client with the release key: the version arrives pending, the client signs it
+        out = self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown",
+                       server=server.url, token=token)
+        self.assertEqual(out.strip(), "app@1")
+        sigs = json.loads(run("show", "app@1", "--json", "--server", server.url,
+                              "--token", token)[1])
+        self.assertTrue(sigs["signatures"]["trusted"], sigs)
+        self.assertEqual(self.git("log", "-1", "--format=%s", "main").strip().split()[0],
+                         "sign")
+        # a client without a key: pending, said plainly, exit 0; pulls refuse it
+        rc, out, err = self.rim("push", p, "--name", "app", "--version", "2", "--kind",
+                                "unknown", server=server.url, token=token, env=nokey)
+        self.assertEqual(rc, EXIT_OK, err)
+        self.assertIn("app@2 has 0 of the 1 release signatures it needs", err)
+        rc, out, err = self.rim("pull", "app@2", "-o", self.path("out2"), server=server.url,
+                                token=token)
+        self.assertRemoteFails(rc, err, EXIT_VERIFY)
+        # deploy: the client signs the state (the server has no deploy key), pull follows it
+        state = json.loads(self.rok("deploy", "app", "1", "--channel", "prod", "--json",
+                                    server=server.url, token=token))
+        self.assertEqual((state["version"], state["sequence"]), ("1", 1))
+        self.rok("pull", "app", "--channel", "prod", "-o", self.path("out"),
+                 server=server.url, token=token)
+        self.assertEqual(sha256_file(self.path("out")), digest)
+        # without a key of its own the server cannot move a channel for a keyless client
+        rc, out, err = self.rim("deploy", "app", "1", "--channel", "qa", server=server.url,
+                                token=token, env=nokey)
+        self.assertNotEqual(rc, EXIT_OK, err)
+        self.ok("verify")
+
     # -- settings and errors ---------------------------------------------------------------
 
     def test_auth_failures_are_one_line_errors(self):
@@ -424,8 +496,9 @@ class Remote(ServerTestCase):
         self.assertRemoteFails(rc, err, EXIT_FAIL)
         rc, out, err = self.rim("pull", "bad/name@1")
         self.assertNotEqual(rc, 0)
-        rc, out, err = self.rim("push", p, "--label", "a=b")
-        self.assertEqual(rc, EXIT_USAGE, err)
+        for bad in (["--label", "novalue"], ["--label", "=v"], ["--source", "no-commit"]):
+            rc, out, err = self.rim("push", p, *bad)
+            self.assertEqual(rc, EXIT_USAGE, err)
 
     def test_server_and_token_from_the_environment_and_the_config_file(self):
         p, digest = self.generated("app.img", 300 * 1024)
