@@ -399,11 +399,32 @@ int imgstore_store_init_trusted(imgstore_store **out, const char *path,
 
 int imgstore_store_tip_id(char out[41], imgstore_store *store)
 {
+    char path[4200];
+    struct stat st;
+    bool have_stat;
     git_oid tip;
-    int rc = git_reference_name_to_id(&tip, store->repo, IMGSTORE_STORE_REF);
+    int rc;
 
-    if (rc < 0)
+    /* A server asks this on every request (it keys its answer cache): while the loose ref
+     * file is the same file, unchanged, the tip is the one read last. Every writer replaces
+     * the file by rename, so a move always changes its inode or times. The stat comes before
+     * the read, so a move in between is seen at the next call. */
+    snprintf(path, sizeof(path), "%s/%s", store->path, IMGSTORE_STORE_REF);
+    have_stat = stat(path, &st) == 0;
+    if (have_stat && store->tip_cached && st.st_ino == store->tip_stat.st_ino &&
+        st.st_size == store->tip_stat.st_size &&
+        st.st_mtim.tv_sec == store->tip_stat.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == store->tip_stat.st_mtim.tv_nsec &&
+        st.st_ctim.tv_sec == store->tip_stat.st_ctim.tv_sec &&
+        st.st_ctim.tv_nsec == store->tip_stat.st_ctim.tv_nsec) {
+        git_oid_tostr(out, 41, &store->tip_oid);
+        return 0;
+    }
+    if ((rc = git_reference_name_to_id(&tip, store->repo, IMGSTORE_STORE_REF)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read the tip", store->path);
+    store->tip_cached = have_stat; /* packed refs (after git pack-refs): read every time */
+    store->tip_stat = st;
+    git_oid_cpy(&store->tip_oid, &tip);
     git_oid_tostr(out, 41, &tip);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- format detection (detect*.c) ----------------------------------------------------- */
 
@@ -57,6 +58,9 @@ struct imgstore_store {
     char objects_dir[4096]; /* <repo>/objects */
     git_oid chain_ok_tip;   /* the tip whose policy chain last checked out (trust_verify.c) */
     bool chain_ok;
+    bool tip_cached; /* tip_oid was read while the ref file looked like tip_stat */
+    struct stat tip_stat;
+    git_oid tip_oid;
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */

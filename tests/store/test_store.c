@@ -238,6 +238,36 @@ static void push_abandoned_mid_file_frees_everything_and_stores_nothing(void **s
     free(bytes);
 }
 
+static void push_version(fixture *f, const char *version, uint64_t seed);
+
+/* The tip id is remembered while the ref file is unchanged; every move must still show. */
+static void tip_id_follows_every_move_of_the_ref(void **state)
+{
+    fixture *f = *state;
+    char first[41], second[41], again[41], cmd[1200];
+    git_oid old;
+    git_reference *ref = NULL;
+
+    assert_int_equal(imgstore_store_tip_id(first, f->store), 0);
+    push_version(f, "1", 1);
+    assert_int_equal(imgstore_store_tip_id(second, f->store), 0);
+    assert_string_not_equal(first, second);
+    assert_int_equal(imgstore_store_tip_id(again, f->store), 0);
+    assert_string_equal(again, second);
+    /* another process (stock git) moves the ref back */
+    snprintf(cmd, sizeof(cmd), "git --git-dir='%s' update-ref refs/heads/main %s", f->path, first);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(imgstore_store_tip_id(again, f->store), 0);
+    assert_string_equal(again, first);
+    /* and libgit2 forward again, in the same second */
+    assert_int_equal(git_oid_fromstr(&old, second), 0);
+    assert_int_equal(git_reference_create(&ref, f->store->repo, "refs/heads/main", &old, 1, "t"),
+                     0);
+    git_reference_free(ref);
+    assert_int_equal(imgstore_store_tip_id(again, f->store), 0);
+    assert_string_equal(again, second);
+}
+
 static void push_version(fixture *f, const char *version, uint64_t seed)
 {
     uint8_t *a = pseudo_random(2000, seed);
@@ -464,6 +494,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(push_abandoned_mid_file_frees_everything_and_stores_nothing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(tip_id_follows_every_move_of_the_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(rollbacks_walk_back_through_deploys, setup, teardown),
         cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
