@@ -14,6 +14,7 @@
 #include "server/server_internal.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,16 @@ struct imgstore_server__upload {
      * than the storing itself */
     char *stage; /* STAGE_MAX */
     size_t stage_len;
+    /* the feeder: parses and stores a full stage on a thread of the upload's own while the
+     * polling thread gathers the next one (a worker would keep the connection suspended,
+     * so receiving and storing would take turns) */
+    pthread_t feeder;
+    bool feeder_started, sync_ready;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    char *work; /* STAGE_MAX: the stage handed over */
+    size_t work_len;
+    bool busy, stopping; /* under lock */
 
     int err; /* the first failure; its message is kept in req's thread error state */
     char message[1024];
@@ -504,6 +515,8 @@ static enum MHD_Result reply_failure(imgstore_server__request *req)
     return imgstore_server__reply_error(req, upload->err);
 }
 
+static void *feeder_main(void *payload);
+
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
 {
     const char *name = req->segments[2];
@@ -527,7 +540,7 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
     if (parse_boundary(upload, type) < 0)
         return imgstore_server__reply_error(req, IMGSTORE_EINVALID);
     if (!(upload->headers = malloc(HEADERS_MAX + 1)) || !(upload->value = malloc(VALUE_MAX + 1)) ||
-        !(upload->stage = malloc(STAGE_MAX)))
+        !(upload->stage = malloc(STAGE_MAX)) || !(upload->work = malloc(STAGE_MAX)))
         return MHD_NO;
     upload->opts.name = name;
     upload->opts.version = version;
@@ -539,35 +552,94 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
     upload->opts.allow_unsigned = req->server->signers.count == 0;
     if ((err = imgstore_server__store(&upload->store, req)) < 0)
         return imgstore_server__reply_error(req, err);
+    if (pthread_mutex_init(&upload->lock, NULL) != 0)
+        return MHD_NO;
+    if (pthread_cond_init(&upload->changed, NULL) != 0) {
+        pthread_mutex_destroy(&upload->lock);
+        return MHD_NO;
+    }
+    upload->sync_ready = true;
+    if (pthread_create(&upload->feeder, NULL, feeder_main, upload) != 0)
+        return imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                             "cannot start an upload thread");
+    upload->feeder_started = true;
     return MHD_YES;
+}
+
+/* upload->err is written by the feeder only, and read by others once it is idle or gone. */
+static void *feeder_main(void *payload)
+{
+    imgstore_server__upload *upload = payload;
+    int err;
+
+    pthread_mutex_lock(&upload->lock);
+    for (;;) {
+        while (!upload->busy && !upload->stopping)
+            pthread_cond_wait(&upload->changed, &upload->lock);
+        if (!upload->busy)
+            break;
+        pthread_mutex_unlock(&upload->lock);
+        if (upload->err == 0 && (err = feed(upload, upload->work, upload->work_len)) < 0)
+            fail(upload, err);
+        pthread_mutex_lock(&upload->lock);
+        upload->busy = false;
+        pthread_cond_broadcast(&upload->changed);
+    }
+    pthread_mutex_unlock(&upload->lock);
+    return NULL;
+}
+
+/* Hand the stage to the feeder, waiting for it to be idle or not; false if it was busy. */
+static bool hand_over(imgstore_server__upload *upload, bool wait)
+{
+    char *swap;
+
+    pthread_mutex_lock(&upload->lock);
+    while (wait && upload->busy)
+        pthread_cond_wait(&upload->changed, &upload->lock);
+    if (upload->busy) {
+        pthread_mutex_unlock(&upload->lock);
+        return false;
+    }
+    swap = upload->work;
+    upload->work = upload->stage;
+    upload->work_len = upload->stage_len;
+    upload->stage = swap;
+    upload->stage_len = 0;
+    upload->busy = true;
+    pthread_cond_broadcast(&upload->changed);
+    pthread_mutex_unlock(&upload->lock);
+    return true;
+}
+
+/* Let the feeder store what it holds, and end it. */
+static void feeder_stop(imgstore_server__upload *upload)
+{
+    if (!upload->feeder_started)
+        return;
+    pthread_mutex_lock(&upload->lock);
+    upload->stopping = true;
+    pthread_cond_broadcast(&upload->changed);
+    pthread_mutex_unlock(&upload->lock);
+    pthread_join(upload->feeder, NULL);
+    upload->feeder_started = false;
 }
 
 bool imgstore_server__upload_buffer(imgstore_server__request *req, const char *data, size_t *size)
 {
     imgstore_server__upload *upload = req->upload;
 
-    /* full, or past the cap: the worker stores what is gathered (or cuts the body off) */
-    if ((upload->err == 0 && upload->stage_len + *size > STAGE_MAX) ||
-        req->bytes_in + *size > req->server->config->max_upload_bytes)
+    /* past the cap: the worker cuts the body off; full while the feeder is busy: a worker
+     * waits for it, and the connection is suspended meanwhile (back-pressure) */
+    if (req->bytes_in + *size > req->server->config->max_upload_bytes ||
+        (upload->stage_len + *size > STAGE_MAX &&
+         (!upload->feeder_started || !hand_over(upload, false))))
         return false;
-    if (upload->err == 0) {
-        memcpy(upload->stage + upload->stage_len, data, *size);
-        upload->stage_len += *size;
-    }
+    memcpy(upload->stage + upload->stage_len, data, *size);
+    upload->stage_len += *size;
     req->bytes_in += *size;
     *size = 0;
     return true;
-}
-
-/* Store what the polling thread gathered, before the bytes that follow it. */
-static void flush_stage(imgstore_server__upload *upload)
-{
-    int err;
-
-    if (upload->err == 0 && upload->stage_len &&
-        (err = feed(upload, upload->stage, upload->stage_len)) < 0)
-        fail(upload, err);
-    upload->stage_len = 0;
 }
 
 enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, const char *data,
@@ -585,7 +657,19 @@ enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, cons
         req->status = MHD_HTTP_CONTENT_TOO_LARGE;
         return MHD_NO;
     }
-    flush_stage(upload);
+    if (upload->feeder_started && size <= STAGE_MAX) {
+        if (upload->stage_len + size > STAGE_MAX)
+            hand_over(upload, true);
+        memcpy(upload->stage + upload->stage_len, data, size);
+        upload->stage_len += size;
+        return MHD_YES;
+    }
+    /* more than a stage at once (not what libmicrohttpd does): stored here, in order */
+    feeder_stop(upload);
+    if (upload->err == 0 && upload->stage_len &&
+        (err = feed(upload, upload->stage, upload->stage_len)) < 0)
+        fail(upload, err);
+    upload->stage_len = 0;
     if (upload->err == 0 && (err = feed(upload, data, size)) < 0)
         fail(upload, err);
     return MHD_YES;
@@ -600,7 +684,13 @@ enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req)
     enum MHD_Result result;
     int err;
 
-    flush_stage(upload);
+    if (upload->feeder_started && upload->stage_len)
+        hand_over(upload, true);
+    feeder_stop(upload);
+    if (upload->err == 0 && upload->stage_len &&
+        (err = feed(upload, upload->stage, upload->stage_len)) < 0)
+        fail(upload, err);
+    upload->stage_len = 0;
     if (upload->err == 0 && upload->state != MP_DONE)
         fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "truncated multipart/form-data body"));
     if (upload->err)
@@ -629,6 +719,11 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
 {
     if (!upload)
         return;
+    feeder_stop(upload);
+    if (upload->sync_ready) {
+        pthread_cond_destroy(&upload->changed);
+        pthread_mutex_destroy(&upload->lock);
+    }
     /* a file begun but not ended (the client went away) is released by push_free: its
      * chunks stay unreferenced blobs and nothing becomes visible */
     imgstore_store_push_free(upload->push);
@@ -638,6 +733,7 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
     free(upload->headers);
     free(upload->value);
     free(upload->stage);
+    free(upload->work);
     imgstore_server__metrics_gauge(server->metrics, "uploads_in_progress", -1);
     free(upload);
 }
