@@ -307,8 +307,8 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         printf("%s@%s\n", name, stored_version);
         if (!m.status.trusted)
             fprintf(stderr,
-                    "imgstore push: %s@%s has %zu of the %u release signatures it needs; add "
-                    "them with a release key (--key)\n",
+                    "imgstore push: %s@%s is pending: it has %zu of the %u release signatures it "
+                    "needs; push the same files again with a release key (--key) to sign it\n",
                     name, stored_version, m.status.valid, m.status.threshold);
         if (!created)
             fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n", name,

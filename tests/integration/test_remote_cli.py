@@ -463,10 +463,19 @@ class Remote(ServerTestCase):
         rc, out, err = self.rim("push", p, "--name", "app", "--version", "2", "--kind",
                                 "unknown", server=server.url, token=token, env=nokey)
         self.assertEqual(rc, EXIT_OK, err)
-        self.assertIn("app@2 has 0 of the 1 release signatures it needs", err)
+        self.assertIn("app@2 is pending: it has 0 of the 1 release signatures it needs", err)
         rc, out, err = self.rim("pull", "app@2", "-o", self.path("out2"), server=server.url,
                                 token=token)
         self.assertRemoteFails(rc, err, EXIT_VERIFY)
+        # as the message says: the same push with the release key signs it, no new version
+        tip = self.tip()
+        rc, out, err = self.rim("push", p, "--name", "app", "--version", "2", "--kind",
+                                "unknown", server=server.url, token=token)
+        self.assertEqual(rc, EXIT_OK, err)
+        self.assertIn("already stored", err)
+        self.assertEqual(self.git("log", "-1", "--format=%s", "main").strip().split()[0], "sign")
+        self.assertEqual(len(self.git("rev-list", tip + "..main").split()), 1)
+        self.rok("pull", "app@2", "-o", self.path("out2"), server=server.url, token=token)
         # deploy: the client signs the state (the server has no deploy key), pull follows it
         state = json.loads(self.rok("deploy", "app", "1", "--channel", "prod", "--json",
                                     server=server.url, token=token))
