@@ -13,6 +13,12 @@
  * of its own for the same reason: it holds at most one job per connection, and jobs are
  * embedded in their request, so queueing never allocates. Not responsible for what a job
  * does, nor for resuming its connection.
+ *
+ * Threads are joined, never detached: a thread's thread-local state (libgit2 keeps its error
+ * state there) is freed by destructors that run after the thread function returns, so a
+ * pool that only counted its threads down could let the process exit, and LeakSanitizer
+ * report, while one was still unwinding. Threads that exit when idle are reaped by the next
+ * spawn or by workers_free.
  */
 #include "server/server_internal.h"
 
@@ -22,6 +28,13 @@
 
 #define IDLE_SECS 10
 
+typedef struct worker_thread {
+    pthread_t id;
+    struct imgstore_server__workers *workers;
+    bool exited; /* worker_main is returning: join it */
+    struct worker_thread *next;
+} worker_thread;
+
 struct imgstore_server__workers {
     pthread_mutex_t lock;
     pthread_cond_t work;    /* a job was queued, or the pool is stopping */
@@ -29,11 +42,13 @@ struct imgstore_server__workers {
     imgstore_server__job *head, *tail;
     unsigned queued, threads, idle, min_threads, max_threads;
     bool stopping;
+    worker_thread *all; /* every thread started and not yet joined */
 };
 
 static void *worker_main(void *payload)
 {
-    imgstore_server__workers *workers = payload;
+    worker_thread *self = payload;
+    imgstore_server__workers *workers = self->workers;
     struct timespec deadline;
 
     pthread_mutex_lock(&workers->lock);
@@ -62,26 +77,51 @@ static void *worker_main(void *payload)
             break;
     }
     workers->threads--;
+    self->exited = true;
     pthread_cond_broadcast(&workers->stopped);
     pthread_mutex_unlock(&workers->lock);
     return NULL;
 }
 
+/* Join the threads that have exited. Called with the lock held; an exited thread no longer
+ * needs the lock, so joining it here cannot deadlock. */
+static void reap_locked(imgstore_server__workers *workers)
+{
+    for (worker_thread **at = &workers->all; *at;) {
+        worker_thread *t = *at;
+
+        if (!t->exited) {
+            at = &t->next;
+            continue;
+        }
+        pthread_join(t->id, NULL);
+        *at = t->next;
+        free(t);
+    }
+}
+
 /* Called with the lock held. */
 static int spawn_locked(imgstore_server__workers *workers)
 {
+    worker_thread *t;
     pthread_attr_t attr;
-    pthread_t thread;
     int rc;
 
+    reap_locked(workers);
+    if (!(t = calloc(1, sizeof(*t))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    t->workers = workers;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* jobs run store and route code only: no deep recursion, no large stack buffers */
     pthread_attr_setstacksize(&attr, 1024 * 1024);
-    rc = pthread_create(&thread, &attr, worker_main, workers);
+    rc = pthread_create(&t->id, &attr, worker_main, t);
     pthread_attr_destroy(&attr);
-    if (rc != 0)
+    if (rc != 0) {
+        free(t);
         return imgstore_error_set(IMGSTORE_ERROR, "cannot start a worker thread: error %d", rc);
+    }
+    t->next = workers->all;
+    workers->all = t;
     workers->threads++;
     return 0;
 }
@@ -139,6 +179,7 @@ void imgstore_server__workers_free(imgstore_server__workers *workers)
     pthread_cond_broadcast(&workers->work);
     while (workers->threads > 0)
         pthread_cond_wait(&workers->stopped, &workers->lock);
+    reap_locked(workers); /* every thread has exited: this waits out their destructors */
     pthread_mutex_unlock(&workers->lock);
     pthread_cond_destroy(&workers->stopped);
     pthread_cond_destroy(&workers->work);
