@@ -170,6 +170,7 @@ int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_deploy(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv);
 /* watch exists only remotely: it follows a server's long-poll */
 int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv);
 

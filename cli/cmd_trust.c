@@ -145,10 +145,11 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv)
     cli_signers signers = {0};
     imgstore_signers view;
     char *name = NULL, *version = NULL, *actor = NULL;
-    int code, err;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    int code, err, first;
 
-    if (first < 0)
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_sign(ctx, argc, argv);
+    if ((first = cli_parse_common(ctx, argc, argv, &code)) < 0)
         return code;
     if (argc - first != 1)
         return cli_usage_error(ctx, "expected NAME@VERSION");

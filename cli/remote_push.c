@@ -308,8 +308,8 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         if (!m.status.trusted)
             fprintf(stderr,
                     "imgstore push: %s@%s is pending: it has %zu of the %u release signatures it "
-                    "needs; push the same files again with a release key (--key) to sign it\n",
-                    name, stored_version, m.status.valid, m.status.threshold);
+                    "needs; sign it with imgstore sign %s@%s and a release key (--key)\n",
+                    name, stored_version, m.status.valid, m.status.threshold, name, stored_version);
         if (!created)
             fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n", name,
                     stored_version);
@@ -329,5 +329,68 @@ done:
     free(sums);
     free(files);
     free(name);
+    return code;
+}
+
+/* imgstore sign NAME@VERSION --server URL: the manifest's exact bytes are fetched and
+ * checked (they name this version), signed here with the local release keys, and the
+ * signatures handed to the server, which checks them again before it stores them. */
+int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS, CLI_REMOTE_OPTIONS, {NULL, 0, NULL, 0}};
+    cli_remote_args args = {0};
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    cli_remote_manifest m = {0};
+    cli_signers signers = {0};
+    char *name = NULL, *version = NULL;
+    int opt, code = -1, err = 0;
+
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                goto done;
+            continue;
+        }
+        cli_remote_option(&args, opt, optarg);
+    }
+    if (optind != argc - 1) {
+        code = cli_usage_error(ctx, "expected NAME@VERSION");
+        goto done;
+    }
+    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
+        goto done;
+    if (!version) {
+        err = imgstore_error_set(IMGSTORE_EINVALID, "sign needs NAME@VERSION, not just a name");
+        goto done;
+    }
+    if ((err = cli_signers_load(&signers, ctx)) < 0 ||
+        (err = cli_remote_check_names(name, version, NULL)) < 0 ||
+        (err = cli_remote_open(&remote, &args)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
+        (err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0 ||
+        (err = add_signatures(&remote, &trust, &m, &signers)) < 0)
+        goto done;
+    cli_remote_manifest_free(&m);
+    if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0)
+        goto done;
+    if (ctx->json)
+        err =
+            cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "version", version,
+                                     "signatures", (json_int_t)m.status.valid, "threshold",
+                                     (json_int_t)m.status.threshold, "trusted", m.status.trusted));
+    else
+        printf("%s@%s: %zu of %u release signatures%s\n", name, version, m.status.valid,
+               m.status.threshold, m.status.trusted ? "" : " (not yet deployable)");
+done:
+    if (code < 0)
+        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    cli_signers_free(&signers);
+    cli_remote_manifest_free(&m);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    free(name);
+    free(version);
     return code;
 }

@@ -476,6 +476,19 @@ class Remote(ServerTestCase):
         self.assertEqual(self.git("log", "-1", "--format=%s", "main").strip().split()[0], "sign")
         self.assertEqual(len(self.git("rev-list", tip + "..main").split()), 1)
         self.rok("pull", "app@2", "-o", self.path("out2"), server=server.url, token=token)
+        # or, as the message says now, imgstore sign against the server
+        q, _ = self.generated("app3.img", 200 * 1024)
+        rc, out, err = self.rim("push", q, "--name", "app", "--version", "3", "--kind",
+                                "unknown", server=server.url, token=token, env=nokey)
+        self.assertIn("sign it with imgstore sign app@3", err)
+        rc, out, err = self.rim("sign", "app@3", server=server.url, token=token, env=nokey)
+        self.assertRemoteFails(rc, err, EXIT_FAIL, "no signing key")
+        tip = self.tip()
+        signed = json.loads(self.rok("sign", "app@3", "--json", server=server.url,
+                                     token=token))
+        self.assertEqual((signed["signatures"], signed["trusted"]), (1, True))
+        self.assertEqual(len(self.git("rev-list", tip + "..main").split()), 1)
+        self.rok("pull", "app@3", "-o", self.path("out3"), server=server.url, token=token)
         # deploy: the client signs the state (the server has no deploy key), pull follows it
         state = json.loads(self.rok("deploy", "app", "1", "--channel", "prod", "--json",
                                     server=server.url, token=token))
