@@ -171,6 +171,15 @@ int cli_remote_cmd_deploy(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_diff(cli_ctx *ctx, int argc, char **argv);
+
+/** Print a version as `show` does (text, or the --json shape of docs/cli.md), for local and
+ * remote mode alike. */
+int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
+                      const imgstore_trust_status *trust);
+
+/** Print the comparison of two versions as `diff` does, for local and remote mode alike. */
+int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstore_manifest *b);
 /* watch exists only remotely: it follows a server's long-poll */
 int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv);
 

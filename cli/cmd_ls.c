@@ -179,34 +179,22 @@ static void print_details(const imgstore_file_info *info)
         printf("      \"%s\"\n", info->text);
 }
 
-static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, const char *version)
+int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
+                      const imgstore_trust_status *trust)
 {
-    imgstore_manifest *m = NULL;
-    imgstore_trust_status trust = {0};
-    char digest[65], size[32];
-    int err;
+    char size[32];
 
-    if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) < 0)
-        return err;
-    /* show is for looking, so it shows an untrusted version too, and says so */
-    if ((err = imgstore_store_version_trust(&trust, store, name, version)) < 0) {
-        imgstore_manifest_free(m);
-        return err;
-    }
-    if (ctx->json) {
-        err = cli_print_json(json_pack("{s:o, s:s, s:{s:I, s:I, s:I, s:b}}", "manifest",
-                                       imgstore_schema_manifest_to_json(m), "manifest_sha256",
-                                       digest, "signatures", "valid", (json_int_t)trust.valid,
-                                       "threshold", (json_int_t)trust.threshold, "invalid",
-                                       (json_int_t)trust.invalid, "trusted", trust.trusted));
-        imgstore_manifest_free(m);
-        return err;
-    }
+    if (ctx->json)
+        return cli_print_json(json_pack("{s:o, s:s, s:{s:I, s:I, s:I, s:b}}", "manifest",
+                                        imgstore_schema_manifest_to_json(m), "manifest_sha256",
+                                        digest, "signatures", "valid", (json_int_t)trust->valid,
+                                        "threshold", (json_int_t)trust->threshold, "invalid",
+                                        (json_int_t)trust->invalid, "trusted", trust->trusted));
     printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n  signed    %zu of %u "
            "release signatures%s%s\n",
-           m->name, m->version, m->created, m->builder ? m->builder : "", digest, trust.valid,
-           trust.threshold, trust.trusted ? "" : " (pending: not deployable)",
-           trust.invalid ? " (a signature is damaged: run imgstore verify)" : "");
+           m->name, m->version, m->created, m->builder ? m->builder : "", digest, trust->valid,
+           trust->threshold, trust->trusted ? "" : " (pending: not deployable)",
+           trust->invalid ? " (a signature is damaged: run imgstore verify)" : "");
     if (m->source_repository || m->source_commit)
         printf("  source    %s@%s\n", m->source_repository ? m->source_repository : "",
                m->source_commit ? m->source_commit : "");
@@ -225,8 +213,22 @@ static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, c
         printf("  boot set  kernel=%s initrd=%s cmdline=%s (%s)\n", m->boot.kernel,
                m->boot.initrd ? m->boot.initrd : "-", m->boot.cmdline ? m->boot.cmdline : "-",
                m->boot.complete ? "complete" : "incomplete");
-    imgstore_manifest_free(m);
     return 0;
+}
+
+static int show_version(cli_ctx *ctx, imgstore_store *store, const char *name, const char *version)
+{
+    imgstore_manifest *m = NULL;
+    imgstore_trust_status trust = {0};
+    char digest[65];
+    int err;
+
+    /* show is for looking, so it shows an untrusted version too, and says so */
+    if ((err = imgstore_store_manifest_get(&m, digest, store, name, version)) == 0 &&
+        (err = imgstore_store_version_trust(&trust, store, name, version)) == 0)
+        err = cli_print_version(ctx, m, digest, &trust);
+    imgstore_manifest_free(m);
+    return err;
 }
 
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
@@ -316,7 +318,7 @@ static json_t *provenance_json(const imgstore_manifest *m)
     return prov;
 }
 
-static int diff_versions(cli_ctx *ctx, const imgstore_manifest *a, const imgstore_manifest *b)
+int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstore_manifest *b)
 {
     json_t *rows = json_array();
 
@@ -364,10 +366,11 @@ int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv)
     imgstore_store *store = NULL;
     imgstore_manifest *a = NULL, *b = NULL;
     char *name_a = NULL, *ver_a = NULL, *name_b = NULL, *ver_b = NULL;
-    int code, err = 0;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    int code, err = 0, first;
 
-    if (first < 0)
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_diff(ctx, argc, argv);
+    if ((first = cli_parse_common(ctx, argc, argv, &code)) < 0)
         return code;
     if (argc - first != 2)
         return cli_usage_error(ctx, "expected NAME@V1 NAME@V2");
@@ -382,7 +385,7 @@ int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv)
         (err = imgstore_store_manifest_get(&a, NULL, store, name_a, ver_a)) < 0 ||
         (err = imgstore_store_manifest_get(&b, NULL, store, name_b, ver_b)) < 0)
         goto done;
-    err = diff_versions(ctx, a, b);
+    err = cli_print_diff(ctx, a, b);
 done:
     if (code < 0)
         code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;

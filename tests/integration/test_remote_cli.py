@@ -155,6 +155,10 @@ class Remote(ServerTestCase):
         self.assertEqual([i["name"] for i in listing["images"]], ["demo", "ipxe", "memtest"])
         shown = json.loads(self.rok("show", "demo@1.0", "--json"))
         self.assertTrue(shown["signatures"]["trusted"])
+        # show and diff print exactly what local mode prints for the same store
+        for args in (("show", "demo@1.0"), ("show", "ipxe@1", "--json"),
+                     ("diff", "demo@1.0", "ipxe@1"), ("diff", "ipxe@1", "memtest@7.20", "--json")):
+            self.assertEqual(self.rok(*args), self.ok(*args), args)
         # re-pushing identical bytes is an idempotent success
         rc, out, err = self.rim("push", "--name", "demo", "--version", "1.0",
                                 *[fixture(f) for f in DEMO])
