@@ -172,6 +172,10 @@ int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_diff(cli_ctx *ctx, int argc, char **argv);
+int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv);
+
+/** Print a trust policy as `trust show` does, for local and remote mode alike. */
+int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const char *digest);
 
 /** Print a version as `show` does (text, or the --json shape of docs/cli.md), for local and
  * remote mode alike. */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const char *digest)
+int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const char *digest)
 {
     if (ctx->json) {
         json_t *out = json_pack("{s:o, s:s}", "policy", imgstore_schema_policy_to_json(policy),
@@ -89,7 +89,7 @@ static int edit_policy(cli_ctx *ctx, imgstore_store *store, const char *action,
     imgstore_policy_free(policy);
     policy = NULL;
     if ((err = imgstore_store_policy_get(&policy, digest, store)) == 0)
-        err = print_policy(ctx, policy, digest);
+        err = cli_print_policy(ctx, policy, digest);
 done:
     cli_signers_free(&signers);
     imgstore_policy_free(policy);
@@ -104,10 +104,11 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv)
     imgstore_policy *policy = NULL;
     const char *action;
     char digest[65];
-    int code, err = 0, want;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    int code, err = 0, want, first;
 
-    if (first < 0)
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_trust(ctx, argc, argv);
+    if ((first = cli_parse_common(ctx, argc, argv, &code)) < 0)
         return code;
     action = first < argc ? argv[first] : "";
     want = strcmp(action, "show") == 0              ? 0
@@ -127,7 +128,7 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv)
         goto done;
     if (want == 0) {
         if ((err = imgstore_store_policy_get(&policy, digest, store)) == 0)
-            err = print_policy(ctx, policy, digest);
+            err = cli_print_policy(ctx, policy, digest);
     } else {
         err =
             edit_policy(ctx, store, action, want == 2 ? argv[first] : NULL, argv[first + want - 1]);

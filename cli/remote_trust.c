@@ -363,3 +363,41 @@ done:
     free(path);
     return err;
 }
+
+/* trust show --server URL: the policy at the end of the chain this client verified (and
+ * pinned), not whatever the server says is current. Policy changes are made on the store
+ * itself, with root keys (imgstore trust ... --repo), never through a server. */
+int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS, CLI_REMOTE_OPTIONS, {NULL, 0, NULL, 0}};
+    cli_remote_args args = {0};
+    cli_remote remote = {0};
+    cli_remote_trust trust = {0};
+    char *bytes = NULL, digest[65];
+    size_t len = 0;
+    int opt, code = -1, err = 0;
+
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, &code)) {
+            if (code >= 0)
+                return code;
+            continue;
+        }
+        cli_remote_option(&args, opt, optarg);
+    }
+    if (optind != argc - 1 || strcmp(argv[optind], "show") != 0)
+        return cli_usage_error(ctx, "only 'trust show' works against a server; change the "
+                                    "policy on the store with --repo and root keys");
+    if ((err = cli_remote_open(&remote, &args)) < 0 ||
+        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
+        (err = imgstore_schema_policy_encode(&bytes, &len, trust.policy)) < 0 ||
+        (err = cli_remote_sha256(digest, bytes, len)) < 0)
+        goto done;
+    err = cli_print_policy(ctx, trust.policy, digest);
+done:
+    free(bytes);
+    cli_remote_trust_free(&trust);
+    cli_remote_close(&remote);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}

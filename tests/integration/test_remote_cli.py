@@ -157,8 +157,11 @@ class Remote(ServerTestCase):
         self.assertTrue(shown["signatures"]["trusted"])
         # show and diff print exactly what local mode prints for the same store
         for args in (("show", "demo@1.0"), ("show", "ipxe@1", "--json"),
-                     ("diff", "demo@1.0", "ipxe@1"), ("diff", "ipxe@1", "memtest@7.20", "--json")):
+                     ("diff", "demo@1.0", "ipxe@1"), ("diff", "ipxe@1", "memtest@7.20", "--json"),
+                     ("trust", "show"), ("trust", "show", "--json")):
             self.assertEqual(self.rok(*args), self.ok(*args), args)
+        rc, out, err = self.rim("trust", "set-threshold", "release", "2")
+        self.assertRemoteFails(rc, err, EXIT_USAGE, "only 'trust show'")
         # re-pushing identical bytes is an idempotent success
         rc, out, err = self.rim("push", "--name", "demo", "--version", "1.0",
                                 *[fixture(f) for f in DEMO])
