@@ -112,23 +112,6 @@ int cli_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
     return move(ctx, argc, argv, true);
 }
 
-static json_t *entry_json(const imgstore_history_entry *e)
-{
-    char when[32];
-    json_t *row;
-
-    imgstore_time_rfc3339(when, sizeof(when), e->time);
-    row = json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", e->commit, "time", when, "actor",
-                    e->actor, "action", e->action, "summary", e->summary);
-    if (e->version)
-        json_object_set_new(row, "version", json_string(e->version));
-    if (e->channel)
-        json_object_set_new(row, "channel", json_string(e->channel));
-    if (e->state)
-        json_object_set_new(row, "state", imgstore_schema_channel_to_json(e->state));
-    return row;
-}
-
 /* The state live on the channel at `at`: the newest whose time is not after it. */
 static int history_at(cli_ctx *ctx, const imgstore_history_entry *entries, size_t count,
                       const char *name, const char *channel, const char *at)
@@ -175,11 +158,12 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     if (args.at) {
         err = history_at(ctx, entries, count, argv[first], args.channel, args.at);
     } else if (ctx->json) {
-        json_t *rows = json_array();
+        json_t *body = json_pack("{s:s, s:o}", "name", argv[first], "entries",
+                                 imgstore_store_history_to_json(entries, count));
 
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new(rows, entry_json(&entries[i]));
-        err = cli_print_json(json_pack("{s:s, s:o}", "name", argv[first], "entries", rows));
+        if (body && args.channel)
+            json_object_set_new(body, "channel", json_string(args.channel));
+        err = cli_print_json(body);
     } else {
         for (size_t i = 0; i < count; i++) {
             char when[32];

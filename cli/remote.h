@@ -172,6 +172,17 @@ int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, siz
                              cli_remote *remote, const cli_remote_trust *trust, const char *name,
                              const char *channel, bool allow_expired);
 
+/**
+ * Check a signed channel state as the server sent it ({"state": exact bytes, "signatures":
+ * [armored, ...]}, schema/api_channel_signed.schema.json): the bytes parse, are for this
+ * image and channel, and carry a threshold of deploy signatures under the verified policy.
+ * No expiry or replay check (cli_remote_channel_fetch adds those for the live state). `what`
+ * names it in errors. 0, IMGSTORE_EVERIFY.
+ */
+int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust *trust,
+                           json_t *signed_state, const char *name, const char *channel,
+                           const char *what);
+
 /** Check a name before it goes into a URL (so no escaping is ever needed). */
 int cli_remote_check_names(const char *image, const char *version, const char *channel);
 

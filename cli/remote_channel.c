@@ -69,56 +69,89 @@ static int print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
     return 0;
 }
 
-/* Replay the history (newest first, as served) as a stack, exactly as the store does
- * (store/channel.c): a deploy pushes, a rollback pops down to its target. The history is
- * unsigned information; the state built from it is checked like any other. */
-static int rollback_target(char **out, cli_remote *remote, const char *name, const char *channel)
+/* The target of a rollback without --to, computed as the store computes it
+ * (imgstore_store_rollback_target) over the channel's history as served. The history is the
+ * server's word, so every move in it is checked first: its signed state carries a threshold
+ * of deploy signatures under the verified policy, and the sequences run without a gap from
+ * the live state (itself checked for replay) down to 1. A server can then neither invent,
+ * drop nor reorder a move to steer the rollback to another signed version. */
+static int rollback_target(char **out, cli_remote *remote, const cli_remote_trust *trust,
+                           const char *name, const char *channel)
 {
+    imgstore_channel_state *live = NULL, **states = NULL;
     json_t *body = NULL, *entries;
-    const char **stack = NULL;
-    char *path = imgstore_strfmt("/v1/channels/%s/%s/history", name, channel);
-    size_t count, depth = 0;
+    const char *target = NULL;
+    char *path = NULL;
+    size_t count = 0, checked;
     int err;
 
     *out = NULL;
-    if (!path)
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((err = cli_remote_channel_fetch(&live, NULL, NULL, remote, trust, name, channel, true)) < 0)
+        return err;
+    if (!(path = imgstore_strfmt("/v1/channels/%s/%s/history", name, channel))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
     if ((err = cli_remote_get_json(&body, remote, path)) < 0)
         goto done;
     entries = json_object_get(body, "entries");
     count = json_array_size(entries);
-    if (count == 0 || !(stack = calloc(count, sizeof(*stack)))) {
-        err = count ? imgstore_error_set(IMGSTORE_ERROR, "out of memory")
-                    : imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name,
-                                         channel);
+    if (count != live->sequence) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: the server's history has %zu moves but the live state "
+                                 "is move %llu",
+                                 name, channel, count, (unsigned long long)live->sequence);
         goto done;
     }
-    for (size_t i = count; i-- > 0;) {
-        json_t *state = json_object_get(json_array_get(entries, i), "state");
-        const char *version = json_string_value(json_object_get(state, "version"));
-        const char *action = json_string_value(json_object_get(state, "action"));
-        bool rollback = action && strcmp(action, "rollback") == 0;
-        size_t below = depth;
-
-        if (!version)
-            continue;
-        if (rollback) {
-            while (below > 0 && strcmp(stack[below - 1], version) != 0)
-                below--;
-        }
-        if (rollback && below > 0)
-            depth = below;
-        else
-            stack[depth++] = version;
+    if (!(states = calloc(count, sizeof(*states)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
     }
-    if (depth < 2)
+    for (checked = 0; checked < count; checked++) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "history move %llu",
+                 (unsigned long long)(live->sequence - checked));
+        if ((err =
+                 cli_remote_state_check(&states[checked], trust,
+                                        json_object_get(json_array_get(entries, checked), "signed"),
+                                        name, channel, what)) < 0) {
+            if (err == IMGSTORE_EVERIFY)
+                imgstore_error_wrap(err, "cannot trust the history to find the rollback "
+                                         "target (give it with --to VERSION): ");
+            goto done;
+        }
+        if (states[checked]->sequence != live->sequence - checked) {
+            err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                     "%s/%s: the server's history has move %llu where move %llu "
+                                     "is due",
+                                     name, channel, (unsigned long long)states[checked]->sequence,
+                                     (unsigned long long)(live->sequence - checked));
+            goto done;
+        }
+    }
+    if (strcmp(states[0]->version, live->version) != 0 ||
+        strcmp(states[0]->manifest_sha256, live->manifest_sha256) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: the server's history does not end at the live state", name,
+                                 channel);
+        goto done;
+    }
+    if ((err = imgstore_store_rollback_target(
+             &target, (const imgstore_channel_state *const *)states, count)) < 0)
+        goto done;
+    if (!target)
         err = imgstore_error_set(IMGSTORE_ENOTFOUND,
-                                 "%s/%s has no earlier version to roll back to; use --to VERSION",
-                                 name, channel);
-    else if (!(*out = strdup(stack[depth - 2])))
+                                 "%s/%s runs %s and has no earlier version to roll back to; use "
+                                 "--to VERSION",
+                                 name, channel, live->version);
+    else if (!(*out = strdup(target)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    free(stack);
+    for (size_t i = 0; states && i < count; i++)
+        imgstore_channel_state_free(states[i]);
+    free(states);
+    imgstore_channel_state_free(live);
     json_decref(body);
     free(path);
     return err;
@@ -311,7 +344,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
         goto done;
     }
     if (rollback && !version) {
-        if ((err = rollback_target(&target, &remote, name, args.channel)) < 0)
+        if ((err = rollback_target(&target, &remote, &trust, name, args.channel)) < 0)
             goto done;
         version = target;
     }

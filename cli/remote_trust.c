@@ -287,16 +287,58 @@ void cli_remote_manifest_free(cli_remote_manifest *m)
 
 /* ---- channel states ------------------------------------------------------------------- */
 
+int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust *trust,
+                           json_t *signed_state, const char *name, const char *channel,
+                           const char *what)
+{
+    imgstore_channel_state *state = NULL;
+    imgstore_trust_status status;
+    const char *text = json_string_value(json_object_get(signed_state, "state"));
+    size_t len = json_string_length(json_object_get(signed_state, "state"));
+    char **sigs = NULL;
+    size_t sig_count = 0;
+    int err;
+
+    *out = NULL;
+    if (!text || imgstore_schema_channel_parse(&state, text, len) < 0)
+        return imgstore_error_set(IMGSTORE_EVERIFY, "%s/%s: %s: the channel state is damaged", name,
+                                  channel, what);
+    if ((err = signatures_from_json(&sigs, &sig_count, json_object_get(signed_state, "signatures"),
+                                    what)) < 0 ||
+        (err = imgstore_store_signatures_count(&status, trust->policy, IMGSTORE_ROLE_DEPLOY,
+                                               (const char *const *)sigs, sig_count, text, len)) <
+            0)
+        goto done;
+    if (!status.trusted) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: %s: the channel state has %zu of the %u deploy "
+                                 "signatures it needs",
+                                 name, channel, what, status.valid, status.threshold);
+        goto done;
+    }
+    if (strcmp(state->name, name) != 0 || strcmp(state->channel, channel) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s/%s: %s: the server sent the state of %s/%s instead", name,
+                                 channel, what, state->name, state->channel);
+        goto done;
+    }
+    *out = state;
+    state = NULL;
+done:
+    imgstore_strings_free(sigs, sig_count);
+    imgstore_channel_state_free(state);
+    return err;
+}
+
 int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, size_t *len_out,
                              cli_remote *remote, const cli_remote_trust *trust, const char *name,
                              const char *channel, bool allow_expired)
 {
     imgstore_channel_state *state = NULL;
-    imgstore_trust_status status;
     json_t *body = NULL;
-    char *path = NULL, **sigs = NULL;
+    char *path = NULL;
     const char *text;
-    size_t sig_count = 0, len;
+    size_t len;
     int64_t expires = 0;
     int err;
 
@@ -309,34 +351,11 @@ int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, siz
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, remote, path)) < 0)
+    if ((err = cli_remote_get_json(&body, remote, path)) < 0 ||
+        (err = cli_remote_state_check(&state, trust, body, name, channel, path)) < 0)
         goto done;
     text = json_string_value(json_object_get(body, "state"));
     len = json_string_length(json_object_get(body, "state"));
-    if (!text || imgstore_schema_channel_parse(&state, text, len) < 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s/%s: the server's channel state is damaged",
-                                 name, channel);
-        goto done;
-    }
-    if ((err = signatures_from_json(&sigs, &sig_count, json_object_get(body, "signatures"), path)) <
-            0 ||
-        (err = imgstore_store_signatures_count(&status, trust->policy, IMGSTORE_ROLE_DEPLOY,
-                                               (const char *const *)sigs, sig_count, text, len)) <
-            0)
-        goto done;
-    if (!status.trusted) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s/%s: the channel state has %zu of the %u deploy signatures "
-                                 "it needs",
-                                 name, channel, status.valid, status.threshold);
-        goto done;
-    }
-    if (strcmp(state->name, name) != 0 || strcmp(state->channel, channel) != 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s/%s: the server sent the state of %s/%s instead", name, channel,
-                                 state->name, state->channel);
-        goto done;
-    }
     /* a frozen mirror keeps serving an old state: it stops counting when it expires */
     if (!allow_expired && (!state->expires || imgstore_time_parse(&expires, state->expires) < 0 ||
                            expires <= (int64_t)time(NULL))) {
@@ -357,7 +376,6 @@ int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, siz
     *out = state;
     state = NULL;
 done:
-    imgstore_strings_free(sigs, sig_count);
     imgstore_channel_state_free(state);
     json_decref(body);
     free(path);

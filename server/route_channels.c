@@ -154,23 +154,7 @@ static enum MHD_Result reply_history(imgstore_server__request *req, const char *
     if ((err = imgstore_server__store(&store, req)) < 0 ||
         (err = imgstore_store_history(&entries, &count, store, req->segments[2], channel)) < 0)
         return imgstore_server__reply_error(req, err);
-    rows = json_array();
-    for (size_t i = 0; i < count; i++) {
-        const imgstore_history_entry *e = &entries[i];
-        char when[32];
-        json_t *row;
-
-        imgstore_time_rfc3339(when, sizeof(when), e->time);
-        row = json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", e->commit, "time", when, "actor",
-                        e->actor, "action", e->action, "summary", e->summary);
-        if (row && e->version)
-            json_object_set_new(row, "version", json_string(e->version));
-        if (row && e->channel)
-            json_object_set_new(row, "channel", json_string(e->channel));
-        if (row && e->state)
-            json_object_set_new(row, "state", imgstore_schema_channel_to_json(e->state));
-        json_array_append_new(rows, row);
-    }
+    rows = imgstore_store_history_to_json(entries, count);
     imgstore_history_free(entries, count);
     body = json_pack("{s:s, s:o}", "name", req->segments[2], "entries", rows);
     if (body && channel)

@@ -272,14 +272,15 @@ int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, c
     return move_channel(out, &edit);
 }
 
-/* Replay the channel's history (oldest first) as a stack of versions: a deploy pushes, a
- * rollback pops back down to its target (or pushes it when it was never below). */
+/* The target of a rollback without --to (imgstore_store_rollback_target over the history),
+ * and the sequence of the state it was computed from. */
 static int rollback_target(char **out, uint64_t *sequence_out, imgstore_store *store,
                            const char *name, const char *channel)
 {
     imgstore_history_entry *history = NULL;
-    const char **stack = NULL;
-    size_t count = 0, depth = 0;
+    const imgstore_channel_state **states = NULL;
+    const char *target = NULL;
+    size_t count = 0;
     int err;
 
     *out = NULL;
@@ -289,35 +290,26 @@ static int rollback_target(char **out, uint64_t *sequence_out, imgstore_store *s
         err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
         goto done;
     }
-    if (!(stack = calloc(count, sizeof(*stack)))) {
+    if (!(states = calloc(count, sizeof(*states)))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    for (size_t i = count; i-- > 0;) {
-        const imgstore_channel_state *s = history[i].state;
-        size_t below = depth;
-
-        if (strcmp(s->action, "rollback") == 0) {
-            while (below > 0 && strcmp(stack[below - 1], s->version) != 0)
-                below--;
-        }
-        if (strcmp(s->action, "rollback") == 0 && below > 0)
-            depth = below;
-        else
-            stack[depth++] = s->version;
-    }
+    for (size_t i = 0; i < count; i++)
+        states[i] = history[i].state;
+    if ((err = imgstore_store_rollback_target(&target, states, count)) < 0)
+        goto done;
     *sequence_out = history[0].state->sequence;
-    if (depth < 2) {
+    if (!target) {
         err = imgstore_error_set(IMGSTORE_ENOTFOUND,
                                  "%s/%s runs %s and has no earlier version to roll back to; "
                                  "use --to VERSION",
                                  name, channel, history[0].state->version);
         goto done;
     }
-    if (!(*out = strdup(stack[depth - 2])))
+    if (!(*out = strdup(target)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    free(stack);
+    free(states);
     imgstore_history_free(history, count);
     return err;
 }

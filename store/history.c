@@ -18,6 +18,8 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count)
         free(entries[i].version);
         free(entries[i].channel);
         imgstore_channel_state_free(entries[i].state);
+        free(entries[i].state_bytes);
+        imgstore_strings_free(entries[i].signatures, entries[i].signature_count);
     }
     free(entries);
 }
@@ -60,6 +62,26 @@ static char *moved_channel(imgstore_store *store, const git_tree *tree, const gi
     return moved;
 }
 
+/* Parse a stored state and check it is the one its path says. */
+static int parse_state(imgstore_channel_state **out, const char *bytes, size_t len,
+                       const char *name, const char *channel)
+{
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_schema_channel_parse(out, bytes, len)) < 0)
+        return imgstore_error_wrap(IMGSTORE_EVERIFY,
+                                   "channels/%s/%s.json: stored channel state is damaged: ", name,
+                                   channel);
+    if (strcmp((*out)->name, name) != 0 || strcmp((*out)->channel, channel) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "channels/%s/%s.json: state is for %s/%s", name,
+                                 channel, (*out)->name, (*out)->channel);
+        imgstore_channel_state_free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
 static int load_state(imgstore_channel_state **out, imgstore_store *store, const git_tree *tree,
                       const char *name, const char *channel)
 {
@@ -69,18 +91,24 @@ static int load_state(imgstore_channel_state **out, imgstore_store *store, const
 
     *out = NULL;
     snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
-    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, tree, path, 1024 * 1024)) < 0)
-        return err;
-    if ((err = imgstore_schema_channel_parse(out, bytes, len)) < 0)
-        imgstore_error_wrap(IMGSTORE_EVERIFY, "%s: stored channel state is damaged: ", path);
-    else if (strcmp((*out)->name, name) != 0 || strcmp((*out)->channel, channel) != 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: state is for %s/%s", path, (*out)->name,
-                                 (*out)->channel);
-        imgstore_channel_state_free(*out);
-        *out = NULL;
-    }
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, tree, path, 1024 * 1024)) == 0)
+        err = parse_state(out, bytes, len, name, channel);
     free(bytes);
-    return err < 0 ? (err == IMGSTORE_EINVALID ? IMGSTORE_EVERIFY : err) : 0;
+    return err;
+}
+
+/* A channel move's entry: the state as stored at that commit, with its signatures. */
+static int load_move(imgstore_history_entry *e, imgstore_store *store, const git_tree *tree,
+                     const char *name)
+{
+    int err = imgstore_store__channel_signed_at(&e->state_bytes, &e->state_len, &e->signatures,
+                                                &e->signature_count, store, tree, name, e->channel);
+
+    if (err == 0)
+        err = parse_state(&e->state, e->state_bytes, e->state_len, name, e->channel);
+    if (err == 0 && !(e->version = strdup(e->state->version)))
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return err;
 }
 
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
@@ -177,8 +205,7 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
 
                     e->channel = moved;
                     moved = NULL;
-                    if ((err = load_state(&e->state, store, tree, name, e->channel)) == 0)
-                        e->version = strdup(e->state->version);
+                    err = load_move(e, store, tree, name);
                 }
                 free(moved);
             }
@@ -195,5 +222,67 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
     }
     *out = entries;
     *count_out = count;
+    return 0;
+}
+
+json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count)
+{
+    json_t *rows = json_array();
+
+    for (size_t i = 0; rows && i < count; i++) {
+        const imgstore_history_entry *e = &entries[i];
+        json_t *row, *sigs = NULL;
+        char when[32];
+
+        imgstore_time_rfc3339(when, sizeof(when), e->time);
+        row = json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", e->commit, "time", when, "actor",
+                        e->actor, "action", e->action, "summary", e->summary);
+        if (row && e->version)
+            json_object_set_new(row, "version", json_string(e->version));
+        if (row && e->channel)
+            json_object_set_new(row, "channel", json_string(e->channel));
+        if (row && e->state) {
+            json_object_set_new(row, "state", imgstore_schema_channel_to_json(e->state));
+            sigs = json_array();
+            for (size_t k = 0; sigs && k < e->signature_count; k++)
+                json_array_append_new(sigs, json_string(e->signatures[k]));
+            json_object_set_new(row, "signed",
+                                json_pack("{s:s%, s:o*}", "state", e->state_bytes, e->state_len,
+                                          "signatures", sigs));
+        }
+        if (!row || json_array_append_new(rows, row) < 0) {
+            json_decref(rows);
+            return NULL;
+        }
+    }
+    return rows;
+}
+
+int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
+                                   size_t count)
+{
+    const char **stack = calloc(count ? count : 1, sizeof(*stack));
+    size_t depth = 0;
+
+    *out = NULL;
+    if (!stack)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = count; i-- > 0;) {
+        const imgstore_channel_state *s = states[i];
+        bool rollback = strcmp(s->action, "rollback") == 0;
+        size_t below = depth;
+
+        if (rollback) {
+            while (below > 0 && strcmp(stack[below - 1], s->version) != 0)
+                below--;
+        }
+        if (rollback && below > 0)
+            depth = below;
+        else
+            stack[depth++] = s->version;
+    }
+    if (depth >= 2)
+        *out = stack[depth - 2];
+    free(stack);
     return 0;
 }

@@ -229,11 +229,26 @@ int imgstore_store_manifest_signed(char **bytes_out, size_t *len_out, char ***si
     return err;
 }
 
+int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char ***sigs_out,
+                                      size_t *sig_count_out, imgstore_store *store,
+                                      const git_tree *tree, const char *name, const char *channel)
+{
+    char path[512], dir[512];
+    int err;
+
+    snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
+    snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", name, channel);
+    err =
+        read_signed(bytes_out, len_out, sigs_out, sig_count_out, store, tree, path, dir, STATE_MAX);
+    if (err == IMGSTORE_ENOTFOUND)
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
+    return err;
+}
+
 int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sigs_out,
                                   size_t *sig_count_out, imgstore_store *store, const char *name,
                                   const char *channel)
 {
-    char path[512], dir[512];
     git_tree *tip = NULL;
     int err;
 
@@ -244,12 +259,8 @@ int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sig
         (err = imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, channel)) < 0 ||
         (err = imgstore_store__tip_tree(&tip, store)) < 0)
         return err;
-    snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
-    snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", name, channel);
-    err =
-        read_signed(bytes_out, len_out, sigs_out, sig_count_out, store, tip, path, dir, STATE_MAX);
-    if (err == IMGSTORE_ENOTFOUND)
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
+    err = imgstore_store__channel_signed_at(bytes_out, len_out, sigs_out, sig_count_out, store, tip,
+                                            name, channel);
     git_tree_free(tip);
     return err;
 }

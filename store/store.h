@@ -212,6 +212,10 @@ typedef struct {
     char *version;                 /* version pushed or deployed; NULL if none */
     char *channel;                 /* channel moved; NULL for a push */
     imgstore_channel_state *state; /* the channel state written; NULL for a push */
+    char *state_bytes;             /* its exact stored bytes, which the signatures sign */
+    size_t state_len;
+    char **signatures; /* the armored deploy signatures stored beside it at that commit */
+    size_t signature_count;
 } imgstore_history_entry;
 
 /**
@@ -222,6 +226,23 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
                            const char *name, const char *channel);
 
 void imgstore_history_free(imgstore_history_entry *entries, size_t count);
+
+/**
+ * History entries as JSON rows (schema/api_history.schema.json's "entries"): what
+ * `imgstore history --json` prints and the server sends. A channel move's row carries its
+ * state both parsed ("state") and as stored with its signatures ("signed"), so a reader can
+ * verify every move itself. New reference; NULL when out of memory.
+ */
+json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count);
+
+/**
+ * The version a rollback without a target goes back to: the channel's states (newest first)
+ * replayed as a stack, where a deploy pushes its version and a rollback pops back down to
+ * its target (or pushes it when it was never below). *out is the version under the top of
+ * the stack (pointing into `states`), or NULL when there is none. 0, or IMGSTORE_ERROR.
+ */
+int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
+                                   size_t count);
 
 /* ---- verification --------------------------------------------------------------------- */
 

@@ -167,6 +167,12 @@ int imgstore_store__list_tree(char ***out, size_t *count_out, imgstore_store *st
  * CHANNEL FROM -> TO: REASON" (docs/format.md). NULL when out of memory. */
 char *imgstore_store__move_message(const imgstore_channel_state *state);
 
+/** A channel's state as stored in `tree`: its exact bytes and the armored signatures beside
+ * it (imgstore_store_channel_signed at any tree). 0, IMGSTORE_ENOTFOUND. */
+int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char ***sigs_out,
+                                      size_t *sig_count_out, imgstore_store *store,
+                                      const git_tree *tree, const char *name, const char *channel);
+
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);

@@ -125,6 +125,19 @@ class Remote(ServerTestCase):
         self.assertEqual(rc, code, err)
         self.assertOneLineError(err, *needles)
 
+    def assertSshVerifies(self, msg, armored):
+        """Stock ssh-keygen accepts ARMORED over MSG by this machine's (deploy) key."""
+        pub = self.okjson("key", "show")["public_key"]
+        allowed, sig = self.path("allowed_signers"), self.path("doc.sig")
+        with open(allowed, "w") as f:
+            f.write("ci@imgstore %s\n" % pub)
+        with open(sig, "w") as f:
+            f.write(armored)
+        p = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "ci@imgstore",
+                            "-n", "imgstore", "-s", sig], input=msg, capture_output=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace"))
+
     def generated(self, name, size):
         p, digest = self.random_file(name, size)
         return p, digest
@@ -407,6 +420,57 @@ class Remote(ServerTestCase):
         self.assertEqual(len(out.strip().splitlines()), 8)
         rc, out, err = self.rim("history", "app", "--at", "@0")
         self.assertEqual(rc, EXIT_USAGE, err)
+
+    def test_rollback_target_comes_from_the_signed_history_only(self):
+        for v in ("1", "2", "3"):
+            p, _ = self.generated("%s/app.img" % v, 300 * 1024)
+            self.rok("push", p, "--name", "app", "--version", v, "--kind", "unknown")
+            self.rok("deploy", "app", v, "--channel", "prod")
+        history_path = "/v1/channels/app/prod/history"
+
+        def rewrite(edit):
+            def tamper(method, path, status, body):
+                if path == history_path:
+                    doc = json.loads(body)
+                    edit(doc["entries"])
+                    body = json.dumps(doc).encode()
+                return status, body
+            return tamper
+
+        def drop_move_2(entries):
+            del entries[1]
+
+        def move_1_twice(entries):
+            entries[1]["signed"] = entries[2]["signed"]
+
+        def edit_signed_bytes(entries):
+            # the middle move claims another version: its signature no longer verifies
+            entries[1]["signed"]["state"] = entries[1]["signed"]["state"].replace(
+                '"version":"2"', '"version":"1"')
+
+        def edit_unsigned_copy(entries):
+            for e in entries:
+                e["state"]["version"] = "1"
+        before = self.tip()
+        for edit, needle in ((drop_move_2, "2 moves but the live state is move 3"),
+                             (move_1_twice, "move 1 where move 2 is due"),
+                             (edit_signed_bytes, "0 of the 1 deploy signatures")):
+            proxy = TamperProxy(self.server, rewrite(edit))
+            self.addCleanup(proxy.close)
+            rc, _, err = self.rim("rollback", "app", "--channel", "prod", server=proxy.url)
+            self.assertRemoteFails(rc, err, EXIT_VERIFY, needle)
+            self.assertEqual(self.tip(), before, "%s moved the channel" % edit.__name__)
+        # the parsed copy is for display only: the target comes from the signed bytes
+        proxy = TamperProxy(self.server, rewrite(edit_unsigned_copy))
+        self.addCleanup(proxy.close)
+        state = json.loads(self.rok("rollback", "app", "--channel", "prod", "--json",
+                                    server=proxy.url))
+        self.assertEqual((state["version"], state["sequence"]), ("2", 4))
+        # every move in the history verifies with stock ssh-keygen too
+        history = json.loads(self.rok("history", "app", "--channel", "prod", "--json"))
+        self.assertEqual([e["state"]["sequence"] for e in history["entries"]], [4, 3, 2, 1])
+        for e in history["entries"]:
+            self.assertSshVerifies(e["signed"]["state"].encode(), e["signed"]["signatures"][0])
 
     def test_deploy_without_a_key_is_signed_by_the_server(self):
         p, _ = self.generated("app.img", 300 * 1024)

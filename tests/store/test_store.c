@@ -328,6 +328,101 @@ static void rollbacks_walk_back_through_deploys(void **state)
     imgstore_history_free(h, count);
 }
 
+/* Every move in the history carries the exact bytes stored at that commit and the deploy
+ * signatures beside them, so a reader can check each move without trusting whoever served
+ * the history. */
+static void history_moves_carry_their_signed_bytes(void **state)
+{
+    fixture *f = *state;
+    imgstore_history_entry *h = NULL;
+    imgstore_policy *policy = NULL;
+    size_t count = 0;
+
+    push_version(f, "1", 10);
+    push_version(f, "2", 11);
+    deploy(f, "1");
+    deploy(f, "2");
+    rollback(f, NULL, 0);
+    assert_int_equal(imgstore_store_policy_get(&policy, NULL, f->store), 0);
+    assert_int_equal(imgstore_store_history(&h, &count, f->store, "app", "prod"), 0);
+    assert_int_equal(count, 3);
+    for (size_t i = 0; i < count; i++) {
+        imgstore_trust_status status;
+        imgstore_channel_state *parsed = NULL;
+
+        assert_non_null(h[i].state_bytes);
+        assert_int_equal(imgstore_schema_channel_parse(&parsed, h[i].state_bytes, h[i].state_len),
+                         0);
+        assert_int_equal(parsed->sequence, h[i].state->sequence);
+        assert_string_equal(parsed->version, h[i].state->version);
+        imgstore_channel_state_free(parsed);
+        assert_int_equal(h[i].signature_count, 1);
+        assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY,
+                                                         (const char *const *)h[i].signatures,
+                                                         h[i].signature_count, h[i].state_bytes,
+                                                         h[i].state_len),
+                         0);
+        assert_true(status.trusted);
+        /* one byte of the stored state changed: its signature no longer counts */
+        h[i].state_bytes[h[i].state_len / 2] ^= 1;
+        assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY,
+                                                         (const char *const *)h[i].signatures,
+                                                         h[i].signature_count, h[i].state_bytes,
+                                                         h[i].state_len),
+                         0);
+        assert_false(status.trusted);
+    }
+    imgstore_history_free(h, count);
+    imgstore_policy_free(policy);
+}
+
+/* The rollback stack on hand-made states, newest first, as a remote client replays them. */
+static void rollback_target_replays_the_stack(void **state)
+{
+    static const struct {
+        const char *moves;  /* oldest first: dV = deploy V, rV = rollback to V */
+        const char *target; /* "" = none */
+    } cases[] = {
+        {"", ""},
+        {"d1", ""},
+        {"d1 d2", "1"},
+        {"d1 d2 d3 r2", "1"},
+        {"d1 d2 d3 r2 d4", "2"},
+        {"d1 d2 r1", ""},
+        {"d1 d2 r5", "2"},
+        {"d1 d2 d3 r1 d2", "1"},
+        {"d1 d1 d2", "1"},
+    };
+    (void)state;
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        imgstore_channel_state moves[8], *newest_first[8];
+        char versions[8][8];
+        const char *target = (const char *)1;
+        size_t count = 0;
+
+        char buf[64];
+
+        snprintf(buf, sizeof(buf), "%s", cases[c].moves);
+        for (char *move = strtok(buf, " "); move; move = strtok(NULL, " "), count++) {
+            memset(&moves[count], 0, sizeof(moves[count]));
+            snprintf(versions[count], sizeof(versions[count]), "%s", move + 1);
+            moves[count].version = versions[count];
+            moves[count].action = move[0] == 'd' ? "deploy" : "rollback";
+            moves[count].sequence = count + 1;
+        }
+        for (size_t i = 0; i < count; i++)
+            newest_first[i] = &moves[count - 1 - i];
+        assert_int_equal(imgstore_store_rollback_target(
+                             &target, (const imgstore_channel_state *const *)newest_first, count),
+                         0);
+        if (!*cases[c].target)
+            assert_null(target);
+        else
+            assert_string_equal(target, cases[c].target);
+    }
+}
+
 static void deploy_of_missing_version_is_refused(void **state)
 {
     fixture *f = *state;
@@ -496,6 +591,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(tip_id_follows_every_move_of_the_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(rollbacks_walk_back_through_deploys, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_moves_carry_their_signed_bytes, setup, teardown),
+        cmocka_unit_test(rollback_target_replays_the_stack),
         cmocka_unit_test_setup_teardown(deploy_of_missing_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_chunk_is_never_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_byte_in_stored_chunk_is_caught, setup, teardown),
