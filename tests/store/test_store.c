@@ -328,6 +328,18 @@ static void rollbacks_walk_back_through_deploys(void **state)
     imgstore_history_free(h, count);
 }
 
+/* Whether a history entry's stored bytes carry a threshold of deploy signatures. */
+static bool move_trusted(const imgstore_policy *policy, const imgstore_history_entry *e)
+{
+    imgstore_trust_status status;
+
+    assert_int_equal(imgstore_store_signatures_count(
+                         &status, policy, IMGSTORE_ROLE_DEPLOY, (const char *const *)e->signatures,
+                         e->signature_count, e->state_bytes, e->state_len),
+                     0);
+    return status.trusted;
+}
+
 /* Every move in the history carries the exact bytes stored at that commit and the deploy
  * signatures beside them, so a reader can check each move without trusting whoever served
  * the history. */
@@ -347,7 +359,6 @@ static void history_moves_carry_their_signed_bytes(void **state)
     assert_int_equal(imgstore_store_history(&h, &count, f->store, "app", "prod"), 0);
     assert_int_equal(count, 3);
     for (size_t i = 0; i < count; i++) {
-        imgstore_trust_status status;
         imgstore_channel_state *parsed = NULL;
 
         assert_non_null(h[i].state_bytes);
@@ -357,20 +368,10 @@ static void history_moves_carry_their_signed_bytes(void **state)
         assert_string_equal(parsed->version, h[i].state->version);
         imgstore_channel_state_free(parsed);
         assert_int_equal(h[i].signature_count, 1);
-        assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY,
-                                                         (const char *const *)h[i].signatures,
-                                                         h[i].signature_count, h[i].state_bytes,
-                                                         h[i].state_len),
-                         0);
-        assert_true(status.trusted);
+        assert_true(move_trusted(policy, &h[i]));
         /* one byte of the stored state changed: its signature no longer counts */
         h[i].state_bytes[h[i].state_len / 2] ^= 1;
-        assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY,
-                                                         (const char *const *)h[i].signatures,
-                                                         h[i].signature_count, h[i].state_bytes,
-                                                         h[i].state_len),
-                         0);
-        assert_false(status.trusted);
+        assert_false(move_trusted(policy, &h[i]));
     }
     imgstore_history_free(h, count);
     imgstore_policy_free(policy);
