@@ -156,6 +156,39 @@ void cli_progress_done(cli_progress *p);
 
 /* ---- remote mode (remote*.c, docs/cli.md "Remote mode") -------------------------------- */
 
+/* The options that pick and reach a server, taken by every command that has a remote mode;
+ * values clear of every command's own options. */
+enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_FIRST_REMOTE };
+
+#define CLI_REMOTE_OPTIONS                                                                         \
+    {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
+        {"token", required_argument, NULL, OPT_REMOTE_TOKEN},                                      \
+    {                                                                                              \
+        "trust-policy-sha256", required_argument, NULL, OPT_REMOTE_PIN                             \
+    }
+
+/* Settings a command parsed from argv; NULL: environment, then config file. */
+typedef struct {
+    const char *server, *token, *pin;
+} cli_remote_args;
+
+/** Handle a remote option; true if `opt` was one. */
+bool cli_remote_option(cli_remote_args *args, int opt, const char *arg);
+
+/** For a command parsed in local mode: a usage error (its exit code) when a remote option
+ * was given, else -1. */
+int cli_remote_unused(const cli_ctx *ctx, const cli_remote_args *args);
+
+/* deploy, rollback, history and watch: one set of options for both modes. */
+typedef struct {
+    const char *channel, *reason, *to, *at;
+    cli_remote_args remote;
+} cli_channel_args;
+
+/** Parse them. Returns the index of the first positional argument, or -1 with *code set
+ * when the command must end now (after --help, or a usage error). */
+int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args, int *code);
+
 /**
  * Whether a command runs against a server: --server in argv, else (unless --repo is given)
  * $IMGSTORE_SERVER, else (unless $IMGSTORE_REPO is set) `server =` in the user config file.
@@ -181,6 +214,45 @@ int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const ch
  * remote mode alike. */
 int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
                       const imgstore_trust_status *trust);
+
+/* pull: one set of options and one way of writing files for both modes (cmd_pull.c). */
+typedef struct {
+    const char *channel, *output, *only;
+    char *name, *version; /* NAME[@VERSION]; version NULL when absent */
+    cli_remote_args remote;
+} cli_pull_args;
+
+/** Parse pull's argv. 0, or -1 with *code set when the command must end now. */
+int cli_pull_parse(cli_ctx *ctx, int argc, char **argv, cli_pull_args *args, int *code);
+void cli_pull_args_free(cli_pull_args *args);
+
+typedef struct {
+    cli_progress *bar;
+    uint64_t done, total; /* bytes of the files written before this one; of all of them */
+} cli_pull_progress;
+
+/* Where the bytes come from: the local store or a server. */
+typedef struct {
+    /* write one file to `dest` through a temporary file beside it, renamed into place only
+     * once every byte verified */
+    int (*file)(const imgstore_manifest_file *file, const char *dest,
+                const cli_pull_progress *progress, void *payload);
+    /* -o -: stream the only file to stdout, never a chunk that failed its check */
+    int (*to_stdout)(const imgstore_manifest *m, void *payload);
+    void *payload;
+} cli_pull_source;
+
+/**
+ * The part of pull after the manifest is verified, the same in both modes: narrow it to
+ * --file, then write every file where -o says (one file to a path, else into a directory,
+ * "DIR/" even before it exists, or to stdout with "-"), printing each path, or the --json
+ * summary (with `sequence` when pulled from a channel). `m` may be narrowed in place.
+ */
+int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manifest *m,
+                   const char *digest, uint64_t sequence, const cli_pull_source *source);
+
+/** Print a channel state as deploy and rollback do, for local and remote mode alike. */
+int cli_print_state(const cli_ctx *ctx, const imgstore_channel_state *s);
 
 /** Print the comparison of two versions as `diff` does, for local and remote mode alike. */
 int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstore_manifest *b);

@@ -10,13 +10,10 @@
 
 enum { OPT_CHANNEL = OPT_FIRST_LOCAL, OPT_REASON, OPT_TO, OPT_AT };
 
-typedef struct {
-    const char *channel, *reason, *to, *at;
-} channel_args;
-
-static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *code)
+int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args, int *code)
 {
     static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
                                             {"channel", required_argument, NULL, OPT_CHANNEL},
                                             {"reason", required_argument, NULL, OPT_REASON},
                                             {"to", required_argument, NULL, OPT_TO},
@@ -32,6 +29,8 @@ static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *c
                 return -1;
             continue;
         }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == OPT_REASON)
@@ -41,10 +40,12 @@ static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *c
         else if (opt == OPT_AT)
             args->at = optarg;
     }
+    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+        return -1;
     return optind;
 }
 
-static int print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
+int cli_print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
 {
     if (ctx->json)
         return cli_print_json(imgstore_schema_channel_to_json(s));
@@ -62,10 +63,10 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     imgstore_channel_state *state = NULL;
     imgstore_channel_opts opts = {0};
     cli_signers signers = {0};
-    channel_args args;
+    cli_channel_args args;
     char *actor = NULL;
     int code, err = 0;
-    int first = parse(ctx, argc, argv, &args, &code);
+    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
     if (first < 0)
         return code;
@@ -90,7 +91,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
                                         &opts);
     }
     if (err == 0)
-        err = print_state(ctx, state);
+        err = cli_print_state(ctx, state);
     imgstore_channel_state_free(state);
     imgstore_store_free(store);
     cli_signers_free(&signers);
@@ -139,10 +140,10 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         return cli_remote_cmd_history(ctx, argc, argv);
     imgstore_store *store = NULL;
     imgstore_history_entry *entries = NULL;
-    channel_args args;
+    cli_channel_args args;
     size_t count = 0;
     int code, err = 0;
-    int first = parse(ctx, argc, argv, &args, &code);
+    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
     if (first < 0)
         return code;

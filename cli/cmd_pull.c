@@ -98,9 +98,8 @@ done:
     return err;
 }
 
-/* Narrow the manifest to the file named `path` (the rest are freed). NULL with *err set if
- * the version has no such file. */
-static imgstore_manifest *keep_one_file(imgstore_manifest *m, const char *path, int *err)
+/* Narrow the manifest to the file named `path` (the others are freed). */
+static int keep_one_file(imgstore_manifest *m, const char *path)
 {
     for (size_t i = 0; i < m->file_count; i++) {
         if (strcmp(m->files[i].path, path) == 0) {
@@ -113,13 +112,11 @@ static imgstore_manifest *keep_one_file(imgstore_manifest *m, const char *path, 
                 free(m->files[j].chunks);
             }
             m->file_count = 1;
-            return m;
+            return 0;
         }
     }
-    *err =
-        imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", m->name, m->version, path);
-    imgstore_manifest_free(m);
-    return NULL;
+    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", m->name, m->version,
+                              path);
 }
 
 /* `-o -`: stream one file to stdout, for pipes (qemu-img, dd). A reader of the pipe sees the
@@ -176,73 +173,83 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
     return err;
 }
 
-int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
+int cli_pull_parse(cli_ctx *ctx, int argc, char **argv, cli_pull_args *args, int *code)
 {
-    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
-        return cli_remote_cmd_pull(ctx, argc, argv);
     static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
                                             {"channel", required_argument, NULL, OPT_CHANNEL},
                                             {"output", required_argument, NULL, 'o'},
                                             {"file", required_argument, NULL, OPT_FILE},
                                             {NULL, 0, NULL, 0}};
-    imgstore_store *store = NULL;
-    imgstore_manifest *m = NULL;
-    const char *channel = NULL, *output = NULL, *only = NULL;
-    char *name = NULL, *version = NULL, digest[65];
-    uint64_t sequence = 0, total = 0;
-    cli_progress progress;
-    json_t *files_json = NULL;
-    bool to_dir;
-    struct stat st;
-    int opt, code = -1, err = 0;
+    int opt, err;
 
+    *code = -1;
+    memset(args, 0, sizeof(*args));
     while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
             continue;
         }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
         if (opt == OPT_CHANNEL)
-            channel = optarg;
+            args->channel = optarg;
         else if (opt == 'o')
-            output = optarg;
+            args->output = optarg;
         else if (opt == OPT_FILE)
-            only = optarg;
+            args->only = optarg;
     }
+    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+        return -1;
     if (optind != argc - 1) {
-        code = cli_usage_error(ctx, "expected one NAME[@VERSION]");
-        goto done;
+        *code = cli_usage_error(ctx, "expected one NAME[@VERSION]");
+        return -1;
     }
-    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
-        goto done;
-    if (version && channel) {
-        code = cli_usage_error(ctx, "give NAME@VERSION or --channel, not both");
-        goto done;
+    if ((err = cli_split_ref(&args->name, &args->version, argv[optind])) < 0) {
+        *code = cli_fail(ctx, err);
+        return -1;
     }
-    if ((err = cli_open_store(&store, ctx, false)) < 0)
-        goto done;
-    if ((err = resolve_manifest(&m, digest, &sequence, store, name, version, channel)) < 0)
-        goto done;
-    if (only && !(m = keep_one_file(m, only, &err)))
-        goto done;
-    if (output && strcmp(output, "-") == 0) {
-        err = ctx->json ? imgstore_error_set(IMGSTORE_EINVALID, "-o - and --json both want stdout")
-                        : pull_to_stdout(store, m);
-        goto done;
+    if (args->version && args->channel) {
+        *code = cli_usage_error(ctx, "give NAME@VERSION or --channel, not both");
+        cli_pull_args_free(args);
+        return -1;
     }
-    /* One file and -o naming a non-directory: that file. Otherwise a directory ("DIR/" names
-     * one even before it exists). */
+    return 0;
+}
+
+void cli_pull_args_free(cli_pull_args *args)
+{
+    free(args->name);
+    free(args->version);
+    args->name = args->version = NULL;
+}
+
+int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manifest *m,
+                   const char *digest, uint64_t sequence, const cli_pull_source *source)
+{
+    const char *output = args->output;
+    cli_progress bar;
+    cli_pull_progress progress = {&bar, 0, 0};
+    json_t *files_json;
+    struct stat st;
+    bool to_dir;
+    int err = 0;
+
+    if (args->only && (err = keep_one_file(m, args->only)) < 0)
+        return err;
+    if (output && strcmp(output, "-") == 0)
+        return ctx->json ? imgstore_error_set(IMGSTORE_EINVALID, "-o - and --json both want stdout")
+                         : source->to_stdout(m, source->payload);
     to_dir = !output || m->file_count > 1 || (output[0] && output[strlen(output) - 1] == '/') ||
              (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
-    if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
-        goto done;
-    }
+    if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST)
+        return imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
     for (size_t i = 0; i < m->file_count; i++)
-        total += m->files[i].size;
-    cli_progress_init(&progress, m->name, ctx->json);
-    files_json = json_array();
-    file_sink sink = {-1, 0, total, &progress};
+        progress.total += m->files[i].size;
+    if (!(files_json = json_array()))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    cli_progress_init(&bar, m->name, ctx->json);
     for (size_t i = 0; i < m->file_count && err == 0; i++) {
         const imgstore_manifest_file *file = &m->files[i];
         char *dest =
@@ -252,7 +259,7 @@ int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
             break;
         }
-        if ((err = pull_file(store, m, file, dest, &sink)) == 0) {
+        if ((err = source->file(file, dest, &progress, source->payload)) == 0) {
             json_array_append_new(files_json,
                                   json_pack("{s:s, s:s, s:I, s:s}", "path", file->path,
                                             "written_to", dest, "size", (json_int_t)file->size,
@@ -260,26 +267,67 @@ int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
             if (!ctx->json)
                 printf("%s\n", dest);
         }
+        progress.done += file->size;
         free(dest);
     }
-    cli_progress_done(&progress);
+    cli_progress_done(&bar);
     if (err == 0 && ctx->json) {
         json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "name", m->name, "version", m->version,
                                 "manifest_sha256", digest, "files", files_json);
 
-        if (channel) {
-            json_object_set_new(out, "channel", json_string(channel));
+        if (out && args->channel) {
+            json_object_set_new(out, "channel", json_string(args->channel));
             json_object_set_new(out, "sequence", json_integer((json_int_t)sequence));
         }
         err = cli_print_json(out);
     }
-done:
-    if (code < 0)
-        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     json_decref(files_json);
+    return err;
+}
+
+typedef struct {
+    imgstore_store *store;
+    const imgstore_manifest *m;
+} local_source;
+
+static int local_file(const imgstore_manifest_file *file, const char *dest,
+                      const cli_pull_progress *progress, void *payload)
+{
+    local_source *src = payload;
+    file_sink sink = {-1, progress->done, progress->total, progress->bar};
+
+    return pull_file(src->store, src->m, file, dest, &sink);
+}
+
+static int local_to_stdout(const imgstore_manifest *m, void *payload)
+{
+    return pull_to_stdout(((local_source *)payload)->store, m);
+}
+
+int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
+{
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_pull(ctx, argc, argv);
+    imgstore_store *store = NULL;
+    imgstore_manifest *m = NULL;
+    cli_pull_args args;
+    char digest[65];
+    uint64_t sequence = 0;
+    local_source src = {NULL, NULL};
+    cli_pull_source source = {local_file, local_to_stdout, &src};
+    int code, err;
+
+    if (cli_pull_parse(ctx, argc, argv, &args, &code) < 0)
+        return code;
+    if ((err = cli_open_store(&store, ctx, false)) == 0 &&
+        (err = resolve_manifest(&m, digest, &sequence, store, args.name, args.version,
+                                args.channel)) == 0) {
+        src.store = store;
+        src.m = m;
+        err = cli_pull_write(ctx, &args, m, digest, sequence, &source);
+    }
     imgstore_manifest_free(m);
     imgstore_store_free(store);
-    free(name);
-    free(version);
-    return code;
+    cli_pull_args_free(&args);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

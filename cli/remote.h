@@ -14,31 +14,16 @@
 #include <curl/curl.h>
 #include <signal.h>
 
-/* Options remote commands take on top of CLI_COMMON_OPTIONS; values clear of every
- * command's local options. */
+/* Options of remote-only commands and of the remote side of push, on top of
+ * CLI_COMMON_OPTIONS and CLI_REMOTE_OPTIONS (cli/cli.h). */
 enum {
-    OPT_REMOTE_SERVER = 1100,
-    OPT_REMOTE_TOKEN,
-    OPT_REMOTE_PIN,
-    OPT_REMOTE_CHANNEL,
-    OPT_REMOTE_FILE,
-    OPT_REMOTE_REASON,
-    OPT_REMOTE_TO,
-    OPT_REMOTE_AT,
-    OPT_REMOTE_DEEP,
+    OPT_REMOTE_DEEP = OPT_FIRST_REMOTE,
     OPT_REMOTE_NAME,
     OPT_REMOTE_VERSION,
     OPT_REMOTE_LABEL,
     OPT_REMOTE_SOURCE,
     OPT_REMOTE_KIND,
 };
-
-#define CLI_REMOTE_OPTIONS                                                                         \
-    {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
-        {"token", required_argument, NULL, OPT_REMOTE_TOKEN},                                      \
-    {                                                                                              \
-        "trust-policy-sha256", required_argument, NULL, OPT_REMOTE_PIN                             \
-    }
 
 /* Caps on what the client accepts from a server, so a hostile one cannot exhaust memory. */
 #define CLI_REMOTE_JSON_MAX     (8u * 1024 * 1024)
@@ -55,14 +40,6 @@ typedef struct {
     const volatile sig_atomic_t *stop; /* abort the transfer when it becomes nonzero */
     CURLcode last_result; /* libcurl's result of the last request (CURLE_PARTIAL_FILE: cut) */
 } cli_remote;
-
-/* Settings a remote command parsed from argv; NULL: environment, then config file. */
-typedef struct {
-    const char *server, *token, *pin;
-} cli_remote_args;
-
-/** Handle a remote option; true if `opt` was one. */
-bool cli_remote_option(cli_remote_args *args, int opt, const char *arg);
 
 /** Resolve server, token and pin (flags, environment, config file) and set up libcurl. */
 int cli_remote_open(cli_remote *out, const cli_remote_args *args);

@@ -18,57 +18,6 @@
 #define MOVE_ATTEMPTS 5
 #define WATCH_WAIT    60
 
-typedef struct {
-    const char *channel, *reason, *to, *at;
-    cli_remote_args remote;
-} channel_args;
-
-static int parse(cli_ctx *ctx, int argc, char **argv, channel_args *args, int *code)
-{
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS,
-        CLI_REMOTE_OPTIONS,
-        {"channel", required_argument, NULL, OPT_REMOTE_CHANNEL},
-        {"reason", required_argument, NULL, OPT_REMOTE_REASON},
-        {"to", required_argument, NULL, OPT_REMOTE_TO},
-        {"at", required_argument, NULL, OPT_REMOTE_AT},
-        {NULL, 0, NULL, 0}};
-    int opt;
-
-    *code = -1;
-    memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
-            continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
-        if (opt == OPT_REMOTE_CHANNEL)
-            args->channel = optarg;
-        else if (opt == OPT_REMOTE_REASON)
-            args->reason = optarg;
-        else if (opt == OPT_REMOTE_TO)
-            args->to = optarg;
-        else if (opt == OPT_REMOTE_AT)
-            args->at = optarg;
-    }
-    return optind;
-}
-
-static int print_state(const cli_ctx *ctx, const imgstore_channel_state *s)
-{
-    if (ctx->json)
-        return cli_print_json(imgstore_schema_channel_to_json(s));
-    printf("%s/%s -> %s (sequence %llu", s->name, s->channel, s->version,
-           (unsigned long long)s->sequence);
-    if (s->previous_version)
-        printf(", was %s", s->previous_version);
-    printf(")\n");
-    return 0;
-}
-
 /* The target of a rollback without --to, computed as the store computes it
  * (imgstore_store_rollback_target) over the channel's history as served. The history is the
  * server's word, so every move in it is checked first: its signed state carries a threshold
@@ -300,13 +249,13 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     cli_remote_trust trust = {0};
     imgstore_channel_state *state = NULL;
     cli_signers signers = {0};
-    channel_args args;
+    cli_channel_args args;
     char *actor = NULL, *target = NULL;
     const char *name, *version;
     const char *key_env = getenv("IMGSTORE_KEY");
     bool explicit_key;
     int code, err = 0;
-    int first = parse(ctx, argc, argv, &args, &code);
+    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
     if (first < 0)
         return code;
@@ -352,7 +301,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
                       rollback ? "rollback" : "deploy", actor, args.reason);
 print:
     if (err == 0)
-        err = print_state(ctx, state);
+        err = cli_print_state(ctx, state);
 done:
     imgstore_channel_state_free(state);
     cli_signers_free(&signers);
@@ -376,12 +325,12 @@ int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
 int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
-    channel_args args;
+    cli_channel_args args;
     json_t *body = NULL, *entries, *row;
     char *path = NULL;
     size_t i;
     int code, err = 0;
-    int first = parse(ctx, argc, argv, &args, &code);
+    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
     if (first < 0)
         return code;
@@ -469,11 +418,11 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
-    channel_args args;
+    cli_channel_args args;
     struct sigaction sa;
     uint64_t seen = 0;
     int code, err = 0;
-    int first = parse(ctx, argc, argv, &args, &code);
+    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
     if (first < 0)
         return code;

@@ -297,26 +297,6 @@ static int pull_to_stdout(cli_remote *remote, const imgstore_manifest *m)
     return err;
 }
 
-static int keep_one_file(imgstore_manifest *m, const char *path)
-{
-    for (size_t i = 0; i < m->file_count; i++) {
-        if (strcmp(m->files[i].path, path) == 0) {
-            imgstore_manifest_file keep = m->files[i];
-
-            m->files[i] = m->files[0];
-            m->files[0] = keep;
-            for (size_t j = 1; j < m->file_count; j++) {
-                free(m->files[j].path);
-                free(m->files[j].chunks);
-            }
-            m->file_count = 1;
-            return 0;
-        }
-    }
-    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", m->name, m->version,
-                              path);
-}
-
 /* The newest version, as the server lists it (what it then hands out is checked). */
 static int newest_version(char **out, cli_remote *remote, const char *name)
 {
@@ -341,136 +321,72 @@ static int newest_version(char **out, cli_remote *remote, const char *name)
     return err;
 }
 
+typedef struct {
+    cli_remote *remote;
+    const imgstore_manifest *m;
+} remote_source;
+
+static int remote_file(const imgstore_manifest_file *file, const char *dest,
+                       const cli_pull_progress *progress, void *payload)
+{
+    remote_source *src = payload;
+
+    src->remote->progress = progress->bar;
+    src->remote->progress_base = progress->done;
+    src->remote->progress_total = progress->total;
+    return pull_file(src->remote, src->m, file, dest);
+}
+
+static int remote_to_stdout(const imgstore_manifest *m, void *payload)
+{
+    return pull_to_stdout(((remote_source *)payload)->remote, m);
+}
+
 int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS,
-        CLI_REMOTE_OPTIONS,
-        {"channel", required_argument, NULL, OPT_REMOTE_CHANNEL},
-        {"output", required_argument, NULL, 'o'},
-        {"file", required_argument, NULL, OPT_REMOTE_FILE},
-        {NULL, 0, NULL, 0}};
-    cli_remote_args args = {0};
+    cli_pull_args args;
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     cli_remote_manifest m = {0};
     imgstore_channel_state *state = NULL;
-    const char *channel = NULL, *output = NULL, *only = NULL;
-    char *name = NULL, *version = NULL;
-    cli_progress progress;
-    json_t *files_json = json_array();
-    uint64_t total = 0;
-    struct stat st;
-    bool to_dir;
-    int opt, code = -1, err = 0;
+    remote_source src = {&remote, NULL};
+    cli_pull_source source = {remote_file, remote_to_stdout, &src};
+    int code, err = 0;
 
-    while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
-        if (cli_remote_option(&args, opt, optarg))
-            continue;
-        if (opt == OPT_REMOTE_CHANNEL)
-            channel = optarg;
-        else if (opt == 'o')
-            output = optarg;
-        else if (opt == OPT_REMOTE_FILE)
-            only = optarg;
-    }
-    if (optind != argc - 1) {
-        code = cli_usage_error(ctx, "expected one NAME[@VERSION]");
-        goto done;
-    }
-    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
-        goto done;
-    if (version && channel) {
-        code = cli_usage_error(ctx, "give NAME@VERSION or --channel, not both");
-        goto done;
-    }
-    if ((err = cli_remote_check_names(name, version, channel)) < 0 ||
-        (err = cli_remote_open(&remote, &args)) < 0 ||
+    if (cli_pull_parse(ctx, argc, argv, &args, &code) < 0)
+        return code;
+    if ((err = cli_remote_check_names(args.name, args.version, args.channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0)
         goto done;
-    if (channel) {
-        if ((err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, name, channel,
-                                            false)) < 0)
+    if (args.channel) {
+        if ((err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, args.name,
+                                            args.channel, false)) < 0)
             goto done;
-        if (!(version = strdup(state->version))) {
+        if (!(args.version = strdup(state->version))) {
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
             goto done;
         }
-    } else if (!version && (err = newest_version(&version, &remote, name)) < 0) {
+    } else if (!args.version && (err = newest_version(&args.version, &remote, args.name)) < 0) {
         goto done;
     }
-    if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, true)) < 0)
+    if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, args.name, args.version, true)) < 0)
         goto done;
     if (state && strcmp(state->manifest_sha256, m.sha256) != 0) {
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "%s/%s pins manifest %.16s... of %s, but the server's manifest "
                                  "is %.16s...",
-                                 name, channel, state->manifest_sha256, version, m.sha256);
+                                 args.name, args.channel, state->manifest_sha256, args.version,
+                                 m.sha256);
         goto done;
     }
-    if (only && (err = keep_one_file(m.manifest, only)) < 0)
-        goto done;
-    if (output && strcmp(output, "-") == 0) {
-        err = ctx->json ? imgstore_error_set(IMGSTORE_EINVALID, "-o - and --json both want stdout")
-                        : pull_to_stdout(&remote, m.manifest);
-        goto done;
-    }
-    to_dir = !output || m.manifest->file_count > 1 ||
-             (output[0] && output[strlen(output) - 1] == '/') ||
-             (stat(output, &st) == 0 && S_ISDIR(st.st_mode));
-    if (to_dir && output && mkdir(output, 0755) < 0 && errno != EEXIST) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
-        goto done;
-    }
-    for (size_t i = 0; i < m.manifest->file_count; i++)
-        total += m.manifest->files[i].size;
-    cli_progress_init(&progress, name, ctx->json);
-    remote.progress = &progress;
-    remote.progress_total = total;
-    for (size_t i = 0; i < m.manifest->file_count && err == 0; i++) {
-        const imgstore_manifest_file *file = &m.manifest->files[i];
-        char *dest =
-            to_dir ? imgstore_strfmt("%s/%s", output ? output : ".", file->path) : strdup(output);
-
-        if (!dest) {
-            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-            break;
-        }
-        if ((err = pull_file(&remote, m.manifest, file, dest)) == 0) {
-            json_array_append_new(files_json,
-                                  json_pack("{s:s, s:s, s:I, s:s}", "path", file->path,
-                                            "written_to", dest, "size", (json_int_t)file->size,
-                                            "sha256", file->sha256));
-            if (!ctx->json)
-                printf("%s\n", dest);
-        }
-        free(dest);
-    }
-    cli_progress_done(&progress);
-    if (err == 0 && ctx->json) {
-        json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "name", name, "version", version,
-                                "manifest_sha256", m.sha256, "files", files_json);
-
-        if (state) {
-            json_object_set_new(out, "channel", json_string(channel));
-            json_object_set_new(out, "sequence", json_integer((json_int_t)state->sequence));
-        }
-        err = cli_print_json(out);
-    }
+    src.m = m.manifest;
+    err = cli_pull_write(ctx, &args, m.manifest, m.sha256, state ? state->sequence : 0, &source);
 done:
-    if (code < 0)
-        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
-    json_decref(files_json);
     imgstore_channel_state_free(state);
     cli_remote_manifest_free(&m);
     cli_remote_trust_free(&trust);
     cli_remote_close(&remote);
-    free(name);
-    free(version);
-    return code;
+    cli_pull_args_free(&args);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

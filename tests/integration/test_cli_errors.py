@@ -86,6 +86,14 @@ class CliErrors(StoreTestCase):
                 self.assertEqual(rc, EXIT_USAGE, "stdout %r stderr %r" % (out, err))
                 self.assertEqual(out, "")
                 self.assertTrue(err.strip())
+        # a server's options on a local command: refused, not silently ignored
+        for args in (("pull", "app@1.0", "--token", "t"), ("deploy", "app", "1.0", "--channel",
+                     "prod", "--trust-policy-sha256", "0" * 64), ("history", "app", "--token",
+                     "t")):
+            with self.subTest(args=args):
+                rc, out, err = self.im(*args)
+                self.assertEqual(rc, EXIT_USAGE, err)
+                self.assertOneLineError(err, "is for a server", "--server")
         rc, out, err = run()
         self.assertEqual(rc, EXIT_USAGE)
         self.assertIn("usage:", err)
