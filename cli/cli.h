@@ -95,6 +95,12 @@ char *cli_actor(const cli_ctx *ctx);
 /** Split "NAME@VERSION" (version NULL when absent). Both are freed with free(). */
 int cli_split_ref(char **name_out, char **version_out, const char *ref);
 
+/** write() all of `buf` to `fd`, through EINTR and short writes. */
+int cli_write_all(int fd, const void *buf, size_t len);
+
+/** fsync the directory holding `path`, so a rename into it is durable. */
+int cli_sync_dir_of(const char *path);
+
 /** Print a JSON value (stealing the reference) on stdout, one document, newline-terminated. */
 int cli_print_json(json_t *value);
 
@@ -188,6 +194,15 @@ typedef struct {
 /** Parse them. Returns the index of the first positional argument, or -1 with *code set
  * when the command must end now (after --help, or a usage error). */
 int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args, int *code);
+
+/** history's argv (one NAME, --at only with --channel). 0, or -1 with *code set. */
+int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args,
+                      const char **name_out, int *code);
+
+/** Print history rows (schema/api_history.schema.json "entries", borrowed) as `history`
+ * does: a line each, the --json document, or with --at the state live at that time. */
+int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
+                      json_t *entries);
 
 /**
  * Whether a command runs against a server: --server in argv, else (unless --repo is given)

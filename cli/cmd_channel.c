@@ -113,25 +113,74 @@ int cli_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
     return move(ctx, argc, argv, true);
 }
 
-/* The state live on the channel at `at`: the newest whose time is not after it. */
-static int history_at(cli_ctx *ctx, const imgstore_history_entry *entries, size_t count,
-                      const char *name, const char *channel, const char *at)
+int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args,
+                      const char **name_out, int *code)
+{
+    int first = cli_channel_parse(ctx, argc, argv, args, code);
+
+    if (first < 0)
+        return -1;
+    if (argc - first != 1)
+        *code = cli_usage_error(ctx, "expected NAME");
+    else if (args->reason || args->to)
+        *code = cli_usage_error(ctx, "unexpected option for history");
+    else if (args->at && !args->channel)
+        *code = cli_usage_error(ctx, "--at needs --channel");
+    *name_out = argv[first];
+    return *code >= 0 ? -1 : 0;
+}
+
+/* --at: the state live on the channel then, the newest whose time is not after it. */
+static int print_history_at(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
+                            json_t *entries)
 {
     int64_t when, state_time;
+    json_t *row;
+    size_t i;
 
-    if (imgstore_time_parse(&when, at) < 0)
+    if (imgstore_time_parse(&when, args->at) < 0)
         return IMGSTORE_EINVALID;
-    for (size_t i = 0; i < count; i++) {
-        if (imgstore_time_parse(&state_time, entries[i].state->time) == 0 && state_time <= when) {
+    json_array_foreach(entries, i, row)
+    {
+        json_t *state = json_object_get(row, "state");
+        const char *t = json_string_value(json_object_get(state, "time"));
+
+        if (t && imgstore_time_parse(&state_time, t) == 0 && state_time <= when) {
             if (ctx->json)
-                return cli_print_json(json_pack("{s:s, s:o}", "at", at, "state",
-                                                imgstore_schema_channel_to_json(entries[i].state)));
-            printf("%s\n", entries[i].state->version);
+                return cli_print_json(json_pack("{s:s, s:O}", "at", args->at, "state", state));
+            printf("%s\n", json_string_value(json_object_get(state, "version")));
             return 0;
         }
     }
-    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s/%s did not exist yet at %s", name, channel,
-                              at);
+    return imgstore_error_set(IMGSTORE_ENOTFOUND, "%s/%s did not exist yet at %s", name,
+                              args->channel, args->at);
+}
+
+int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
+                      json_t *entries)
+{
+    json_t *row, *body;
+    size_t i;
+
+    if (args->at)
+        return print_history_at(ctx, args, name, entries);
+    if (ctx->json) {
+        body = json_pack("{s:s, s:O}", "name", name, "entries", entries);
+        if (body && args->channel)
+            json_object_set_new(body, "channel", json_string(args->channel));
+        return cli_print_json(body);
+    }
+    json_array_foreach(entries, i, row)
+    {
+        const char *commit = json_string_value(json_object_get(row, "commit"));
+        const char *actor = json_string_value(json_object_get(row, "actor"));
+        const char *summary = json_string_value(json_object_get(row, "summary"));
+        const char *when = json_string_value(json_object_get(row, "time"));
+
+        printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "", actor ? actor : "",
+               summary ? summary : "");
+    }
+    return 0;
 }
 
 int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
@@ -141,40 +190,19 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     imgstore_store *store = NULL;
     imgstore_history_entry *entries = NULL;
     cli_channel_args args;
+    json_t *rows = NULL;
+    const char *name;
     size_t count = 0;
     int code, err = 0;
-    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
-    if (first < 0)
+    if (cli_history_parse(ctx, argc, argv, &args, &name, &code) < 0)
         return code;
-    if (argc - first != 1)
-        return cli_usage_error(ctx, "expected NAME");
-    if (args.reason || args.to)
-        return cli_usage_error(ctx, "unexpected option for history");
-    if (args.at && !args.channel)
-        return cli_usage_error(ctx, "--at needs --channel");
-    if ((err = cli_open_store(&store, ctx, false)) < 0 ||
-        (err = imgstore_store_history(&entries, &count, store, argv[first], args.channel)) < 0)
-        goto done;
-    if (args.at) {
-        err = history_at(ctx, entries, count, argv[first], args.channel, args.at);
-    } else if (ctx->json) {
-        json_t *body = json_pack("{s:s, s:o}", "name", argv[first], "entries",
-                                 imgstore_store_history_to_json(entries, count));
-
-        if (body && args.channel)
-            json_object_set_new(body, "channel", json_string(args.channel));
-        err = cli_print_json(body);
-    } else {
-        for (size_t i = 0; i < count; i++) {
-            char when[32];
-
-            imgstore_time_rfc3339(when, sizeof(when), entries[i].time);
-            printf("%s  %.12s  %-20s  %s\n", when, entries[i].commit, entries[i].actor,
-                   entries[i].summary);
-        }
-    }
-done:
+    if ((err = cli_open_store(&store, ctx, false)) == 0 &&
+        (err = imgstore_store_history(&entries, &count, store, name, args.channel)) == 0)
+        err = (rows = imgstore_store_history_to_json(entries, count))
+                  ? cli_print_history(ctx, &args, name, rows)
+                  : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    json_decref(rows);
     imgstore_history_free(entries, count);
     imgstore_store_free(store);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;

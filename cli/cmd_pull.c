@@ -25,38 +25,13 @@ typedef struct {
 static int sink_write(const void *buf, size_t len, void *payload)
 {
     file_sink *sink = payload;
-    const char *bytes = buf;
+    int err;
 
-    while (len > 0) {
-        ssize_t n = write(sink->fd, bytes, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
-        bytes += n;
-        len -= (size_t)n;
-        sink->done += (uint64_t)n;
-    }
+    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
+        return err;
+    sink->done += len;
     cli_progress_update(sink->done, sink->total, sink->progress);
     return 0;
-}
-
-static int sync_dir_of(const char *path)
-{
-    char *copy = strdup(path);
-    int fd, err = 0;
-
-    if (!copy)
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot sync the directory of %s: %s", path,
-                                 strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(copy);
-    return err;
 }
 
 /* Write one file of `m` to `dest` through a temporary file and an atomic rename. */
@@ -86,7 +61,7 @@ static int pull_file(imgstore_store *store, const imgstore_manifest *m,
     }
     free(tmp);
     tmp = NULL;
-    err = sync_dir_of(dest);
+    err = cli_sync_dir_of(dest);
 done:
     if (sink->fd >= 0)
         close(sink->fd);

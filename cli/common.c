@@ -4,6 +4,9 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,4 +254,38 @@ char *cli_default_image_name(const char *path)
         }
     }
     return name;
+}
+
+int cli_write_all(int fd, const void *buf, size_t len)
+{
+    const char *bytes = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, bytes, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
+        bytes += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int cli_sync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    int fd, err = 0;
+
+    if (!copy)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0)
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot sync the directory of %s: %s", path,
+                                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return err;
 }

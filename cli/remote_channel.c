@@ -326,67 +326,24 @@ int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
     cli_channel_args args;
-    json_t *body = NULL, *entries, *row;
+    json_t *body = NULL;
+    const char *name;
     char *path = NULL;
-    size_t i;
     int code, err = 0;
-    int first = cli_channel_parse(ctx, argc, argv, &args, &code);
 
-    if (first < 0)
+    if (cli_history_parse(ctx, argc, argv, &args, &name, &code) < 0)
         return code;
-    if (argc - first != 1)
-        return cli_usage_error(ctx, "expected NAME");
-    if (args.reason || args.to)
-        return cli_usage_error(ctx, "unexpected option for history");
-    if (args.at && !args.channel)
-        return cli_usage_error(ctx, "--at needs --channel");
-    if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
+    if ((err = cli_remote_check_names(name, NULL, args.channel)) < 0 ||
         (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
     /* without --channel: the image's pushes and channel moves */
-    if (!(path = args.channel
-                     ? imgstore_strfmt("/v1/channels/%s/%s/history", argv[first], args.channel)
-                     : imgstore_strfmt("/v1/images/%s/history", argv[first]))) {
+    if (!(path = args.channel ? imgstore_strfmt("/v1/channels/%s/%s/history", name, args.channel)
+                              : imgstore_strfmt("/v1/images/%s/history", name))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
-        goto done;
-    entries = json_object_get(body, "entries");
-    if (args.at) {
-        int64_t when, state_time;
-
-        if ((err = imgstore_time_parse(&when, args.at)) < 0)
-            goto done;
-        json_array_foreach(entries, i, row)
-        {
-            json_t *state = json_object_get(row, "state");
-            const char *t = json_string_value(json_object_get(state, "time"));
-
-            if (t && imgstore_time_parse(&state_time, t) == 0 && state_time <= when) {
-                if (ctx->json)
-                    err = cli_print_json(json_pack("{s:s, s:O}", "at", args.at, "state", state));
-                else
-                    printf("%s\n", json_string_value(json_object_get(state, "version")));
-                goto done;
-            }
-        }
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "%s/%s did not exist yet at %s", argv[first],
-                                 args.channel, args.at);
-    } else if (ctx->json) {
-        err = cli_print_json(json_pack("{s:s, s:O}", "name", argv[first], "entries", entries));
-    } else {
-        json_array_foreach(entries, i, row)
-        {
-            const char *commit = json_string_value(json_object_get(row, "commit"));
-            const char *actor = json_string_value(json_object_get(row, "actor"));
-            const char *summary = json_string_value(json_object_get(row, "summary"));
-            const char *when = json_string_value(json_object_get(row, "time"));
-
-            printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "",
-                   actor ? actor : "", summary ? summary : "");
-        }
-    }
+    if ((err = cli_remote_get_json(&body, &remote, path)) == 0)
+        err = cli_print_history(ctx, &args, name, json_object_get(body, "entries"));
 done:
     json_decref(body);
     free(path);

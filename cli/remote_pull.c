@@ -29,23 +29,6 @@ typedef struct {
     const char *file;
 } partial_sink;
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *bytes = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, bytes, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
-        bytes += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int partial_write(long status, const void *buf, size_t len, void *payload)
 {
     partial_sink *sink = payload;
@@ -68,7 +51,7 @@ static int partial_write(long status, const void *buf, size_t len, void *payload
                                   "%s: the server sent more than the %llu bytes the manifest "
                                   "says",
                                   sink->file, (unsigned long long)sink->expect);
-    if ((err = write_all(sink->fd, buf, len)) < 0)
+    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
         return err;
     imgstore_sha256_update(sink->sha, buf, len);
     sink->offset += len;
@@ -99,23 +82,6 @@ static int hash_existing(partial_sink *sink)
         }
     }
     free(buf);
-    return err;
-}
-
-static int sync_dir_of(const char *path)
-{
-    char *copy = strdup(path);
-    int fd, err = 0;
-
-    if (!copy)
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot sync the directory of %s: %s", path,
-                                 strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(copy);
     return err;
 }
 
@@ -204,7 +170,7 @@ static int pull_file(cli_remote *remote, const imgstore_manifest *m,
                                  strerror(errno));
         goto done;
     }
-    err = sync_dir_of(dest);
+    err = cli_sync_dir_of(dest);
 done:
     if (sink.fd >= 0)
         close(sink.fd);
@@ -255,7 +221,7 @@ static int chunk_write(long status, const void *buf, size_t len, void *payload)
                                       "%s: chunk %zu does not match the signed manifest; stopped "
                                       "before it",
                                       sink->file->path, sink->chunk + 1);
-        if ((err = write_all(STDOUT_FILENO, sink->buf, sink->filled)) < 0)
+        if ((err = cli_write_all(STDOUT_FILENO, sink->buf, sink->filled)) < 0)
             return err;
         sink->chunk++;
         sink->filled = 0;
