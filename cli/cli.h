@@ -164,7 +164,7 @@ void cli_progress_done(cli_progress *p);
 
 /* The options that pick and reach a server, taken by every command that has a remote mode;
  * values clear of every command's own options. */
-enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_FIRST_REMOTE };
+enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP, OPT_FIRST_REMOTE };
 
 #define CLI_REMOTE_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
@@ -184,6 +184,17 @@ bool cli_remote_option(cli_remote_args *args, int opt, const char *arg);
 /** For a command parsed in local mode: a usage error (its exit code) when a remote option
  * was given, else -1. */
 int cli_remote_unused(const cli_ctx *ctx, const cli_remote_args *args);
+
+/* ls, show, diff, verify and trust show: the common and remote options, and --deep. */
+typedef struct {
+    bool deep; /* verify --server: hash every file's bytes too */
+    cli_remote_args remote;
+} cli_read_args;
+
+/** Parse them (--deep only when `deep_ok`). Returns the index of the first positional
+ * argument, or -1 with *code set when the command must end now. */
+int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
+                   int *code);
 
 /* deploy, rollback, history and watch: one set of options for both modes. */
 typedef struct {

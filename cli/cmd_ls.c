@@ -143,7 +143,8 @@ int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
         return cli_remote_cmd_ls(ctx, argc, argv);
     imgstore_store *store = NULL;
     int code, err;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    cli_read_args args;
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0)
         return code;
@@ -238,7 +239,8 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
     imgstore_store *store = NULL;
     char *name = NULL, *version = NULL;
     int code, err;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    cli_read_args args;
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0)
         return code;
@@ -370,7 +372,9 @@ int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv)
 
     if (cli_remote_selected(argc, argv)) /* --server: remote mode */
         return cli_remote_cmd_diff(ctx, argc, argv);
-    if ((first = cli_parse_common(ctx, argc, argv, &code)) < 0)
+    cli_read_args args;
+
+    if ((first = cli_read_parse(ctx, argc, argv, &args, false, &code)) < 0)
         return code;
     if (argc - first != 2)
         return cli_usage_error(ctx, "expected NAME@V1 NAME@V2");

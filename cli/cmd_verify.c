@@ -146,8 +146,9 @@ int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv)
     imgstore_store *store = NULL;
     report_ctx rc = {ctx, json_array(), json_array(), json_array()};
     char *name = NULL, *version = NULL;
+    cli_read_args args;
     int code, err;
-    int first = cli_parse_common(ctx, argc, argv, &code);
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0 || argc - first > 1) {
         json_decref(rc.rows);

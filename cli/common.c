@@ -65,6 +65,37 @@ int cli_parse_common(cli_ctx *ctx, int argc, char **argv, int *code)
     return optind;
 }
 
+int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
+                   int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
+                                            {"deep", no_argument, NULL, OPT_DEEP},
+                                            {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
+        if (opt == OPT_DEEP && deep_ok) {
+            args->deep = true;
+        } else if (opt == OPT_DEEP) {
+            *code = cli_usage_error(ctx, "--deep is for verify against a server");
+            return -1;
+        }
+    }
+    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+        return -1;
+    return optind;
+}
+
 int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;

@@ -17,8 +17,7 @@
 /* Options of remote-only commands and of the remote side of push, on top of
  * CLI_COMMON_OPTIONS and CLI_REMOTE_OPTIONS (cli/cli.h). */
 enum {
-    OPT_REMOTE_DEEP = OPT_FIRST_REMOTE,
-    OPT_REMOTE_NAME,
+    OPT_REMOTE_NAME = OPT_FIRST_REMOTE,
     OPT_REMOTE_VERSION,
     OPT_REMOTE_LABEL,
     OPT_REMOTE_SOURCE,

@@ -10,39 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    bool deep;
-    cli_remote_args remote;
-} read_args;
-
-static int parse(cli_ctx *ctx, int argc, char **argv, read_args *args, bool deep_ok, int *code)
-{
-    static const struct option options[] = {CLI_COMMON_OPTIONS,
-                                            CLI_REMOTE_OPTIONS,
-                                            {"deep", no_argument, NULL, OPT_REMOTE_DEEP},
-                                            {NULL, 0, NULL, 0}};
-    int opt;
-
-    *code = -1;
-    memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
-            continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
-        if (opt == OPT_REMOTE_DEEP && deep_ok) {
-            args->deep = true;
-        } else if (opt == OPT_REMOTE_DEEP) {
-            *code = cli_usage_error(ctx, "--deep is for verify");
-            return -1;
-        }
-    }
-    return optind;
-}
-
 static const char *str(json_t *obj, const char *key)
 {
     const char *value = json_string_value(json_object_get(obj, key));
@@ -104,11 +71,11 @@ static void print_versions(json_t *body)
 int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
-    read_args args;
+    cli_read_args args;
     json_t *body = NULL;
     char *path = NULL;
     int code, err;
-    int first = parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0)
         return code;
@@ -144,10 +111,10 @@ int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv)
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     cli_remote_manifest m = {0};
-    read_args args;
+    cli_read_args args;
     char *name = NULL, *version = NULL;
     int code, err;
-    int first = parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0)
         return code;
@@ -181,10 +148,10 @@ int cli_remote_cmd_diff(cli_ctx *ctx, int argc, char **argv)
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     cli_remote_manifest a = {0}, b = {0};
-    read_args args;
+    cli_read_args args;
     char *name_a = NULL, *ver_a = NULL, *name_b = NULL, *ver_b = NULL;
     int code = -1, err = 0;
-    int first = parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
     if (first < 0)
         return code;
@@ -389,12 +356,12 @@ int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv)
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     report r = {ctx, json_array(), json_array(), json_array(), false};
-    read_args args;
+    cli_read_args args;
     json_t *images = NULL, *item;
     char *name = NULL, *version = NULL, number[32];
     size_t i;
     int code, err;
-    int first = parse(ctx, argc, argv, &args, true, &code);
+    int first = cli_read_parse(ctx, argc, argv, &args, true, &code);
 
     if (first < 0)
         goto out;

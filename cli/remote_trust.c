@@ -387,27 +387,20 @@ done:
  * itself, with root keys (imgstore trust ... --repo), never through a server. */
 int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS, CLI_REMOTE_OPTIONS, {NULL, 0, NULL, 0}};
-    cli_remote_args args = {0};
+    cli_read_args args;
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     char *bytes = NULL, digest[65];
     size_t len = 0;
-    int opt, code = -1, err = 0;
+    int code, err = 0;
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                return code;
-            continue;
-        }
-        cli_remote_option(&args, opt, optarg);
-    }
-    if (optind != argc - 1 || strcmp(argv[optind], "show") != 0)
+    if (first < 0)
+        return code;
+    if (first != argc - 1 || strcmp(argv[first], "show") != 0)
         return cli_usage_error(ctx, "only 'trust show' works against a server; change the "
                                     "policy on the store with --repo and root keys");
-    if ((err = cli_remote_open(&remote, &args)) < 0 ||
+    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
         (err = imgstore_schema_policy_encode(&bytes, &len, trust.policy)) < 0 ||
         (err = cli_remote_sha256(digest, bytes, len)) < 0)
