@@ -101,6 +101,18 @@ int cli_write_all(int fd, const void *buf, size_t len);
 /** fsync the directory holding `path`, so a rename into it is durable. */
 int cli_sync_dir_of(const char *path);
 
+/**
+ * The one NAME@VERSION argument of show and sign: exactly one positional argument from
+ * `first` on, with a version. -1 when fine (both out-parameters set, free() them), else the
+ * exit code after a one-line error.
+ */
+int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,
+                    char **version_out);
+
+/** Print the outcome of sign as both modes do: signatures against the release threshold. */
+int cli_print_signed(const cli_ctx *ctx, const char *name, const char *version,
+                     const imgstore_trust_status *status);
+
 /** Print a JSON value (stealing the reference) on stdout, one document, newline-terminated. */
 int cli_print_json(json_t *value);
 
@@ -164,7 +176,7 @@ void cli_progress_done(cli_progress *p);
 
 /* The options that pick and reach a server, taken by every command that has a remote mode;
  * values clear of every command's own options. */
-enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP, OPT_FIRST_REMOTE };
+enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
 
 #define CLI_REMOTE_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
@@ -240,6 +252,26 @@ int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const ch
  * remote mode alike. */
 int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
                       const imgstore_trust_status *trust);
+
+/* push: one set of options for both modes (cmd_push.c). */
+typedef struct {
+    char *name; /* --name, else derived from the first FILE; free() */
+    const char *version, *kind;
+    const char *source;                      /* --source URL@COMMIT, checked */
+    const char *labels[IMGSTORE_MAX_LABELS]; /* --label KEY=VALUE, checked */
+    size_t label_count;
+    char **files; /* the FILE arguments (into argv) */
+    size_t file_count;
+    cli_remote_args remote;
+} cli_push_args;
+
+/** Parse push's argv. 0, or -1 with *code set when the command must end now. */
+int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int *code);
+
+/** Print what push stored (NAME@VERSION, or the --json document), with a line on stderr when
+ * it is pending signatures or was already stored. */
+int cli_print_pushed(const cli_ctx *ctx, const imgstore_manifest *m, bool created,
+                     const imgstore_trust_status *status);
 
 /* pull: one set of options and one way of writing files for both modes (cmd_pull.c). */
 typedef struct {

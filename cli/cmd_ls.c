@@ -244,14 +244,8 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
 
     if (first < 0)
         return code;
-    if (argc - first != 1)
-        return cli_usage_error(ctx, "expected one NAME@VERSION");
-    if ((err = cli_split_ref(&name, &version, argv[first])) < 0)
-        return cli_fail(ctx, err);
-    if (!version) {
-        free(name);
-        return cli_usage_error(ctx, "expected NAME@VERSION, got '%s'", argv[first]);
-    }
+    if ((code = cli_version_arg(ctx, argc, argv, first, &name, &version)) >= 0)
+        return code;
     if ((err = cli_open_store(&store, ctx, false)) == 0)
         err = show_version(ctx, store, name, version);
     imgstore_store_free(store);

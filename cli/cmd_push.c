@@ -49,98 +49,146 @@ static int push_one(imgstore_push *push, const char *path, const char *kind)
     return err;
 }
 
-int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
+int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int *code)
 {
-    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
-        return cli_remote_cmd_push(ctx, argc, argv);
     static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
                                             {"name", required_argument, NULL, OPT_NAME},
                                             {"version", required_argument, NULL, OPT_VERSION},
                                             {"label", required_argument, NULL, OPT_LABEL},
                                             {"source", required_argument, NULL, OPT_SOURCE},
                                             {"kind", required_argument, NULL, OPT_KIND},
                                             {NULL, 0, NULL, 0}};
+    const char *name = NULL, *at, *eq;
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (cli_remote_option(&args->remote, opt, optarg))
+            continue;
+        switch (opt) {
+        case OPT_NAME:
+            name = optarg;
+            break;
+        case OPT_VERSION:
+            args->version = optarg;
+            break;
+        case OPT_KIND:
+            args->kind = optarg;
+            break;
+        case OPT_SOURCE:
+            at = strrchr(optarg, '@');
+            if (!at || at == optarg || !at[1]) {
+                *code = cli_usage_error(ctx, "--source wants URL@COMMIT, got '%s'", optarg);
+                return -1;
+            }
+            args->source = optarg;
+            break;
+        case OPT_LABEL:
+            eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                *code = cli_usage_error(ctx, "--label wants KEY=VALUE, got '%s'", optarg);
+                return -1;
+            }
+            if (args->label_count == IMGSTORE_MAX_LABELS) {
+                *code = cli_usage_error(ctx, "at most %d labels", IMGSTORE_MAX_LABELS);
+                return -1;
+            }
+            args->labels[args->label_count++] = optarg;
+            break;
+        }
+    }
+    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+        return -1;
+    if (optind >= argc) {
+        *code = cli_usage_error(ctx, "no FILE to push");
+        return -1;
+    }
+    if (argc - optind > IMGSTORE_MAX_FILES) {
+        *code = cli_usage_error(ctx, "at most %d files in a version", IMGSTORE_MAX_FILES);
+        return -1;
+    }
+    args->files = &argv[optind];
+    args->file_count = (size_t)(argc - optind);
+    /* a name given is checked where it is used, with the rule in the message */
+    if (!(args->name = name ? strdup(name) : cli_default_image_name(argv[optind]))) {
+        *code = cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
+        return -1;
+    }
+    if (!name && imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, args->name) < 0) {
+        *code = cli_usage_error(ctx, "cannot use '%s' (from %s) as the image name; pass --name",
+                                args->name, cli_base_name(argv[optind]));
+        free(args->name);
+        args->name = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cli_print_pushed(const cli_ctx *ctx, const imgstore_manifest *m, bool created,
+                     const imgstore_trust_status *status)
+{
+    if (ctx->json)
+        return cli_print_json(json_pack("{s:b, s:o}", "created", created, "manifest",
+                                        imgstore_schema_manifest_to_json(m)));
+    printf("%s@%s\n", m->name, m->version);
+    if (!status->trusted)
+        fprintf(stderr,
+                "imgstore push: %s@%s is pending: it has %zu of the %u release signatures it "
+                "needs; sign it with imgstore sign %s@%s and a release key (--key)\n",
+                m->name, m->version, status->valid, status->threshold, m->name, m->version);
+    if (!created)
+        fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n", m->name,
+                m->version);
+    return 0;
+}
+
+int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
+{
+    if (cli_remote_selected(argc, argv)) /* --server: remote mode */
+        return cli_remote_cmd_push(ctx, argc, argv);
     imgstore_label labels[IMGSTORE_MAX_LABELS];
+    char *label_copies[IMGSTORE_MAX_LABELS] = {NULL}, *source = NULL, *actor = NULL;
     imgstore_push_opts opts = {0};
     imgstore_store *store = NULL;
     imgstore_push *push = NULL;
     imgstore_manifest *manifest = NULL;
+    imgstore_trust_status status = {.trusted = true};
     cli_signers signers = {0};
+    cli_push_args args;
     cli_progress progress;
-    char *name = NULL, *actor = NULL, *source = NULL, *kind = NULL;
-    size_t label_count = 0;
     bool created = false;
-    int opt, code = -1, err = 0;
+    int code, err = 0;
 
-    memset(labels, 0, sizeof(labels));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
-        switch (opt) {
-        case OPT_NAME:
-            opts.name = optarg;
-            break;
-        case OPT_VERSION:
-            opts.version = optarg;
-            break;
-        case OPT_KIND:
-            kind = optarg;
-            break;
-        case OPT_SOURCE:
-            free(source);
-            source = strdup(optarg);
-            break;
-        case OPT_LABEL: {
-            char *eq = strchr(optarg, '=');
-
-            if (!eq || eq == optarg) {
-                code = cli_usage_error(ctx, "--label wants KEY=VALUE, got '%s'", optarg);
-                goto done;
-            }
-            if (label_count == IMGSTORE_MAX_LABELS) {
-                code = cli_usage_error(ctx, "at most %d labels", IMGSTORE_MAX_LABELS);
-                goto done;
-            }
-            *eq = '\0';
-            labels[label_count].key = optarg;
-            labels[label_count++].value = eq + 1;
-            break;
-        }
-        }
-    }
-    if (optind >= argc) {
-        code = cli_usage_error(ctx, "no FILE to push");
-        goto done;
-    }
-    if (source) {
-        char *at = strrchr(source, '@');
-
-        if (!at || at == source || !at[1]) {
-            code = cli_usage_error(ctx, "--source wants URL@COMMIT, got '%s'", source);
-            goto done;
-        }
-        *at = '\0';
-        opts.source_repository = source;
-        opts.source_commit = at + 1;
-    }
-    if (!opts.name) {
-        if (!(name = cli_default_image_name(argv[optind])))
+    if (cli_push_parse(ctx, argc, argv, &args, &code) < 0)
+        return code;
+    opts.name = args.name;
+    opts.version = args.version;
+    for (size_t i = 0; i < args.label_count; i++) {
+        if (!(label_copies[i] = strdup(args.labels[i])))
             goto oom;
-        if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name) < 0) {
-            code = cli_usage_error(ctx, "cannot use '%s' (from %s) as the image name; pass --name",
-                                   name, cli_base_name(argv[optind]));
-            goto done;
-        }
-        opts.name = name;
+        labels[i].key = label_copies[i];
+        labels[i].value = strchr(label_copies[i], '=');
+        *labels[i].value++ = '\0';
+    }
+    opts.labels = labels;
+    opts.label_count = args.label_count;
+    if (args.source) {
+        if (!(source = strdup(args.source)))
+            goto oom;
+        *strrchr(source, '@') = '\0';
+        opts.source_repository = source;
+        opts.source_commit = source + strlen(source) + 1;
     }
     if (!(actor = cli_actor(ctx)))
         goto oom;
     opts.actor = actor;
-    opts.labels = labels;
-    opts.label_count = label_count;
     cli_progress_init(&progress, opts.name, ctx->json);
     opts.progress = cli_progress_update;
     opts.progress_payload = &progress;
@@ -150,45 +198,29 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
     if ((err = cli_open_store(&store, ctx, false)) < 0 ||
         (err = imgstore_store_push_begin(&push, store, &opts)) < 0)
         goto done;
-    for (int i = optind; i < argc && err == 0; i++)
-        err = push_one(push, argv[i], kind);
+    for (size_t i = 0; i < args.file_count && err == 0; i++)
+        err = push_one(push, args.files[i], args.kind);
     if (err == 0)
         err = imgstore_store_push_commit(push, &manifest, &created);
     cli_progress_done(&progress);
     if (err < 0)
         goto done;
-    if (ctx->json) {
-        json_t *out = json_object();
-
-        json_object_set_new(out, "created", json_boolean(created));
-        json_object_set_new(out, "manifest", imgstore_schema_manifest_to_json(manifest));
-        err = cli_print_json(out);
-    } else {
-        imgstore_trust_status trust;
-
-        printf("%s@%s\n", manifest->name, manifest->version);
-        if (imgstore_store_version_trust(&trust, store, manifest->name, manifest->version) == 0 &&
-            !trust.trusted)
-            fprintf(stderr,
-                    "imgstore push: %s@%s has %zu of the %u release signatures it needs; add "
-                    "them with imgstore sign\n",
-                    manifest->name, manifest->version, trust.valid, trust.threshold);
-        if (!created)
-            fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n",
-                    manifest->name, manifest->version);
-    }
+    /* stored either way: a trust status that cannot be read only loses the reminder */
+    if (imgstore_store_version_trust(&status, store, manifest->name, manifest->version) < 0)
+        status.trusted = true;
+    err = cli_print_pushed(ctx, manifest, created, &status);
     goto done;
 oom:
     err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    if (code < 0)
-        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     imgstore_manifest_free(manifest);
     imgstore_store_push_free(push);
     imgstore_store_free(store);
     cli_signers_free(&signers);
+    for (size_t i = 0; i < args.label_count; i++)
+        free(label_copies[i]);
     free(actor);
-    free(name);
     free(source);
-    return code;
+    free(args.name);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -146,20 +146,14 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv)
     cli_signers signers = {0};
     imgstore_signers view;
     char *name = NULL, *version = NULL, *actor = NULL;
+    cli_read_args args;
     int code, err, first;
 
     if (cli_remote_selected(argc, argv)) /* --server: remote mode */
         return cli_remote_cmd_sign(ctx, argc, argv);
-    if ((first = cli_parse_common(ctx, argc, argv, &code)) < 0)
+    if ((first = cli_read_parse(ctx, argc, argv, &args, false, &code)) < 0 ||
+        (code = cli_version_arg(ctx, argc, argv, first, &name, &version)) >= 0)
         return code;
-    if (argc - first != 1)
-        return cli_usage_error(ctx, "expected NAME@VERSION");
-    if ((err = cli_split_ref(&name, &version, argv[first])) < 0)
-        goto done;
-    if (!version) {
-        err = imgstore_error_set(IMGSTORE_EINVALID, "sign needs NAME@VERSION, not just a name");
-        goto done;
-    }
     if (!(actor = cli_actor(ctx))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
@@ -170,13 +164,7 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv)
     view = cli_signers_view(&signers);
     if ((err = imgstore_store_sign_version(&status, store, name, version, &view, actor)) < 0)
         goto done;
-    if (ctx->json)
-        err = cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "version",
-                                       version, "signatures", (json_int_t)status.valid, "threshold",
-                                       (json_int_t)status.threshold, "trusted", status.trusted));
-    else
-        printf("%s@%s: %zu of %u release signatures%s\n", name, version, status.valid,
-               status.threshold, status.trusted ? "" : " (not yet deployable)");
+    err = cli_print_signed(ctx, name, version, &status);
 done:
     cli_signers_free(&signers);
     imgstore_store_free(store);

@@ -96,6 +96,37 @@ int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, boo
     return optind;
 }
 
+int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,
+                    char **version_out)
+{
+    int err;
+
+    *name_out = *version_out = NULL;
+    if (argc - first != 1)
+        return cli_usage_error(ctx, "expected one NAME@VERSION");
+    if ((err = cli_split_ref(name_out, version_out, argv[first])) < 0)
+        return cli_fail(ctx, err);
+    if (!*version_out) {
+        free(*name_out);
+        *name_out = NULL;
+        return cli_usage_error(ctx, "expected NAME@VERSION, got '%s'", argv[first]);
+    }
+    return -1;
+}
+
+int cli_print_signed(const cli_ctx *ctx, const char *name, const char *version,
+                     const imgstore_trust_status *status)
+{
+    if (ctx->json)
+        return cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "version",
+                                        version, "signatures", (json_int_t)status->valid,
+                                        "threshold", (json_int_t)status->threshold, "trusted",
+                                        status->trusted));
+    printf("%s@%s: %zu of %u release signatures%s\n", name, version, status->valid,
+           status->threshold, status->trusted ? "" : " (not yet deployable)");
+    return 0;
+}
+
 int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;

@@ -14,16 +14,6 @@
 #include <curl/curl.h>
 #include <signal.h>
 
-/* Options of remote-only commands and of the remote side of push, on top of
- * CLI_COMMON_OPTIONS and CLI_REMOTE_OPTIONS (cli/cli.h). */
-enum {
-    OPT_REMOTE_NAME = OPT_FIRST_REMOTE,
-    OPT_REMOTE_VERSION,
-    OPT_REMOTE_LABEL,
-    OPT_REMOTE_SOURCE,
-    OPT_REMOTE_KIND,
-};
-
 /* Caps on what the client accepts from a server, so a hostile one cannot exhaust memory. */
 #define CLI_REMOTE_JSON_MAX     (8u * 1024 * 1024)
 #define CLI_REMOTE_ERROR_MAX    (64u * 1024)

@@ -168,16 +168,7 @@ static int add_signatures(cli_remote *remote, const cli_remote_trust *trust,
 
 int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS,
-        CLI_REMOTE_OPTIONS,
-        {"name", required_argument, NULL, OPT_REMOTE_NAME},
-        {"version", required_argument, NULL, OPT_REMOTE_VERSION},
-        {"label", required_argument, NULL, OPT_REMOTE_LABEL},
-        {"source", required_argument, NULL, OPT_REMOTE_SOURCE},
-        {"kind", required_argument, NULL, OPT_REMOTE_KIND},
-        {NULL, 0, NULL, 0}};
-    cli_remote_args args = {0};
+    cli_push_args args;
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     cli_remote_manifest m = {0};
@@ -186,78 +177,32 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
     cli_signers signers = {0};
     cli_progress progress;
     char(*sums)[65] = NULL;
-    char *name = NULL, *path = NULL;
-    const char *version = NULL, *kind = NULL, *source = NULL, *stored_version;
+    char *path = NULL;
+    const char *name, *version, *kind, *stored_version;
     json_t *answer = NULL;
-    size_t count = 0, field_count = 0, label_count = 0;
+    size_t count, field_count = 0;
     uint64_t total = 0;
     bool created;
-    int opt, code = -1, err = 0;
+    int code, err = 0;
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
-        if (cli_remote_option(&args, opt, optarg))
-            continue;
-        if (opt == OPT_REMOTE_NAME) {
-            free(name);
-            name = strdup(optarg);
-        } else if (opt == OPT_REMOTE_VERSION) {
-            version = optarg;
-        } else if (opt == OPT_REMOTE_KIND) {
-            kind = optarg;
-        } else if (opt == OPT_REMOTE_LABEL) {
-            const char *eq = strchr(optarg, '=');
-
-            /* checked as the local push checks it; the server's store checks the rest */
-            if (!eq || eq == optarg) {
-                code = cli_usage_error(ctx, "--label wants KEY=VALUE, got '%s'", optarg);
-                goto done;
-            }
-            if (label_count == IMGSTORE_MAX_LABELS) {
-                code = cli_usage_error(ctx, "at most %d labels", IMGSTORE_MAX_LABELS);
-                goto done;
-            }
-            fields[field_count++] = (cli_remote_form_field){"label", optarg};
-            label_count++;
-        } else if (opt == OPT_REMOTE_SOURCE) {
-            source = optarg;
-        }
-    }
-    if (optind >= argc) {
-        code = cli_usage_error(ctx, "no FILE to push");
-        goto done;
-    }
-    if (source) {
-        const char *at = strrchr(source, '@');
-
-        if (!at || at == source || !at[1]) {
-            code = cli_usage_error(ctx, "--source wants URL@COMMIT, got '%s'", source);
-            goto done;
-        }
-        fields[field_count++] = (cli_remote_form_field){"source", source};
-    }
-    count = (size_t)(argc - optind);
-    if (count > IMGSTORE_MAX_FILES) {
-        code = cli_usage_error(ctx, "at most %d files in a version", IMGSTORE_MAX_FILES);
-        goto done;
-    }
-    if (!name && !(name = cli_default_image_name(argv[optind])))
-        goto oom;
-    if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name) < 0) {
-        code = cli_usage_error(ctx, "cannot use '%s' as the image name; pass --name", name);
-        goto done;
-    }
-    if ((err = cli_remote_check_names(NULL, version, NULL)) < 0 ||
+    if (cli_push_parse(ctx, argc, argv, &args, &code) < 0)
+        return code;
+    name = args.name;
+    version = args.version;
+    kind = args.kind;
+    count = args.file_count;
+    /* checked as the local push checks them; the server's store checks the rest */
+    for (size_t i = 0; i < args.label_count; i++)
+        fields[field_count++] = (cli_remote_form_field){"label", args.labels[i]};
+    if (args.source)
+        fields[field_count++] = (cli_remote_form_field){"source", args.source};
+    if ((err = cli_remote_check_names(name, version, NULL)) < 0 ||
         (kind && (err = imgstore_schema_check_kind(kind)) < 0))
         goto done;
     if (!(files = calloc(count, sizeof(*files))) || !(sums = calloc(count, sizeof(*sums))))
         goto oom;
     for (size_t i = 0; i < count; i++) {
-        files[i].path = argv[optind + (int)i];
+        files[i].path = args.files[i];
         files[i].name = cli_base_name(files[i].path);
         files[i].kind = kind;
         files[i].sha256 = sums[i];
@@ -266,7 +211,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
             goto done;
         total += files[i].size;
     }
-    if ((err = cli_remote_open(&remote, &args)) < 0 ||
+    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0)
         goto done;
     if (!(path = version ? imgstore_strfmt("/v1/images/%s/%s", name, version)
@@ -300,26 +245,11 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
             (err = check_provenance(m.manifest, fields, field_count)) < 0)
             goto done;
     }
-    if (ctx->json) {
-        err = cli_print_json(json_pack("{s:b, s:o}", "created", created, "manifest",
-                                       imgstore_schema_manifest_to_json(m.manifest)));
-    } else {
-        printf("%s@%s\n", name, stored_version);
-        if (!m.status.trusted)
-            fprintf(stderr,
-                    "imgstore push: %s@%s is pending: it has %zu of the %u release signatures it "
-                    "needs; sign it with imgstore sign %s@%s and a release key (--key)\n",
-                    name, stored_version, m.status.valid, m.status.threshold, name, stored_version);
-        if (!created)
-            fprintf(stderr, "imgstore push: %s@%s was already stored with these bytes\n", name,
-                    stored_version);
-    }
+    err = cli_print_pushed(ctx, m.manifest, created, &m.status);
     goto done;
 oom:
     err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
-    if (code < 0)
-        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     json_decref(answer);
     cli_signers_free(&signers);
     cli_remote_manifest_free(&m);
@@ -328,8 +258,8 @@ done:
     free(path);
     free(sums);
     free(files);
-    free(name);
-    return code;
+    free(args.name);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
 
 /* imgstore sign NAME@VERSION --server URL: the manifest's exact bytes are fetched and
@@ -337,37 +267,20 @@ done:
  * signatures handed to the server, which checks them again before it stores them. */
 int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS, CLI_REMOTE_OPTIONS, {NULL, 0, NULL, 0}};
-    cli_remote_args args = {0};
+    cli_read_args args;
     cli_remote remote = {0};
     cli_remote_trust trust = {0};
     cli_remote_manifest m = {0};
     cli_signers signers = {0};
     char *name = NULL, *version = NULL;
-    int opt, code = -1, err = 0;
+    int code, err = 0;
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
-        cli_remote_option(&args, opt, optarg);
-    }
-    if (optind != argc - 1) {
-        code = cli_usage_error(ctx, "expected NAME@VERSION");
-        goto done;
-    }
-    if ((err = cli_split_ref(&name, &version, argv[optind])) < 0)
-        goto done;
-    if (!version) {
-        err = imgstore_error_set(IMGSTORE_EINVALID, "sign needs NAME@VERSION, not just a name");
-        goto done;
-    }
+    if (first < 0 || (code = cli_version_arg(ctx, argc, argv, first, &name, &version)) >= 0)
+        return code;
     if ((err = cli_signers_load(&signers, ctx)) < 0 ||
         (err = cli_remote_check_names(name, version, NULL)) < 0 ||
-        (err = cli_remote_open(&remote, &args)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
         (err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0 ||
         (err = add_signatures(&remote, &trust, &m, &signers)) < 0)
@@ -375,22 +288,13 @@ int cli_remote_cmd_sign(cli_ctx *ctx, int argc, char **argv)
     cli_remote_manifest_free(&m);
     if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0)
         goto done;
-    if (ctx->json)
-        err =
-            cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "version", version,
-                                     "signatures", (json_int_t)m.status.valid, "threshold",
-                                     (json_int_t)m.status.threshold, "trusted", m.status.trusted));
-    else
-        printf("%s@%s: %zu of %u release signatures%s\n", name, version, m.status.valid,
-               m.status.threshold, m.status.trusted ? "" : " (not yet deployable)");
+    err = cli_print_signed(ctx, name, version, &m.status);
 done:
-    if (code < 0)
-        code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     cli_signers_free(&signers);
     cli_remote_manifest_free(&m);
     cli_remote_trust_free(&trust);
     cli_remote_close(&remote);
     free(name);
     free(version);
-    return code;
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

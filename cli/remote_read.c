@@ -118,14 +118,8 @@ int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv)
 
     if (first < 0)
         return code;
-    if (argc - first != 1)
-        return cli_usage_error(ctx, "expected one NAME@VERSION");
-    if ((err = cli_split_ref(&name, &version, argv[first])) < 0)
-        return cli_fail(ctx, err);
-    if (!version) {
-        free(name);
-        return cli_usage_error(ctx, "expected NAME@VERSION, got '%s'", argv[first]);
-    }
+    if ((code = cli_version_arg(ctx, argc, argv, first, &name, &version)) >= 0)
+        return code;
     /* show is for looking: an untrusted version is shown, and says so */
     if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
