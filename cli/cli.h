@@ -42,6 +42,11 @@ typedef struct {
     bool agent; /* --agent: sign with the ssh-agent's first Ed25519 key */
 } cli_ctx;
 
+/* Settings a command parsed from argv; NULL: environment, then config file. */
+typedef struct {
+    const char *server, *token, *pin;
+} cli_remote_args;
+
 typedef int (*cli_command_fn)(cli_ctx *ctx, int argc, char **argv);
 
 int cli_cmd_init(cli_ctx *ctx, int argc, char **argv);
@@ -69,6 +74,15 @@ int cli_key_create(imgstore_sign_key **out, const char *path, const char *commen
  * after printing --help, or CLI_EXIT_USAGE for an unknown option ('?').
  */
 bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out);
+
+/**
+ * The next option of a command's own, after handling the common ones (and, with `remote`,
+ * the remote ones). -1 at the end of the options, or when the command must end now: then
+ * *code (which the caller sets to -1 first) is the exit code. In local mode, a remote option
+ * given is a usage error.
+ */
+int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
+                    const struct option *options, cli_remote_args *remote, int *code);
 
 /** Parse only the common options. Returns the index of the first positional argument, or
  * -1 with *code set when the command must end now (after --help, or a usage error). */
@@ -184,11 +198,6 @@ enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
     {                                                                                              \
         "trust-policy-sha256", required_argument, NULL, OPT_REMOTE_PIN                             \
     }
-
-/* Settings a command parsed from argv; NULL: environment, then config file. */
-typedef struct {
-    const char *server, *token, *pin;
-} cli_remote_args;
 
 /** Handle a remote option; true if `opt` was one. */
 bool cli_remote_option(cli_remote_args *args, int opt, const char *arg);

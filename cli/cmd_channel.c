@@ -23,14 +23,7 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
 
     *code = -1;
     memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
-            continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == OPT_REASON)
@@ -40,9 +33,7 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
         else if (opt == OPT_AT)
             args->at = optarg;
     }
-    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
-        return -1;
-    return optind;
+    return *code >= 0 ? -1 : optind;
 }
 
 int cli_print_state(const cli_ctx *ctx, const imgstore_channel_state *s)

@@ -170,12 +170,7 @@ int cli_cmd_key(cli_ctx *ctx, int argc, char **argv)
     const char *out_path = NULL, *comment = NULL, *passphrase_file = NULL, *action;
     int opt, code = -1, err;
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                return code;
-            continue;
-        }
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
         if (opt == OPT_OUT)
             out_path = optarg;
         else if (opt == OPT_COMMENT)
@@ -183,6 +178,8 @@ int cli_cmd_key(cli_ctx *ctx, int argc, char **argv)
         else if (opt == OPT_PASSPHRASE_FILE)
             passphrase_file = optarg;
     }
+    if (code >= 0)
+        return code;
     action = optind < argc ? argv[optind] : "";
     if (strcmp(action, "generate") == 0 && optind + 1 == argc) {
         err = key_generate(ctx, out_path, comment, passphrase_file);

@@ -160,14 +160,7 @@ int cli_pull_parse(cli_ctx *ctx, int argc, char **argv, cli_pull_args *args, int
 
     *code = -1;
     memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
-            continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
+    while ((opt = cli_next_option(ctx, argc, argv, "o:", options, &args->remote, code)) != -1) {
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == 'o')
@@ -175,7 +168,7 @@ int cli_pull_parse(cli_ctx *ctx, int argc, char **argv, cli_pull_args *args, int
         else if (opt == OPT_FILE)
             args->only = optarg;
     }
-    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+    if (*code >= 0)
         return -1;
     if (optind != argc - 1) {
         *code = cli_usage_error(ctx, "expected one NAME[@VERSION]");

@@ -64,14 +64,7 @@ int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int
 
     *code = -1;
     memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
-            continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
         switch (opt) {
         case OPT_NAME:
             name = optarg;
@@ -104,7 +97,7 @@ int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int
             break;
         }
     }
-    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
+    if (*code >= 0)
         return -1;
     if (optind >= argc) {
         *code = cli_usage_error(ctx, "no FILE to push");

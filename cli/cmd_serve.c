@@ -38,12 +38,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     sigset_t signals;
     int opt, sig, code = -1, err = 0;
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
         if (opt == OPT_CONFIG) {
             config_path = optarg;
             continue;
@@ -74,6 +69,8 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
                                                  : "tls_key";
         values[flag_count++] = optarg;
     }
+    if (code >= 0)
+        goto done;
     if (optind != argc) {
         code = cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
         goto done;

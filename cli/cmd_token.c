@@ -68,17 +68,14 @@ int cli_cmd_token(cli_ctx *ctx, int argc, char **argv)
     char token[80], secret[65], digest[65], *line = NULL;
     int opt, code = -1, err = 0;
 
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, &code)) {
-            if (code >= 0)
-                goto done;
-            continue;
-        }
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
         if (opt == OPT_SCOPE)
             scopes = optarg;
         else if (opt == OPT_NAME)
             name = optarg;
     }
+    if (code >= 0)
+        goto done;
     if (optind != argc - 1 || strcmp(argv[optind], "create") != 0) {
         code = cli_usage_error(ctx, "expected 'create'");
         goto done;

@@ -51,18 +51,34 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
     }
 }
 
+int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
+                    const struct option *options, cli_remote_args *remote, int *code)
+{
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
+        if (cli_common_option(ctx, opt, optarg, code)) {
+            if (*code >= 0)
+                return -1;
+            continue;
+        }
+        if (remote && cli_remote_option(remote, opt, optarg))
+            continue;
+        return opt;
+    }
+    if (remote && !cli_remote_selected(argc, argv))
+        *code = cli_remote_unused(ctx, remote);
+    return -1;
+}
+
 int cli_parse_common(cli_ctx *ctx, int argc, char **argv, int *code)
 {
     static const struct option options[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int opt;
 
     *code = -1;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        cli_common_option(ctx, opt, optarg, code);
-        if (*code >= 0)
-            return -1;
-    }
-    return optind;
+    while (cli_next_option(ctx, argc, argv, "", options, NULL, code) != -1)
+        ; /* no options of its own: getopt reports unknown ones as '?' */
+    return *code >= 0 ? -1 : optind;
 }
 
 int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
@@ -76,24 +92,16 @@ int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, boo
 
     *code = -1;
     memset(args, 0, sizeof(*args));
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (cli_common_option(ctx, opt, optarg, code)) {
-            if (*code >= 0)
-                return -1;
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        if (opt != OPT_DEEP)
             continue;
-        }
-        if (cli_remote_option(&args->remote, opt, optarg))
-            continue;
-        if (opt == OPT_DEEP && deep_ok) {
-            args->deep = true;
-        } else if (opt == OPT_DEEP) {
+        if (!deep_ok) {
             *code = cli_usage_error(ctx, "--deep is for verify against a server");
             return -1;
         }
+        args->deep = true;
     }
-    if (!cli_remote_selected(argc, argv) && (*code = cli_remote_unused(ctx, &args->remote)) >= 0)
-        return -1;
-    return optind;
+    return *code >= 0 ? -1 : optind;
 }
 
 int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,
