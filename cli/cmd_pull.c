@@ -2,6 +2,8 @@
  * imgstore pull: write a version's files to disk. Each file goes to a temporary file beside
  * its destination and is renamed into place only after the store has checked every chunk
  * and the whole-file SHA-256, so a destination never holds unverified or partial bytes.
+ * Its argv and where the files go (cli_pull_parse, cli_pull_write) serve remote mode too
+ * (cli/remote_pull.c), which brings its own source of bytes.
  */
 #include "cli/cli.h"
 
