@@ -202,11 +202,7 @@ enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
 /** Handle a remote option; true if `opt` was one. */
 bool cli_remote_option(cli_remote_args *args, int opt, const char *arg);
 
-/** For a command parsed in local mode: a usage error (its exit code) when a remote option
- * was given, else -1. */
-int cli_remote_unused(const cli_ctx *ctx, const cli_remote_args *args);
-
-/* ls, show, diff, verify and trust show: the common and remote options, and --deep. */
+/* ls, show, diff, sign, verify and trust show: the common and remote options, and --deep. */
 typedef struct {
     bool deep; /* verify --server: hash every file's bytes too */
     cli_remote_args remote;

@@ -66,8 +66,10 @@ int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_optio
             continue;
         return opt;
     }
-    if (remote && !cli_remote_selected(argc, argv))
-        *code = cli_remote_unused(ctx, remote);
+    /* local mode: there is no server to send these to */
+    if (remote && (remote->token || remote->pin) && !cli_remote_selected(argc, argv))
+        *code = cli_usage_error(ctx, "%s is for a server: give --server URL",
+                                remote->token ? "--token" : "--trust-policy-sha256");
     return -1;
 }
 

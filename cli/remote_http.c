@@ -111,14 +111,6 @@ bool cli_remote_option(cli_remote_args *args, int opt, const char *arg)
     }
 }
 
-int cli_remote_unused(const cli_ctx *ctx, const cli_remote_args *args)
-{
-    if (args->token || args->pin)
-        return cli_usage_error(ctx, "%s is for a server: give --server URL",
-                               args->token ? "--token" : "--trust-policy-sha256");
-    return -1;
-}
-
 static char *setting(const char *flag, const char *env_name, const char *config_key)
 {
     const char *env = getenv(env_name);

@@ -62,13 +62,17 @@ static char *moved_channel(imgstore_store *store, const git_tree *tree, const gi
     return moved;
 }
 
-/* Parse a stored state and check it is the one its path says. */
-static int parse_state(imgstore_channel_state **out, const char *bytes, size_t len,
+/* Parse a stored state (`read_err`: how reading its bytes went) and check it is the one its
+ * path says. A stored state that cannot be read within its cap is damage, as is one that
+ * does not parse: IMGSTORE_EVERIFY. */
+static int parse_state(imgstore_channel_state **out, int read_err, const char *bytes, size_t len,
                        const char *name, const char *channel)
 {
     int err;
 
     *out = NULL;
+    if (read_err < 0)
+        return read_err == IMGSTORE_EINVALID ? IMGSTORE_EVERIFY : read_err;
     if ((err = imgstore_schema_channel_parse(out, bytes, len)) < 0)
         return imgstore_error_wrap(IMGSTORE_EVERIFY,
                                    "channels/%s/%s.json: stored channel state is damaged: ", name,
@@ -91,8 +95,8 @@ static int load_state(imgstore_channel_state **out, imgstore_store *store, const
 
     *out = NULL;
     snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
-    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, tree, path, 1024 * 1024)) == 0)
-        err = parse_state(out, bytes, len, name, channel);
+    err = imgstore_store__read_small_blob(&bytes, &len, store, tree, path, 1024 * 1024);
+    err = parse_state(out, err, bytes, len, name, channel);
     free(bytes);
     return err;
 }
@@ -104,8 +108,7 @@ static int load_move(imgstore_history_entry *e, imgstore_store *store, const git
     int err = imgstore_store__channel_signed_at(&e->state_bytes, &e->state_len, &e->signatures,
                                                 &e->signature_count, store, tree, name, e->channel);
 
-    if (err == 0)
-        err = parse_state(&e->state, e->state_bytes, e->state_len, name, e->channel);
+    err = parse_state(&e->state, err, e->state_bytes, e->state_len, name, e->channel);
     if (err == 0 && !(e->version = strdup(e->state->version)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     return err;
