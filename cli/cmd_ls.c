@@ -17,31 +17,43 @@ static uint64_t total_size(const imgstore_manifest *m)
     return total;
 }
 
-/* "prod,staging" of the channels of `name` that run `version` (caller frees). */
-static char *channels_running(imgstore_store *store, const char *name, const char *version,
-                              json_t *channels_json)
+/* The version each channel of `name` runs, read once per ls: {"prod": "1.2", ...}. Reading
+ * it per listed version made ls cost versions x channels state reads (issue #9). */
+static json_t *channel_versions(imgstore_store *store, const char *name)
 {
-    char **channels = NULL, *list = strdup("");
+    json_t *channels_json = json_object();
+    char **channels = NULL;
     size_t count = 0;
 
-    if (imgstore_store_list_channels(&channels, &count, store, name) < 0)
-        return list;
-    for (size_t i = 0; i < count && list; i++) {
+    if (!channels_json || imgstore_store_list_channels(&channels, &count, store, name) < 0)
+        return channels_json;
+    for (size_t i = 0; i < count; i++) {
         imgstore_channel_state *state = NULL;
 
-        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0) {
-            if (channels_json)
-                json_object_set_new(channels_json, channels[i], json_string(state->version));
-            if (version && strcmp(state->version, version) == 0) {
-                char *grown = imgstore_strfmt("%s%s%s", list, *list ? "," : "", channels[i]);
-
-                free(list);
-                list = grown;
-            }
-        }
+        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0)
+            json_object_set_new(channels_json, channels[i], json_string(state->version));
         imgstore_channel_state_free(state);
     }
     imgstore_strings_free(channels, count);
+    return channels_json;
+}
+
+/* "prod,staging": the channels in `channels_json` that run `version` (caller frees). */
+static char *channels_running(const json_t *channels_json, const char *version)
+{
+    char *list = strdup("");
+    const char *key;
+    json_t *value;
+
+    json_object_foreach((json_t *)channels_json, key, value)
+    {
+        if (list && strcmp(json_string_value(value), version) == 0) {
+            char *grown = imgstore_strfmt("%s%s%s", list, *list ? "," : "", key);
+
+            free(list);
+            list = grown;
+        }
+    }
     return list;
 }
 
@@ -59,15 +71,11 @@ static int ls_images(cli_ctx *ctx, imgstore_store *store)
     for (size_t i = 0; i < count && err == 0; i++) {
         char **versions = NULL;
         size_t version_count = 0;
-        json_t *channels = json_object();
-        char *unused;
+        json_t *channels;
 
-        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0) {
-            json_decref(channels);
+        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0)
             break;
-        }
-        unused = channels_running(store, names[i], NULL, channels);
-        free(unused);
+        channels = channel_versions(store, names[i]);
         if (ctx->json) {
             json_array_append_new(images, json_pack("{s:s, s:I, s:s, s:o}", "name", names[i],
                                                     "versions", (json_int_t)version_count, "newest",
@@ -99,14 +107,12 @@ static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name)
 {
     char **versions = NULL;
     size_t count = 0;
-    json_t *list = json_array(), *channels = json_object();
-    char *unused;
+    json_t *list = json_array(), *channels = NULL;
     int err;
 
     if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
         goto done;
-    unused = channels_running(store, name, NULL, channels);
-    free(unused);
+    channels = channel_versions(store, name);
     if (!ctx->json)
         printf("%-24s %-20s %5s %10s  %s\n", "VERSION", "CREATED", "FILES", "SIZE", "CHANNELS");
     for (size_t i = 0; i < count && err == 0; i++) {
@@ -115,7 +121,7 @@ static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name)
 
         if ((err = imgstore_store_manifest_get(&m, NULL, store, name, versions[i])) < 0)
             break;
-        running = channels_running(store, name, versions[i], NULL);
+        running = channels_running(channels, versions[i]);
         if (ctx->json)
             json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I}", "version", m->version,
                                                   "created", m->created, "files",

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     imgstore_store *store;
@@ -162,11 +163,70 @@ static void verify_channel(trust_ctx *ctx, git_tree *tip, const imgstore_policy 
     imgstore_manifest_free(manifest);
 }
 
+/* The id of the tip's trust/ tree (policy and its root signatures); false when absent. */
+static bool trust_tree_id(git_oid *out, imgstore_store *store)
+{
+    git_tree *tip = NULL;
+    git_tree_entry *entry = NULL;
+    bool found = false;
+
+    if (imgstore_store__tip_tree(&tip, store) == 0 &&
+        git_tree_entry_bypath(&entry, tip, "trust") == 0) {
+        git_oid_cpy(out, git_tree_entry_id(entry));
+        found = true;
+    }
+    git_tree_entry_free(entry);
+    git_tree_free(tip);
+    return found;
+}
+
+/*
+ * The verified-chain memo (issue #9): <store>/imgstore-trust-ok holds the id of a trust/ tree
+ * that ended a policy chain which checked out. The chain walk reads every commit, so without
+ * the memo every pull, show and deploy grew with the store's history. The tip's trust/ tree
+ * equal to that one means the current policy and its root signatures are byte for byte the
+ * ones already proven to descend from policy 1; any policy change writes a new trust/ tree
+ * and walks again. The file is a cache beside the repository (never cloned); whoever can
+ * write it can rewrite the repository too, so it grants nothing new (docs/security.md).
+ */
+static bool chain_memo_matches(imgstore_store *store, const git_oid *trust)
+{
+    char path[4200], hex[GIT_OID_HEXSZ + 2] = "";
+    git_oid memo;
+    FILE *f;
+    bool match = false;
+
+    snprintf(path, sizeof(path), "%s/imgstore-trust-ok", store->path);
+    if (!(f = fopen(path, "r")))
+        return false;
+    if (fgets(hex, sizeof(hex), f) && strlen(hex) >= GIT_OID_HEXSZ &&
+        git_oid_fromstrn(&memo, hex, GIT_OID_HEXSZ) == 0)
+        match = git_oid_equal(&memo, trust);
+    fclose(f);
+    return match;
+}
+
+/* Best effort: a store that cannot be written (a read-only mount) just walks every time. */
+static void chain_memo_write(imgstore_store *store, const git_oid *trust)
+{
+    char path[4200], tmp[4300], hex[GIT_OID_HEXSZ + 1];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/imgstore-trust-ok", store->path);
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    git_oid_tostr(hex, sizeof(hex), trust);
+    if (!(f = fopen(tmp, "w")))
+        return;
+    if (fprintf(f, "%s\n", hex) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
 int imgstore_store__policy_chain_check(imgstore_store *store)
 {
     trust_ctx ctx = {store, first_failure, NULL, 0};
     char message[2048] = "";
-    git_oid tip;
+    git_oid tip, trust;
+    bool have_trust;
     int err, rc;
 
     /* History only grows by commits whose own policy was checked when they were read, but a
@@ -175,11 +235,17 @@ int imgstore_store__policy_chain_check(imgstore_store *store)
         return imgstore_store__git_error(rc, "%s: cannot read the tip", store->path);
     if (store->chain_ok && git_oid_equal(&tip, &store->chain_ok_tip))
         return 0;
-    ctx.payload = message;
-    if ((err = verify_policy_chain(&ctx)) < 0)
-        return err;
-    if (ctx.failures)
-        return imgstore_error_set(IMGSTORE_EVERIFY, "trust policy chain is broken: %s", message);
+    have_trust = trust_tree_id(&trust, store);
+    if (!have_trust || !chain_memo_matches(store, &trust)) {
+        ctx.payload = message;
+        if ((err = verify_policy_chain(&ctx)) < 0)
+            return err;
+        if (ctx.failures)
+            return imgstore_error_set(IMGSTORE_EVERIFY, "trust policy chain is broken: %s",
+                                      message);
+        if (have_trust)
+            chain_memo_write(store, &trust);
+    }
     git_oid_cpy(&store->chain_ok_tip, &tip);
     store->chain_ok = true;
     return 0;

@@ -149,6 +149,26 @@ class Trust(StoreTestCase):
         self.assertEqual([p["version"] for p in report["policies"]], ["1", "2", "3", "4"])
         self.assertTrue(all(p["status"] == "ok" for p in report["policies"]))
 
+    def test_verified_chain_memo_is_keyed_by_the_trust_tree(self):
+        # Issue #9: reads remember which trust/ tree ended a chain that checked out, so a
+        # pull does not walk every commit; any other trust/ tree is walked and checked again.
+        self.push(self.image, "--name", "app", "--version", "1.0", "--kind", "unknown")
+        self.ok("pull", "app@1.0", "-o", self.path("out1"))
+        memo = os.path.join(self.repo, "imgstore-trust-ok")
+        with open(memo) as f:
+            self.assertEqual(f.read().strip(), self.git("rev-parse", "main:trust").strip())
+        # a memo naming another tree is ignored, not trusted
+        with open(memo, "w") as f:
+            f.write("0" * 40 + "\n")
+        self.ok("pull", "app@1.0", "-o", self.path("out2"))
+        # a damaged root signature makes a new trust/ tree: walked, and refused
+        sig = self.sig_files("trust/signatures")[0]
+        bad = hash_object(self.repo, b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")
+        rewrite_main(self.repo, "trust/signatures/" + sig, "100644", "blob", bad)
+        rc, _, err = self.im("pull", "app@1.0", "-o", self.path("out3"))
+        self.assertEqual(rc, EXIT_VERIFY, err)
+        self.assertIn("trust policy chain is broken", err)
+
     def key_path(self):
         return os.path.join(self.private_config(), "imgstore", "key")
 
