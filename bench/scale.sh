@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Cost as the store grows (issue #9): builds, with the real CLI, a store of 10 versions and 5
+# deploys and one of N versions (64 KiB each, distinct) and D deploys to prod, then prints for
+# every command the median of 5 runs on each store and the ratio. Also the fill time and the
+# store's size on disk against the unique image bytes.
+#
+#   bench/scale.sh [N [D]]      (default 10000 1000; needs build/imgstore)
+#
+# Times are wall clock of one whole CLI process, as a user sees them. The stores are kept in
+# $BENCH_DIR (default /tmp/imgstore-scale) and reused when their version count matches, so a
+# second run measures without filling again (rm -rf the directory to rebuild).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${IMGSTORE_BIN:-$PWD/build/imgstore}
+n=${1:-10000}
+d=${2:-1000}
+work=${BENCH_DIR:-/tmp/imgstore-scale}
+mkdir -p "$work"
+# a throw-away signing key and client memory, never the user's
+export XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state IMGSTORE_ACTOR=bench@scale
+unset IMGSTORE_SERVER IMGSTORE_REPO
+
+# fill STORE VERSIONS DEPLOYS: versions 1..VERSIONS of image app, 64 KiB of random bytes each;
+# DEPLOYS deploys to prod spread evenly over the versions.
+fill() {
+  local store=$1 versions=$2 deploys=$3 every start
+  [ -f "$store/.filled-$versions-$deploys" ] && return 0
+  rm -rf "$store"
+  "$bin" init --repo "$store" >/dev/null
+  every=$(( versions / (deploys > 0 ? deploys : 1) ))
+  [ "$every" -ge 1 ] || every=1
+  start=$(date +%s.%N)
+  for ((v = 1; v <= versions; v++)); do
+    head -c 65536 /dev/urandom >"$work/app.img"
+    "$bin" push --repo "$store" --name app --version "1.$v" --kind unknown "$work/app.img" >/dev/null
+    if (( v % every == 0 )) && (( v / every <= deploys )); then
+      "$bin" deploy --repo "$store" app "1.$v" --channel prod >/dev/null
+    fi
+  done
+  awk -v s="$start" -v e="$(date +%s.%N)" -v n="$versions" \
+    'BEGIN { printf "fill: %d versions in %.1f s (%.1f ms a version with its deploys)\n", n, e - s, (e - s) * 1000 / n }'
+  touch "$store/.filled-$versions-$deploys"
+}
+
+# median_ms CMD...: the median wall time of 5 runs, in ms
+median_ms() {
+  local t=()
+  for _ in 1 2 3 4 5; do
+    local s e
+    s=$(date +%s%N)
+    "$@" >/dev/null 2>&1 || { echo "scale: failed: $*" >&2; return 1; }
+    e=$(date +%s%N)
+    t+=($(( (e - s) / 1000000 )))
+  done
+  printf '%s\n' "${t[@]}" | sort -n | sed -n 3p
+}
+
+small=$work/small.git
+big=$work/big-$n.git
+fill "$small" 10 5
+fill "$big" "$n" "$d"
+
+# the time just after the first deploy, for history --at
+at_of() { git --git-dir="$1" log --reverse --format=%cI -- channels/app/prod.json | head -n1; }
+
+row() {
+  local label=$1; shift
+  local a b
+  local sa=("${@//STORE/$small}") sb=("${@//STORE/$big}")
+  a=$(median_ms "${sa[@]//@AT@/$(at_of "$small")}")
+  b=$(median_ms "${sb[@]//@AT@/$(at_of "$big")}")
+  awk -v l="$label" -v a="$a" -v b="$b" 'BEGIN { printf "%-44s %8d %8d %8.2fx\n", l, a, b, (a ? b / a : 0) }'
+}
+
+printf "%-44s %8s %8s %9s\n" "command (median of 5, ms)" "10" "$n" "ratio"
+row "imgstore ls app" "$bin" ls --repo STORE app
+row "imgstore ls" "$bin" ls --repo STORE
+row "imgstore show app@1.2" "$bin" show --repo STORE app@1.2
+row "imgstore pull app@1.2 -o out" "$bin" pull --repo STORE app@1.2 -o "$work/out.img"
+row "imgstore verify app@1.2" "$bin" verify --repo STORE app@1.2
+row "imgstore history app --channel prod" "$bin" history --repo STORE app --channel prod
+row "imgstore history app --channel prod --at T" \
+  "$bin" history --repo STORE app --channel prod --at @AT@
+# deploy and rollback move the channel: alternate between two versions so every run moves it
+row "imgstore deploy app 1.3" bash -c "'$bin' deploy --repo STORE app 1.3 --channel prod && \
+'$bin' deploy --repo STORE app 1.4 --channel prod"
+row "imgstore rollback app --channel prod" bash -c "'$bin' deploy --repo STORE app 1.3 --channel prod && \
+'$bin' rollback --repo STORE app --channel prod --reason bench"
+row "imgstore push (64 KiB)" bash -c "head -c 65536 /dev/urandom >'$work/p.img' && \
+'$bin' push --repo STORE --name app --kind unknown '$work/p.img'"
+echo "(deploy and rollback rows time two commands each: a deploy, then the move measured)"
+
+unique=$(( n * 65536 ))
+size=$(du -sb "$big/objects" | cut -f1)
+loose=$(find "$big/objects" -path '*/pack' -prune -o -type f -print | wc -l)
+awk -v s="$size" -v u="$unique" -v l="$loose" \
+  'BEGIN { printf "store: %.1f MB on disk for %.1f MB of unique image bytes (%.2fx), %d loose objects\n", s / 1e6, u / 1e6, s / u, l }'
