@@ -38,6 +38,17 @@ static git_oid id_at(const git_tree *tree, const char *path)
     return id;
 }
 
+/* Whether the root entry `name` is the same in both trees (both absent counts as same). */
+static bool same_at(const git_tree *tree, const git_tree *parent, const char *name)
+{
+    const git_tree_entry *now = git_tree_entry_byname(tree, name);
+    const git_tree_entry *before = git_tree_entry_byname(parent, name);
+
+    if (!now || !before)
+        return !now && !before;
+    return git_oid_equal(git_tree_entry_id(now), git_tree_entry_id(before));
+}
+
 /* The first channel of `name` whose state differs between the two trees, or NULL. */
 static char *moved_channel(imgstore_store *store, const git_tree *tree, const git_tree *parent,
                            const char *name)
@@ -187,7 +198,12 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
         if (!err && ((rc = git_commit_tree(&tree, commit)) < 0 ||
                      (parent && (rc = git_commit_tree(&parent_tree, parent)) < 0)))
             err = imgstore_store__git_error(rc, "history: cannot read a tree");
-        if (!err) {
+        /* most commits touch neither this image nor its channels: two root entries say so
+         * without reading the trees below them (issue #9) */
+        if (!err && parent_tree && (channel || same_at(tree, parent_tree, "images")) &&
+            same_at(tree, parent_tree, "channels")) {
+            /* unchanged: nothing to record */
+        } else if (!err) {
             img_now = id_at(tree, images_path);
             img_before = id_at(parent_tree, images_path);
             ch_now = id_at(tree, channels_path);
