@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -644,6 +645,35 @@ static int parse_listen(struct sockaddr_storage *out, socklen_t *len_out, const 
     return 0;
 }
 
+/*
+ * Bind and listen here rather than inside libmicrohttpd, so that a busy or forbidden address
+ * is reported with its reason. No SO_REUSEPORT: a second server on a port in use must fail,
+ * not share the traffic; SO_REUSEADDR only lets a restart bind over TIME_WAIT connections.
+ */
+static int open_listener(int *out, const struct sockaddr_storage *addr, socklen_t addr_len,
+                         const char *listen_text)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+
+    *out = -1;
+    if (fd < 0)
+        return imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", listen_text,
+                                  strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (bind(fd, (const struct sockaddr *)addr, addr_len) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int saved = errno;
+
+        close(fd);
+        return imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", listen_text,
+                                  strerror(saved));
+    }
+    *out = fd;
+    return 0;
+}
+
 int imgstore_server_start(imgstore_server **out, const imgstore_server_config *config,
                           const imgstore_signers *signers)
 {
@@ -651,13 +681,13 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     imgstore_store *store = NULL;
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
-    const union MHD_DaemonInfo *info;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned polling_threads = cores > 0 ? (unsigned)cores : 1;
     char host[INET6_ADDRSTRLEN] = "?";
     char *cache_dir = NULL;
+    int listener = -1;
     int err;
 
     *out = NULL;
@@ -709,28 +739,36 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         {MHD_OPTION_HTTPS_MEM_KEY, 0, server->tls_key_pem},
         {MHD_OPTION_END, 0, NULL},
     };
+    if ((err = open_listener(&listener, &addr, addr_len, config->listen)) < 0)
+        goto done;
+    if (getsockname(listener, (struct sockaddr *)&addr, &addr_len) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", config->listen,
+                                 strerror(errno));
+        goto done;
+    }
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listener,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
         keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header_bytes,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
-        polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!server->daemon) {
         err =
             imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
                                server->tls_cert_pem ? " (or the TLS key pair is not usable)" : "");
         goto done;
     }
-    info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    listener = -1; /* the daemon's now */
     if (addr.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof(host));
-        snprintf(server->address, sizeof(server->address), "[%s]:%u", host, info ? info->port : 0);
+        snprintf(server->address, sizeof(server->address), "[%s]:%u", host,
+                 ntohs(((struct sockaddr_in6 *)&addr)->sin6_port));
     } else {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof(host));
-        snprintf(server->address, sizeof(server->address), "%s:%u", host, info ? info->port : 0);
+        snprintf(server->address, sizeof(server->address), "%s:%u", host,
+                 ntohs(((struct sockaddr_in *)&addr)->sin_port));
     }
     imgstore_log(IMGSTORE_LOG_INFO, "server",
                  "listening address=%s scheme=%s repo=%s cache=%s tokens=%zu", server->address,
@@ -739,6 +777,8 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     *out = server;
     server = NULL;
 done:
+    if (listener >= 0)
+        close(listener);
     free(cache_dir);
     imgstore_store_free(store);
     imgstore_server_stop(server);
