@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -283,6 +284,60 @@ static const route_entry *match_route(imgstore_server__request *req, bool *metho
     return NULL;
 }
 
+/*
+ * libmicrohttpd hands the path over as a C string, so a raw NUL in the request line cuts it
+ * short ("/v1/images/demo\0/1.0" would be read as "/v1/images/demo"). The request line is
+ * parsed in place: the path runs from url to the '?' just before the first query argument,
+ * or else to the space before the version string. A NUL as the very last byte of a path without
+ * a query looks like an empty query ("?") here; nothing is cut off then.
+ */
+static enum MHD_Result note_first_argument(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    const char **first = cls;
+
+    (void)kind;
+    (void)value;
+    if (!*first || (uintptr_t)key < (uintptr_t)*first)
+        *first = key;
+    return MHD_YES;
+}
+
+static bool path_has_nul(struct MHD_Connection *conn, const char *url, const char *version)
+{
+    uintptr_t start = (uintptr_t)url, end = (uintptr_t)version;
+    size_t len = strlen(url);
+    const char *first = NULL;
+
+    if (!version || !*version || end <= start + len)
+        return false; /* the version is not in the request line's buffer: nothing to compare */
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, note_first_argument, &first);
+    if (first && (uintptr_t)first > start && (uintptr_t)first < end)
+        return (uintptr_t)first - 1 != start + len;
+    /* no query arguments: at most an empty query ("?") follows the path */
+    return end - 1 - start > len + 1;
+}
+
+/* Headers that decide how a request is framed or who sends it must not be ambiguous. */
+struct header_counts {
+    unsigned content_length;
+    unsigned authorization;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_counts *counts = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        counts->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        counts->authorization++;
+    return MHD_YES;
+}
+
 static enum MHD_Result begin_request(imgstore_server__request *req, const char *url,
                                      const route_entry **entry_out)
 {
@@ -293,7 +348,19 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
     bool method_ok;
     int split;
 
+    struct header_counts counts = {0, 0};
+
     *entry_out = NULL;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &counts);
+    if (counts.content_length > 1)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "more than one Content-Length header");
+    if (counts.authorization > 1)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "more than one Authorization header");
+    if (req->path_has_nul)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "a NUL byte in the path");
     if (strlen(url) > config->max_url_bytes)
         return imgstore_server__reply_status(req, MHD_HTTP_URI_TOO_LONG, "too_large",
                                              "the URL is longer than %llu bytes",
@@ -453,12 +520,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const route_entry *entry = NULL;
     enum MHD_Result result;
 
-    (void)version;
     if (!req) {
         if (!(req = calloc(1, sizeof(*req))) || !(req->url = strdup(url))) {
             free(req);
             return MHD_NO;
         }
+        req->path_has_nul = path_has_nul(conn, url, version);
         req->server = server;
         req->conn = conn;
         req->method = method;

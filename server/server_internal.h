@@ -206,6 +206,7 @@ typedef struct imgstore_server__request {
     char extra_header_value[128];
     bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
     bool begun;         /* routed and authorised */
+    bool path_has_nul;  /* a raw NUL cut the path short (path_has_nul in server.c) */
     bool replied;
 
     /*

@@ -67,6 +67,51 @@ class Hardening(ServerTestCase):
         # the first server still answers
         self.assertEqual(self.server.request("GET", "/v1/images", token=self.reader)[0], 200)
 
+    # -- item: ambiguous requests ------------------------------------------------------------
+
+    def assertRawJsonError(self, request, code="invalid"):
+        status, headers, body = raw_request(self.server, request)
+        self.assertJsonError(status, body, 400, code)
+        return json.loads(body)["error"]["message"]
+
+    def test_two_content_lengths_are_refused(self):
+        tip = self.tip()
+        body = json.dumps({"version": "1.0"}).encode()
+        auth = ("Authorization: Bearer %s\r\n" % self.deployer).encode()
+        for lengths in ((len(body), len(body)), (len(body), 2), (2, len(body))):
+            request = (b"POST /v1/channels/demo/prod/deploy HTTP/1.1\r\nHost: x\r\n" + auth +
+                       b"Content-Type: application/json\r\nConnection: close\r\n" +
+                       b"".join(b"Content-Length: %d\r\n" % n for n in lengths) +
+                       b"\r\n" + body)
+            self.assertIn("Content-Length", self.assertRawJsonError(request))
+        self.assertEqual(self.tip(), tip, "a refused request changed the store")
+        # one Content-Length is still fine
+        request = (b"POST /v1/channels/demo/prod/deploy HTTP/1.1\r\nHost: x\r\n" + auth +
+                   b"Content-Type: application/json\r\nConnection: close\r\n" +
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertEqual(raw_request(self.server, request)[0], 200)
+
+    def test_two_authorization_headers_are_refused(self):
+        for second in (self.reader, "imgstore_" + "0" * 64):
+            request = ("GET /v1/images HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n\r\n"
+                       % (self.reader, second)).encode()
+            self.assertIn("Authorization", self.assertRawJsonError(request))
+
+    def test_a_raw_nul_in_the_path_is_refused(self):
+        auth = ("Authorization: Bearer %s\r\n" % self.reader).encode()
+        for path in (b"/v1/images/demo\x00/1.0", b"/v1/images/demo\x00x", b"/v1/images/de\x00mo",
+                     b"/v1/channels/demo/prod\x00?wait=1", b"/v1/images\x00?x=1&y=2"):
+            request = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                       auth + b"\r\n")
+            self.assertIn("NUL", self.assertRawJsonError(request), path)
+        # query strings are still read
+        for path in (b"/v1/images/demo/1.0", b"/v1/images?x=1&y=2", b"/v1/images?",
+                     b"/v1/channels/demo/prod/history?limit=1"):
+            request = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                       auth + b"\r\n")
+            self.assertEqual(raw_request(self.server, request)[0], 200, path)
+
 
 if __name__ == "__main__":
     main()
