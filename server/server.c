@@ -105,7 +105,7 @@ typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD } body_kind;
 typedef struct {
     imgstore_server__route route;
     const char *method; /* NULL: GET or HEAD */
-    unsigned scope;     /* 0: no token needed */
+    unsigned scope;     /* any one of these scopes; 0: no token needed */
     body_kind body;
     enum MHD_Result (*handler)(imgstore_server__request *req);
 } route_entry;
@@ -158,6 +158,10 @@ static enum MHD_Result route_metrics(imgstore_server__request *req)
  * Which route a path is: literal segments must match exactly, parameter segments ("*") are
  * decoded and checked by the route (a bad name is 400, not 404).
  */
+/* What a deploy reads before it writes (the trust policy, the manifest and its signatures,
+ * the channel's state): a deploy token may read these without the read scope. */
+#define READ_FOR_DEPLOY (IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_DEPLOY)
+
 static const struct {
     const char *pattern[IMGSTORE_SERVER_MAX_SEGMENTS];
     size_t count;
@@ -193,7 +197,7 @@ static const struct {
      {0}},
     {{"v1", "channels", "*", "*"},
      4,
-     {ROUTE_CHANNEL, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_channel},
+     {ROUTE_CHANNEL, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_channel},
      {0}},
     {{"v1", "channels", "*", "*", "history"},
      5,
@@ -211,21 +215,20 @@ static const struct {
       imgstore_server__route_rollback}},
     {{"v1", "trust"},
      2,
-     {ROUTE_TRUST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_trust},
+     {ROUTE_TRUST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_trust},
      {0}},
     {{"v1", "images", "*", "*", "manifest"},
      5,
-     {ROUTE_MANIFEST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_manifest},
+     {ROUTE_MANIFEST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_manifest},
      {0}},
     {{"v1", "images", "*", "*", "signatures"},
      5,
-     {ROUTE_SIGNATURES, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
-      imgstore_server__route_signatures},
+     {ROUTE_SIGNATURES, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_signatures},
      {ROUTE_SIGNATURES, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_SIGNED,
       imgstore_server__route_sign}},
     {{"v1", "channels", "*", "*", "signed"},
      5,
-     {ROUTE_CHANNEL_SIGNED, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+     {ROUTE_CHANNEL_SIGNED, NULL, READ_FOR_DEPLOY, BODY_NONE,
       imgstore_server__route_channel_signed},
      {ROUTE_CHANNEL_SIGNED, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_SIGNED,
       imgstore_server__route_channel_put_signed}},

@@ -9,7 +9,8 @@ import json
 import socket
 import subprocess
 
-from imgstore_testlib import BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token
+from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token,
+                              run)
 
 
 def raw_request(server, request, timeout=30):
@@ -111,6 +112,31 @@ class Hardening(ServerTestCase):
             request = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
                        auth + b"\r\n")
             self.assertEqual(raw_request(self.server, request)[0], 200, path)
+
+    # -- item: scopes --------------------------------------------------------------------------
+
+    def test_a_403_names_the_missing_scope(self):
+        status, _, body = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                              body={"version": "1.0"}, token=self.reader)
+        self.assertIn("'deploy' scope", self.assertJsonError(status, body, 403, "forbidden")
+                      ["message"])
+        for path in ("/v1/images", "/v1/images/demo/1.0/files/app.img", "/metrics"):
+            status, _, body = self.server.request("GET", path, token=self.deployer)
+            self.assertIn("'read' scope", self.assertJsonError(status, body, 403, "forbidden")
+                          ["message"], path)
+
+    def test_the_documented_deploy_token_deploys_remotely(self):
+        """docs/server.md: a `scopes=deploy` token is what deploy tooling uses."""
+        p, _ = self.random_file("two/app.img", 1024)
+        self.push(p, "--name", "demo", "--version", "2.0", "--kind", "unknown")
+        for path in ("/v1/trust", "/v1/channels/demo/prod", "/v1/channels/demo/prod/signed",
+                     "/v1/images/demo/2.0/manifest", "/v1/images/demo/2.0/signatures"):
+            self.assertEqual(self.server.request("GET", path, token=self.deployer)[0], 200, path)
+        rc, out, err = run("deploy", "demo", "2.0", "--channel", "prod", "--server",
+                           self.server.url, "--token", self.deployer)
+        self.assertEqual(rc, 0, out + err)
+        channel = self.server.get_json("/v1/channels/demo/prod", token=self.reader)
+        self.assertEqual(channel["version"], "2.0", channel)
 
 
 if __name__ == "__main__":
