@@ -138,6 +138,46 @@ class Hardening(ServerTestCase):
         channel = self.server.get_json("/v1/channels/demo/prod", token=self.reader)
         self.assertEqual(channel["version"], "2.0", channel)
 
+    # -- item: 304 -----------------------------------------------------------------------------
+
+    def test_a_304_has_no_body_and_no_wrong_content_length(self):
+        """RFC 9110 15.4.5: no content; a Content-Length may only be that of the 200."""
+        auth = "Authorization: Bearer %s\r\n" % self.reader
+        paths = ["/v1/images/demo/1.0/files/app.img", "/v1/images/demo/1.0/manifest",
+                 "/v1/images", "/v1/images/demo", "/v1/channels/demo/prod", "/v1/trust"]
+        tested = set()
+        for path in paths + paths:  # the second round is answered from the answer cache
+            status, headers, body = self.server.request("GET", path, token=self.reader)
+            self.assertEqual(status, 200, path)
+            if "etag" not in headers:
+                continue
+            tested.add(path)
+            etag = headers["etag"]
+            # two requests on one connection: a stray body would be read as the second answer
+            request = ("GET %s HTTP/1.1\r\nHost: x\r\n%sIf-None-Match: %s\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       % (path, auth, etag)).encode()
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall(request)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            self.assertEqual(lines[0].split(" ")[1], "304", (path, head))
+            fields = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip().lower(), []).append(value.strip())
+            self.assertEqual(fields.get("etag"), [etag], (path, head))
+            self.assertNotIn("transfer-encoding", fields, (path, head))
+            self.assertIn(fields.get("content-length"), (None, [str(len(body))]), (path, head))
+            self.assertTrue(rest.startswith(b"HTTP/1.1 200"), (path, rest[:200]))
+        self.assertGreaterEqual(len(tested), 2, tested)
+
 
 if __name__ == "__main__":
     main()
