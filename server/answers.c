@@ -151,13 +151,9 @@ static enum MHD_Result reply_hit(imgstore_server__request *req, answer *a)
     uint64_t bytes = a->body_len;
 
     if (etag_matches(if_none_match, a->etag)) {
+        response = imgstore_server__not_modified(a->etag, a->body_len);
         on_response_freed(a);
-        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        status = MHD_HTTP_NOT_MODIFIED;
-        bytes = 0;
-        if (response)
-            MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, a->etag);
-        return imgstore_server__queue(req, status, response, bytes);
+        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
     }
     response = MHD_create_response_from_buffer_with_free_callback_cls(a->body_len, a->body,
                                                                       on_response_freed, a);

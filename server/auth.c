@@ -63,6 +63,20 @@ static int identify(const imgstore_server__token **out, imgstore_server__request
     return found ? 1 : -1;
 }
 
+static const char *scope_name(unsigned scope)
+{
+    switch (scope) {
+    case IMGSTORE_SERVER_SCOPE_READ:
+        return "read";
+    case IMGSTORE_SERVER_SCOPE_PUSH:
+        return "push";
+    case IMGSTORE_SERVER_SCOPE_DEPLOY:
+        return "deploy";
+    default:
+        return "admin";
+    }
+}
+
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                 enum MHD_Result *result_out)
 {
@@ -79,14 +93,18 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
     granted = token ? token->scopes : req->server->config->anonymous_scopes;
     if (granted & IMGSTORE_SERVER_SCOPE_ADMIN)
         granted = ~0u;
-    if ((granted & scope) == scope)
+    if (granted & scope) /* any one of the route's scopes will do */
         return true;
     if (!token)
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                                     "this request needs a bearer token");
+    else if (scope == (IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_DEPLOY))
+        *result_out = imgstore_server__reply_status(
+            req, MHD_HTTP_FORBIDDEN, "forbidden", "token '%s' lacks the 'read' (or 'deploy') scope",
+            token->name);
     else
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_FORBIDDEN, "forbidden",
-                                                    "token '%s' lacks the scope this request needs",
-                                                    token->name);
+                                                    "token '%s' lacks the '%s' scope", token->name,
+                                                    scope_name(scope));
     return false;
 }

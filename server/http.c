@@ -79,6 +79,32 @@ enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned s
     return result;
 }
 
+/* Never called for a 304, which has no body: libmicrohttpd sends the headers only. */
+static ssize_t no_content(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+struct MHD_Response *imgstore_server__not_modified(const char *etag, uint64_t representation_len)
+{
+    /* sized as the 200 would be, so that its Content-Length is that of the representation
+     * (RFC 9110 8.6: a 304 may carry only that one, never a "0" for a non-empty body) */
+    struct MHD_Response *response =
+        MHD_create_response_from_callback(representation_len, 4096, no_content, NULL, NULL);
+
+    if (!response)
+        return NULL;
+    if (MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag) != MHD_YES) {
+        MHD_destroy_response(response);
+        return NULL;
+    }
+    return response;
+}
+
 enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsigned status,
                                             const char *body, size_t len, const char *content_type,
                                             const char *cache_control, const char *etag)
@@ -92,10 +118,8 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (status == MHD_HTTP_OK && etag && if_none_match &&
         (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
-        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (response)
-            MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
-        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
+        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED,
+                                      imgstore_server__not_modified(etag, len), 0);
     }
     response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!response)

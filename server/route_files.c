@@ -322,9 +322,12 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
     if_none_match =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (if_none_match && (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
-        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (response)
-            add_file_headers(response, etag);
+        response = imgstore_server__not_modified(etag, file->size);
+        if (response) {
+            MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                                    "public, max-age=31536000, immutable");
+            MHD_add_response_header(response, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+        }
         result = imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
         goto done;
     }

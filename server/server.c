@@ -10,10 +10,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,7 +105,7 @@ typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD } body_kind;
 typedef struct {
     imgstore_server__route route;
     const char *method; /* NULL: GET or HEAD */
-    unsigned scope;     /* 0: no token needed */
+    unsigned scope;     /* any one of these scopes; 0: no token needed */
     body_kind body;
     enum MHD_Result (*handler)(imgstore_server__request *req);
 } route_entry;
@@ -156,6 +158,10 @@ static enum MHD_Result route_metrics(imgstore_server__request *req)
  * Which route a path is: literal segments must match exactly, parameter segments ("*") are
  * decoded and checked by the route (a bad name is 400, not 404).
  */
+/* What a deploy reads before it writes (the trust policy, the manifest and its signatures,
+ * the channel's state): a deploy token may read these without the read scope. */
+#define READ_FOR_DEPLOY (IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_DEPLOY)
+
 static const struct {
     const char *pattern[IMGSTORE_SERVER_MAX_SEGMENTS];
     size_t count;
@@ -191,7 +197,7 @@ static const struct {
      {0}},
     {{"v1", "channels", "*", "*"},
      4,
-     {ROUTE_CHANNEL, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_channel},
+     {ROUTE_CHANNEL, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_channel},
      {0}},
     {{"v1", "channels", "*", "*", "history"},
      5,
@@ -209,21 +215,20 @@ static const struct {
       imgstore_server__route_rollback}},
     {{"v1", "trust"},
      2,
-     {ROUTE_TRUST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_trust},
+     {ROUTE_TRUST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_trust},
      {0}},
     {{"v1", "images", "*", "*", "manifest"},
      5,
-     {ROUTE_MANIFEST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_manifest},
+     {ROUTE_MANIFEST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_manifest},
      {0}},
     {{"v1", "images", "*", "*", "signatures"},
      5,
-     {ROUTE_SIGNATURES, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
-      imgstore_server__route_signatures},
+     {ROUTE_SIGNATURES, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_signatures},
      {ROUTE_SIGNATURES, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_SIGNED,
       imgstore_server__route_sign}},
     {{"v1", "channels", "*", "*", "signed"},
      5,
-     {ROUTE_CHANNEL_SIGNED, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+     {ROUTE_CHANNEL_SIGNED, NULL, READ_FOR_DEPLOY, BODY_NONE,
       imgstore_server__route_channel_signed},
      {ROUTE_CHANNEL_SIGNED, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_SIGNED,
       imgstore_server__route_channel_put_signed}},
@@ -282,6 +287,60 @@ static const route_entry *match_route(imgstore_server__request *req, bool *metho
     return NULL;
 }
 
+/*
+ * libmicrohttpd hands the path over as a C string, so a raw NUL in the request line cuts it
+ * short ("/v1/images/demo\0/1.0" would be read as "/v1/images/demo"). The request line is
+ * parsed in place: the path runs from url to the '?' just before the first query argument,
+ * or else to the space before the version string. A NUL as the very last byte of a path without
+ * a query looks like an empty query ("?") here; nothing is cut off then.
+ */
+static enum MHD_Result note_first_argument(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    const char **first = cls;
+
+    (void)kind;
+    (void)value;
+    if (!*first || (uintptr_t)key < (uintptr_t)*first)
+        *first = key;
+    return MHD_YES;
+}
+
+static bool path_has_nul(struct MHD_Connection *conn, const char *url, const char *version)
+{
+    uintptr_t start = (uintptr_t)url, end = (uintptr_t)version;
+    size_t len = strlen(url);
+    const char *first = NULL;
+
+    if (!version || !*version || end <= start + len)
+        return false; /* the version is not in the request line's buffer: nothing to compare */
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, note_first_argument, &first);
+    if (first && (uintptr_t)first > start && (uintptr_t)first < end)
+        return (uintptr_t)first - 1 != start + len;
+    /* no query arguments: at most an empty query ("?") follows the path */
+    return end - 1 - start > len + 1;
+}
+
+/* Headers that decide how a request is framed or who sends it must not be ambiguous. */
+struct header_counts {
+    unsigned content_length;
+    unsigned authorization;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_counts *counts = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        counts->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        counts->authorization++;
+    return MHD_YES;
+}
+
 static enum MHD_Result begin_request(imgstore_server__request *req, const char *url,
                                      const route_entry **entry_out)
 {
@@ -292,7 +351,19 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
     bool method_ok;
     int split;
 
+    struct header_counts counts = {0, 0};
+
     *entry_out = NULL;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &counts);
+    if (counts.content_length > 1)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "more than one Content-Length header");
+    if (counts.authorization > 1)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "more than one Authorization header");
+    if (req->path_has_nul)
+        return imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
+                                             "a NUL byte in the path");
     if (strlen(url) > config->max_url_bytes)
         return imgstore_server__reply_status(req, MHD_HTTP_URI_TOO_LONG, "too_large",
                                              "the URL is longer than %llu bytes",
@@ -452,12 +523,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const route_entry *entry = NULL;
     enum MHD_Result result;
 
-    (void)version;
     if (!req) {
         if (!(req = calloc(1, sizeof(*req))) || !(req->url = strdup(url))) {
             free(req);
             return MHD_NO;
         }
+        req->path_has_nul = path_has_nul(conn, url, version);
         req->server = server;
         req->conn = conn;
         req->method = method;
@@ -644,6 +715,35 @@ static int parse_listen(struct sockaddr_storage *out, socklen_t *len_out, const 
     return 0;
 }
 
+/*
+ * Bind and listen here rather than inside libmicrohttpd, so that a busy or forbidden address
+ * is reported with its reason. No SO_REUSEPORT: a second server on a port in use must fail,
+ * not share the traffic; SO_REUSEADDR only lets a restart bind over TIME_WAIT connections.
+ */
+static int open_listener(int *out, const struct sockaddr_storage *addr, socklen_t addr_len,
+                         const char *listen_text)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+
+    *out = -1;
+    if (fd < 0)
+        return imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", listen_text,
+                                  strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (bind(fd, (const struct sockaddr *)addr, addr_len) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int saved = errno;
+
+        close(fd);
+        return imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", listen_text,
+                                  strerror(saved));
+    }
+    *out = fd;
+    return 0;
+}
+
 int imgstore_server_start(imgstore_server **out, const imgstore_server_config *config,
                           const imgstore_signers *signers)
 {
@@ -651,13 +751,13 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     imgstore_store *store = NULL;
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
-    const union MHD_DaemonInfo *info;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned polling_threads = cores > 0 ? (unsigned)cores : 1;
     char host[INET6_ADDRSTRLEN] = "?";
     char *cache_dir = NULL;
+    int listener = -1;
     int err;
 
     *out = NULL;
@@ -709,28 +809,36 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         {MHD_OPTION_HTTPS_MEM_KEY, 0, server->tls_key_pem},
         {MHD_OPTION_END, 0, NULL},
     };
+    if ((err = open_listener(&listener, &addr, addr_len, config->listen)) < 0)
+        goto done;
+    if (getsockname(listener, (struct sockaddr *)&addr, &addr_len) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s: %s", config->listen,
+                                 strerror(errno));
+        goto done;
+    }
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listener,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
         keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header_bytes,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
-        polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!server->daemon) {
         err =
             imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
                                server->tls_cert_pem ? " (or the TLS key pair is not usable)" : "");
         goto done;
     }
-    info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    listener = -1; /* the daemon's now */
     if (addr.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof(host));
-        snprintf(server->address, sizeof(server->address), "[%s]:%u", host, info ? info->port : 0);
+        snprintf(server->address, sizeof(server->address), "[%s]:%u", host,
+                 ntohs(((struct sockaddr_in6 *)&addr)->sin6_port));
     } else {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof(host));
-        snprintf(server->address, sizeof(server->address), "%s:%u", host, info ? info->port : 0);
+        snprintf(server->address, sizeof(server->address), "%s:%u", host,
+                 ntohs(((struct sockaddr_in *)&addr)->sin_port));
     }
     imgstore_log(IMGSTORE_LOG_INFO, "server",
                  "listening address=%s scheme=%s repo=%s cache=%s tokens=%zu", server->address,
@@ -739,6 +847,8 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     *out = server;
     server = NULL;
 done:
+    if (listener >= 0)
+        close(listener);
     free(cache_dir);
     imgstore_store_free(store);
     imgstore_server_stop(server);

@@ -206,6 +206,7 @@ typedef struct imgstore_server__request {
     char extra_header_value[128];
     bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
     bool begun;         /* routed and authorised */
+    bool path_has_nul;  /* a raw NUL cut the path short (path_has_nul in server.c) */
     bool replied;
 
     /*
@@ -250,6 +251,9 @@ const char *imgstore_server__actor(const imgstore_server__request *req);
 /* ---- answering (http.c) --------------------------------------------------------------- */
 
 /** Queue `response` with `status` (destroying our reference) and record both for the log. */
+/* A 304 carrying ETAG and no body; its Content-Length is the 200's, REPRESENTATION_LEN
+ * (RFC 9110 8.6): never 0 unless the 200 is empty. NULL when out of memory. */
+struct MHD_Response *imgstore_server__not_modified(const char *etag, uint64_t representation_len);
 enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned status,
                                        struct MHD_Response *response, uint64_t body_bytes);
 

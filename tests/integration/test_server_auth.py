@@ -28,8 +28,8 @@ class Auth(ServerTestCase):
         self.uploads = 0
 
     def routes(self):
-        """(method, path, OpenAPI path, body, headers, scope needed or None, statuses when
-        served). Every operation of schema/openapi.yaml is here (test_covers_the_openapi)."""
+        """(method, path, OpenAPI path, body, headers, scopes of which any one will do or
+        None, statuses when served). Every operation of schema/openapi.yaml is here (test_covers_the_openapi)."""
         self.uploads += 1
         ctype, form = multipart([("f.bin", b"upload %d" % self.uploads)])
         ctype2, form2 = multipart([("g.bin", b"unversioned %d" % self.uploads)])
@@ -42,7 +42,7 @@ class Auth(ServerTestCase):
             ("GET", "/healthz", "/healthz", None, None, None, ok),
             ("GET", "/readyz", "/readyz", None, None, None, ok),
             ("GET", "/metrics", "/metrics", None, None, "read", ok),
-            ("GET", "/v1/trust", "/v1/trust", None, None, "read", ok),
+            ("GET", "/v1/trust", "/v1/trust", None, None, "read,deploy", ok),
             ("GET", "/v1/images", "/v1/images", None, None, "read", ok),
             ("GET", "/v1/images/app", image, None, None, "read", ok),
             ("POST", "/v1/images/app", image, form2, {"Content-Type": ctype2}, "push", (201,)),
@@ -50,21 +50,22 @@ class Auth(ServerTestCase):
             ("GET", "/v1/images/app/1.0", version, None, None, "read", ok),
             ("POST", "/v1/images/app/u%d" % self.uploads, version, form,
              {"Content-Type": ctype}, "push", (201,)),
-            ("GET", "/v1/images/app/1.0/manifest", version + "/manifest", None, None, "read",
-             ok),
+            # what a deploy reads first is readable with the deploy scope too
+            ("GET", "/v1/images/app/1.0/manifest", version + "/manifest", None, None,
+             "read,deploy", ok),
             ("GET", "/v1/images/app/1.0/signatures", version + "/signatures", None, None,
-             "read", ok),
+             "read,deploy", ok),
             ("POST", "/v1/images/app/1.0/signatures", version + "/signatures", bad_signature,
              None, "push", (400,)),
             ("GET", "/v1/images/app/1.0/files/app.img", version + "/files/{file}", None, None,
              "read", ok),
             ("HEAD", "/v1/images/app/1.0/files/app.img", version + "/files/{file}", None, None,
              "read", ok),
-            ("GET", "/v1/channels/app/prod", channel, None, None, "read", ok),
+            ("GET", "/v1/channels/app/prod", channel, None, None, "read,deploy", ok),
             ("GET", "/v1/channels/app/prod/history", channel + "/history", None, None, "read",
              ok),
-            ("GET", "/v1/channels/app/prod/signed", channel + "/signed", None, None, "read",
-             ok),
+            ("GET", "/v1/channels/app/prod/signed", channel + "/signed", None, None,
+             "read,deploy", ok),
             ("POST", "/v1/channels/app/prod/signed", channel + "/signed", bad_state, None,
              "deploy", (400,)),
             ("POST", "/v1/channels/app/prod/deploy", channel + "/deploy",
@@ -103,10 +104,13 @@ class Auth(ServerTestCase):
                     self.assertTrue(hdrs.get("www-authenticate", "").startswith("Bearer"), what)
                     if method != "HEAD":
                         self.assertEqual(json.loads(data)["error"]["code"], "unauthorized")
-                elif who != scope and who != "admin":
+                elif who not in scope.split(",") and who != "admin":
                     self.assertEqual(status, 403, what)
                     if method != "HEAD":
-                        self.assertEqual(json.loads(data)["error"]["code"], "forbidden")
+                        error = json.loads(data)["error"]
+                        self.assertEqual(error["code"], "forbidden")
+                        # the message names the scope that is missing
+                        self.assertIn("'%s'" % scope.split(",")[0], error["message"], what)
                 else:
                     self.assertIn(status, served, "%s: %r" % (what, data[:300]))
         # the actor of a write is the token's name

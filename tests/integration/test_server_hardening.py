@@ -1,0 +1,183 @@
+"""
+imgstore serve at the edges of HTTP and of its own socket: a port already in use stops a
+second server, ambiguous requests (two Content-Length or Authorization headers, a raw NUL in
+the path) are refused, a 403 names the scope it lacks, a deploy token reads what deploying
+needs, and a 304 carries no body.
+"""
+
+import json
+import socket
+import subprocess
+
+from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token,
+                              run)
+
+
+def raw_request(server, request, timeout=30):
+    """Send REQUEST (bytes) on a fresh socket; return (status, {header: [values]}, body)."""
+    with socket.create_connection((server.host, server.port), timeout=timeout) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return status, headers, body
+
+
+class Hardening(ServerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        p, _ = self.random_file("app.img", 64 * 1024)
+        self.push(p, "--name", "demo", "--version", "1.0", "--kind", "unknown")
+        self.ok("deploy", "demo", "1.0", "--channel", "prod")
+        self.reader, read_line = new_token("read", "reader")
+        self.deployer, deploy_line = new_token("deploy", "deployer")
+        self.server = self.serve(read_line, deploy_line)
+
+    # -- item: a busy port -------------------------------------------------------------------
+
+    def test_a_busy_port_stops_the_second_server(self):
+        config = self.path("second.conf")
+        with open(config, "w") as f:
+            f.write("# empty\n")
+        try:
+            p = subprocess.run([BIN, "serve", "--repo", self.repo, "--listen",
+                                self.server.address, "--config", config],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env(),
+                               timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("a second server on %s started" % self.server.address)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, EXIT_FAIL, err)
+        self.assertNotIn(b"listening on", p.stdout)
+        lines = [line for line in err.splitlines() if "cannot listen" in line]
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn(self.server.address, lines[0])
+        self.assertIn("in use", lines[0])
+        # the first server still answers
+        self.assertEqual(self.server.request("GET", "/v1/images", token=self.reader)[0], 200)
+
+    # -- item: ambiguous requests ------------------------------------------------------------
+
+    def assertRawJsonError(self, request, code="invalid"):
+        status, headers, body = raw_request(self.server, request)
+        self.assertJsonError(status, body, 400, code)
+        return json.loads(body)["error"]["message"]
+
+    def test_two_content_lengths_are_refused(self):
+        tip = self.tip()
+        body = json.dumps({"version": "1.0"}).encode()
+        auth = ("Authorization: Bearer %s\r\n" % self.deployer).encode()
+        for lengths in ((len(body), len(body)), (len(body), 2), (2, len(body))):
+            request = (b"POST /v1/channels/demo/prod/deploy HTTP/1.1\r\nHost: x\r\n" + auth +
+                       b"Content-Type: application/json\r\nConnection: close\r\n" +
+                       b"".join(b"Content-Length: %d\r\n" % n for n in lengths) +
+                       b"\r\n" + body)
+            self.assertIn("Content-Length", self.assertRawJsonError(request))
+        self.assertEqual(self.tip(), tip, "a refused request changed the store")
+        # one Content-Length is still fine
+        request = (b"POST /v1/channels/demo/prod/deploy HTTP/1.1\r\nHost: x\r\n" + auth +
+                   b"Content-Type: application/json\r\nConnection: close\r\n" +
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertEqual(raw_request(self.server, request)[0], 200)
+
+    def test_two_authorization_headers_are_refused(self):
+        for second in (self.reader, "imgstore_" + "0" * 64):
+            request = ("GET /v1/images HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n\r\n"
+                       % (self.reader, second)).encode()
+            self.assertIn("Authorization", self.assertRawJsonError(request))
+
+    def test_a_raw_nul_in_the_path_is_refused(self):
+        auth = ("Authorization: Bearer %s\r\n" % self.reader).encode()
+        for path in (b"/v1/images/demo\x00/1.0", b"/v1/images/demo\x00x", b"/v1/images/de\x00mo",
+                     b"/v1/channels/demo/prod\x00?wait=1", b"/v1/images\x00?x=1&y=2"):
+            request = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                       auth + b"\r\n")
+            self.assertIn("NUL", self.assertRawJsonError(request), path)
+        # query strings are still read
+        for path in (b"/v1/images/demo/1.0", b"/v1/images?x=1&y=2", b"/v1/images?",
+                     b"/v1/channels/demo/prod/history?limit=1"):
+            request = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                       auth + b"\r\n")
+            self.assertEqual(raw_request(self.server, request)[0], 200, path)
+
+    # -- item: scopes --------------------------------------------------------------------------
+
+    def test_a_403_names_the_missing_scope(self):
+        status, _, body = self.server.request("POST", "/v1/channels/demo/prod/deploy",
+                                              body={"version": "1.0"}, token=self.reader)
+        self.assertIn("'deploy' scope", self.assertJsonError(status, body, 403, "forbidden")
+                      ["message"])
+        for path in ("/v1/images", "/v1/images/demo/1.0/files/app.img", "/metrics"):
+            status, _, body = self.server.request("GET", path, token=self.deployer)
+            self.assertIn("'read' scope", self.assertJsonError(status, body, 403, "forbidden")
+                          ["message"], path)
+
+    def test_the_documented_deploy_token_deploys_remotely(self):
+        """docs/server.md: a `scopes=deploy` token is what deploy tooling uses."""
+        p, _ = self.random_file("two/app.img", 1024)
+        self.push(p, "--name", "demo", "--version", "2.0", "--kind", "unknown")
+        for path in ("/v1/trust", "/v1/channels/demo/prod", "/v1/channels/demo/prod/signed",
+                     "/v1/images/demo/2.0/manifest", "/v1/images/demo/2.0/signatures"):
+            self.assertEqual(self.server.request("GET", path, token=self.deployer)[0], 200, path)
+        rc, out, err = run("deploy", "demo", "2.0", "--channel", "prod", "--server",
+                           self.server.url, "--token", self.deployer)
+        self.assertEqual(rc, 0, out + err)
+        channel = self.server.get_json("/v1/channels/demo/prod", token=self.reader)
+        self.assertEqual(channel["version"], "2.0", channel)
+
+    # -- item: 304 -----------------------------------------------------------------------------
+
+    def test_a_304_has_no_body_and_no_wrong_content_length(self):
+        """RFC 9110 15.4.5: no content; a Content-Length may only be that of the 200."""
+        auth = "Authorization: Bearer %s\r\n" % self.reader
+        paths = ["/v1/images/demo/1.0/files/app.img", "/v1/images/demo/1.0/manifest",
+                 "/v1/images", "/v1/images/demo", "/v1/channels/demo/prod", "/v1/trust"]
+        tested = set()
+        for path in paths + paths:  # the second round is answered from the answer cache
+            status, headers, body = self.server.request("GET", path, token=self.reader)
+            self.assertEqual(status, 200, path)
+            if "etag" not in headers:
+                continue
+            tested.add(path)
+            etag = headers["etag"]
+            # two requests on one connection: a stray body would be read as the second answer
+            request = ("GET %s HTTP/1.1\r\nHost: x\r\n%sIf-None-Match: %s\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       % (path, auth, etag)).encode()
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall(request)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            self.assertEqual(lines[0].split(" ")[1], "304", (path, head))
+            fields = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip().lower(), []).append(value.strip())
+            self.assertEqual(fields.get("etag"), [etag], (path, head))
+            self.assertNotIn("transfer-encoding", fields, (path, head))
+            self.assertIn(fields.get("content-length"), (None, [str(len(body))]), (path, head))
+            self.assertTrue(rest.startswith(b"HTTP/1.1 200"), (path, rest[:200]))
+        self.assertGreaterEqual(len(tested), 2, tested)
+
+
+if __name__ == "__main__":
+    main()
