@@ -45,6 +45,12 @@ static int libgit2_up(void)
          * imgstore_store__read_small_blob; libgit2's SHA-1 re-check (SHA1DC, ~340 MiB/s)
          * would only halve read speed. */
         git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
+        /* libgit2 caches parsed trees only up to 4 KiB, and images/<name> holds one entry
+         * (~37 bytes) per version: past ~100 versions every lookup of one version read,
+         * inflated and parsed the whole directory again, so ls of N versions cost N^2
+         * (issue #9). Trees up to 16 MiB (~450,000 versions) stay parsed in the cache,
+         * which libgit2 bounds as a whole (256 MiB by default). */
+        git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)16 << 20);
         done = 1;
     }
     return 0;
