@@ -406,6 +406,20 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
                                        args.channel, true);
         if (err < 0 && err != IMGSTORE_ENOTFOUND)
             goto done;
+        if (err == IMGSTORE_ENOTFOUND) {
+            /* a typo would otherwise wait forever: the channel's history says which name is
+             * unknown ("no image named …", "image … has no channel …") */
+            char *history =
+                imgstore_strfmt("/v1/channels/%s/%s/history", argv[first], args.channel);
+            json_t *body = NULL;
+
+            err = history ? cli_remote_get_json(&body, &remote, history)
+                          : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            json_decref(body);
+            free(history);
+            if (err < 0)
+                goto done;
+        }
         seen = state ? state->sequence : 0;
         imgstore_channel_state_free(state);
         err = 0;

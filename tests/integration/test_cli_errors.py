@@ -71,6 +71,21 @@ class CliErrors(StoreTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "x")))
         self.assertFsckClean()
 
+    def test_unknown_image_or_channel_is_an_error(self):
+        # a typo once printed nothing and exited 0
+        cases = [
+            (("history", "nosuch"), "no image named nosuch"),
+            (("history", "nosuch", "--channel", "prod"), "no image named nosuch"),
+            (("history", "app", "--channel", "nosuch"), "image app has no channel nosuch"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                rc, out, err = self.im(*args)
+                self.assertEqual(rc, EXIT_FAIL, err)
+                self.assertEqual(out, "")
+                self.assertOneLineError(err, message)
+        self.assertIn("push app 1.0", self.ok("history", "app"))
+
     def test_usage_errors_exit_2(self):
         cases = [
             ("frob",), ("push",), ("show",), ("show", "app"), ("show", "a@1", "b@1"),
