@@ -86,6 +86,26 @@ class CliErrors(StoreTestCase):
                 self.assertOneLineError(err, message)
         self.assertIn("push app 1.0", self.ok("history", "app"))
 
+    def test_init_and_fsck_refuse_a_server_without_a_repo(self):
+        # they have no remote mode: with a server set they silently used the default store
+        data = self.path("data")
+        env = {"IMGSTORE_SERVER": "http://127.0.0.1:9", "XDG_DATA_HOME": data,
+               "HOME": self.path("home")}
+        for command in ("init", "fsck"):
+            with self.subTest(command=command):
+                rc, out, err = run(command, env=env)
+                self.assertEqual(rc, EXIT_USAGE, err)
+                self.assertEqual(out, "")
+                self.assertOneLineError(err, "imgstore %s" % command, "local store only",
+                                        "--repo")
+        self.assertFalse(os.path.exists(data))
+        self.assertFalse(os.path.exists(self.path("home")))
+        self.assertEqual(run("fsck", repo=self.repo, env=env)[0], 0)
+        self.assertEqual(run("fsck", env=dict(env, IMGSTORE_REPO=self.repo))[0], 0)
+        fresh = self.path("fresh")
+        self.assertEqual(run("init", repo=fresh, env=env)[0], 0)
+        self.assertFsckClean(fresh)
+
     def test_usage_errors_exit_2(self):
         cases = [
             ("frob",), ("push",), ("show",), ("show", "app"), ("show", "a@1", "b@1"),
