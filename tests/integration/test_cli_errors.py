@@ -106,6 +106,32 @@ class CliErrors(StoreTestCase):
         self.assertEqual(run("init", repo=fresh, env=env)[0], 0)
         self.assertFsckClean(fresh)
 
+    def test_default_names_are_legal_and_keep_the_version_out(self):
+        # memtest86+ia32.iso was refused without saying why; a kernel's file name carries its
+        # version, which made every kernel a new image
+        cases = [
+            ("memtest86+ia32.iso", (), "memtest86-ia32@"),
+            ("vmlinuz-6.1.0-55-cloud-amd64", (), "vmlinuz@6.1.0-55-cloud-amd64"),
+            ("vmlinuz-6.1.0-56-cloud-amd64", (), "vmlinuz@6.1.0-56-cloud-amd64"),
+            ("vmlinuz-6.1.0-57-cloud-amd64", ("--version", "57"), "vmlinuz@57"),
+            ("Hello_World-2.0.xen", (), "hello_world@2.0"),
+            ("app-x86_64.xen", (), "app-x86_64@"),
+        ]
+        for fname, extra, expect in cases:
+            with self.subTest(fname=fname):
+                path, _ = self.random_file(fname, 5000)
+                out = self.ok("push", path, "--kind", "unknown", *extra)
+                self.assertTrue(out.startswith(expect), out)
+        self.assertEqual(sorted(v["version"] for v in self.okjson("ls", "vmlinuz")["versions"]),
+                         ["57", "6.1.0-55-cloud-amd64", "6.1.0-56-cloud-amd64"])
+        tip = self.tip()
+        path, _ = self.random_file("+-.img", 100)
+        rc, out, err = self.im("push", path, "--kind", "unknown")
+        self.assertEqual(rc, EXIT_USAGE, err)
+        self.assertEqual(out, "")
+        self.assertOneLineError(err, "'+-.img'", "pass --name NAME")
+        self.assertEqual(self.tip(), tip)
+
     def test_usage_errors_exit_2(self):
         cases = [
             ("frob",), ("push",), ("show",), ("show", "app"), ("show", "a@1", "b@1"),
