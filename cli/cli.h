@@ -233,6 +233,11 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
 int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args,
                       const char **name_out, int *code);
 
+/** When history found nothing, which name is unknown: `image_err` is what looking the image up
+ * gave (IMGSTORE_ENOTFOUND: no such image). IMGSTORE_ENOTFOUND with "no image named NAME" or
+ * "image NAME has no channel C", image_err if the lookup failed otherwise, else 0. */
+int cli_history_unknown(int image_err, const char *name, const char *channel);
+
 /** Print history rows (schema/api_history.schema.json "entries", borrowed) as `history`
  * does: a line each, the --json document, or with --at the state live at that time. */
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,

@@ -161,7 +161,7 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
     size_t count = 0, cap = 0;
     git_commit *commit = NULL;
     char images_path[256], channels_path[512];
-    git_oid head, image_at_tip;
+    git_oid head;
     int err = 0, rc;
 
     *out = NULL;
@@ -177,16 +177,6 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
     if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
         (rc = git_commit_lookup(&commit, store->repo, &head)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
-    {
-        git_tree *tip_tree = NULL;
-
-        if ((rc = git_commit_tree(&tip_tree, commit)) < 0) {
-            git_commit_free(commit);
-            return imgstore_store__git_error(rc, "history: cannot read a tree");
-        }
-        image_at_tip = id_at(tip_tree, images_path);
-        git_tree_free(tip_tree);
-    }
     while (commit && err == 0) {
         git_commit *parent = NULL;
         git_tree *tree = NULL, *parent_tree = NULL;
@@ -229,12 +219,6 @@ int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgs
         commit = parent;
     }
     git_commit_free(commit);
-    /* a name never written is a typo, not an empty history */
-    if (err == 0 && count == 0)
-        err = channel && !git_oid_iszero(&image_at_tip)
-                  ? imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name,
-                                       channel)
-                  : imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
     if (err < 0) {
         imgstore_history_free(entries, count);
         return err;

@@ -220,8 +220,7 @@ typedef struct {
 
 /**
  * History of an image (channel NULL: pushes and channel moves) or of one channel, newest
- * first, from the first-parent git history of refs/heads/main. Returns IMGSTORE_ENOTFOUND
- * ("no image named …", "image … has no channel …") when there is nothing to show.
+ * first, from the first-parent git history of refs/heads/main.
  */
 int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgstore_store *store,
                            const char *name, const char *channel);
