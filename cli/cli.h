@@ -168,9 +168,15 @@ int cli_seen_check_and_update(const char *store_id, const imgstore_channel_state
 /** The last component of a path (borrowed from `path`). */
 const char *cli_base_name(const char *path);
 
-/** The image name a file gives when --name is absent: its base name without known image
- * extensions ("build/app.xen" -> "app", "initrd.cpio.gz" -> "initrd"). free() it. */
-char *cli_default_image_name(const char *path);
+/**
+ * The image name a file gives when --name is absent (docs/cli.md, push): its base name without
+ * known image extensions and without a trailing version, lower-cased, other bytes than
+ * a-z 0-9 . _ - made '-' ("build/app.xen" -> "app", "memtest86+ia32.iso" -> "memtest86-ia32",
+ * "vmlinuz-6.1.0-55-cloud-amd64" -> "vmlinuz" and *version_out "6.1.0-55-cloud-amd64").
+ * *version_out is NULL when the name has no trailing version; free() both. 0, or
+ * IMGSTORE_EINVALID (no legal name: the message says to pass --name) or IMGSTORE_ERROR.
+ */
+int cli_default_image_name(char **name_out, char **version_out, const char *path);
 
 /** Human size: "14.2 MiB". */
 const char *cli_human_size(char *buf, size_t cap, uint64_t bytes);
@@ -227,6 +233,11 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
 int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *args,
                       const char **name_out, int *code);
 
+/** When history found nothing, which name is unknown: `image_err` is what looking the image up
+ * gave (IMGSTORE_ENOTFOUND: no such image). IMGSTORE_ENOTFOUND with "no image named NAME" or
+ * "image NAME has no channel C", image_err if the lookup failed otherwise, else 0. */
+int cli_history_unknown(int image_err, const char *name, const char *channel);
+
 /** Print history rows (schema/api_history.schema.json "entries", borrowed) as `history`
  * does: a line each, the --json document, or with --at the state live at that time. */
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
@@ -262,7 +273,8 @@ int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char
 typedef struct {
     char *name; /* --name, else derived from the first FILE; free() */
     const char *version, *kind;
-    const char *source;                      /* --source URL@COMMIT, checked */
+    char *file_version; /* the version in the first FILE's name, when no --version; free() */
+    const char *source; /* --source URL@COMMIT, checked */
     const char *labels[IMGSTORE_MAX_LABELS]; /* --label KEY=VALUE, checked */
     size_t label_count;
     char **files; /* the FILE arguments (into argv) */

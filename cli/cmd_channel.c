@@ -147,6 +147,18 @@ static int print_history_at(const cli_ctx *ctx, const cli_channel_args *args, co
                               args->channel, args->at);
 }
 
+int cli_history_unknown(int image_err, const char *name, const char *channel)
+{
+    /* a typo is not an empty history: say which name matched nothing */
+    if (image_err == IMGSTORE_ENOTFOUND)
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+    if (image_err < 0)
+        return image_err;
+    if (channel)
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
+    return 0;
+}
+
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
                       json_t *entries)
 {
@@ -189,7 +201,17 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     if (cli_history_parse(ctx, argc, argv, &args, &name, &code) < 0)
         return code;
     if ((err = cli_open_store(&store, ctx, false)) == 0 &&
-        (err = imgstore_store_history(&entries, &count, store, name, args.channel)) == 0)
+        (err = imgstore_store_history(&entries, &count, store, name, args.channel)) == 0 &&
+        count == 0) {
+        char **versions = NULL;
+        size_t version_count = 0;
+
+        err = cli_history_unknown(
+            imgstore_store_list_versions(&versions, &version_count, store, name), name,
+            args.channel);
+        imgstore_strings_free(versions, version_count);
+    }
+    if (err == 0)
         err = (rows = imgstore_store_history_to_json(entries, count))
                   ? cli_print_history(ctx, &args, name, rows)
                   : imgstore_error_set(IMGSTORE_ERROR, "out of memory");

@@ -60,7 +60,8 @@ int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int
                                             {"kind", required_argument, NULL, OPT_KIND},
                                             {NULL, 0, NULL, 0}};
     const char *name = NULL, *at, *eq;
-    int opt;
+    char *file_version = NULL;
+    int opt, err;
 
     *code = -1;
     memset(args, 0, sizeof(*args));
@@ -110,17 +111,22 @@ int cli_push_parse(cli_ctx *ctx, int argc, char **argv, cli_push_args *args, int
     args->files = &argv[optind];
     args->file_count = (size_t)(argc - optind);
     /* a name given is checked where it is used, with the rule in the message */
-    if (!(args->name = name ? strdup(name) : cli_default_image_name(argv[optind]))) {
-        *code = cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
+    if (name) {
+        if (!(args->name = strdup(name))) {
+            *code = cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
+            return -1;
+        }
+        return 0;
+    }
+    if ((err = cli_default_image_name(&args->name, &file_version, argv[optind])) < 0) {
+        *code = err == IMGSTORE_EINVALID ? cli_usage_error(ctx, "%s", imgstore_error_last())
+                                         : cli_fail(ctx, err);
         return -1;
     }
-    if (!name && imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, args->name) < 0) {
-        *code = cli_usage_error(ctx, "cannot use '%s' (from %s) as the image name; pass --name",
-                                args->name, cli_base_name(argv[optind]));
-        free(args->name);
-        args->name = NULL;
-        return -1;
-    }
+    if (!args->version)
+        args->version = args->file_version = file_version;
+    else
+        free(file_version);
     return 0;
 }
 
@@ -215,5 +221,6 @@ done:
     free(actor);
     free(source);
     free(args.name);
+    free(args.file_version);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -306,26 +306,80 @@ const char *cli_base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-char *cli_default_image_name(const char *path)
+/* Where a trailing version starts in `base`: after the first '-' followed by a digit that
+ * leaves a name before it ("vmlinuz-6.1.0-55-cloud-amd64" -> "6.1.0-55-cloud-amd64"); NULL
+ * when there is none or it is not a legal version. */
+static const char *trailing_version(const char *base)
 {
-    char *name = strdup(cli_base_name(path));
-    bool stripped = true;
+    for (const char *dash = strchr(base, '-'); dash; dash = strchr(dash + 1, '-')) {
+        if (dash > base && dash[1] >= '0' && dash[1] <= '9')
+            return imgstore_schema_check_name(IMGSTORE_NAME_VERSION, dash + 1) == 0 ? dash + 1
+                                                                                    : NULL;
+    }
+    return NULL;
+}
 
-    while (name && stripped) {
-        size_t len = strlen(name);
+int cli_default_image_name(char **name_out, char **version_out, const char *path)
+{
+    const char *version, *start;
+    char *base = strdup(cli_base_name(path)), *name = NULL, *out;
+    bool stripped = true;
+    int err = 0;
+
+    *name_out = *version_out = NULL;
+    while (base && stripped) {
+        size_t len = strlen(base);
 
         stripped = false;
         for (size_t i = 0; i < sizeof(known_extensions) / sizeof(*known_extensions); i++) {
             size_t ext = strlen(known_extensions[i]);
 
-            if (len > ext && strcmp(name + len - ext, known_extensions[i]) == 0) {
-                name[len - ext] = '\0';
+            if (len > ext && strcmp(base + len - ext, known_extensions[i]) == 0) {
+                base[len - ext] = '\0';
                 stripped = true;
                 break;
             }
         }
     }
-    return name;
+    if (!base)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((version = trailing_version(base)) && !(*version_out = strdup(version))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if (version)
+        base[version - 1 - base] = '\0';
+    /* lower case, other bytes outside a-z 0-9 . _ - become '-', no leading '.' or '-' */
+    for (start = base; *start == '.' || *start == '-' || *start == '+'; start++)
+        ;
+    if (!(name = strndup(start, IMGSTORE_NAME_MAX))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (out = name; *out; out++) {
+        if (*out >= 'A' && *out <= 'Z')
+            *out = (char)(*out - 'A' + 'a');
+        else if (!((*out >= 'a' && *out <= 'z') || (*out >= '0' && *out <= '9') || *out == '.' ||
+                   *out == '_' || *out == '-'))
+            *out = '-';
+    }
+    if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name) < 0) {
+        err = imgstore_error_set(IMGSTORE_EINVALID,
+                                 "no image name can be made from the file name '%s'; pass "
+                                 "--name NAME (a-z 0-9 . _ -, not starting with '.' or '-')",
+                                 cli_base_name(path));
+        goto done;
+    }
+    *name_out = name;
+    name = NULL;
+done:
+    if (err < 0) {
+        free(*version_out);
+        *version_out = NULL;
+    }
+    free(name);
+    free(base);
+    return err;
 }
 
 int cli_write_all(int fd, const void *buf, size_t len)

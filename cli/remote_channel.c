@@ -322,6 +322,22 @@ int cli_remote_cmd_rollback(cli_ctx *ctx, int argc, char **argv)
     return move(ctx, argc, argv, true);
 }
 
+/* History (or the channel) found nothing: whether the image exists says which name is
+ * unknown (cli_history_unknown). */
+static int remote_history_unknown(cli_remote *remote, const char *name, const char *channel)
+{
+    char *path = imgstore_strfmt("/v1/images/%s", name);
+    json_t *body = NULL;
+    int err;
+
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    err = cli_history_unknown(cli_remote_get_json(&body, remote, path), name, channel);
+    json_decref(body);
+    free(path);
+    return err;
+}
+
 int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
@@ -342,7 +358,10 @@ int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, &remote, path)) == 0)
+    if ((err = cli_remote_get_json(&body, &remote, path)) == 0 &&
+        json_array_size(json_object_get(body, "entries")) == 0)
+        err = remote_history_unknown(&remote, name, args.channel);
+    if (err == 0)
         err = cli_print_history(ctx, &args, name, json_object_get(body, "entries"));
 done:
     json_decref(body);
@@ -405,6 +424,10 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
         err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, argv[first],
                                        args.channel, true);
         if (err < 0 && err != IMGSTORE_ENOTFOUND)
+            goto done;
+        /* a typo would otherwise wait forever */
+        if (err == IMGSTORE_ENOTFOUND &&
+            (err = remote_history_unknown(&remote, argv[first], args.channel)) < 0)
             goto done;
         seen = state ? state->sequence : 0;
         imgstore_channel_state_free(state);

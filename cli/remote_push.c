@@ -259,6 +259,7 @@ done:
     free(sums);
     free(files);
     free(args.name);
+    free(args.file_version);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
 

@@ -71,6 +71,67 @@ class CliErrors(StoreTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "x")))
         self.assertFsckClean()
 
+    def test_unknown_image_or_channel_is_an_error(self):
+        # a typo once printed nothing and exited 0
+        cases = [
+            (("history", "nosuch"), "no image named nosuch"),
+            (("history", "nosuch", "--channel", "prod"), "no image named nosuch"),
+            (("history", "app", "--channel", "nosuch"), "image app has no channel nosuch"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                rc, out, err = self.im(*args)
+                self.assertEqual(rc, EXIT_FAIL, err)
+                self.assertEqual(out, "")
+                self.assertOneLineError(err, message)
+        self.assertIn("push app 1.0", self.ok("history", "app"))
+
+    def test_init_and_fsck_refuse_a_server_without_a_repo(self):
+        # they have no remote mode: with a server set they silently used the default store
+        data = self.path("data")
+        env = {"IMGSTORE_SERVER": "http://127.0.0.1:9", "XDG_DATA_HOME": data,
+               "HOME": self.path("home")}
+        for command in ("init", "fsck"):
+            with self.subTest(command=command):
+                rc, out, err = run(command, env=env)
+                self.assertEqual(rc, EXIT_USAGE, err)
+                self.assertEqual(out, "")
+                self.assertOneLineError(err, "imgstore %s" % command, "local store only",
+                                        "--repo")
+        self.assertFalse(os.path.exists(data))
+        self.assertFalse(os.path.exists(self.path("home")))
+        self.assertEqual(run("fsck", repo=self.repo, env=env)[0], 0)
+        self.assertEqual(run("fsck", env=dict(env, IMGSTORE_REPO=self.repo))[0], 0)
+        fresh = self.path("fresh")
+        self.assertEqual(run("init", repo=fresh, env=env)[0], 0)
+        self.assertFsckClean(fresh)
+
+    def test_default_names_are_legal_and_keep_the_version_out(self):
+        # memtest86+ia32.iso was refused without saying why; a kernel's file name carries its
+        # version, which made every kernel a new image
+        cases = [
+            ("memtest86+ia32.iso", (), "memtest86-ia32@"),
+            ("vmlinuz-6.1.0-55-cloud-amd64", (), "vmlinuz@6.1.0-55-cloud-amd64"),
+            ("vmlinuz-6.1.0-56-cloud-amd64", (), "vmlinuz@6.1.0-56-cloud-amd64"),
+            ("vmlinuz-6.1.0-57-cloud-amd64", ("--version", "57"), "vmlinuz@57"),
+            ("Hello_World-2.0.xen", (), "hello_world@2.0"),
+            ("app-x86_64.xen", (), "app-x86_64@"),
+        ]
+        for fname, extra, expect in cases:
+            with self.subTest(fname=fname):
+                path, _ = self.random_file(fname, 5000)
+                out = self.ok("push", path, "--kind", "unknown", *extra)
+                self.assertTrue(out.startswith(expect), out)
+        self.assertEqual(sorted(v["version"] for v in self.okjson("ls", "vmlinuz")["versions"]),
+                         ["57", "6.1.0-55-cloud-amd64", "6.1.0-56-cloud-amd64"])
+        tip = self.tip()
+        path, _ = self.random_file("+-.img", 100)
+        rc, out, err = self.im("push", path, "--kind", "unknown")
+        self.assertEqual(rc, EXIT_USAGE, err)
+        self.assertEqual(out, "")
+        self.assertOneLineError(err, "'+-.img'", "pass --name NAME")
+        self.assertEqual(self.tip(), tip)
+
     def test_usage_errors_exit_2(self):
         cases = [
             ("frob",), ("push",), ("show",), ("show", "app"), ("show", "a@1", "b@1"),

@@ -498,6 +498,22 @@ class Remote(ServerTestCase):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
 
+    def test_unknown_image_or_channel_is_an_error(self):
+        # history printed nothing and exited 0, watch waited forever for a typo
+        p, _ = self.generated("app.img", 300 * 1024)
+        self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown")
+        cases = [
+            (("history", "nosuch"), "no image named nosuch"),
+            (("history", "app", "--channel", "nosuch"), "image app has no channel nosuch"),
+            (("watch", "nosuch", "--channel", "prod"), "no image named nosuch"),
+            (("watch", "app", "--channel", "nosuch"), "image app has no channel nosuch"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                rc, out, err = self.rim(*args, token=self.reader, timeout=30)
+                self.assertEqual(out, "")
+                self.assertRemoteFails(rc, err, EXIT_FAIL, message)
+
     def test_push_sends_labels_and_source(self):
         p, _ = self.generated("app.img", 300 * 1024)
         self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown",
