@@ -330,12 +330,22 @@ int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstor
         if (!file_named(a, b->files[i].path))
             json_array_append_new(rows, diff_file(a, b, b->files[i].path));
     }
-    if (ctx->json)
-        return cli_print_json(json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", a->name, "from",
-                                        a->version, "to", b->version, "files", rows,
-                                        "from_provenance", provenance_json(a), "to_provenance",
-                                        provenance_json(b)));
-    printf("%s %s -> %s\n", a->name, a->version, b->version);
+    bool one_image = strcmp(a->name, b->name) == 0;
+
+    if (ctx->json) {
+        json_t *body = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", a->name, "from",
+                                 a->version, "to", b->version, "files", rows, "from_provenance",
+                                 provenance_json(a), "to_provenance", provenance_json(b));
+
+        /* two images (#10): "name" is the first one's, "to_name" says the second's */
+        if (body && !one_image)
+            json_object_set_new(body, "to_name", json_string(b->name));
+        return cli_print_json(body);
+    }
+    if (one_image)
+        printf("%s %s -> %s\n", a->name, a->version, b->version);
+    else
+        printf("%s@%s -> %s@%s\n", a->name, a->version, b->name, b->version);
     for (size_t i = 0; i < json_array_size(rows); i++) {
         json_t *row = json_array_get(rows, i);
         char from[32] = "-", to[32] = "-";

@@ -271,6 +271,7 @@ class CliErrors(StoreTestCase):
         diff = j("diff", "app@1.0", "app@2.0")
         self.assertEqual(diff["files"][0]["status"], "changed")
         self.assertEqual(diff["to_provenance"]["labels"], {"ci.job": "9"})
+        self.assertNotIn("to_name", diff)
         ver = j("verify")
         self.assertEqual((ver["ok"], len(ver["versions"])), (True, 2))
         fsck = j("fsck")
@@ -284,6 +285,14 @@ class CliErrors(StoreTestCase):
         rc, outp, err = self.im("pull", "app@2.0", "-o", "-", "--json", binary=True)
         self.assertNotEqual(rc, 0, "-o - and --json both want stdout")
         self.assertEqual(outp, b"")
+        # across two images each side is labelled with its own name (#10)
+        j("push", p2, "--name", "other", "--version", "3.0")
+        rc, text, err = self.im("diff", "app@1.0", "other@3.0")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(text.splitlines()[0], "app@1.0 -> other@3.0")
+        cross = j("diff", "app@1.0", "other@3.0")
+        self.assertEqual((cross["name"], cross["from"], cross["to_name"], cross["to"]),
+                         ("app", "1.0", "other", "3.0"))
         self.assertFsckClean()
 
 
