@@ -13,17 +13,24 @@ from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, ne
                               run)
 
 
-def raw_request(server, request, timeout=30):
-    """Send REQUEST (bytes) on a fresh socket; return (status, {header: [values]}, body)."""
+def exchange(server, request, timeout=30, half_close=True):
+    """Send REQUEST (bytes) on a fresh socket and return every byte the server answers."""
     with socket.create_connection((server.host, server.port), timeout=timeout) as s:
         s.sendall(request)
-        s.shutdown(socket.SHUT_WR)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         data = b""
         while True:
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
+    return data
+
+
+def raw_request(server, request, timeout=30):
+    """Send REQUEST (bytes) on a fresh socket; return (status, {header: [values]}, body)."""
+    data = exchange(server, request, timeout)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
@@ -157,14 +164,7 @@ class Hardening(ServerTestCase):
             request = ("GET %s HTTP/1.1\r\nHost: x\r\n%sIf-None-Match: %s\r\n\r\n"
                        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                        % (path, auth, etag)).encode()
-            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
-                s.sendall(request)
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+            data = exchange(self.server, request, half_close=False)
             head, _, rest = data.partition(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             self.assertEqual(lines[0].split(" ")[1], "304", (path, head))
