@@ -324,6 +324,16 @@ def rewrite_main(repo, path, mode, typ, oid, message="tamper"):
     return old
 
 
+def recv_all(sock):
+    """Every byte a peer sends on SOCK until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def hash_object(repo, data):
     """Write DATA (bytes) as a blob with stock git; return its id."""
     return git_ok("hash-object", "-w", "--stdin", git_dir=repo, stdin=data).strip()

@@ -12,7 +12,8 @@ import threading
 import time
 
 from imgstore_testlib import (MiB, ServerTestCase, curl, fixture, fixture_sums, main, multipart,
-                              needs_fixtures, new_token, sha256, sha256_file, validate)
+                              needs_fixtures, new_token, recv_all, sha256, sha256_file,
+                              validate)
 
 DEMO = ["vmlinuz-6.1.0-56-cloud-amd64", "initrd-busybox.cpio.gz", "cmdline.txt"]
 IPXE = ["ipxe.efi", "ipxe.iso", "ipxe.lkrn"]
@@ -359,12 +360,7 @@ class Api(ServerTestCase):
                 s.sendall(body[at:at + piece])
                 if piece < 64:
                     time.sleep(0.001)
-            reply = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
+            reply = recv_all(s)
         head, _, data = reply.partition(b"\r\n\r\n")
         return int(head.split()[1]), data
 

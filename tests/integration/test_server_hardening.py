@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token,
-                              run)
+                              recv_all, run)
 
 
 def exchange(server, request, timeout=30, half_close=True):
@@ -19,13 +19,7 @@ def exchange(server, request, timeout=30, half_close=True):
         s.sendall(request)
         if half_close:
             s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
+        return recv_all(s)
 
 
 def raw_request(server, request, timeout=30):
