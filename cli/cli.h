@@ -60,6 +60,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_key(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
@@ -197,6 +198,7 @@ void cli_progress_done(cli_progress *p);
 /* The options that pick and reach a server, taken by every command that has a remote mode;
  * values clear of every command's own options. */
 enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
+enum { OPT_LIMIT = 1200, OPT_BEFORE, OPT_ALL };
 
 #define CLI_REMOTE_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
@@ -219,9 +221,17 @@ typedef struct {
 int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
                    int *code);
 
+/** ls's: the read options and --limit N, --before ROW, --all. *limit_out and *before_out are
+ * SIZE_MAX when not given (--all: limit 0). */
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
+                 size_t *before_out, int *code);
+
 /* deploy, rollback, history and watch: one set of options for both modes. */
 typedef struct {
     const char *channel, *reason, *to, *at;
+    const char *limit, *before;   /* history only */
+    imgstore_history_query query; /* history: set by cli_history_parse */
+    uint64_t limit_n;
     cli_remote_args remote;
 } cli_channel_args;
 
@@ -241,7 +251,7 @@ int cli_history_unknown(int image_err, const char *name, const char *channel);
 /** Print history rows (schema/api_history.schema.json "entries", borrowed) as `history`
  * does: a line each, the --json document, or with --at the state live at that time. */
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
-                      json_t *entries);
+                      json_t *entries, uint64_t next);
 
 /**
  * Whether a command runs against a server: --server in argv, else (unless --repo is given)

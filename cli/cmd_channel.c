@@ -18,6 +18,8 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
                                             {"reason", required_argument, NULL, OPT_REASON},
                                             {"to", required_argument, NULL, OPT_TO},
                                             {"at", required_argument, NULL, OPT_AT},
+                                            {"limit", required_argument, NULL, OPT_LIMIT},
+                                            {"before", required_argument, NULL, OPT_BEFORE},
                                             {NULL, 0, NULL, 0}};
     int opt;
 
@@ -32,6 +34,10 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
             args->to = optarg;
         else if (opt == OPT_AT)
             args->at = optarg;
+        else if (opt == OPT_LIMIT)
+            args->limit = optarg;
+        else if (opt == OPT_BEFORE)
+            args->before = optarg;
     }
     return *code >= 0 ? -1 : optind;
 }
@@ -65,7 +71,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
         return cli_usage_error(ctx, rollback ? "expected NAME" : "expected NAME VERSION");
     if (!args.channel)
         return cli_usage_error(ctx, "--channel is required");
-    if (args.at || (args.to && !rollback))
+    if (args.at || args.limit || args.before || (args.to && !rollback))
         return cli_usage_error(ctx, "unexpected option for %s", ctx->command);
     if (!(actor = cli_actor(ctx)))
         return cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
@@ -117,6 +123,20 @@ int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
         *code = cli_usage_error(ctx, "unexpected option for history");
     else if (args->at && !args->channel)
         *code = cli_usage_error(ctx, "--at needs --channel");
+    else if (args->at && (args->limit || args->before))
+        *code = cli_usage_error(ctx, "--at answers one state: no --limit or --before with it");
+    else if (args->limit &&
+             (imgstore_parse_u64(&args->limit_n, args->limit) < 0 || args->limit_n == 0))
+        *code = cli_usage_error(ctx, "--limit: expected a positive number, got '%s'", args->limit);
+    else if (args->before &&
+             (imgstore_parse_u64(&args->query.before, args->before) < 0 || args->query.before == 0))
+        *code = cli_usage_error(ctx,
+                                "--before: expected an operation number (the \"next\" a "
+                                "page ended with), got '%s'",
+                                args->before);
+    else if (args->at && imgstore_time_parse(&args->query.at, args->at) < 0)
+        *code = cli_usage_error(ctx, "--at: expected an RFC 3339 time, got '%s'", args->at);
+    args->query.has_at = args->at != NULL;
     *name_out = argv[first];
     return *code >= 0 ? -1 : 0;
 }
@@ -160,7 +180,7 @@ int cli_history_unknown(int image_err, const char *name, const char *channel)
 }
 
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
-                      json_t *entries)
+                      json_t *entries, uint64_t next)
 {
     json_t *row, *body;
     size_t i;
@@ -168,7 +188,8 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
     if (args->at)
         return print_history_at(ctx, args, name, entries);
     if (ctx->json) {
-        body = json_pack("{s:s, s:O}", "name", name, "entries", entries);
+        body = json_pack("{s:s, s:O, s:o}", "name", name, "entries", entries, "next",
+                         next ? json_integer((json_int_t)next) : json_null());
         if (body && args->channel)
             json_object_set_new(body, "channel", json_string(args->channel));
         return cli_print_json(body);
@@ -183,6 +204,12 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
         printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "", actor ? actor : "",
                summary ? summary : "");
     }
+    if (next) {
+        fflush(stdout);
+        fprintf(stderr, "(older entries: imgstore history %s%s%s --limit %zu --before %llu)\n",
+                name, args->channel ? " --channel " : "", args->channel ? args->channel : "",
+                json_array_size(entries), (unsigned long long)next);
+    }
     return 0;
 }
 
@@ -196,13 +223,17 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     json_t *rows = NULL;
     const char *name;
     size_t count = 0;
+    uint64_t next = 0;
     int code, err = 0;
 
     if (cli_history_parse(ctx, argc, argv, &args, &name, &code) < 0)
         return code;
+    args.query.channel = args.channel;
+    args.query.limit = (size_t)args.limit_n;
     if ((err = cli_open_store(&store, ctx, false)) == 0 &&
-        (err = imgstore_store_history(&entries, &count, store, name, args.channel)) == 0 &&
-        count == 0) {
+        (err = imgstore_store_history_query(&entries, &count, &next, store, name, &args.query)) ==
+            0 &&
+        count == 0 && !args.at && !args.before) {
         char **versions = NULL;
         size_t version_count = 0;
 
@@ -213,7 +244,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     }
     if (err == 0)
         err = (rows = imgstore_store_history_to_json(entries, count))
-                  ? cli_print_history(ctx, &args, name, rows)
+                  ? cli_print_history(ctx, &args, name, rows, next)
                   : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     json_decref(rows);
     imgstore_history_free(entries, count);

@@ -106,6 +106,42 @@ int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, boo
     return *code >= 0 ? -1 : optind;
 }
 
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
+                 size_t *before_out, int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
+                                            {"limit", required_argument, NULL, OPT_LIMIT},
+                                            {"before", required_argument, NULL, OPT_BEFORE},
+                                            {"all", no_argument, NULL, OPT_ALL},
+                                            {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    *limit_out = SIZE_MAX; /* not given */
+    *before_out = SIZE_MAX;
+    memset(args, 0, sizeof(*args));
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        uint64_t n = 0;
+
+        if (opt == OPT_ALL) {
+            *limit_out = 0;
+            continue;
+        }
+        if (imgstore_parse_u64(&n, optarg) < 0 || (opt == OPT_LIMIT && n == 0)) {
+            *code = cli_usage_error(ctx, "--%s: expected a %snumber, got '%s'",
+                                    opt == OPT_LIMIT ? "limit" : "before",
+                                    opt == OPT_LIMIT ? "positive " : "", optarg);
+            return -1;
+        }
+        if (opt == OPT_LIMIT)
+            *limit_out = (size_t)n;
+        else
+            *before_out = (size_t)n;
+    }
+    return *code >= 0 ? -1 : optind;
+}
+
 int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,
                     char **version_out)
 {

@@ -62,6 +62,12 @@ static const command commands[] = {
     {"fsck", cli_cmd_fsck,
      "fsck [--json]\n  Check the store's structure without reading image bytes; exit 3 on "
      "problems."},
+    {"reindex", cli_cmd_reindex,
+     "reindex [--check] [--key FILE] [--json]\n"
+     "  Rebuild the store's indexes (docs/format.md) from its history and manifests, in one\n"
+     "  signed commit; nothing when they already match. --check only compares: exit 3 if\n"
+     "  they differ. Needed once on a store an older imgstore wrote; fsck says when.\n"
+     "  Example: imgstore reindex --check || imgstore reindex"},
     {"serve", cli_cmd_serve,
      "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
      "  Serve the store over HTTP (docs/api.md); default 127.0.0.1:8080. Settings and the\n"

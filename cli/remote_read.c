@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *str(json_t *obj, const char *key)
 {
@@ -68,14 +69,76 @@ static void print_versions(json_t *body)
     }
 }
 
+/* ls NAME against a server: pages of GET /v1/images/{name} until `limit` rows (SIZE_MAX: a
+ * page on a terminal, all otherwise; 0: all). */
+static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name, size_t limit,
+                              size_t before)
+{
+    json_t *all = NULL, *body = NULL, *next = NULL;
+    size_t printed = 0;
+    bool follow = limit == 0 || (limit == SIZE_MAX && (ctx->json || !isatty(STDOUT_FILENO)));
+    int err = 0;
+
+    if (limit == SIZE_MAX)
+        limit = follow ? 0 : 20;
+    for (;;) {
+        size_t want = limit ? limit - printed : 1000;
+        char *path =
+            imgstore_strfmt("/v1/images/%s?limit=%zu%s", name, want > 1000 ? 1000 : want, "");
+        char *paged =
+            path && before != SIZE_MAX ? imgstore_strfmt("%s&before=%zu", path, before) : NULL;
+
+        if (!path || (before != SIZE_MAX && !paged)) {
+            free(path);
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            break;
+        }
+        json_decref(body);
+        body = NULL;
+        err = cli_remote_get_json(&body, remote, paged ? paged : path);
+        free(paged);
+        free(path);
+        if (err < 0)
+            break;
+        if (!all)
+            all = json_incref(body);
+        else
+            json_array_extend(json_object_get(all, "versions"), json_object_get(body, "versions"));
+        printed += json_array_size(json_object_get(body, "versions"));
+        next = json_object_get(body, "next");
+        if (!json_is_integer(next) || json_array_size(json_object_get(body, "versions")) == 0 ||
+            (limit && printed >= limit))
+            break;
+        before = (size_t)json_integer_value(next);
+    }
+    if (err == 0) {
+        json_object_set(all, "next", next ? next : json_null());
+        if (ctx->json) {
+            err = cli_print_json(json_incref(all));
+        } else {
+            print_versions(all);
+            if (json_is_integer(next)) {
+                fflush(stdout);
+                fprintf(stderr, "(%lld older; the next page: imgstore ls %s --before %lld)\n",
+                        (long long)json_integer_value(next), name,
+                        (long long)json_integer_value(next));
+            }
+        }
+    }
+    json_decref(body);
+    json_decref(all);
+    return err;
+}
+
 int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
 {
     cli_remote remote = {0};
     cli_read_args args;
     json_t *body = NULL;
     char *path = NULL;
+    size_t limit, before;
     int code, err;
-    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_ls_parse(ctx, argc, argv, &args, &limit, &before, &code);
 
     if (first < 0)
         return code;
@@ -84,19 +147,19 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
     if ((err = cli_remote_check_names(first < argc ? argv[first] : NULL, NULL, NULL)) < 0 ||
         (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
-    if (!(path = first < argc ? imgstore_strfmt("/v1/images/%s", argv[first])
-                              : strdup("/v1/images"))) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    /* the server sends a page (100 rows unless told); --limit asks for one size, --all and
+     * --json follow its "next" to the end */
+    if (first >= argc) {
+        if (!(path = strdup("/v1/images"))) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+        if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+            goto done;
+        err = ctx->json ? cli_print_json(json_incref(body)) : (print_images(body), 0);
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
-        goto done;
-    if (ctx->json)
-        err = cli_print_json(json_incref(body));
-    else if (first < argc)
-        print_versions(body);
-    else
-        print_images(body);
+    err = remote_ls_versions(ctx, &remote, argv[first], limit, before);
 done:
     json_decref(body);
     free(path);
@@ -326,14 +389,31 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
         free(path);
         return err;
     }
-    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0 ||
-        (err = cli_remote_get_json(&body, remote, path)) < 0)
+    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0)
         goto done;
-    json_array_foreach(json_object_get(body, "versions"), i, item)
-    {
-        if (err == 0)
-            err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+    /* every version, a page at a time (the server pages GET /v1/images/{name}) */
+    for (char *page = strdup(path); page && err == 0;) {
+        json_t *next;
+
+        json_decref(body);
+        body = NULL;
+        err = cli_remote_get_json(&body, remote, page);
+        free(page);
+        page = NULL;
+        json_array_foreach(json_object_get(body, "versions"), i, item)
+        {
+            if (err == 0)
+                err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+        }
+        next = json_object_get(body, "next");
+        if (err == 0 && json_is_integer(next) &&
+            json_array_size(json_object_get(body, "versions")) > 0 &&
+            !(page = imgstore_strfmt("%s?limit=1000&before=%lld", path,
+                                     (long long)json_integer_value(next))))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
+    if (err < 0)
+        goto done;
     json_object_foreach(json_object_get(body, "channels"), key, item)
     {
         if (err == 0)

@@ -105,7 +105,8 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
         return err;
     snprintf(path, sizeof(path), "images/%s/%s", m->name, m->version);
     if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &e->version_tree,
-                                           GIT_FILEMODE_TREE)) < 0)
+                                           GIT_FILEMODE_TREE)) < 0 ||
+        (err = imgstore_store__index_add_version(tree_out, e->store, m)) < 0)
         return err;
     if (!(*message_out = imgstore_strfmt("push %s %s\n", m->name, m->version)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
