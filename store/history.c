@@ -286,7 +286,7 @@ static void history_filter(imgstore_history_entry *entries, size_t *count, uint6
         kept = 1;
     if (q->limit && kept > q->limit)
         kept = q->limit;
-    *next_out = from + kept < *count && kept > 0 ? entries[from + kept - 1].op : 0;
+    *next_out = !q->has_at && from + kept < *count && kept > 0 ? entries[from + kept - 1].op : 0;
     free_rows(entries + from + kept, *count - from - kept);
     memmove(entries, entries + from, kept * sizeof(*entries));
     *count = kept;
