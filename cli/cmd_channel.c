@@ -234,13 +234,13 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         (err = imgstore_store_history_query(&entries, &count, &next, store, name, &args.query)) ==
             0 &&
         count == 0 && !args.at && !args.before) {
-        char **versions = NULL;
-        size_t version_count = 0;
+        imgstore_version_row *newest = NULL;
+        size_t rows_read = 0;
 
         err = cli_history_unknown(
-            imgstore_store_list_versions(&versions, &version_count, store, name), name,
+            imgstore_store_versions_page(&newest, &rows_read, NULL, store, name, SIZE_MAX, 1), name,
             args.channel);
-        imgstore_strings_free(versions, version_count);
+        imgstore_version_rows_free(newest, rows_read);
     }
     if (err == 0)
         err = (rows = imgstore_store_history_to_json(entries, count))

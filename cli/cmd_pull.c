@@ -122,7 +122,7 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
                             const char *channel)
 {
     imgstore_channel_state *state = NULL;
-    char **versions = NULL;
+    imgstore_version_row *newest = NULL;
     size_t count = 0;
     int err;
 
@@ -143,10 +143,11 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
     }
     if (version)
         return imgstore_store_manifest_get_trusted(out, digest_out, store, name, version);
-    if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
+    /* the newest: one row of the version index */
+    if ((err = imgstore_store_versions_page(&newest, &count, NULL, store, name, SIZE_MAX, 1)) < 0)
         return err;
-    err = imgstore_store_manifest_get_trusted(out, digest_out, store, name, versions[0]);
-    imgstore_strings_free(versions, count);
+    err = imgstore_store_manifest_get_trusted(out, digest_out, store, name, newest[0].version);
+    imgstore_version_rows_free(newest, count);
     return err;
 }
 
