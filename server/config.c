@@ -28,6 +28,7 @@ int imgstore_server_config_new(imgstore_server_config **out)
     config->max_header_bytes = 32 * 1024;
     config->max_url_bytes = 2048;
     config->connection_timeout = 60;
+    config->header_timeout = 20;
     config->max_connections = 512;
     config->max_connections_per_ip = 128;
     config->max_waiters = 256;
@@ -250,6 +251,7 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         NUMBER(max_header_bytes, true, 4096, 1u << 20),
         NUMBER(max_url_bytes, true, 256, 64 * 1024),
         NUMBER(connection_timeout, false, 1, 86400),
+        NUMBER(header_timeout, false, 1, 3600),
         NUMBER(max_connections, false, 1, 65536),
         NUMBER(max_connections_per_ip, false, 1, 65536),
         NUMBER(max_waiters, false, 0, 65536),

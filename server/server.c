@@ -751,8 +751,9 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     imgstore_store *store = NULL;
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
+    /* the gate (gate.c) accepts and hands connections over with MHD_add_connection */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned polling_threads = cores > 0 ? (unsigned)cores : 1;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -817,20 +818,26 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         goto done;
     }
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listener,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header_bytes,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
-        MHD_OPTION_THREAD_POOL_SIZE, polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)config->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)config->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)config->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)config->max_connections_per_ip, MHD_OPTION_THREAD_POOL_SIZE, polling_threads,
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!server->daemon) {
         err =
             imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
                                server->tls_cert_pem ? " (or the TLS key pair is not usable)" : "");
         goto done;
     }
-    listener = -1; /* the daemon's now */
+    err = imgstore_server__gate_start(
+        &server->gate, listener, server->daemon, (unsigned)config->header_timeout,
+        (size_t)config->max_header_bytes, (size_t)config->max_connections,
+        server->tls_cert_pem != NULL);
+    listener = -1; /* the gate's now, whatever happened */
+    if (err < 0)
+        goto done;
     if (addr.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof(host));
         snprintf(server->address, sizeof(server->address), "[%s]:%u", host,
@@ -867,11 +874,9 @@ void imgstore_server_stop(imgstore_server *server)
 
     if (!server)
         return;
+    imgstore_server__gate_stop(server->gate); /* no new connection from here */
+    server->gate = NULL;
     if (server->daemon) {
-        MHD_socket listener = MHD_quiesce_daemon(server->daemon);
-
-        if (listener != MHD_INVALID_SOCKET)
-            close(listener);
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += (time_t)server->config->drain_seconds;
         pthread_mutex_lock(&server->lock);

@@ -2,12 +2,14 @@
 imgstore serve at the edges of HTTP and of its own socket: a port already in use stops a
 second server, ambiguous requests (two Content-Length or Authorization headers, a raw NUL in
 the path) are refused, a 403 names the scope it lacks, a deploy token reads what deploying
-needs, and a 304 carries no body.
+needs, a 304 carries no body, and slow request heads (slowloris) are closed at their deadline
+without starving anyone else.
 """
 
 import json
 import socket
 import subprocess
+import time
 
 from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token,
                               recv_all, run)
@@ -171,6 +173,50 @@ class Hardening(ServerTestCase):
             self.assertIn(fields.get("content-length"), (None, [str(len(body))]), (path, head))
             self.assertTrue(rest.startswith(b"HTTP/1.1 200"), (path, rest[:200]))
         self.assertGreaterEqual(len(tested), 2, tested)
+
+
+    def test_slow_request_heads_are_closed_and_never_starve_healthz(self):
+        # issue #10.2: 60 clients each sending one header line every 0.5 s, against 20
+        # connection slots; libmicrohttpd's idle timeout never fired and /healthz starved
+        server = self.serve("max_connections = 20", "header_timeout = 3")
+        slow = []
+        for _ in range(60):
+            s = socket.create_connection((server.host, server.port), timeout=10)
+            s.sendall(b"GET /v1/images HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        started = time.monotonic()
+        answered = []
+        while time.monotonic() - started < 2.5:
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass  # already closed by the server: fine
+            status, _, _ = server.request("GET", "/healthz", timeout=2)
+            answered.append(status)
+            time.sleep(0.5)
+        self.assertEqual(set(answered), {200}, answered)
+        # past the deadline every slow head has been closed, with a 408 where it can be read
+        time.sleep(2.0)
+        closed = 0
+        for s in slow:
+            s.settimeout(3)
+            try:
+                for _ in range(3):
+                    s.sendall(b"X-Slow: 1\r\n")
+                    time.sleep(0.05)
+                data = recv_all(s)
+                closed += 1
+                self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408"), data[:100])
+            except (ConnectionResetError, BrokenPipeError):
+                closed += 1
+            except socket.timeout:
+                pass
+            finally:
+                s.close()
+        self.assertEqual(closed, len(slow))
+        # and a client that sends its request at once is served as before
+        self.assertEqual(server.request("GET", "/healthz")[0], 200)
 
 
 if __name__ == "__main__":
