@@ -98,6 +98,14 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...) __attribute__((for
 /** One line "imgstore <command>: <last error message>" to stderr; returns the exit code. */
 int cli_fail(const cli_ctx *ctx, int err);
 
+/**
+ * `text` as it may be printed on a terminal (imgstore_schema_text_escape): stored free texts
+ * were checked when written, but old stores, a git-level writer or a server may hold
+ * anything, and an escape sequence must not clear or rewrite the user's screen (issue #10).
+ * Borrowed: valid until the eighth next call. NULL gives "".
+ */
+const char *cli_safe(const char *text);
+
 /** The one table from error codes to exit codes. */
 int cli_exit_code(int err);
 

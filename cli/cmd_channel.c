@@ -39,6 +39,13 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
         else if (opt == OPT_BEFORE)
             args->before = optarg;
     }
+    /* the store's rule, before anything is signed or sent (both modes say the same) */
+    if (*code < 0 && args->reason) {
+        int err = imgstore_schema_check_text("reason", args->reason);
+
+        if (err < 0)
+            *code = cli_fail(ctx, err);
+    }
     return *code >= 0 ? -1 : optind;
 }
 
@@ -201,8 +208,9 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
         const char *summary = json_string_value(json_object_get(row, "summary"));
         const char *when = json_string_value(json_object_get(row, "time"));
 
-        printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "", actor ? actor : "",
-               summary ? summary : "");
+        /* commit subjects and actors are whatever a git-level writer or a server wrote */
+        printf("%s  %.12s  %-20s  %s\n", cli_safe(when), cli_safe(commit), cli_safe(actor),
+               cli_safe(summary));
     }
     if (next) {
         fflush(stdout);

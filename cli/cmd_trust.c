@@ -32,7 +32,7 @@ int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const ch
 
             if (imgstore_sign_pubkey_parse(&pub, r->keys[i]) == 0)
                 imgstore_sign_pubkey_fingerprint(id, &pub);
-            printf("  %s  %s\n", id, r->keys[i]);
+            printf("  %s  %s\n", id, cli_safe(r->keys[i])); /* comments are free text */
         }
     }
     return 0;

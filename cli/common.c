@@ -185,6 +185,23 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+const char *cli_safe(const char *text)
+{
+    /* a few at a time, so that one printf can show several texts */
+    static char *shown[8];
+    static size_t next;
+    char *escaped;
+
+    if (!text)
+        return "";
+    if (!(escaped = imgstore_schema_text_escape(text)))
+        return "(text not shown: out of memory)";
+    free(shown[next]);
+    shown[next] = escaped;
+    next = (next + 1) % (sizeof(shown) / sizeof(shown[0]));
+    return escaped;
+}
+
 int cli_exit_code(int err)
 {
     switch (err) {
@@ -201,7 +218,9 @@ int cli_fail(const cli_ctx *ctx, int err)
 {
     const char *msg = imgstore_error_last();
 
-    fprintf(stderr, "imgstore %s: %s\n", ctx->command, *msg ? msg : imgstore_error_name(err));
+    /* messages quote what a server or a store said */
+    fprintf(stderr, "imgstore %s: %s\n", ctx->command,
+            *msg ? cli_safe(msg) : imgstore_error_name(err));
     return cli_exit_code(err);
 }
 

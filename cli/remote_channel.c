@@ -462,7 +462,7 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
             if (watch_stop)
                 break;
             /* the server restarting is no reason for a deployer loop to die */
-            fprintf(stderr, "imgstore watch: %s; retrying\n", imgstore_error_last());
+            fprintf(stderr, "imgstore watch: %s; retrying\n", cli_safe(imgstore_error_last()));
             pause_for(5);
             continue;
         }

@@ -31,12 +31,13 @@ static void print_images(json_t *body)
         const char *key;
         json_t *value;
 
-        printf("%-32s %8lld  %-24s", str(image, "name"),
+        /* shown as the server sent it, so escaped: a server is not trusted with the terminal */
+        printf("%-32s %8lld  %-24s", cli_safe(str(image, "name")),
                (long long)json_integer_value(json_object_get(image, "versions")),
-               str(image, "newest"));
+               cli_safe(str(image, "newest")));
         json_object_foreach(json_object_get(image, "channels"), key, value)
         {
-            printf(" %s=%s", key, json_string_value(value));
+            printf(" %s=%s", cli_safe(key), cli_safe(json_string_value(value)));
         }
         printf("\n");
     }
@@ -61,11 +62,12 @@ static void print_versions(json_t *body)
                 snprintf(running + strlen(running), sizeof(running) - strlen(running), "%s%s",
                          *running ? "," : "", key);
         }
-        printf("%-24s %-20s %5lld %10s  %s\n", str(row, "version"), str(row, "created"),
+        printf("%-24s %-20s %5lld %10s  %s\n", cli_safe(str(row, "version")),
+               cli_safe(str(row, "created")),
                (long long)json_integer_value(json_object_get(row, "files")),
                cli_human_size(size, sizeof(size),
                               (uint64_t)json_integer_value(json_object_get(row, "size"))),
-               running);
+               cli_safe(running));
     }
 }
 
@@ -279,7 +281,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
                                                             : r->versions,
                               out);
     } else if (status) {
-        printf("FAILED  %s  %s\n", what, imgstore_error_last());
+        printf("FAILED  %s  %s\n", what, cli_safe(imgstore_error_last()));
     } else {
         if (deep && strcmp(kind, "version") == 0)
             cli_human_size(size, sizeof(size), bytes);
