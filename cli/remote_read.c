@@ -263,7 +263,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
     else if (strcmp(kind, "policy") == 0)
         snprintf(what, sizeof(what), "policy %s", version);
     else
-        snprintf(what, sizeof(what), "%s@%s", name, version);
+        snprintf(what, sizeof(what), "%s%s%s", name, *version ? "@" : "", version);
     if (r->ctx->json) {
         json_t *out =
             json_pack("{s:s, s:s, s:s}", "name", name, "version", version, "status", word);
@@ -359,8 +359,10 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
                           const char *name, const char *channel)
 {
     imgstore_channel_state *state = NULL;
+    imgstore_trust_status status = {0};
     cli_remote_manifest m = {0};
-    int err = cli_remote_channel_fetch(&state, NULL, NULL, remote, trust, name, channel, false);
+    int err = cli_remote_channel_fetch_counted(&state, NULL, NULL, &status, remote, trust, name,
+                                               channel, false);
 
     if (err == 0 &&
         (err = cli_remote_manifest_fetch(&m, remote, trust, name, state->version, true)) == 0 &&
@@ -368,8 +370,9 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
         err =
             imgstore_error_set(IMGSTORE_EVERIFY, "pins manifest %.16s..., the server has %.16s...",
                                state->manifest_sha256, m.sha256);
+    /* the deploy signatures, as local verify shows them */
     row(r, "channel", name, channel, err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? err : 0,
-        0, 0, 0, false);
+        status.valid, status.threshold, 0, false);
     cli_remote_manifest_free(&m);
     imgstore_channel_state_free(state);
     return err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? 0 : err;
@@ -402,6 +405,14 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
         err = cli_remote_get_json(&body, remote, page);
         free(page);
         page = NULL;
+        /* the server answers verification_failed for an image whose channel state or
+         * manifest it cannot read, rather than leaving it out: a failure of this image, not
+         * the end */
+        if (err == IMGSTORE_EVERIFY) {
+            row(r, "version", name, "", err, 0, 0, 0, false);
+            err = 0;
+            goto done;
+        }
         json_array_foreach(json_object_get(body, "versions"), i, item)
         {
             if (err == 0)
