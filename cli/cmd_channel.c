@@ -26,6 +26,21 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
     *code = -1;
     memset(args, 0, sizeof(*args));
     while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        /* one parser for four commands: each takes only its own options (and --help says
+         * which, issue #10) */
+        if ((opt == OPT_REASON && strcmp(ctx->command, "deploy") != 0 &&
+             strcmp(ctx->command, "rollback") != 0) ||
+            (opt == OPT_TO && strcmp(ctx->command, "rollback") != 0) ||
+            ((opt == OPT_AT || opt == OPT_LIMIT || opt == OPT_BEFORE) &&
+             strcmp(ctx->command, "history") != 0)) {
+            *code = cli_usage_error(ctx, "unknown option '--%s'",
+                                    opt == OPT_REASON   ? "reason"
+                                    : opt == OPT_TO     ? "to"
+                                    : opt == OPT_LIMIT  ? "limit"
+                                    : opt == OPT_BEFORE ? "before"
+                                                        : "at");
+            return -1;
+        }
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == OPT_REASON)

@@ -41,14 +41,26 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
         cli_usage(ctx, stdout);
         *exit_out = CLI_EXIT_OK;
         return true;
-    case '?':
-    case ':':
-        cli_usage(ctx, stderr);
-        *exit_out = CLI_EXIT_USAGE;
-        return true;
     default:
         return false;
     }
+}
+
+/* What getopt refused, as one line with this command's prefix (getopt's own message would
+ * say "push: unrecognized option" and the usage would follow it). */
+static int option_error(const cli_ctx *ctx, char **argv, const char *short_options)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+    if (optopt > 0 && optopt < 128)
+        return strchr(short_options, optopt)
+                   ? cli_usage_error(ctx, "option '-%c' needs a value", optopt)
+                   : cli_usage_error(ctx, "unknown option '-%c'", optopt);
+    if (optopt != 0 && strchr(arg, '='))
+        return cli_usage_error(ctx, "option '%.*s' takes no value", (int)strcspn(arg, "="), arg);
+    if (optopt != 0)
+        return cli_usage_error(ctx, "option '%s' needs a value", arg);
+    return cli_usage_error(ctx, "unknown option '%s'", arg);
 }
 
 int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
@@ -56,7 +68,12 @@ int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_optio
 {
     int opt;
 
+    opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            *code = option_error(ctx, argv, short_options);
+            return -1;
+        }
         if (cli_common_option(ctx, opt, optarg, code)) {
             if (*code >= 0)
                 return -1;
