@@ -100,9 +100,11 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     opts.actor = actor;
     opts.reason = args.reason;
     opts.to_version = args.to;
-    if ((err = cli_signers_load(&signers, ctx)) == 0)
+    /* the store first, so that a new machine is told to run imgstore init (issue #10) */
+    if ((err = cli_open_store(&store, ctx, false)) == 0 &&
+        (err = cli_signers_load(&signers, ctx)) == 0)
         opts.signers = cli_signers_view(&signers);
-    if (err == 0 && (err = cli_open_store(&store, ctx, false)) == 0) {
+    if (err == 0) {
         if (rollback)
             err = imgstore_store_rollback(&state, store, argv[first], args.channel, &opts);
         else

@@ -209,11 +209,13 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
     cli_progress_init(&progress, opts.name, ctx->json);
     opts.progress = cli_progress_update;
     opts.progress_payload = &progress;
-    if ((err = cli_signers_load(&signers, ctx)) < 0)
+    /* the store first: on a new machine the answer is `imgstore init`, which makes the key
+     * too, not `imgstore key generate` (issue #10) */
+    if ((err = cli_open_store(&store, ctx, false)) < 0 ||
+        (err = cli_signers_load(&signers, ctx)) < 0)
         goto done;
     opts.signers = cli_signers_view(&signers);
-    if ((err = cli_open_store(&store, ctx, false)) < 0 ||
-        (err = imgstore_store_push_begin(&push, store, &opts)) < 0)
+    if ((err = imgstore_store_push_begin(&push, store, &opts)) < 0)
         goto done;
     for (size_t i = 0; i < args.file_count && err == 0; i++)
         err = push_one(push, args.files[i], args.kind);

@@ -158,8 +158,8 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv)
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_signers_load(&signers, ctx)) < 0 ||
-        (err = cli_open_store(&store, ctx, false)) < 0)
+    if ((err = cli_open_store(&store, ctx, false)) < 0 || /* first: "run imgstore init" */
+        (err = cli_signers_load(&signers, ctx)) < 0)
         goto done;
     view = cli_signers_view(&signers);
     if ((err = imgstore_store_sign_version(&status, store, name, version, &view, actor)) < 0)
