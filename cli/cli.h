@@ -98,6 +98,14 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...) __attribute__((for
 /** One line "imgstore <command>: <last error message>" to stderr; returns the exit code. */
 int cli_fail(const cli_ctx *ctx, int err);
 
+/**
+ * `text` as it may be printed on a terminal (imgstore_schema_text_escape): stored free texts
+ * were checked when written, but old stores, a git-level writer or a server may hold
+ * anything, and an escape sequence must not clear or rewrite the user's screen (issue #10).
+ * Borrowed: valid until the eighth next call. NULL gives "".
+ */
+const char *cli_safe(const char *text);
+
 /** The one table from error codes to exit codes. */
 int cli_exit_code(int err);
 
@@ -318,13 +326,16 @@ typedef struct {
 
 /* Where the bytes come from: the local store or a server. */
 typedef struct {
-    /* write one file to `dest` through a temporary file beside it, renamed into place only
-     * once every byte verified */
-    int (*file)(const imgstore_manifest_file *file, const char *dest,
-                const cli_pull_progress *progress, void *payload);
+    /* write one file into a staging file beside `dest` (*staged_out, free()), fsynced, once
+     * every byte verified; cli_pull_write renames it into place with the version's others */
+    int (*stage)(char **staged_out, const imgstore_manifest_file *file, const char *dest,
+                 const cli_pull_progress *progress, void *payload);
     /* -o -: stream the only file to stdout, never a chunk that failed its check */
     int (*to_stdout)(const imgstore_manifest *m, void *payload);
     void *payload;
+    /* staged files survive a failure other than a verification failure, for the next pull
+     * to resume (remote mode); else every staging file goes when the pull fails */
+    bool resumable;
 } cli_pull_source;
 
 /**
@@ -332,6 +343,8 @@ typedef struct {
  * --file, then write every file where -o says (one file to a path, else into a directory,
  * "DIR/" even before it exists, or to stdout with "-"), printing each path, or the --json
  * summary (with `sequence` when pulled from a channel). `m` may be narrowed in place.
+ * All or nothing (issue #10): every file is staged and verified before any is renamed into
+ * place, and a rename failing halfway puts the earlier destinations back.
  */
 int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manifest *m,
                    const char *digest, uint64_t sequence, const cli_pull_source *source);

@@ -26,6 +26,21 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
     *code = -1;
     memset(args, 0, sizeof(*args));
     while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        /* one parser for four commands: each takes only its own options (and --help says
+         * which, issue #10) */
+        if ((opt == OPT_REASON && strcmp(ctx->command, "deploy") != 0 &&
+             strcmp(ctx->command, "rollback") != 0) ||
+            (opt == OPT_TO && strcmp(ctx->command, "rollback") != 0) ||
+            ((opt == OPT_AT || opt == OPT_LIMIT || opt == OPT_BEFORE) &&
+             strcmp(ctx->command, "history") != 0)) {
+            *code = cli_usage_error(ctx, "unknown option '--%s'",
+                                    opt == OPT_REASON   ? "reason"
+                                    : opt == OPT_TO     ? "to"
+                                    : opt == OPT_LIMIT  ? "limit"
+                                    : opt == OPT_BEFORE ? "before"
+                                                        : "at");
+            return -1;
+        }
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == OPT_REASON)
@@ -38,6 +53,13 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
             args->limit = optarg;
         else if (opt == OPT_BEFORE)
             args->before = optarg;
+    }
+    /* the store's rule, before anything is signed or sent (both modes say the same) */
+    if (*code < 0 && args->reason) {
+        int err = imgstore_schema_check_text("reason", args->reason);
+
+        if (err < 0)
+            *code = cli_fail(ctx, err);
     }
     return *code >= 0 ? -1 : optind;
 }
@@ -78,9 +100,11 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
     opts.actor = actor;
     opts.reason = args.reason;
     opts.to_version = args.to;
-    if ((err = cli_signers_load(&signers, ctx)) == 0)
+    /* the store first, so that a new machine is told to run imgstore init (issue #10) */
+    if ((err = cli_open_store(&store, ctx, false)) == 0 &&
+        (err = cli_signers_load(&signers, ctx)) == 0)
         opts.signers = cli_signers_view(&signers);
-    if (err == 0 && (err = cli_open_store(&store, ctx, false)) == 0) {
+    if (err == 0) {
         if (rollback)
             err = imgstore_store_rollback(&state, store, argv[first], args.channel, &opts);
         else
@@ -201,8 +225,9 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
         const char *summary = json_string_value(json_object_get(row, "summary"));
         const char *when = json_string_value(json_object_get(row, "time"));
 
-        printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "", actor ? actor : "",
-               summary ? summary : "");
+        /* commit subjects and actors are whatever a git-level writer or a server wrote */
+        printf("%s  %.12s  %-20s  %s\n", cli_safe(when), cli_safe(commit), cli_safe(actor),
+               cli_safe(summary));
     }
     if (next) {
         fflush(stdout);

@@ -217,22 +217,23 @@ static void print_details(const imgstore_file_info *info)
         printf("      solo5 target %s, abi %u, devices:", info->solo5_target,
                info->solo5_abi_version);
         for (uint32_t d = 0; d < info->device_count; d++)
-            printf(" %s (%s)", info->devices[d].name, info->devices[d].type);
+            printf(" %s (%s)", cli_safe(info->devices[d].name), cli_safe(info->devices[d].type));
         printf("%s\n", info->device_count ? "" : " none");
     }
     if (info->xen_mode[0])
         printf("      xen %s\n", info->xen_mode);
     if (info->kernel_version[0])
-        printf("      linux %s, boot protocol %s\n", info->kernel_version, info->boot_protocol);
+        printf("      linux %s, boot protocol %s\n", cli_safe(info->kernel_version),
+               cli_safe(info->boot_protocol));
     if (info->volume_id[0] || info->hybrid)
-        printf("      volume '%s'%s%s\n", info->volume_id, info->hybrid ? ", hybrid" : "",
+        printf("      volume '%s'%s%s\n", cli_safe(info->volume_id), info->hybrid ? ", hybrid" : "",
                info->efi ? ", efi" : "");
     if (info->partition_table[0])
         printf("      partition table %s\n", info->partition_table);
     if (info->compression[0] && strcmp(info->compression, "none") != 0)
         printf("      compressed with %s\n", info->compression);
     if (strcmp(info->kind, "cmdline") == 0)
-        printf("      \"%s\"\n", info->text);
+        printf("      \"%s\"\n", cli_safe(info->text));
 }
 
 int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
@@ -248,14 +249,13 @@ int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char
                                         (json_int_t)trust->invalid, "trusted", trust->trusted));
     printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n  signed    %zu of %u "
            "release signatures%s%s\n",
-           m->name, m->version, m->created, m->builder ? m->builder : "", digest, trust->valid,
+           m->name, m->version, m->created, cli_safe(m->builder), digest, trust->valid,
            trust->threshold, trust->trusted ? "" : " (pending: not deployable)",
            trust->invalid ? " (a signature is damaged: run imgstore verify)" : "");
     if (m->source_repository || m->source_commit)
-        printf("  source    %s@%s\n", m->source_repository ? m->source_repository : "",
-               m->source_commit ? m->source_commit : "");
+        printf("  source    %s@%s\n", cli_safe(m->source_repository), cli_safe(m->source_commit));
     for (size_t i = 0; i < m->label_count; i++)
-        printf("  label     %s=%s\n", m->labels[i].key, m->labels[i].value);
+        printf("  label     %s=%s\n", m->labels[i].key, cli_safe(m->labels[i].value));
     printf("  files:\n");
     for (size_t i = 0; i < m->file_count; i++) {
         const imgstore_manifest_file *f = &m->files[i];
@@ -415,9 +415,10 @@ int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstor
     }
     printf("  created  %s -> %s\n", a->created, b->created);
     if (a->source_commit || b->source_commit)
-        printf("  source   %s -> %s\n", a->source_commit ? a->source_commit : "-",
-               b->source_commit ? b->source_commit : "-");
-    printf("  builder  %s -> %s\n", a->builder ? a->builder : "-", b->builder ? b->builder : "-");
+        printf("  source   %s -> %s\n", a->source_commit ? cli_safe(a->source_commit) : "-",
+               b->source_commit ? cli_safe(b->source_commit) : "-");
+    printf("  builder  %s -> %s\n", a->builder ? cli_safe(a->builder) : "-",
+           b->builder ? cli_safe(b->builder) : "-");
     json_decref(rows);
     return 0;
 }

@@ -123,7 +123,7 @@ static void report_row(const imgstore_verify_result *r, void *payload)
                                                             : rc->rows,
                               row);
     } else if (r->status) {
-        printf("FAILED  %s  %s\n", what, r->message);
+        printf("FAILED  %s  %s\n", what, cli_safe(r->message));
     } else {
         char size[32] = "";
 

@@ -41,14 +41,26 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
         cli_usage(ctx, stdout);
         *exit_out = CLI_EXIT_OK;
         return true;
-    case '?':
-    case ':':
-        cli_usage(ctx, stderr);
-        *exit_out = CLI_EXIT_USAGE;
-        return true;
     default:
         return false;
     }
+}
+
+/* What getopt refused, as one line with this command's prefix (getopt's own message would
+ * say "push: unrecognized option" and the usage would follow it). */
+static int option_error(const cli_ctx *ctx, char **argv, const char *short_options)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+    if (optopt > 0 && optopt < 128)
+        return strchr(short_options, optopt)
+                   ? cli_usage_error(ctx, "option '-%c' needs a value", optopt)
+                   : cli_usage_error(ctx, "unknown option '-%c'", optopt);
+    if (optopt != 0 && strchr(arg, '='))
+        return cli_usage_error(ctx, "option '%.*s' takes no value", (int)strcspn(arg, "="), arg);
+    if (optopt != 0)
+        return cli_usage_error(ctx, "option '%s' needs a value", arg);
+    return cli_usage_error(ctx, "unknown option '%s'", arg);
 }
 
 int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
@@ -56,7 +68,12 @@ int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_optio
 {
     int opt;
 
+    opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            *code = option_error(ctx, argv, short_options);
+            return -1;
+        }
         if (cli_common_option(ctx, opt, optarg, code)) {
             if (*code >= 0)
                 return -1;
@@ -185,6 +202,23 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+const char *cli_safe(const char *text)
+{
+    /* a few at a time, so that one printf can show several texts */
+    static char *shown[8];
+    static size_t next;
+    char *escaped;
+
+    if (!text)
+        return "";
+    if (!(escaped = imgstore_schema_text_escape(text)))
+        return "(text not shown: out of memory)";
+    free(shown[next]);
+    shown[next] = escaped;
+    next = (next + 1) % (sizeof(shown) / sizeof(shown[0]));
+    return escaped;
+}
+
 int cli_exit_code(int err)
 {
     switch (err) {
@@ -201,7 +235,9 @@ int cli_fail(const cli_ctx *ctx, int err)
 {
     const char *msg = imgstore_error_last();
 
-    fprintf(stderr, "imgstore %s: %s\n", ctx->command, *msg ? msg : imgstore_error_name(err));
+    /* messages quote what a server or a store said */
+    fprintf(stderr, "imgstore %s: %s\n", ctx->command,
+            *msg ? cli_safe(msg) : imgstore_error_name(err));
     return cli_exit_code(err);
 }
 

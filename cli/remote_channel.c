@@ -429,10 +429,22 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
     remote.stop = &watch_stop;
+    /* a server that is down when the watch starts is waited for, as one that goes down later
+     * (docs/cli.md; issue #10): a deployer started before its server must not die */
+    while ((err = cli_remote_trust_load(&trust, &remote)) == IMGSTORE_ERROR &&
+           remote.last_result != CURLE_OK && !watch_stop) {
+        fprintf(stderr, "imgstore watch: %s; retrying\n", cli_safe(imgstore_error_last()));
+        pause_for(5);
+    }
+    if (watch_stop) {
+        err = 0;
+        goto done;
+    }
+    if (err < 0)
+        goto done;
     /* start from what the channel runs now: only later moves are printed */
     {
         imgstore_channel_state *state = NULL;
@@ -462,7 +474,7 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
             if (watch_stop)
                 break;
             /* the server restarting is no reason for a deployer loop to die */
-            fprintf(stderr, "imgstore watch: %s; retrying\n", imgstore_error_last());
+            fprintf(stderr, "imgstore watch: %s; retrying\n", cli_safe(imgstore_error_last()));
             pause_for(5);
             continue;
         }

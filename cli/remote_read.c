@@ -31,12 +31,13 @@ static void print_images(json_t *body)
         const char *key;
         json_t *value;
 
-        printf("%-32s %8lld  %-24s", str(image, "name"),
+        /* shown as the server sent it, so escaped: a server is not trusted with the terminal */
+        printf("%-32s %8lld  %-24s", cli_safe(str(image, "name")),
                (long long)json_integer_value(json_object_get(image, "versions")),
-               str(image, "newest"));
+               cli_safe(str(image, "newest")));
         json_object_foreach(json_object_get(image, "channels"), key, value)
         {
-            printf(" %s=%s", key, json_string_value(value));
+            printf(" %s=%s", cli_safe(key), cli_safe(json_string_value(value)));
         }
         printf("\n");
     }
@@ -61,11 +62,12 @@ static void print_versions(json_t *body)
                 snprintf(running + strlen(running), sizeof(running) - strlen(running), "%s%s",
                          *running ? "," : "", key);
         }
-        printf("%-24s %-20s %5lld %10s  %s\n", str(row, "version"), str(row, "created"),
+        printf("%-24s %-20s %5lld %10s  %s\n", cli_safe(str(row, "version")),
+               cli_safe(str(row, "created")),
                (long long)json_integer_value(json_object_get(row, "files")),
                cli_human_size(size, sizeof(size),
                               (uint64_t)json_integer_value(json_object_get(row, "size"))),
-               running);
+               cli_safe(running));
     }
 }
 
@@ -261,7 +263,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
     else if (strcmp(kind, "policy") == 0)
         snprintf(what, sizeof(what), "policy %s", version);
     else
-        snprintf(what, sizeof(what), "%s@%s", name, version);
+        snprintf(what, sizeof(what), "%s%s%s", name, *version ? "@" : "", version);
     if (r->ctx->json) {
         json_t *out =
             json_pack("{s:s, s:s, s:s}", "name", name, "version", version, "status", word);
@@ -279,7 +281,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
                                                             : r->versions,
                               out);
     } else if (status) {
-        printf("FAILED  %s  %s\n", what, imgstore_error_last());
+        printf("FAILED  %s  %s\n", what, cli_safe(imgstore_error_last()));
     } else {
         if (deep && strcmp(kind, "version") == 0)
             cli_human_size(size, sizeof(size), bytes);
@@ -357,8 +359,10 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
                           const char *name, const char *channel)
 {
     imgstore_channel_state *state = NULL;
+    imgstore_trust_status status = {0};
     cli_remote_manifest m = {0};
-    int err = cli_remote_channel_fetch(&state, NULL, NULL, remote, trust, name, channel, false);
+    int err = cli_remote_channel_fetch_counted(&state, NULL, NULL, &status, remote, trust, name,
+                                               channel, false);
 
     if (err == 0 &&
         (err = cli_remote_manifest_fetch(&m, remote, trust, name, state->version, true)) == 0 &&
@@ -366,8 +370,9 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
         err =
             imgstore_error_set(IMGSTORE_EVERIFY, "pins manifest %.16s..., the server has %.16s...",
                                state->manifest_sha256, m.sha256);
+    /* the deploy signatures, as local verify shows them */
     row(r, "channel", name, channel, err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? err : 0,
-        0, 0, 0, false);
+        status.valid, status.threshold, 0, false);
     cli_remote_manifest_free(&m);
     imgstore_channel_state_free(state);
     return err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? 0 : err;
@@ -400,6 +405,14 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
         err = cli_remote_get_json(&body, remote, page);
         free(page);
         page = NULL;
+        /* the server answers verification_failed for an image whose channel state or
+         * manifest it cannot read, rather than leaving it out: a failure of this image, not
+         * the end */
+        if (err == IMGSTORE_EVERIFY) {
+            row(r, "version", name, "", err, 0, 0, 0, false);
+            err = 0;
+            goto done;
+        }
         json_array_foreach(json_object_get(body, "versions"), i, item)
         {
             if (err == 0)

@@ -273,6 +273,13 @@ static enum MHD_Result move(imgstore_server__request *req, bool rollback)
         err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version);
     if (err == 0 && opts.to_version)
         err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, opts.to_version);
+    if (err == 0 && opts.signers.count == 0)
+        err = imgstore_error_set(IMGSTORE_EINVALID,
+                                 "this server holds no signing key, so it cannot sign a channel "
+                                 "move: sign the state with a deploy key on the client and post "
+                                 "it to /v1/channels/%s/%s/signed (imgstore %s with a key does)",
+                                 req->segments[2], req->segments[3],
+                                 rollback ? "rollback" : "deploy");
     if (err == 0 && opts.reason && strlen(opts.reason) >= IMGSTORE_TEXT_MAX)
         err = imgstore_error_set(IMGSTORE_EINVALID, "request body: reason is longer than %d bytes",
                                  IMGSTORE_TEXT_MAX - 1);

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* {"prod": "1.4.0", ...}: what each channel of `name` runs. */
-static int channels_json(json_t **out, imgstore_store *store, const char *name)
+/* {"prod": "1.4.0", ...}: what each channel of `name` runs. `strict`: a channel state that
+ * cannot be read fails the answer (one image: what remote verify relies on to see every
+ * channel, issue #10), else it is left out (the list of all images stays usable). */
+static int channels_json(json_t **out, imgstore_store *store, const char *name, bool strict)
 {
     char **channels = NULL;
     size_t count = 0;
@@ -24,14 +26,20 @@ static int channels_json(json_t **out, imgstore_store *store, const char *name)
         json_decref(object);
         return err;
     }
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < count && err == 0; i++) {
         imgstore_channel_state *state = NULL;
 
-        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0)
+        if ((err = imgstore_store_channel_get(&state, store, name, channels[i])) == 0)
             json_object_set_new(object, channels[i], json_string(state->version));
+        else if (!strict)
+            err = 0;
         imgstore_channel_state_free(state);
     }
     imgstore_strings_free(channels, count);
+    if (err < 0) {
+        json_decref(object);
+        return err;
+    }
     *out = object;
     return 0;
 }
@@ -59,7 +67,7 @@ enum MHD_Result imgstore_server__route_images(imgstore_server__request *req)
         /* the newest row and the count: one index read per image */
         if ((err = imgstore_store_versions_page(&newest, &rows, &version_count, store, names[i],
                                                 SIZE_MAX, 1)) < 0 ||
-            (err = channels_json(&channels, store, names[i])) < 0) {
+            (err = channels_json(&channels, store, names[i], false)) < 0) {
             imgstore_version_rows_free(newest, rows);
             break;
         }
@@ -114,7 +122,7 @@ enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
         (err = imgstore_store_versions_page(&rows, &count, &total, store, name,
                                             before > SIZE_MAX ? SIZE_MAX : (size_t)before,
                                             (size_t)limit)) < 0 ||
-        (err = channels_json(&channels, store, name)) < 0)
+        (err = channels_json(&channels, store, name, true)) < 0)
         goto done;
     for (size_t i = 0; i < count; i++)
         json_array_append_new(list, imgstore_store_version_row_to_json(&rows[i]));

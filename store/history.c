@@ -140,6 +140,24 @@ int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *s
     return err;
 }
 
+/* The third space-separated word of a commit subject when it is a legal version (a new
+ * string), else NULL: subjects are whatever a git-level writer wrote. */
+static char *third_word(const char *summary)
+{
+    char *word;
+
+    for (int skip = 0; skip < 2 && summary; skip++)
+        summary = (summary = strchr(summary, ' ')) ? summary + 1 : NULL;
+    if (!summary || !(word = strndup(summary, strcspn(summary, " "))))
+        return NULL;
+    if (imgstore_schema_check_name(IMGSTORE_NAME_VERSION, word) < 0) {
+        imgstore_error_clear();
+        free(word);
+        return NULL;
+    }
+    return word;
+}
+
 static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *cap,
                      const git_commit *commit)
 {
@@ -202,11 +220,10 @@ static int commit_entry(bool *added, imgstore_history_entry **entries, size_t *c
     ch_now = id_at(tree, channels_path);
     ch_before = id_at(parent_tree, channels_path);
     if (!channel && !git_oid_equal(&img_now, &img_before)) {
-        /* "push <name> <version>": the version is the last word we wrote. */
+        /* "push NAME VERSION", "sign NAME VERSION by KEY...": the third word (the last one
+         * is a key id for a sign, issue #10) */
         if ((err = add_entry(entries, count, cap, commit)) == 0) {
-            const char *v = strrchr((*entries)[*count - 1].summary, ' ');
-
-            (*entries)[*count - 1].version = v ? strdup(v + 1) : NULL;
+            (*entries)[*count - 1].version = third_word((*entries)[*count - 1].summary);
             *added = true;
         }
     } else if (!git_oid_equal(&ch_now, &ch_before) && !git_oid_iszero(&ch_now)) {
