@@ -24,6 +24,9 @@ int imgstore_server_config_new(imgstore_server_config **out)
     }
     config->cache_max_bytes = 4ull << 30;
     config->max_upload_bytes = 16ull << 30;
+    config->max_uploads = 16;
+    config->upload_min_rate = 1024;
+    config->upload_rate_window = 60;
     config->max_json_bytes = 64 * 1024;
     config->max_header_bytes = 32 * 1024;
     config->max_url_bytes = 2048;
@@ -247,6 +250,9 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
 #define NUMBER(k, is_size, lo, hi) {#k, offsetof(imgstore_server_config, k), is_size, lo, hi}
         NUMBER(cache_max_bytes, true, 0, UINT64_MAX),
         NUMBER(max_upload_bytes, true, 1, UINT64_MAX),
+        NUMBER(max_uploads, false, 1, 1024),
+        NUMBER(upload_min_rate, true, 0, 1ull << 30),
+        NUMBER(upload_rate_window, false, 1, 86400),
         NUMBER(max_json_bytes, true, 64, 16u << 20),
         NUMBER(max_header_bytes, true, 4096, 1u << 20),
         NUMBER(max_url_bytes, true, 256, 64 * 1024),

@@ -22,7 +22,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -47,14 +46,6 @@ struct imgstore_server__gate {
 
 static const char TIMEOUT_REPLY[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                                     "Content-Length: 0\r\n\r\n";
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void drop(imgstore_server__gate *gate, waiting *w, bool say_timeout)
 {
@@ -123,7 +114,7 @@ static void accept_all(imgstore_server__gate *gate)
             if (gate->slots[i].fd < 0)
                 w = &gate->slots[i];
         w->fd = fd;
-        w->deadline = now() + gate->header_timeout;
+        w->deadline = imgstore_server__now() + gate->header_timeout;
         w->addr = addr;
         w->addr_len = addr_len;
         gate->count++;
@@ -150,7 +141,7 @@ static void *gate_thread(void *payload)
     struct epoll_event events[64];
 
     for (;;) {
-        double t = now(), next = t + 1.0;
+        double t = imgstore_server__now(), next = t + 1.0;
         int n;
 
         for (size_t i = 0; i < gate->capacity; i++) {

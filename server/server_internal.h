@@ -35,6 +35,9 @@ struct imgstore_server_config {
     char *tls_cert, *tls_key;
     uint64_t cache_max_bytes; /* 0: no cache, every download streams from the store */
     uint64_t max_upload_bytes;
+    uint64_t max_uploads;        /* uploads in progress at once; more are 503 */
+    uint64_t upload_min_rate;    /* bytes a second an upload must average (0: any) */
+    uint64_t upload_rate_window; /* seconds before that average is enforced */
     uint64_t max_json_bytes;
     uint64_t max_header_bytes;
     uint64_t max_url_bytes;
@@ -152,6 +155,9 @@ void imgstore_server__workers_free(imgstore_server__workers *workers);
 
 #define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
 
+/** Seconds on the monotonic clock. */
+double imgstore_server__now(void);
+
 /* ---- the gate (gate.c): request heads arrive before the daemon sees a connection ---- */
 
 typedef struct imgstore_server__gate imgstore_server__gate;
@@ -190,6 +196,7 @@ struct imgstore_server {
     pthread_cond_t changed;
     uint64_t generation; /* bumped by every deploy and rollback made through this server */
     uint64_t waiters, streams, inflight;
+    uint64_t uploads;   /* in progress, at most config->max_uploads */
     uint64_t suspended; /* connections handed to a worker: all resumed before MHD stops */
     bool stopping;
     bool closing; /* the drain is over: nothing is suspended any more */
