@@ -662,7 +662,7 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
     git_reference *head = NULL, *moved = NULL;
     git_commit *parent = NULL;
     git_tree *tip = NULL, *tree = NULL;
-    git_oid tree_oid, commit_oid;
+    git_oid tree_oid, commit_oid, before_index;
     char *message = NULL;
     uint64_t ops = 0;
     int err = 0, rc;
@@ -682,9 +682,15 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
         err = IMGSTORE_STORE_UNCHANGED;
         goto done;
     }
-    /* the indexes move with every commit, in the same tree (issue #9) */
+    /* the indexes move with every commit, in the same tree (issue #9). A damaged index
+     * never blocks a write: the commit goes without it, and fsck says to reindex. */
+    before_index = tree_oid;
     if ((err = imgstore_store__index_commit(&tree_oid, store, parent, tip,
-                                            (int64_t)sig->when.time)) < 0)
+                                            (int64_t)sig->when.time)) == IMGSTORE_EVERIFY) {
+        tree_oid = before_index;
+        err = 0;
+    }
+    if (err < 0)
         goto done;
     if ((rc = git_tree_lookup(&tree, store->repo, &tree_oid)) < 0) {
         err = imgstore_store__git_error(rc, "%s: cannot write the commit", store->path);
