@@ -59,7 +59,7 @@ struct imgstore_store__writer {
     size_t thread_count;
 };
 
-static bool worth_compressing(const uint8_t *buf, size_t len)
+bool imgstore_store__worth_compressing(const uint8_t *buf, size_t len)
 {
     uint8_t out[SAMPLE_LEN + 1024];
     size_t in_total = 0, out_total = 0;
@@ -235,7 +235,8 @@ static void *worker_main(void *arg)
         result.size = j->len;
         imgstore_sha256_update(sha, j->buf, j->len);
         imgstore_sha256_final_hex(sha, result.sha256);
-        rc = loose_write(&result.oid, lw, j->buf, j->len, worth_compressing(j->buf, j->len));
+        rc = loose_write(&result.oid, lw, j->buf, j->len,
+                         imgstore_store__worth_compressing(j->buf, j->len));
 
         pthread_mutex_lock(&w->lock);
         if (rc < 0 && !w->err) {

@@ -734,5 +734,7 @@ done:
     if (lock_fd >= 0)
         close(lock_fd); /* releases the flock */
     git_signature_free(sig);
+    if (err == 0)
+        imgstore_store__gc_after_commit(store); /* outside the lock: writers go on */
     return err;
 }
