@@ -62,6 +62,12 @@ static const command commands[] = {
     {"fsck", cli_cmd_fsck,
      "fsck [--json]\n  Check the store's structure without reading image bytes; exit 3 on "
      "problems."},
+    {"gc", cli_cmd_gc,
+     "gc [--all] [--json]\n"
+     "  Pack loose objects (chunks stored, the rest with deltas) and remove the loose copies;\n"
+     "  --all also combines every pack into two. Safe while the store is in use; a second\n"
+     "  gc skips. Pushes run it by themselves past $IMGSTORE_GC_AUTO (gc.auto, 6700) loose\n"
+     "  objects (docs/format.md, Packing)."},
     {"serve", cli_cmd_serve,
      "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
      "  Serve the store over HTTP (docs/api.md); default 127.0.0.1:8080. Settings and the\n"
