@@ -43,6 +43,7 @@ struct imgstore_server_config {
     uint64_t max_waiters, max_wait_seconds, drain_seconds;
     uint64_t fill_concurrency, stream_concurrency;
     uint64_t answer_cache_bytes; /* encoded read answers kept (answers.c); 0: none */
+    uint64_t gc_interval;        /* seconds between checks for packing (maintenance.c); 0: never */
     unsigned anonymous_scopes;   /* what a request without a token may do */
     imgstore_server__token *tokens;
     size_t token_count;
@@ -151,6 +152,18 @@ void imgstore_server__workers_free(imgstore_server__workers *workers);
 
 #define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
 
+/* ---- maintenance (maintenance.c) ------------------------------------------------------ */
+
+typedef struct imgstore_server__maintenance imgstore_server__maintenance;
+
+/** Start the thread that packs the store at `repo` when it is due, checking every `interval`
+ * seconds (0: start nothing, *out NULL). */
+int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const char *repo,
+                                       uint64_t interval);
+
+/** Stop the thread, waiting for a gc in progress. NULL-safe. */
+void imgstore_server__maintenance_stop(imgstore_server__maintenance *m);
+
 struct imgstore_server {
     imgstore_server_config *config;
     imgstore_signers signers; /* borrowed from the program */
@@ -161,6 +174,7 @@ struct imgstore_server {
     imgstore_server__cache *cache;
     imgstore_server__answers *answers;
     imgstore_server__workers *workers;
+    imgstore_server__maintenance *maintenance;
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
     pthread_mutex_t pool_lock;

@@ -15,8 +15,8 @@ import subprocess
 import threading
 import time
 
-from imgstore_testlib import (BIN, DEFAULT_TIMEOUT, MiB, StoreTestCase, base_env, fixture,
-                              fixture_sums, git_ok, main, needs_fixtures, rng, sha256)
+from imgstore_testlib import (BIN, DEFAULT_TIMEOUT, MiB, Server, StoreTestCase, base_env,
+                              fixture, fixture_sums, git_ok, main, needs_fixtures, rng, sha256)
 
 
 def loose_objects(repo):
@@ -210,6 +210,29 @@ class Gc(StoreTestCase):
             self.assertEqual(self.pulled_sha(ref), sha, ref)
         self.assertFsckClean()
         self.assertPacksVerify()
+
+    def test_serve_packs_the_store_from_its_own_thread(self):
+        off = {"IMGSTORE_GC_AUTO": "0"}  # the pushes themselves never pack here
+        r = rng("serve")
+        refs = {}
+        with Server(self.repo, self.tmp, config_lines=["gc_interval = 1", "read_public = true"],
+                    env={"IMGSTORE_GC_AUTO": "30"}) as server:
+            for i in range(6):
+                p, sha = self.random_file("srv-%d/app.img" % i, 150 * 1024 + i, r)
+                refs[self.ok("push", p, "--name", "app", "--version", "1.%d" % i,
+                             env=off).strip()] = sha
+            deadline = time.time() + 60
+            while time.time() < deadline and len(loose_objects(self.repo)) > 30:
+                time.sleep(0.2)
+            self.assertLessEqual(len(loose_objects(self.repo)), 30, server.log())
+            self.assertGreaterEqual(len(packs(self.repo)), 2)
+            status, _, body = server.request("GET", "/v1/images/app/1.3/files/app.img")
+            self.assertEqual((status, sha256(body)), (200, refs["app@1.3"]))
+            self.assertEqual(server.stop(), 0)
+        self.assertIn("gc packed=", server.log())
+        for ref, sha in refs.items():
+            self.assertEqual(self.pulled_sha(ref), sha, ref)
+        self.assertFsckClean()
 
 
 if __name__ == "__main__":
