@@ -293,7 +293,9 @@ static int pack_loose(gc_run *run, const oid_list *loose)
         git_object_t type;
         int rc;
 
-        if (git_odb_exists(run->packs, oid)) { /* a copy already packed: only unlink */
+        /* a copy already packed: only unlink. No rescan of objects/pack on each miss (most
+         * loose objects are in no pack): the packs were read when this odb was made */
+        if (git_odb_exists_ext(run->packs, oid, GIT_ODB_LOOKUP_NO_REFRESH)) {
             err = oid_push(&run->unlink_list, oid);
             continue;
         }
@@ -453,7 +455,7 @@ static void remove_old_packs(gc_run *run, const char *pack_dir, const name_list 
     if (!run->old_complete || odb_of_packs(&fresh, pack_dir, new_packs) < 0)
         return;
     for (size_t i = 0; i < run->old_objects.count; i++) {
-        if (!git_odb_exists(fresh, &run->old_objects.oids[i])) {
+        if (!git_odb_exists_ext(fresh, &run->old_objects.oids[i], GIT_ODB_LOOKUP_NO_REFRESH)) {
             git_odb_free(fresh);
             return; /* keep every old pack: something of them is not in a new one */
         }
@@ -490,8 +492,8 @@ static int remove_loose(gc_run *run)
     for (size_t i = 0; i < run->unlink_list.count; i++) {
         const git_oid *oid = &run->unlink_list.oids[i];
 
-        if (!git_odb_exists(fresh, oid))
-            continue;
+        if (!git_odb_exists_ext(fresh, oid, GIT_ODB_LOOKUP_NO_REFRESH))
+            continue; /* not found packed: stays loose */
         git_oid_tostr(hex, sizeof(hex), oid);
         snprintf(path, sizeof(path), "%s/%.2s/%s", run->store->objects_dir, hex, hex + 2);
         if (unlink(path) < 0 && errno != ENOENT)
