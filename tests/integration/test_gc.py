@@ -234,6 +234,42 @@ class Gc(StoreTestCase):
             self.assertEqual(self.pulled_sha(ref), sha, ref)
         self.assertFsckClean()
 
+    def peak_rss(self, *args):
+        """Run imgstore ARGS --repo REPO in a process of its own: (stdout, peak RSS in MiB)."""
+        code = ("import resource, subprocess, sys\n"
+                "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+                "sys.stderr.write(p.stderr.decode())\n"
+                "sys.stdout.write(str(len(p.stdout)) + '\\n' + p.stdout.decode(errors='replace'))\n"
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+                "sys.exit(p.returncode)\n")
+        done = subprocess.run(["python3", "-c", code, BIN] + list(args) + ["--repo", self.repo],
+                              capture_output=True, text=True, env=base_env(),
+                              timeout=DEFAULT_TIMEOUT)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.split("\n", 1)[1].rstrip("\n").rsplit("\n", 1)
+        return lines[0], int(lines[1]) / 1024
+
+    def test_memory_stays_bounded_by_chunk_size_when_packing_and_reading_packs(self):
+        # 192 MiB of random bytes: ~190 chunk blobs, each read, checked and written one at a
+        # time; neither gc nor gc --all (which reads them back out of a pack) nor a pull from
+        # the pack holds more than a few chunks
+        if os.environ.get("IMGSTORE_SANITIZED") == "1":
+            self.skipTest("peak RSS is meaningless under AddressSanitizer")
+        p, sha = self.random_file("big/disk.raw", 192 * MiB)
+        ref = self.push(p, "--name", "big", "--version", "1", "--kind", "unknown")
+        os.unlink(p)
+        out, gc_rss = self.peak_rss("gc", "--json")
+        self.assertGreater(json.loads(out)["bytes_after"], 192 * MiB)
+        p2, _ = self.random_file("big2/disk.raw", 5 * MiB)  # loose beside the packs
+        self.push(p2, "--name", "big", "--version", "2", "--kind", "unknown")
+        out, all_rss = self.peak_rss("gc", "--all", "--json")
+        self.assertEqual((json.loads(out)["packs_removed"], json.loads(out)["packs"]), (2, 2))
+        out, pull_rss = self.peak_rss("verify", "big@1")
+        print("peak RSS on a 192 MiB image: gc %.1f MiB, gc --all %.1f MiB, verify from the "
+              "pack %.1f MiB" % (gc_rss, all_rss, pull_rss))
+        for rss in (gc_rss, all_rss, pull_rss):
+            self.assertLess(rss, 64)
+        self.assertEqual(self.pulled_sha(ref), sha)
 
 if __name__ == "__main__":
     main()
