@@ -381,6 +381,41 @@ static void commits_pack_automatically_past_the_threshold(void **state)
     free(bytes);
 }
 
+/* Loose object files over 64 KiB: chunk blobs (the random ones are stored, not shrunk). */
+static uint64_t loose_chunk_files(const fixture *f)
+{
+    char cmd[1200];
+    FILE *p;
+    unsigned long long n = 0;
+
+    snprintf(cmd, sizeof(cmd),
+             "find '%s/objects' -path '*/pack' -prune -o -type f -size +64k -print | wc -l",
+             f->path);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%llu", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static void push_after_gc_reuses_packed_chunks(void **state)
+{
+    fixture *f = *state;
+    size_t len = 3 * 1024 * 1024;
+    uint8_t *bytes = pseudo_random(len, 21);
+    imgstore_gc_stats stats;
+
+    push_file(f->store, "1.0", "app.img", bytes, len);
+    assert_true(loose_chunk_files(f) >= 2);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, NULL), 0);
+    assert_int_equal(loose_chunk_files(f), 0);
+    /* the same bytes again: every chunk is in the pack already, none is written loose */
+    push_file(f->store, "1.1", "app.img", bytes, len);
+    assert_int_equal(loose_chunk_files(f), 0);
+    assert_reads(f->store, "1.1", "app.img", bytes, len);
+    free(bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +429,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(gc_all_combines_packs_into_two, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_pack_automatically_past_the_threshold, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(push_after_gc_reuses_packed_chunks, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
