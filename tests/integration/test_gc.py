@@ -16,7 +16,8 @@ import threading
 import time
 
 from imgstore_testlib import (BIN, DEFAULT_TIMEOUT, MiB, Server, StoreTestCase, base_env,
-                              fixture, fixture_sums, git_ok, main, needs_fixtures, rng, sha256)
+                              fixture, fixture_sums, git_ok, main, needs_fixtures, new_token, rng,
+                              run, sha256)
 
 
 def loose_objects(repo):
@@ -233,6 +234,24 @@ class Gc(StoreTestCase):
         for ref, sha in refs.items():
             self.assertEqual(self.pulled_sha(ref), sha, ref)
         self.assertFsckClean()
+
+    def test_no_request_runs_a_gc(self):
+        # pushes through the server commit on the server's store handles: past the threshold
+        # they must not pack (the request would wait); with gc_interval = 0 nothing packs
+        admin, line = new_token("admin", "ops")
+        server = Server(self.repo, self.tmp, [line, "gc_interval = 0"],
+                        env={"IMGSTORE_GC_AUTO": "5"})
+        self.addCleanup(server.kill)
+        r = rng("nogc")
+        for i in range(3):
+            p, _ = self.random_file("ng-%d/app.img" % i, 120 * 1024 + i, r)
+            rc, out, err = run("push", p, "--name", "app", "--version", "1.%d" % i, "--server",
+                               server.url, "--token", admin)
+            self.assertEqual(rc, 0, err)
+        self.assertGreater(len(loose_objects(self.repo)), 5)
+        self.assertEqual(packs(self.repo), [])
+        self.assertEqual(server.stop(), 0)
+        self.assertNotIn("gc packed=", server.log())
 
     def peak_rss(self, *args):
         """Run imgstore ARGS --repo REPO in a process of its own: (stdout, peak RSS in MiB)."""
