@@ -25,23 +25,35 @@ struct imgstore_server__maintenance {
     bool stopping;
 };
 
-static void gc_once(imgstore_server__maintenance *m, imgstore_store **store)
+static void gc_run_if_due(imgstore_store *store);
+
+/* A handle of its own for each look, freed after: nothing it read stays cached between
+ * gcs, minutes apart. */
+static void gc_once(imgstore_server__maintenance *m)
+{
+    imgstore_store *store = NULL;
+
+    if (imgstore_store_open(&store, m->repo) < 0) {
+        imgstore_log(IMGSTORE_LOG_WARN, "server", "gc: cannot open the store: %s",
+                     imgstore_error_last());
+        return;
+    }
+    gc_run_if_due(store);
+    imgstore_store_free(store);
+}
+
+static void gc_run_if_due(imgstore_store *store)
 {
     imgstore_gc_stats s;
     bool due = false;
     int err;
 
-    if (!*store && (err = imgstore_store_open(store, m->repo)) < 0) {
-        imgstore_log(IMGSTORE_LOG_WARN, "server", "gc: cannot open the store: %s",
-                     imgstore_error_last());
-        return;
-    }
-    if ((err = imgstore_store_gc_due(&due, *store)) < 0 || !due) {
+    if ((err = imgstore_store_gc_due(&due, store)) < 0 || !due) {
         if (err < 0)
             imgstore_log(IMGSTORE_LOG_WARN, "server", "gc: %s", imgstore_error_last());
         return;
     }
-    if ((err = imgstore_store_gc(&s, *store, NULL)) < 0) {
+    if ((err = imgstore_store_gc(&s, store, NULL)) < 0) {
         imgstore_log(IMGSTORE_LOG_WARN, "server", "gc failed: %s", imgstore_error_last());
         return;
     }
@@ -61,14 +73,13 @@ static void gc_once(imgstore_server__maintenance *m, imgstore_store **store)
 static void *maintenance_main(void *payload)
 {
     imgstore_server__maintenance *m = payload;
-    imgstore_store *store = NULL;
 
     pthread_mutex_lock(&m->lock);
     while (!m->stopping) {
         struct timespec deadline;
 
         pthread_mutex_unlock(&m->lock);
-        gc_once(m, &store);
+        gc_once(m);
         pthread_mutex_lock(&m->lock);
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += (time_t)m->interval;
@@ -76,7 +87,6 @@ static void *maintenance_main(void *payload)
             ;
     }
     pthread_mutex_unlock(&m->lock);
-    imgstore_store_free(store);
     return NULL;
 }
 
