@@ -18,6 +18,7 @@
 struct imgstore_server__maintenance {
     char *repo;
     uint64_t interval; /* seconds */
+    imgstore_server__metrics *metrics;
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
@@ -25,7 +26,35 @@ struct imgstore_server__maintenance {
     bool stopping;
 };
 
-static void gc_run_if_due(imgstore_store *store);
+static void gc_run_if_due(imgstore_server__maintenance *m, imgstore_store *store)
+{
+    imgstore_gc_stats s;
+    bool due = false;
+    int err;
+
+    if ((err = imgstore_store_gc_due(&due, store)) < 0 || !due) {
+        if (err < 0)
+            imgstore_log(IMGSTORE_LOG_WARN, "server", "gc: %s", imgstore_error_last());
+        return;
+    }
+    if ((err = imgstore_store_gc(&s, store, NULL)) < 0) {
+        imgstore_server__metrics_count(m->metrics, "gc_failures");
+        imgstore_log(IMGSTORE_LOG_WARN, "server", "gc failed: %s", imgstore_error_last());
+        return;
+    }
+    if (s.skipped) {
+        imgstore_log(IMGSTORE_LOG_INFO, "server", "gc skipped: another gc is packing the store");
+        return;
+    }
+    imgstore_server__metrics_count(m->metrics, "gc_runs");
+    imgstore_log(IMGSTORE_LOG_INFO, "server",
+                 "gc packed=%llu loose_before=%llu loose_after=%llu bytes_before=%llu "
+                 "bytes_after=%llu packs=%llu damaged=%llu",
+                 (unsigned long long)s.objects_packed, (unsigned long long)s.loose_before,
+                 (unsigned long long)s.loose_after, (unsigned long long)s.bytes_before,
+                 (unsigned long long)s.bytes_after, (unsigned long long)s.packs,
+                 (unsigned long long)s.damaged);
+}
 
 /* A handle of its own for each look, freed after: nothing it read stays cached between
  * gcs, minutes apart. */
@@ -38,36 +67,8 @@ static void gc_once(imgstore_server__maintenance *m)
                      imgstore_error_last());
         return;
     }
-    gc_run_if_due(store);
+    gc_run_if_due(m, store);
     imgstore_store_free(store);
-}
-
-static void gc_run_if_due(imgstore_store *store)
-{
-    imgstore_gc_stats s;
-    bool due = false;
-    int err;
-
-    if ((err = imgstore_store_gc_due(&due, store)) < 0 || !due) {
-        if (err < 0)
-            imgstore_log(IMGSTORE_LOG_WARN, "server", "gc: %s", imgstore_error_last());
-        return;
-    }
-    if ((err = imgstore_store_gc(&s, store, NULL)) < 0) {
-        imgstore_log(IMGSTORE_LOG_WARN, "server", "gc failed: %s", imgstore_error_last());
-        return;
-    }
-    if (s.skipped) {
-        imgstore_log(IMGSTORE_LOG_INFO, "server", "gc skipped: another gc is packing the store");
-        return;
-    }
-    imgstore_log(IMGSTORE_LOG_INFO, "server",
-                 "gc packed=%llu loose_before=%llu loose_after=%llu bytes_before=%llu "
-                 "bytes_after=%llu packs=%llu damaged=%llu",
-                 (unsigned long long)s.objects_packed, (unsigned long long)s.loose_before,
-                 (unsigned long long)s.loose_after, (unsigned long long)s.bytes_before,
-                 (unsigned long long)s.bytes_after, (unsigned long long)s.packs,
-                 (unsigned long long)s.damaged);
 }
 
 static void *maintenance_main(void *payload)
@@ -91,7 +92,7 @@ static void *maintenance_main(void *payload)
 }
 
 int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const char *repo,
-                                       uint64_t interval)
+                                       uint64_t interval, imgstore_server__metrics *metrics)
 {
     imgstore_server__maintenance *m = NULL;
 
@@ -103,6 +104,7 @@ int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
     m->interval = interval;
+    m->metrics = metrics;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->wake, NULL);
     if (pthread_create(&m->thread, NULL, maintenance_main, m) != 0) {

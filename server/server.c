@@ -792,7 +792,7 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         (err = imgstore_server__workers_new(&server->workers, polling_threads,
                                             (unsigned)config->max_connections + 1)) < 0 ||
         (err = imgstore_server__maintenance_start(&server->maintenance, config->repo,
-                                                  config->gc_interval)) < 0)
+                                                  config->gc_interval, server->metrics)) < 0)
         goto done;
     if (config->tls_cert || config->tls_key) {
         if (!config->tls_cert || !config->tls_key) {

@@ -87,7 +87,7 @@ void imgstore_server__metrics_request(imgstore_server__metrics *metrics,
                                       imgstore_server__route route, unsigned status, double seconds,
                                       uint64_t bytes_out, uint64_t bytes_in);
 /* Counters by name: "verification_failures", "cache_hits", "cache_misses",
- * "stream_aborts", "answer_cache_hits", "answer_cache_misses". */
+ * "stream_aborts", "answer_cache_hits", "answer_cache_misses", "gc_runs", "gc_failures". */
 void imgstore_server__metrics_count(imgstore_server__metrics *metrics, const char *counter);
 /* Gauges moved by +1/-1: "uploads_in_progress", "waiters", "streams". */
 void imgstore_server__metrics_gauge(imgstore_server__metrics *metrics, const char *gauge,
@@ -157,9 +157,9 @@ void imgstore_server__workers_free(imgstore_server__workers *workers);
 typedef struct imgstore_server__maintenance imgstore_server__maintenance;
 
 /** Start the thread that packs the store at `repo` when it is due, checking every `interval`
- * seconds (0: start nothing, *out NULL). */
+ * seconds (0: start nothing, *out NULL), counting gcs in `metrics` (borrowed). */
 int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const char *repo,
-                                       uint64_t interval);
+                                       uint64_t interval, imgstore_server__metrics *metrics);
 
 /** Stop the thread, waiting for a gc in progress. NULL-safe. */
 void imgstore_server__maintenance_stop(imgstore_server__maintenance *m);

@@ -229,6 +229,9 @@ class Gc(StoreTestCase):
             self.assertGreaterEqual(len(packs(self.repo)), 2)
             status, _, body = server.request("GET", "/v1/images/app/1.3/files/app.img")
             self.assertEqual((status, sha256(body)), (200, refs["app@1.3"]))
+            metrics = server.metrics()
+            self.assertGreaterEqual(metrics["imgstore_gc_runs_total"], 1)
+            self.assertEqual(metrics["imgstore_gc_failures_total"], 0)
             self.assertEqual(server.stop(), 0)
         self.assertIn("gc packed=", server.log())
         for ref, sha in refs.items():
