@@ -486,6 +486,46 @@ int imgstore_store_channel_put_signed(imgstore_channel_state **out, imgstore_sto
                                       size_t sig_count, const imgstore_sign_key *commit_key,
                                       const char *actor);
 
+/* ---- packing (gc.c, docs/format.md "Packing") --------------------------------------- */
+
+typedef struct {
+    bool all; /* combine every pack and loose object into at most two packs */
+} imgstore_gc_opts;
+
+typedef struct {
+    bool skipped;                       /* another gc held the store's gc lock: nothing was done */
+    uint64_t objects_packed;            /* loose objects written into the new packs */
+    uint64_t loose_before, loose_after; /* loose objects in objects/ */
+    uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
+    uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
+    uint64_t damaged; /* objects left where they were because they do not hash to their id */
+} imgstore_gc_stats;
+
+/**
+ * Pack the store's loose objects: chunk blobs into a pack of their own (stored, not deflated
+ * again, when they do not compress), everything else through libgit2's packbuilder (deltas),
+ * then remove the loose copies now packed. Past 50 packs (or with opts->all) the packs are
+ * combined. Never blocks or is blocked by writers and readers, never removes an object that
+ * is not in a pack on disk, and a process killed at any point leaves a sound store. Another
+ * gc at work is not an error: *out says skipped. `opts` may be NULL. Fills *out; returns 0,
+ * IMGSTORE_EINVALID, IMGSTORE_ERROR (disk full, I/O: nothing is lost, loose objects stay).
+ */
+int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgstore_gc_opts *opts);
+
+/**
+ * Whether the loose objects passed the automatic threshold: $IMGSTORE_GC_AUTO, else the
+ * store's git config gc.auto, else 6700 (0 or less: never). Estimated as git does, from one
+ * of the 256 fan-out directories (counted exactly below 2,560). 0 or IMGSTORE_ERROR.
+ */
+int imgstore_store_gc_due(bool *out, imgstore_store *store);
+
+/**
+ * Every commit made through `store` checks imgstore_store_gc_due() afterwards and packs when
+ * it is due (on by default). A server turns this off on its handles and packs from a thread
+ * of its own instead, so no request waits for a gc.
+ */
+void imgstore_store_set_auto_gc(imgstore_store *store, bool enabled);
+
 /* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
 
 typedef struct imgstore_sha256 imgstore_sha256;
