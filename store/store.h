@@ -236,13 +236,37 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count);
 json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count);
 
 /**
- * The version a rollback without a target goes back to: the channel's states (newest first)
- * replayed as a stack, where a deploy pushes its version and a rollback pops back down to
- * its target (or pushes it when it was never below). *out is the version under the top of
- * the stack (pointing into `states`), or NULL when there is none. 0, or IMGSTORE_ERROR.
+ * The version a rollback without a target goes back to: stack[0] of
+ * imgstore_store_stack_replay over the channel's states (newest first), pointing into
+ * `states`, or NULL when there is none. 0, or IMGSTORE_EINVALID (bad arguments).
  */
 int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
                                    size_t count);
+
+/* ---- rollback stack (stack.c) ----------------------------------------------------------- */
+
+/**
+ * The rollback stack of the state a move writes (docs/format.md, "Rollback stack"): from the
+ * current version `current` (NULL for a new channel) and the versions below it, `below`
+ * (nearest first, at most IMGSTORE_CHANNEL_STACK_MAX), for `action` ("deploy" or "rollback")
+ * to `version`. `out` (room for IMGSTORE_CHANNEL_STACK_MAX; it may be `below` itself) gets
+ * pointers borrowed from `current` and `below`, *count_out how many. The one derivation that
+ * the store's moves, its check of a client-signed state and the remote client all use. Pure.
+ * Returns 0 or IMGSTORE_EINVALID (bad arguments, unknown action).
+ */
+int imgstore_store_stack_next(const char **out, size_t *count_out, const char *current,
+                              const char *const *below, size_t below_count, const char *action,
+                              const char *version);
+
+/**
+ * The stack below the newest of a channel's `states` (newest first, as
+ * imgstore_store_history lists them): imgstore_store_stack_next applied oldest first from
+ * an empty channel, ignoring the stacks the states carry. What a legacy state's stack is, and
+ * what a carried stack must equal. `out` (room for IMGSTORE_CHANNEL_STACK_MAX) gets pointers
+ * into `states`. Pure. Returns 0 or IMGSTORE_EINVALID.
+ */
+int imgstore_store_stack_replay(const char **out, size_t *count_out,
+                                const imgstore_channel_state *const *states, size_t count);
 
 /* ---- verification --------------------------------------------------------------------- */
 
