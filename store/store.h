@@ -438,7 +438,9 @@ int imgstore_store_add_signature(imgstore_trust_status *status_out, imgstore_sto
  * must be the canonical encoding, with sequence = current + 1 (1 for a new channel),
  * previous_version = the current version, manifest_sha256 = the stored manifest's digest of
  * a release-trusted version, time within 5 minutes of this clock, 0 < expires - time <= the
- * policy's channel_ttl_seconds, and signatures meeting the deploy threshold. One commit,
+ * policy's channel_ttl_seconds, a stack (when it carries one) equal to
+ * imgstore_store_stack_next from the current state, and signatures meeting the deploy
+ * threshold. One commit,
  * signed by `commit_key` when not NULL. *out (caller frees) is the state committed. Returns
  * 0, IMGSTORE_EINVALID, IMGSTORE_EVERIFY (signatures), IMGSTORE_ELOCKED (the channel moved:
  * build on its new state), IMGSTORE_ENOTFOUND (no such version).
