@@ -295,8 +295,9 @@ int imgstore_store_verify(imgstore_store *store, const char *name, const char *v
 /**
  * Check everything that is signed (docs/security.md): the policy chain from policy 1 to the
  * current one (each signed by a threshold of its predecessor's root keys, policy 1 by its
- * own), and every channel state (deploy signatures, expiry, a trusted version). Reports each
- * policy and channel to `report`. Returns 0 or IMGSTORE_EVERIFY.
+ * own), and every channel state (deploy signatures, expiry, a trusted version, and a stack
+ * equal to the replay of its history). Reports each policy and channel to `report`. Returns
+ * 0 or IMGSTORE_EVERIFY.
  */
 int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report, void *payload);
 

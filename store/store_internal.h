@@ -236,6 +236,11 @@ int imgstore_store__policy_chain_check(imgstore_store *store);
  */
 int imgstore_store__stack_replayed(imgstore_channel_state *current, imgstore_store *store);
 
+/** 0 when `state` (the newest of its channel at the tip) carries no stack or the one its
+ * history replays to; else IMGSTORE_EVERIFY naming the first difference. Reads the whole
+ * history: for `imgstore verify`, never for a move. */
+int imgstore_store__stack_check(imgstore_store *store, const imgstore_channel_state *state);
+
 /** Deploy status of channels/<name>/<channel>.json in `root` under `policy`. */
 int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,
