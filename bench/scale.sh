@@ -6,7 +6,8 @@
 #
 #   bench/scale.sh [N [D]]      (default 10000 1000; needs build/imgstore)
 #
-# Times are wall clock of one whole CLI process, as a user sees them. The stores are kept in
+# Times are wall clock of one whole CLI process (or one curl request to `imgstore serve` on
+# the store, its caches off), as a user sees them. The stores are kept in
 # $BENCH_DIR (default /tmp/imgstore-scale) and reused when their version count matches, so a
 # second run measures without filling again (rm -rf the directory to rebuild).
 set -euo pipefail
@@ -69,16 +70,36 @@ row() {
   local sa=("${@//STORE/$small}") sb=("${@//STORE/$big}")
   a=$(median_ms "${sa[@]//@AT@/$(at_of "$small")}")
   b=$(median_ms "${sb[@]//@AT@/$(at_of "$big")}")
-  awk -v l="$label" -v a="$a" -v b="$b" 'BEGIN { printf "%-44s %8d %8d %8.2fx\n", l, a, b, (a ? b / a : 0) }'
+  awk -v l="$label" -v a="$a" -v b="$b" 'BEGIN { printf "%-50s %8d %8d %8.2fx\n", l, a, b, (a ? b / a : 0) }'
 }
 
-printf "%-44s %8s %8s %9s\n" "command (median of 5, ms)" "10" "$n" "ratio"
-row "imgstore ls app" "$bin" ls --repo STORE app
+# a server on each store, answer and download caches off so every request does the work;
+# a read token in its config (sha256 of the token, as imgstore token create writes)
+token=imgstore_bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+serve() { # STORE PORT
+  local conf=$work/serve-$2.conf
+  printf 'token = %s scopes=read name=bench\nanswer_cache_bytes = 0\ncache_max_bytes = 0\n' \
+    "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$conf"
+  "$bin" serve --repo "$1" --listen "127.0.0.1:$2" --config "$conf" >"$work/serve-$2.log" 2>&1 &
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$2/healthz" >/dev/null && return 0; sleep 0.1; done
+  echo "scale: the server on $1 did not start" >&2; return 1
+}
+serve "$small" 18601
+serve "$big" 18602
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+get() { curl -sf -H "Authorization: Bearer $token" -o /dev/null "$@"; }
+
+printf "%-50s %8s %8s %9s\n" "command (median of 5, ms)" "10" "$n" "ratio"
+row "imgstore ls app --limit 50" "$bin" ls --repo STORE app --limit 50
+row "imgstore ls app --json (every row)" "$bin" ls --repo STORE app --json
 row "imgstore ls" "$bin" ls --repo STORE
 row "imgstore show app@1.2" "$bin" show --repo STORE app@1.2
 row "imgstore pull app@1.2 -o out" "$bin" pull --repo STORE app@1.2 -o "$work/out.img"
 row "imgstore verify app@1.2" "$bin" verify --repo STORE app@1.2
-row "imgstore history app --channel prod" "$bin" history --repo STORE app --channel prod
+row "imgstore history app --channel prod --limit 50" \
+  "$bin" history --repo STORE app --channel prod --limit 50
+row "imgstore history app --channel prod (every move)" \
+  "$bin" history --repo STORE app --channel prod
 row "imgstore history app --channel prod --at T" \
   "$bin" history --repo STORE app --channel prod --at @AT@
 # deploy and rollback move the channel: alternate between two versions so every run moves it
@@ -88,6 +109,16 @@ row "imgstore rollback app --channel prod" bash -c "'$bin' deploy --repo STORE a
 '$bin' rollback --repo STORE app --channel prod --reason bench"
 row "imgstore push (64 KiB)" bash -c "head -c 65536 /dev/urandom >'$work/p.img' && \
 '$bin' push --repo STORE --name app --kind unknown '$work/p.img'"
+# the server's rows: the port stands in for the store (18601 small, 18602 big)
+srow() {
+  local label=$1 path=$2 a b
+  a=$(median_ms get "http://127.0.0.1:18601$path")
+  b=$(median_ms get "http://127.0.0.1:18602$path")
+  awk -v l="$label" -v a="$a" -v b="$b" 'BEGIN { printf "%-50s %8d %8d %8.2fx\n", l, a, b, (a ? b / a : 0) }'
+}
+srow "GET /v1/images/app (a page of 100)" /v1/images/app
+srow "GET .../channels/app/prod/history?limit=50" "/v1/channels/app/prod/history?limit=50"
+srow "GET .../app/1.2/files/app.img (64 KiB)" /v1/images/app/1.2/files/app.img
 echo "(deploy and rollback rows time two commands each: a deploy, then the move measured)"
 
 unique=$(( n * 65536 ))

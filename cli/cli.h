@@ -60,6 +60,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_key(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
@@ -96,6 +97,14 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...) __attribute__((for
 
 /** One line "imgstore <command>: <last error message>" to stderr; returns the exit code. */
 int cli_fail(const cli_ctx *ctx, int err);
+
+/**
+ * `text` as it may be printed on a terminal (imgstore_schema_text_escape): stored free texts
+ * were checked when written, but old stores, a git-level writer or a server may hold
+ * anything, and an escape sequence must not clear or rewrite the user's screen (issue #10).
+ * Borrowed: valid until the eighth next call. NULL gives "".
+ */
+const char *cli_safe(const char *text);
 
 /** The one table from error codes to exit codes. */
 int cli_exit_code(int err);
@@ -197,6 +206,7 @@ void cli_progress_done(cli_progress *p);
 /* The options that pick and reach a server, taken by every command that has a remote mode;
  * values clear of every command's own options. */
 enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
+enum { OPT_LIMIT = 1200, OPT_BEFORE, OPT_ALL };
 
 #define CLI_REMOTE_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
@@ -219,9 +229,17 @@ typedef struct {
 int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
                    int *code);
 
+/** ls's: the read options and --limit N, --before ROW, --all. *limit_out and *before_out are
+ * SIZE_MAX when not given (--all: limit 0). */
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
+                 size_t *before_out, int *code);
+
 /* deploy, rollback, history and watch: one set of options for both modes. */
 typedef struct {
     const char *channel, *reason, *to, *at;
+    const char *limit, *before;   /* history only */
+    imgstore_history_query query; /* history: set by cli_history_parse */
+    uint64_t limit_n;
     cli_remote_args remote;
 } cli_channel_args;
 
@@ -241,7 +259,7 @@ int cli_history_unknown(int image_err, const char *name, const char *channel);
 /** Print history rows (schema/api_history.schema.json "entries", borrowed) as `history`
  * does: a line each, the --json document, or with --at the state live at that time. */
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
-                      json_t *entries);
+                      json_t *entries, uint64_t next);
 
 /**
  * Whether a command runs against a server: --server in argv, else (unless --repo is given)
@@ -308,13 +326,16 @@ typedef struct {
 
 /* Where the bytes come from: the local store or a server. */
 typedef struct {
-    /* write one file to `dest` through a temporary file beside it, renamed into place only
-     * once every byte verified */
-    int (*file)(const imgstore_manifest_file *file, const char *dest,
-                const cli_pull_progress *progress, void *payload);
+    /* write one file into a staging file beside `dest` (*staged_out, free()), fsynced, once
+     * every byte verified; cli_pull_write renames it into place with the version's others */
+    int (*stage)(char **staged_out, const imgstore_manifest_file *file, const char *dest,
+                 const cli_pull_progress *progress, void *payload);
     /* -o -: stream the only file to stdout, never a chunk that failed its check */
     int (*to_stdout)(const imgstore_manifest *m, void *payload);
     void *payload;
+    /* staged files survive a failure other than a verification failure, for the next pull
+     * to resume (remote mode); else every staging file goes when the pull fails */
+    bool resumable;
 } cli_pull_source;
 
 /**
@@ -322,6 +343,8 @@ typedef struct {
  * --file, then write every file where -o says (one file to a path, else into a directory,
  * "DIR/" even before it exists, or to stdout with "-"), printing each path, or the --json
  * summary (with `sequence` when pulled from a channel). `m` may be narrowed in place.
+ * All or nothing (issue #10): every file is staged and verified before any is renamed into
+ * place, and a rename failing halfway puts the earlier destinations back.
  */
 int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manifest *m,
                    const char *digest, uint64_t sequence, const cli_pull_source *source);

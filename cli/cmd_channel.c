@@ -18,12 +18,29 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
                                             {"reason", required_argument, NULL, OPT_REASON},
                                             {"to", required_argument, NULL, OPT_TO},
                                             {"at", required_argument, NULL, OPT_AT},
+                                            {"limit", required_argument, NULL, OPT_LIMIT},
+                                            {"before", required_argument, NULL, OPT_BEFORE},
                                             {NULL, 0, NULL, 0}};
     int opt;
 
     *code = -1;
     memset(args, 0, sizeof(*args));
     while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        /* one parser for four commands: each takes only its own options (and --help says
+         * which, issue #10) */
+        if ((opt == OPT_REASON && strcmp(ctx->command, "deploy") != 0 &&
+             strcmp(ctx->command, "rollback") != 0) ||
+            (opt == OPT_TO && strcmp(ctx->command, "rollback") != 0) ||
+            ((opt == OPT_AT || opt == OPT_LIMIT || opt == OPT_BEFORE) &&
+             strcmp(ctx->command, "history") != 0)) {
+            *code = cli_usage_error(ctx, "unknown option '--%s'",
+                                    opt == OPT_REASON   ? "reason"
+                                    : opt == OPT_TO     ? "to"
+                                    : opt == OPT_LIMIT  ? "limit"
+                                    : opt == OPT_BEFORE ? "before"
+                                                        : "at");
+            return -1;
+        }
         if (opt == OPT_CHANNEL)
             args->channel = optarg;
         else if (opt == OPT_REASON)
@@ -32,6 +49,17 @@ int cli_channel_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
             args->to = optarg;
         else if (opt == OPT_AT)
             args->at = optarg;
+        else if (opt == OPT_LIMIT)
+            args->limit = optarg;
+        else if (opt == OPT_BEFORE)
+            args->before = optarg;
+    }
+    /* the store's rule, before anything is signed or sent (both modes say the same) */
+    if (*code < 0 && args->reason) {
+        int err = imgstore_schema_check_text("reason", args->reason);
+
+        if (err < 0)
+            *code = cli_fail(ctx, err);
     }
     return *code >= 0 ? -1 : optind;
 }
@@ -65,16 +93,18 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
         return cli_usage_error(ctx, rollback ? "expected NAME" : "expected NAME VERSION");
     if (!args.channel)
         return cli_usage_error(ctx, "--channel is required");
-    if (args.at || (args.to && !rollback))
+    if (args.at || args.limit || args.before || (args.to && !rollback))
         return cli_usage_error(ctx, "unexpected option for %s", ctx->command);
     if (!(actor = cli_actor(ctx)))
         return cli_fail(ctx, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
     opts.actor = actor;
     opts.reason = args.reason;
     opts.to_version = args.to;
-    if ((err = cli_signers_load(&signers, ctx)) == 0)
+    /* the store first, so that a new machine is told to run imgstore init (issue #10) */
+    if ((err = cli_open_store(&store, ctx, false)) == 0 &&
+        (err = cli_signers_load(&signers, ctx)) == 0)
         opts.signers = cli_signers_view(&signers);
-    if (err == 0 && (err = cli_open_store(&store, ctx, false)) == 0) {
+    if (err == 0) {
         if (rollback)
             err = imgstore_store_rollback(&state, store, argv[first], args.channel, &opts);
         else
@@ -117,6 +147,20 @@ int cli_history_parse(cli_ctx *ctx, int argc, char **argv, cli_channel_args *arg
         *code = cli_usage_error(ctx, "unexpected option for history");
     else if (args->at && !args->channel)
         *code = cli_usage_error(ctx, "--at needs --channel");
+    else if (args->at && (args->limit || args->before))
+        *code = cli_usage_error(ctx, "--at answers one state: no --limit or --before with it");
+    else if (args->limit &&
+             (imgstore_parse_u64(&args->limit_n, args->limit) < 0 || args->limit_n == 0))
+        *code = cli_usage_error(ctx, "--limit: expected a positive number, got '%s'", args->limit);
+    else if (args->before &&
+             (imgstore_parse_u64(&args->query.before, args->before) < 0 || args->query.before == 0))
+        *code = cli_usage_error(ctx,
+                                "--before: expected an operation number (the \"next\" a "
+                                "page ended with), got '%s'",
+                                args->before);
+    else if (args->at && imgstore_time_parse(&args->query.at, args->at) < 0)
+        *code = cli_usage_error(ctx, "--at: expected an RFC 3339 time, got '%s'", args->at);
+    args->query.has_at = args->at != NULL;
     *name_out = argv[first];
     return *code >= 0 ? -1 : 0;
 }
@@ -160,7 +204,7 @@ int cli_history_unknown(int image_err, const char *name, const char *channel)
 }
 
 int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const char *name,
-                      json_t *entries)
+                      json_t *entries, uint64_t next)
 {
     json_t *row, *body;
     size_t i;
@@ -168,7 +212,8 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
     if (args->at)
         return print_history_at(ctx, args, name, entries);
     if (ctx->json) {
-        body = json_pack("{s:s, s:O}", "name", name, "entries", entries);
+        body = json_pack("{s:s, s:O, s:o}", "name", name, "entries", entries, "next",
+                         next ? json_integer((json_int_t)next) : json_null());
         if (body && args->channel)
             json_object_set_new(body, "channel", json_string(args->channel));
         return cli_print_json(body);
@@ -180,8 +225,15 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
         const char *summary = json_string_value(json_object_get(row, "summary"));
         const char *when = json_string_value(json_object_get(row, "time"));
 
-        printf("%s  %.12s  %-20s  %s\n", when ? when : "", commit ? commit : "", actor ? actor : "",
-               summary ? summary : "");
+        /* commit subjects and actors are whatever a git-level writer or a server wrote */
+        printf("%s  %.12s  %-20s  %s\n", cli_safe(when), cli_safe(commit), cli_safe(actor),
+               cli_safe(summary));
+    }
+    if (next) {
+        fflush(stdout);
+        fprintf(stderr, "(older entries: imgstore history %s%s%s --limit %zu --before %llu)\n",
+                name, args->channel ? " --channel " : "", args->channel ? args->channel : "",
+                json_array_size(entries), (unsigned long long)next);
     }
     return 0;
 }
@@ -196,24 +248,28 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     json_t *rows = NULL;
     const char *name;
     size_t count = 0;
+    uint64_t next = 0;
     int code, err = 0;
 
     if (cli_history_parse(ctx, argc, argv, &args, &name, &code) < 0)
         return code;
+    args.query.channel = args.channel;
+    args.query.limit = (size_t)args.limit_n;
     if ((err = cli_open_store(&store, ctx, false)) == 0 &&
-        (err = imgstore_store_history(&entries, &count, store, name, args.channel)) == 0 &&
-        count == 0) {
-        char **versions = NULL;
-        size_t version_count = 0;
+        (err = imgstore_store_history_query(&entries, &count, &next, store, name, &args.query)) ==
+            0 &&
+        count == 0 && !args.at && !args.before) {
+        imgstore_version_row *newest = NULL;
+        size_t rows_read = 0;
 
         err = cli_history_unknown(
-            imgstore_store_list_versions(&versions, &version_count, store, name), name,
+            imgstore_store_versions_page(&newest, &rows_read, NULL, store, name, SIZE_MAX, 1), name,
             args.channel);
-        imgstore_strings_free(versions, version_count);
+        imgstore_version_rows_free(newest, rows_read);
     }
     if (err == 0)
         err = (rows = imgstore_store_history_to_json(entries, count))
-                  ? cli_print_history(ctx, &args, name, rows)
+                  ? cli_print_history(ctx, &args, name, rows, next)
                   : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     json_decref(rows);
     imgstore_history_free(entries, count);

@@ -7,15 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t total_size(const imgstore_manifest *m)
-{
-    uint64_t total = 0;
-
-    for (size_t i = 0; i < m->file_count; i++)
-        total += m->files[i].size;
-    return total;
-}
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 /* The version each channel of `name` runs, read once per ls: {"prod": "1.2", ...}. Reading
  * it per listed version made ls cost versions x channels state reads (issue #9). */
@@ -69,22 +62,24 @@ static int ls_images(cli_ctx *ctx, imgstore_store *store)
     if (!ctx->json)
         printf("%-32s %8s  %-24s %s\n", "IMAGE", "VERSIONS", "NEWEST", "CHANNELS");
     for (size_t i = 0; i < count && err == 0; i++) {
-        char **versions = NULL;
-        size_t version_count = 0;
+        imgstore_version_row *newest = NULL;
+        size_t version_count = 0, rows = 0;
         json_t *channels;
 
-        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0)
+        /* one index row per image: the count and the newest (issue #9) */
+        if ((err = imgstore_store_versions_page(&newest, &rows, &version_count, store, names[i],
+                                                SIZE_MAX, 1)) < 0)
             break;
         channels = channel_versions(store, names[i]);
         if (ctx->json) {
             json_array_append_new(images, json_pack("{s:s, s:I, s:s, s:o}", "name", names[i],
                                                     "versions", (json_int_t)version_count, "newest",
-                                                    versions[0], "channels", channels));
+                                                    newest[0].version, "channels", channels));
         } else {
             const char *key;
             json_t *value;
 
-            printf("%-32s %8zu  %-24s", names[i], version_count, versions[0]);
+            printf("%-32s %8zu  %-24s", names[i], version_count, newest[0].version);
             json_object_foreach(channels, key, value)
             {
                 printf(" %s=%s", key, json_string_value(value));
@@ -92,7 +87,7 @@ static int ls_images(cli_ctx *ctx, imgstore_store *store)
             printf("\n");
             json_decref(channels);
         }
-        imgstore_strings_free(versions, version_count);
+        imgstore_version_rows_free(newest, rows);
     }
     if (err == 0 && ctx->json) {
         err = cli_print_json(json_pack("{s:O}", "images", images));
@@ -103,44 +98,95 @@ done:
     return err;
 }
 
-static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name)
+/* ls NAME's paging: --limit N (0: all), --before ROW (the cursor a page ends with). */
+typedef struct {
+    size_t limit;
+    size_t before;
+} ls_page;
+
+/* Rows per read of the index while streaming: memory stays bounded whatever the count. */
+#define LS_BATCH 512
+
+static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name, const ls_page *page)
 {
-    char **versions = NULL;
-    size_t count = 0;
-    json_t *list = json_array(), *channels = NULL;
-    int err;
+    json_t *channels = NULL;
+    size_t printed = 0, before = page->before, total = 0;
+    bool more = false;
+    int err = 0;
 
-    if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
-        goto done;
-    channels = channel_versions(store, name);
-    if (!ctx->json)
-        printf("%-24s %-20s %5s %10s  %s\n", "VERSION", "CREATED", "FILES", "SIZE", "CHANNELS");
-    for (size_t i = 0; i < count && err == 0; i++) {
-        imgstore_manifest *m = NULL;
-        char size[32], *running;
+    for (;;) {
+        imgstore_version_row *rows = NULL;
+        size_t want = LS_BATCH, count = 0;
 
-        if ((err = imgstore_store_manifest_get(&m, NULL, store, name, versions[i])) < 0)
+        if (page->limit && page->limit - printed < want)
+            want = page->limit - printed;
+        if ((err = imgstore_store_versions_page(&rows, &count, &total, store, name, before, want)) <
+            0)
             break;
-        running = channels_running(channels, versions[i]);
-        if (ctx->json)
-            json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I}", "version", m->version,
-                                                  "created", m->created, "files",
-                                                  (json_int_t)m->file_count, "size",
-                                                  (json_int_t)total_size(m)));
-        else
-            printf("%-24s %-20s %5zu %10s  %s\n", m->version, m->created, m->file_count,
-                   cli_human_size(size, sizeof(size), total_size(m)), running ? running : "");
-        free(running);
-        imgstore_manifest_free(m);
+        if (!channels) { /* after the first read, which says whether the image exists */
+            channels = channel_versions(store, name);
+            if (ctx->json) {
+                char *head = json_dumps(channels, JSON_SORT_KEYS);
+
+                printf("{\"name\": \"%s\", \"total\": %zu, \"channels\": %s, \"versions\": [", name,
+                       total, head ? head : "{}");
+                free(head);
+            } else {
+                printf("%-24s %-20s %5s %10s  %s\n", "VERSION", "CREATED", "FILES", "SIZE",
+                       "CHANNELS");
+            }
+        }
+        for (size_t i = 0; i < count; i++, printed++) {
+            const imgstore_version_row *r = &rows[i];
+            char size[32], *running = channels_running(channels, r->version);
+
+            if (ctx->json) { /* one row at a time: --json of a million versions streams */
+                json_t *obj = imgstore_store_version_row_to_json(r);
+                char *text = obj ? json_dumps(obj, JSON_SORT_KEYS) : NULL;
+
+                json_decref(obj);
+                if (!text) {
+                    free(running);
+                    err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+                    break;
+                }
+                printf("%s\n    %s", printed ? "," : "", text);
+                free(text);
+            } else
+                printf("%-24s %-20s %5zu %10s  %s\n", r->version, r->created, r->files,
+                       cli_human_size(size, sizeof(size), r->size), running ? running : "");
+            free(running);
+            before = r->row;
+        }
+        imgstore_version_rows_free(rows, count);
+        more = count > 0 && before > 0;
+        if (err < 0 || count < want || !more || (page->limit && printed >= page->limit))
+            break;
     }
-    if (err == 0 && ctx->json)
-        err = cli_print_json(
-            json_pack("{s:s, s:O, s:O}", "name", name, "versions", list, "channels", channels));
-done:
-    json_decref(list);
+    if (err == 0 && ctx->json) {
+        if (more)
+            printf("\n], \"next\": %zu}\n", before);
+        else
+            printf("\n], \"next\": null}\n");
+    } else if (err == 0 && more) {
+        fflush(stdout);
+        fprintf(stderr, "(%zu older; the next page: imgstore ls %s --before %zu)\n", before, name,
+                before);
+    }
     json_decref(channels);
-    imgstore_strings_free(versions, count);
     return err;
+}
+
+/* Rows that fit the terminal, when stdout is one (the default --limit there). */
+static size_t screenful(void)
+{
+    struct winsize ws;
+
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4)
+        return ws.ws_row - 3u;
+    return 20;
 }
 
 int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
@@ -148,16 +194,19 @@ int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
     if (cli_remote_selected(argc, argv)) /* --server: remote mode */
         return cli_remote_cmd_ls(ctx, argc, argv);
     imgstore_store *store = NULL;
+    ls_page page = {0, SIZE_MAX};
     int code, err;
     cli_read_args args;
-    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_ls_parse(ctx, argc, argv, &args, &page.limit, &page.before, &code);
 
     if (first < 0)
         return code;
     if (argc - first > 1)
         return cli_usage_error(ctx, "expected at most one NAME");
+    if (page.limit == SIZE_MAX) /* not given */
+        page.limit = ctx->json ? 0 : screenful();
     if ((err = cli_open_store(&store, ctx, false)) == 0)
-        err = first < argc ? ls_versions(ctx, store, argv[first]) : ls_images(ctx, store);
+        err = first < argc ? ls_versions(ctx, store, argv[first], &page) : ls_images(ctx, store);
     imgstore_store_free(store);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
@@ -168,22 +217,23 @@ static void print_details(const imgstore_file_info *info)
         printf("      solo5 target %s, abi %u, devices:", info->solo5_target,
                info->solo5_abi_version);
         for (uint32_t d = 0; d < info->device_count; d++)
-            printf(" %s (%s)", info->devices[d].name, info->devices[d].type);
+            printf(" %s (%s)", cli_safe(info->devices[d].name), cli_safe(info->devices[d].type));
         printf("%s\n", info->device_count ? "" : " none");
     }
     if (info->xen_mode[0])
         printf("      xen %s\n", info->xen_mode);
     if (info->kernel_version[0])
-        printf("      linux %s, boot protocol %s\n", info->kernel_version, info->boot_protocol);
+        printf("      linux %s, boot protocol %s\n", cli_safe(info->kernel_version),
+               cli_safe(info->boot_protocol));
     if (info->volume_id[0] || info->hybrid)
-        printf("      volume '%s'%s%s\n", info->volume_id, info->hybrid ? ", hybrid" : "",
+        printf("      volume '%s'%s%s\n", cli_safe(info->volume_id), info->hybrid ? ", hybrid" : "",
                info->efi ? ", efi" : "");
     if (info->partition_table[0])
         printf("      partition table %s\n", info->partition_table);
     if (info->compression[0] && strcmp(info->compression, "none") != 0)
         printf("      compressed with %s\n", info->compression);
     if (strcmp(info->kind, "cmdline") == 0)
-        printf("      \"%s\"\n", info->text);
+        printf("      \"%s\"\n", cli_safe(info->text));
 }
 
 int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char *digest,
@@ -199,14 +249,13 @@ int cli_print_version(const cli_ctx *ctx, const imgstore_manifest *m, const char
                                         (json_int_t)trust->invalid, "trusted", trust->trusted));
     printf("%s@%s\n  created   %s\n  builder   %s\n  manifest  sha256:%s\n  signed    %zu of %u "
            "release signatures%s%s\n",
-           m->name, m->version, m->created, m->builder ? m->builder : "", digest, trust->valid,
+           m->name, m->version, m->created, cli_safe(m->builder), digest, trust->valid,
            trust->threshold, trust->trusted ? "" : " (pending: not deployable)",
            trust->invalid ? " (a signature is damaged: run imgstore verify)" : "");
     if (m->source_repository || m->source_commit)
-        printf("  source    %s@%s\n", m->source_repository ? m->source_repository : "",
-               m->source_commit ? m->source_commit : "");
+        printf("  source    %s@%s\n", cli_safe(m->source_repository), cli_safe(m->source_commit));
     for (size_t i = 0; i < m->label_count; i++)
-        printf("  label     %s=%s\n", m->labels[i].key, m->labels[i].value);
+        printf("  label     %s=%s\n", m->labels[i].key, cli_safe(m->labels[i].value));
     printf("  files:\n");
     for (size_t i = 0; i < m->file_count; i++) {
         const imgstore_manifest_file *f = &m->files[i];
@@ -366,9 +415,10 @@ int cli_print_diff(const cli_ctx *ctx, const imgstore_manifest *a, const imgstor
     }
     printf("  created  %s -> %s\n", a->created, b->created);
     if (a->source_commit || b->source_commit)
-        printf("  source   %s -> %s\n", a->source_commit ? a->source_commit : "-",
-               b->source_commit ? b->source_commit : "-");
-    printf("  builder  %s -> %s\n", a->builder ? a->builder : "-", b->builder ? b->builder : "-");
+        printf("  source   %s -> %s\n", a->source_commit ? cli_safe(a->source_commit) : "-",
+               b->source_commit ? cli_safe(b->source_commit) : "-");
+    printf("  builder  %s -> %s\n", a->builder ? cli_safe(a->builder) : "-",
+           b->builder ? cli_safe(b->builder) : "-");
     json_decref(rows);
     return 0;
 }

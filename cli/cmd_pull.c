@@ -1,7 +1,8 @@
 /*
- * imgstore pull: write a version's files to disk. Each file goes to a temporary file beside
- * its destination and is renamed into place only after the store has checked every chunk
- * and the whole-file SHA-256, so a destination never holds unverified or partial bytes.
+ * imgstore pull: write a version's files to disk. Each file goes to a staging file beside
+ * its destination, checked chunk by chunk and as a whole against the manifest; only when
+ * every file of the version verified are they renamed into place, so a destination never
+ * holds unverified or partial bytes, nor a mix of two versions (issue #10).
  * Its argv and where the files go (cli_pull_parse, cli_pull_write) serve remote mode too
  * (cli/remote_pull.c), which brings its own source of bytes.
  */
@@ -36,9 +37,9 @@ static int sink_write(const void *buf, size_t len, void *payload)
     return 0;
 }
 
-/* Write one file of `m` to `dest` through a temporary file and an atomic rename. */
-static int pull_file(imgstore_store *store, const imgstore_manifest *m,
-                     const imgstore_manifest_file *file, const char *dest, file_sink *sink)
+/* Write one file of `m` into a staging file beside `dest`, fsynced; *staged_out names it. */
+static int stage_file(char **staged_out, imgstore_store *store, const imgstore_manifest *m,
+                      const imgstore_manifest_file *file, const char *dest, file_sink *sink)
 {
     char *tmp = NULL, *dir_copy = strdup(dest);
     int err = 0;
@@ -51,19 +52,19 @@ static int pull_file(imgstore_store *store, const imgstore_manifest *m,
     if ((sink->fd = mkstemp(tmp)) < 0) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create a file beside %s: %s", dest,
                                  strerror(errno));
+        free(tmp);
+        tmp = NULL;
         goto done;
     }
     fchmod(sink->fd, 0644);
     if ((err = imgstore_store_file_read(store, m, file->path, 0, UINT64_MAX, sink_write, sink)) < 0)
         goto done;
-    if (fsync(sink->fd) < 0 || rename(tmp, dest) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot move %s into place: %s", dest,
-                                 strerror(errno));
+    if (fsync(sink->fd) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", tmp, strerror(errno));
         goto done;
     }
-    free(tmp);
+    *staged_out = tmp;
     tmp = NULL;
-    err = cli_sync_dir_of(dest);
 done:
     if (sink->fd >= 0)
         close(sink->fd);
@@ -122,7 +123,7 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
                             const char *channel)
 {
     imgstore_channel_state *state = NULL;
-    char **versions = NULL;
+    imgstore_version_row *newest = NULL;
     size_t count = 0;
     int err;
 
@@ -143,10 +144,11 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
     }
     if (version)
         return imgstore_store_manifest_get_trusted(out, digest_out, store, name, version);
-    if ((err = imgstore_store_list_versions(&versions, &count, store, name)) < 0)
+    /* the newest: one row of the version index */
+    if ((err = imgstore_store_versions_page(&newest, &count, NULL, store, name, SIZE_MAX, 1)) < 0)
         return err;
-    err = imgstore_store_manifest_get_trusted(out, digest_out, store, name, versions[0]);
-    imgstore_strings_free(versions, count);
+    err = imgstore_store_manifest_get_trusted(out, digest_out, store, name, newest[0].version);
+    imgstore_version_rows_free(newest, count);
     return err;
 }
 
@@ -195,13 +197,87 @@ void cli_pull_args_free(cli_pull_args *args)
     args->name = args->version = NULL;
 }
 
+/* Put back what commit_staged replaced: destinations [0, count) were renamed over. */
+static void undo_renames(char **dests, char **backups, const bool *existed, size_t count)
+{
+    for (size_t i = count; i-- > 0;) {
+        if (backups[i])
+            rename(backups[i], dests[i]);
+        else if (!existed[i])
+            unlink(dests[i]);
+    }
+}
+
+/*
+ * Rename every staged file over its destination, or none: each destination that exists is
+ * first hard-linked to a backup name so that a rename failing halfway can put the earlier
+ * ones back (a boot set of two new files and one old one does not boot). A file system
+ * without hard links (vfat) gets no backup, so there a halfway failure is only reported.
+ */
+static int commit_staged(char **dests, char **staged, size_t count)
+{
+    char **backups = calloc(count ? count : 1, sizeof(*backups));
+    bool *existed = calloc(count ? count : 1, sizeof(*existed));
+    size_t renamed = 0;
+    int err = 0;
+
+    if (!backups || !existed) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < count && err == 0; i++) {
+        struct stat st;
+
+        if (lstat(dests[i], &st) < 0)
+            continue;
+        existed[i] = true;
+        if (S_ISDIR(st.st_mode)) {
+            err = imgstore_error_set(IMGSTORE_ERROR,
+                                     "cannot replace %s: it is a directory; no file was written",
+                                     dests[i]);
+        } else if (count > 1) {
+            if (!(backups[i] = imgstore_strfmt("%s.old", staged[i]))) {
+                err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+                break;
+            }
+            unlink(backups[i]); /* left by a pull that was killed here */
+            if (link(dests[i], backups[i]) < 0) {
+                free(backups[i]);
+                backups[i] = NULL;
+            }
+        }
+    }
+    for (; renamed < count && err == 0; renamed++) {
+        if (rename(staged[renamed], dests[renamed]) < 0) {
+            err = imgstore_error_set(IMGSTORE_ERROR,
+                                     "cannot move %s into place: %s; the other files of the "
+                                     "version were left as they were",
+                                     dests[renamed], strerror(errno));
+            undo_renames(dests, backups, existed, renamed);
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        if (err == 0 && (i == 0 || strcmp(dests[i], dests[i - 1]) != 0))
+            err = cli_sync_dir_of(dests[i]);
+done:
+    for (size_t i = 0; backups && i < count; i++) {
+        if (backups[i])
+            unlink(backups[i]);
+        free(backups[i]);
+    }
+    free(backups);
+    free(existed);
+    return err;
+}
+
 int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manifest *m,
                    const char *digest, uint64_t sequence, const cli_pull_source *source)
 {
     const char *output = args->output;
     cli_progress bar;
     cli_pull_progress progress = {&bar, 0, 0};
-    json_t *files_json;
+    json_t *files_json = NULL;
+    char **dests = NULL, **staged = NULL;
     struct stat st;
     bool to_dir;
     int err = 0;
@@ -217,31 +293,43 @@ int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manif
         return imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", output, strerror(errno));
     for (size_t i = 0; i < m->file_count; i++)
         progress.total += m->files[i].size;
-    if (!(files_json = json_array()))
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (!(files_json = json_array()) || !(dests = calloc(m->file_count + 1, sizeof(*dests))) ||
+        !(staged = calloc(m->file_count + 1, sizeof(*staged)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < m->file_count && err == 0; i++) {
+        dests[i] = to_dir ? imgstore_strfmt("%s/%s", output ? output : ".", m->files[i].path)
+                          : strdup(output);
+        if (!dests[i])
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    /* stage and verify every file before any destination changes */
     cli_progress_init(&bar, m->name, ctx->json);
     for (size_t i = 0; i < m->file_count && err == 0; i++) {
-        const imgstore_manifest_file *file = &m->files[i];
-        char *dest =
-            to_dir ? imgstore_strfmt("%s/%s", output ? output : ".", file->path) : strdup(output);
-
-        if (!dest) {
-            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-            break;
-        }
-        if ((err = source->file(file, dest, &progress, source->payload)) == 0) {
-            json_array_append_new(files_json,
-                                  json_pack("{s:s, s:s, s:I, s:s}", "path", file->path,
-                                            "written_to", dest, "size", (json_int_t)file->size,
-                                            "sha256", file->sha256));
-            if (!ctx->json)
-                printf("%s\n", dest);
-        }
-        progress.done += file->size;
-        free(dest);
+        err = source->stage(&staged[i], &m->files[i], dests[i], &progress, source->payload);
+        progress.done += m->files[i].size;
     }
     cli_progress_done(&bar);
-    if (err == 0 && ctx->json) {
+    if (err == 0 && (err = commit_staged(dests, staged, m->file_count)) == 0) {
+        for (size_t i = 0; i < m->file_count; i++) {
+            free(staged[i]); /* renamed into place */
+            staged[i] = NULL;
+        }
+    }
+    if (err < 0)
+        goto done;
+    for (size_t i = 0; i < m->file_count; i++) {
+        const imgstore_manifest_file *file = &m->files[i];
+
+        json_array_append_new(files_json,
+                              json_pack("{s:s, s:s, s:I, s:s}", "path", file->path, "written_to",
+                                        dests[i], "size", (json_int_t)file->size, "sha256",
+                                        file->sha256));
+        if (!ctx->json)
+            printf("%s\n", dests[i]);
+    }
+    if (ctx->json) {
         json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "name", m->name, "version", m->version,
                                 "manifest_sha256", digest, "files", files_json);
 
@@ -251,6 +339,18 @@ int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manif
         }
         err = cli_print_json(out);
     }
+done:
+    for (size_t i = 0; staged && i < m->file_count; i++) {
+        /* after a failure the staging files go, unless the source resumes from them: an
+         * interrupted download is kept, bytes that failed verification never are */
+        if (staged[i] && (!source->resumable || err == IMGSTORE_EVERIFY))
+            unlink(staged[i]);
+        free(staged[i]);
+    }
+    for (size_t i = 0; dests && i < m->file_count; i++)
+        free(dests[i]);
+    free(staged);
+    free(dests);
     json_decref(files_json);
     return err;
 }
@@ -260,13 +360,13 @@ typedef struct {
     const imgstore_manifest *m;
 } local_source;
 
-static int local_file(const imgstore_manifest_file *file, const char *dest,
-                      const cli_pull_progress *progress, void *payload)
+static int local_stage(char **staged_out, const imgstore_manifest_file *file, const char *dest,
+                       const cli_pull_progress *progress, void *payload)
 {
     local_source *src = payload;
     file_sink sink = {-1, progress->done, progress->total, progress->bar};
 
-    return pull_file(src->store, src->m, file, dest, &sink);
+    return stage_file(staged_out, src->store, src->m, file, dest, &sink);
 }
 
 static int local_to_stdout(const imgstore_manifest *m, void *payload)
@@ -284,7 +384,7 @@ int cli_cmd_pull(cli_ctx *ctx, int argc, char **argv)
     char digest[65];
     uint64_t sequence = 0;
     local_source src = {NULL, NULL};
-    cli_pull_source source = {local_file, local_to_stdout, &src};
+    cli_pull_source source = {local_stage, local_to_stdout, &src, false};
     int code, err;
 
     if (cli_pull_parse(ctx, argc, argv, &args, &code) < 0)

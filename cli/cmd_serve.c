@@ -94,9 +94,12 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     /* the server signs what is pushed and deployed through it with the CLI's keys */
     err = cli_signers_load(&signers, ctx);
     if (err == IMGSTORE_ENOTFOUND && ctx->key_path_count == 0 && !ctx->agent) {
+        /* say what a keyless server does, exactly (docs/server.md, issue #10) */
         imgstore_log(IMGSTORE_LOG_WARN, "server",
-                     "no signing key: uploads and channel moves "
-                     "will be refused (see imgstore key generate)");
+                     "no signing key: uploads are stored pending until a client adds release "
+                     "signatures, channel states are taken only signed by a client, deploy and "
+                     "rollback through the server are refused, and the commits this server "
+                     "writes are unsigned (give --key to sign them; see imgstore key generate)");
         err = 0;
     }
     if (err < 0 || !(actor = cli_actor(ctx)))

@@ -32,7 +32,7 @@ int cli_print_policy(const cli_ctx *ctx, const imgstore_policy *policy, const ch
 
             if (imgstore_sign_pubkey_parse(&pub, r->keys[i]) == 0)
                 imgstore_sign_pubkey_fingerprint(id, &pub);
-            printf("  %s  %s\n", id, r->keys[i]);
+            printf("  %s  %s\n", id, cli_safe(r->keys[i])); /* comments are free text */
         }
     }
     return 0;
@@ -158,8 +158,8 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv)
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_signers_load(&signers, ctx)) < 0 ||
-        (err = cli_open_store(&store, ctx, false)) < 0)
+    if ((err = cli_open_store(&store, ctx, false)) < 0 || /* first: "run imgstore init" */
+        (err = cli_signers_load(&signers, ctx)) < 0)
         goto done;
     view = cli_signers_view(&signers);
     if ((err = imgstore_store_sign_version(&status, store, name, version, &view, actor)) < 0)

@@ -123,7 +123,7 @@ static void report_row(const imgstore_verify_result *r, void *payload)
                                                             : rc->rows,
                               row);
     } else if (r->status) {
-        printf("FAILED  %s  %s\n", what, r->message);
+        printf("FAILED  %s  %s\n", what, cli_safe(r->message));
     } else {
         char size[32] = "";
 
@@ -213,4 +213,47 @@ int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv)
         printf("ok\n");
     imgstore_store_free(store);
     return finish(ctx, &rc, "problems", err);
+}
+
+int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS, {"check", no_argument, NULL, OPT_FIRST_LOCAL}, {NULL, 0, NULL, 0}};
+    imgstore_store *store = NULL;
+    cli_signers signers = {0};
+    bool check = false, changed = false;
+    int code = -1, err, opt;
+
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1)
+        check = check || opt == OPT_FIRST_LOCAL;
+    if (code >= 0)
+        return code;
+    if (optind != argc)
+        return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+        return code;
+    if ((err = cli_open_store(&store, ctx, false)) == 0) {
+        if (check) {
+            err = imgstore_store_index_check(store);
+        } else if ((err = cli_signers_load(&signers, ctx)) == 0) {
+            char *actor = cli_actor(ctx);
+
+            err = actor ? imgstore_store_reindex(&changed, store, actor, signers.keys[0])
+                        : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            free(actor);
+        }
+    }
+    if (err == 0) {
+        const char *said = check     ? "the indexes match a rebuild"
+                           : changed ? "rebuilt the indexes"
+                                     : "the indexes were current";
+
+        if (ctx->json)
+            err = cli_print_json(json_pack("{s:b, s:b}", "ok", 1, "changed", changed));
+        else
+            printf("%s\n", said);
+    }
+    cli_signers_free(&signers);
+    imgstore_store_free(store);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -41,14 +41,26 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
         cli_usage(ctx, stdout);
         *exit_out = CLI_EXIT_OK;
         return true;
-    case '?':
-    case ':':
-        cli_usage(ctx, stderr);
-        *exit_out = CLI_EXIT_USAGE;
-        return true;
     default:
         return false;
     }
+}
+
+/* What getopt refused, as one line with this command's prefix (getopt's own message would
+ * say "push: unrecognized option" and the usage would follow it). */
+static int option_error(const cli_ctx *ctx, char **argv, const char *short_options)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+    if (optopt > 0 && optopt < 128)
+        return strchr(short_options, optopt)
+                   ? cli_usage_error(ctx, "option '-%c' needs a value", optopt)
+                   : cli_usage_error(ctx, "unknown option '-%c'", optopt);
+    if (optopt != 0 && strchr(arg, '='))
+        return cli_usage_error(ctx, "option '%.*s' takes no value", (int)strcspn(arg, "="), arg);
+    if (optopt != 0)
+        return cli_usage_error(ctx, "option '%s' needs a value", arg);
+    return cli_usage_error(ctx, "unknown option '%s'", arg);
 }
 
 int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
@@ -56,7 +68,12 @@ int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_optio
 {
     int opt;
 
+    opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            *code = option_error(ctx, argv, short_options);
+            return -1;
+        }
         if (cli_common_option(ctx, opt, optarg, code)) {
             if (*code >= 0)
                 return -1;
@@ -106,6 +123,42 @@ int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, boo
     return *code >= 0 ? -1 : optind;
 }
 
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
+                 size_t *before_out, int *code)
+{
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            CLI_REMOTE_OPTIONS,
+                                            {"limit", required_argument, NULL, OPT_LIMIT},
+                                            {"before", required_argument, NULL, OPT_BEFORE},
+                                            {"all", no_argument, NULL, OPT_ALL},
+                                            {NULL, 0, NULL, 0}};
+    int opt;
+
+    *code = -1;
+    *limit_out = SIZE_MAX; /* not given */
+    *before_out = SIZE_MAX;
+    memset(args, 0, sizeof(*args));
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        uint64_t n = 0;
+
+        if (opt == OPT_ALL) {
+            *limit_out = 0;
+            continue;
+        }
+        if (imgstore_parse_u64(&n, optarg) < 0 || (opt == OPT_LIMIT && n == 0)) {
+            *code = cli_usage_error(ctx, "--%s: expected a %snumber, got '%s'",
+                                    opt == OPT_LIMIT ? "limit" : "before",
+                                    opt == OPT_LIMIT ? "positive " : "", optarg);
+            return -1;
+        }
+        if (opt == OPT_LIMIT)
+            *limit_out = (size_t)n;
+        else
+            *before_out = (size_t)n;
+    }
+    return *code >= 0 ? -1 : optind;
+}
+
 int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,
                     char **version_out)
 {
@@ -149,6 +202,23 @@ int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+const char *cli_safe(const char *text)
+{
+    /* a few at a time, so that one printf can show several texts */
+    static char *shown[8];
+    static size_t next;
+    char *escaped;
+
+    if (!text)
+        return "";
+    if (!(escaped = imgstore_schema_text_escape(text)))
+        return "(text not shown: out of memory)";
+    free(shown[next]);
+    shown[next] = escaped;
+    next = (next + 1) % (sizeof(shown) / sizeof(shown[0]));
+    return escaped;
+}
+
 int cli_exit_code(int err)
 {
     switch (err) {
@@ -165,7 +235,9 @@ int cli_fail(const cli_ctx *ctx, int err)
 {
     const char *msg = imgstore_error_last();
 
-    fprintf(stderr, "imgstore %s: %s\n", ctx->command, *msg ? msg : imgstore_error_name(err));
+    /* messages quote what a server or a store said */
+    fprintf(stderr, "imgstore %s: %s\n", ctx->command,
+            *msg ? cli_safe(msg) : imgstore_error_name(err));
     return cli_exit_code(err);
 }
 

@@ -23,8 +23,21 @@ char *cli_default_key_path(void)
     return imgstore_strfmt("%s/.config/imgstore/key", home && *home ? home : ".");
 }
 
+/* A private key others can read is as good as theirs: say so, as ssh does (issue #10). It
+ * is still used, so that a CI job with a loose mode fails loudly in the log, not at once. */
+static void warn_if_exposed(const cli_ctx *ctx, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+        fprintf(stderr,
+                "imgstore %s: warning: private key %s is open to others (mode %04o); anyone "
+                "who can read it can sign as you: chmod 600 %s\n",
+                ctx->command, path, (unsigned)(st.st_mode & 07777), path);
+}
+
 /* An encrypted key file needs a passphrase: from the environment, else asked on a TTY. */
-static int load_file_key(imgstore_sign_key **out, const char *path)
+static int load_file_key(imgstore_sign_key **out, const char *path, const cli_ctx *ctx)
 {
     const char *passphrase = getenv("IMGSTORE_KEY_PASSPHRASE");
     char probe[128] = "";
@@ -42,6 +55,7 @@ static int load_file_key(imgstore_sign_key **out, const char *path)
         snprintf(prompt, sizeof(prompt), "passphrase for %s: ", path);
         passphrase = getpass(prompt);
     }
+    warn_if_exposed(ctx, path);
     return imgstore_sign_key_load(out, path, passphrase);
 }
 
@@ -52,7 +66,7 @@ int cli_signers_load(cli_signers *out, const cli_ctx *ctx)
 
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < ctx->key_path_count && err == 0; i++) {
-        if ((err = load_file_key(&out->keys[out->count], ctx->key_paths[i])) == 0)
+        if ((err = load_file_key(&out->keys[out->count], ctx->key_paths[i], ctx)) == 0)
             out->count++;
     }
     if (err == 0 && ctx->agent) {
@@ -70,7 +84,7 @@ int cli_signers_load(cli_signers *out, const cli_ctx *ctx)
                                      "no signing key: give --key FILE or --agent, set "
                                      "IMGSTORE_KEY, or create %s with imgstore key generate",
                                      fallback);
-        } else if ((err = load_file_key(&out->keys[0], fallback)) == 0) {
+        } else if ((err = load_file_key(&out->keys[0], fallback, ctx)) == 0) {
             out->count = 1;
         }
     }

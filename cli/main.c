@@ -7,72 +7,208 @@
 #include <stdio.h>
 #include <string.h>
 
+/* What a command does with the options every command accepts (CLI_COMMON_OPTIONS), so that
+ * its --help says it (issue #10: every option the parser takes is in --help). */
+enum {
+    USES_KEY = 1u << 0,    /* signs: --key, --agent */
+    USES_ACTOR = 1u << 1,  /* records who acts: --actor */
+    USES_JSON = 1u << 2,   /* --json */
+    USES_REMOTE = 1u << 3, /* --server, --token, --trust-policy-sha256 */
+};
+
 typedef struct {
     const char *name;
     cli_command_fn fn;
-    const char *usage;
+    const char *synopsis; /* one line of imgstore --help */
+    const char *help;     /* what it does, its own options, an example */
+    unsigned uses;
 } command;
 
+#define WRITES (USES_KEY | USES_ACTOR | USES_JSON)
+
 static const command commands[] = {
-    {"init", cli_cmd_init, "init [--repo PATH]\n  Create a store (a bare git repository)."},
+    {"init", cli_cmd_init, "init [--repo PATH] [--key FILE]",
+     "Create a store (a bare git repository with trust policy 1, naming the key in every\n"
+     "role) and print its path. Without --key/--agent/$IMGSTORE_KEY the default key is used,\n"
+     "created (mode 0600, with .pub) when absent. Local only: with a server set, give --repo.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore init --repo /srv/imgstore/store.git",
+     WRITES},
     {"push", cli_cmd_push,
-     "push FILE... [--name N] [--version V] [--label K=V]... [--source URL@COMMIT]\n"
-     "             [--kind KIND] [--json]\n"
-     "  Store the files as one immutable image version and print NAME@VERSION.\n"
-     "  --name defaults to the first file's name without its extension; without --version\n"
-     "  the version is derived from the content, so re-running a CI job is idempotent.\n"
-     "  --kind overrides format detection (--kind unknown stores any bytes)."},
-    {"pull", cli_cmd_pull,
-     "pull NAME[@VERSION] [--channel C] [--file F] [-o DIR|FILE|-] [--json]\n"
-     "  Write a version's files (default: the newest version, or the one --channel runs),\n"
-     "  verifying every chunk and file digest before renaming each file into place.\n"
-     "  -o - streams one file to stdout (exit 3 if it fails verification)."},
-    {"ls", cli_cmd_ls, "ls [NAME] [--json]\n  List images, or the versions and channels of one."},
-    {"show", cli_cmd_show,
-     "show NAME@VERSION [--json]\n  Print a version's manifest: files, kinds, digests, "
-     "provenance."},
-    {"deploy", cli_cmd_deploy,
-     "deploy NAME VERSION --channel C [--reason TEXT] [--json]\n"
-     "  Point a channel at an existing version."},
-    {"rollback", cli_cmd_rollback,
-     "rollback NAME --channel C [--to VERSION] [--reason TEXT] [--json]\n"
-     "  Point a channel back at the version it ran before (again: further back)."},
-    {"history", cli_cmd_history,
-     "history NAME [--channel C] [--at TIME] [--json]\n"
-     "  Pushes and channel moves, newest first. --at TIME (RFC 3339, or @unix-seconds)\n"
-     "  prints the version that was live on the channel at that moment."},
-    {"diff", cli_cmd_diff,
-     "diff NAME@V1 NAME@V2 [--json]\n  Compare two versions: files, sizes, shared chunks, "
-     "provenance."},
-    {"verify", cli_cmd_verify,
-     "verify [NAME[@VERSION]] [--json]\n"
-     "  Re-hash every chunk and file against the manifests; exit 3 if anything is damaged."},
+     "push FILE... [--name N] [--version V] [--label K=V]... [--source URL@COMMIT] [--kind KIND]",
+     "Store the files as one immutable version and print NAME@VERSION.\n"
+     "\n"
+     "  --name N            image name; default: made from the first file's name\n"
+     "  --version V         version; default: the version in the first file's name, else\n"
+     "                      c- and 16 hex digits of the files' names and bytes\n"
+     "  --label K=V         a label (repeatable); part of the immutable manifest\n"
+     "  --source URL@COMMIT where the image was built from\n"
+     "  --kind KIND         override format detection for every file: unikernel, kernel,\n"
+     "                      initrd, disk, efi, archive, config, cmdline, unknown\n"
+     "\n"
+     "Re-pushing the same bytes, labels and source is a no-op; anything else under an existing\n"
+     "version is refused (exit 1): versions are immutable.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore push --name app --version 1.4.0 --label ci.job=812 \\\n"
+     "      --source https://git.example/app@3f2a9c0 build/app.xen",
+     WRITES | USES_REMOTE},
+    {"pull", cli_cmd_pull, "pull NAME[@VERSION] [--channel C] [--file F] [-o DIR|FILE|-]",
+     "Write a version's files (default: the newest version), verifying every chunk and file\n"
+     "before any of them is renamed into place: all of the version's files, or none.\n"
+     "\n"
+     "  --channel C         the version channel C runs (its signed state is checked)\n"
+     "  --file F            only the file F of the version\n"
+     "  -o, --output DIR|FILE|-\n"
+     "                      a directory (default .), a file name for a one-file version, or -\n"
+     "                      for stdout (exit 3 if the stream fails verification)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore pull app --channel prod -o /srv/images/",
+     USES_JSON | USES_REMOTE},
+    {"ls", cli_cmd_ls, "ls [NAME] [--limit N] [--before ROW] [--all]",
+     "List images (versions, newest, what each channel runs), or the versions of NAME,\n"
+     "newest first, a page at a time.\n"
+     "\n"
+     "  --limit N           a page of N versions (default: a screenful on a terminal, else all)\n"
+     "  --before ROW        the page after the one that ended at ROW (stderr names it)\n"
+     "  --all               every version\n"
+     "\n"
+     "Example:\n"
+     "  imgstore ls app --json",
+     USES_JSON | USES_REMOTE},
+    {"show", cli_cmd_show, "show NAME@VERSION",
+     "Print a version's manifest: files, kinds, digests, provenance, release signatures.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore show app@1.4.0",
+     USES_JSON | USES_REMOTE},
+    {"deploy", cli_cmd_deploy, "deploy NAME VERSION --channel C [--reason TEXT]",
+     "Point channel C at an existing, fully signed version (signed with deploy keys).\n"
+     "\n"
+     "  --channel C         the channel to move (required)\n"
+     "  --reason TEXT       why, recorded in the state (one line of printable text)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore deploy app 1.4.0 --channel prod --reason \"release 1.4\"",
+     WRITES | USES_REMOTE},
+    {"rollback", cli_cmd_rollback, "rollback NAME --channel C [--to VERSION] [--reason TEXT]",
+     "Point channel C back at the version it ran before (again: further back).\n"
+     "\n"
+     "  --channel C         the channel to move (required)\n"
+     "  --to VERSION        this version instead of the one before\n"
+     "  --reason TEXT       why, recorded in the state and the commit (one line of text)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore rollback app --channel prod --reason \"boot loop on 1.4.0\"",
+     WRITES | USES_REMOTE},
+    {"history", cli_cmd_history, "history NAME [--channel C] [--at TIME] [--limit N] [--before OP]",
+     "Pushes, signatures and channel moves of an image, newest first.\n"
+     "\n"
+     "  --channel C         only the moves of channel C\n"
+     "  --at TIME           with --channel: the version live at TIME (RFC 3339 UTC like\n"
+     "                      2026-11-25T03:12:00Z, or @unix-seconds)\n"
+     "  --limit N           at most N entries (stderr says how to ask for older ones)\n"
+     "  --before OP         entries older than operation OP (the \"next\" a page ended with)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore history app --channel prod --at 2026-11-25T03:12:00Z",
+     USES_JSON | USES_REMOTE},
+    {"diff", cli_cmd_diff, "diff NAME@V1 NAME@V2",
+     "Compare two versions: files, sizes, shared chunks, provenance.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore diff app@1.3.2 app@1.4.0",
+     USES_JSON | USES_REMOTE},
+    {"verify", cli_cmd_verify, "verify [NAME[@VERSION]] [--deep]",
+     "Re-hash every chunk and file against the manifests and check every signature, channel\n"
+     "state and the policy chain; exit 3 if anything fails.\n"
+     "\n"
+     "  --deep              with --server: also download and hash every file (locally the\n"
+     "                      bytes are always read)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore verify app --deep --server https://images.example",
+     USES_JSON | USES_REMOTE},
     {"key", cli_cmd_key,
-     "key generate [--out FILE] [--comment C] [--passphrase-file F] | key show [FILE]\n"
-     "  Make an Ed25519 signing key (default ~/.config/imgstore/key, mode 0600, and .pub),\n"
-     "  or print a key's public line and id. $IMGSTORE_KEY_PASSPHRASE encrypts it."},
+     "key generate [--out FILE] [--comment C] [--passphrase-file F] | key show [FILE]",
+     "Make an Ed25519 signing key and FILE.pub (mode 0600), or print the public line and id\n"
+     "of the key the other commands sign with. $IMGSTORE_KEY_PASSPHRASE encrypts it.\n"
+     "\n"
+     "  --out FILE          where to write the key (default ~/.config/imgstore/key)\n"
+     "  --comment C         the public key's comment (default: the actor)\n"
+     "  --passphrase-file F encrypt the key with the passphrase in F (Argon2id)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore key generate --out ci.key --comment ci@build-7",
+     WRITES},
     {"trust", cli_cmd_trust,
      "trust show | trust add-key|remove-key ROLE PUBKEY | trust set-threshold ROLE N |\n"
-     "      trust set-channel-ttl SECONDS    [--key ROOTKEY]... [--json]\n"
-     "  Show or change the trust policy; a change must be signed by root keys meeting the\n"
-     "  current root threshold. ROLE: root, release, deploy."},
-    {"sign", cli_cmd_sign,
-     "sign NAME@VERSION [--key FILE]... [--json]\n"
-     "  Add release signatures to a stored version until its release threshold is met."},
-    {"fsck", cli_cmd_fsck,
-     "fsck [--json]\n  Check the store's structure without reading image bytes; exit 3 on "
-     "problems."},
+     "      trust set-channel-ttl SECONDS",
+     "Show or change the trust policy; a change is signed with root keys (--key) meeting the\n"
+     "current root threshold. ROLE: root, release, deploy; PUBKEY: a .pub file or a line.\n"
+     "Only 'trust show' runs against a server.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore trust add-key release ci.key.pub --key root.key",
+     WRITES | USES_REMOTE},
+    {"sign", cli_cmd_sign, "sign NAME@VERSION [--key FILE]...",
+     "Add release signatures to a stored version until its release threshold is met.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore sign app@1.4.0 --key release2.key",
+     WRITES | USES_REMOTE},
+    {"fsck", cli_cmd_fsck, "fsck",
+     "Check the store's structure without reading image bytes; exit 3 on problems. Local\n"
+     "only: with a server set, give --repo.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore fsck --repo /srv/imgstore/store.git",
+     USES_JSON},
+    {"reindex", cli_cmd_reindex, "reindex [--check]",
+     "Rebuild the store's indexes (docs/format.md) from its history and manifests, in one\n"
+     "signed commit; nothing when they already match. Needed once on a store an older\n"
+     "imgstore wrote; fsck says when.\n"
+     "\n"
+     "  --check             only compare: exit 3 if they differ\n"
+     "\n"
+     "Example:\n"
+     "  imgstore reindex --check || imgstore reindex",
+     WRITES},
     {"serve", cli_cmd_serve,
-     "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
-     "  Serve the store over HTTP (docs/api.md); default 127.0.0.1:8080. Settings and the\n"
-     "  config file format: docs/server.md. Stops, draining requests, on SIGTERM or SIGINT."},
-    {"watch", cli_cmd_watch,
-     "watch NAME --channel C --server URL [--json]\n"
-     "  Follow a channel on a server (long-poll): one line per move,\n"
-     "  \"NAME CHANNEL SEQUENCE VERSION ACTION\", each state verified. Ends on SIGINT/SIGTERM."},
-    {"token", cli_cmd_token,
-     "token create --scope read|push|deploy|admin[,...] [--name N] [--json]\n"
-     "  Print a new bearer token for imgstore serve, once, and the config line granting it."},
+     "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...",
+     "Serve the store over HTTP (docs/api.md), signing what is pushed and deployed through it\n"
+     "with --key; stops, draining requests, on SIGTERM or SIGINT.\n"
+     "\n"
+     "  --listen ADDR:PORT  where to listen (default 127.0.0.1:8080; port 0: any free one)\n"
+     "  --config FILE       the config file (docs/server.md)\n"
+     "  --tls-cert PEM      serve HTTPS with this certificate chain ...\n"
+     "  --tls-key PEM       ... and this private key\n"
+     "  --set K=V           any config key, as in the file (repeatable)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore serve --listen 0.0.0.0:8080 --config /etc/imgstore/serve.conf",
+     USES_KEY | USES_ACTOR},
+    {"watch", cli_cmd_watch, "watch NAME --channel C --server URL",
+     "Follow a channel on a server (long-poll): one line per move,\n"
+     "\"NAME CHANNEL SEQUENCE VERSION ACTION\", each state verified; retries while the\n"
+     "server is unreachable, ends on SIGINT or SIGTERM.\n"
+     "\n"
+     "  --channel C         the channel to follow (required)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore watch app --channel prod --server https://images.example",
+     USES_JSON | USES_REMOTE},
+    {"token", cli_cmd_token, "token create --scope SCOPES [--name N]",
+     "Print a new bearer token for imgstore serve, once, and the config line granting it.\n"
+     "\n"
+     "  --scope SCOPES      read, push, deploy, admin, comma-separated (required)\n"
+     "  --name N            the name the server logs and commits for it (default token)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore token create --scope read,push --name ci",
+     USES_JSON},
 };
 
 static void print_help(FILE *out)
@@ -80,26 +216,65 @@ static void print_help(FILE *out)
     fprintf(out,
             "usage: imgstore COMMAND [OPTIONS]\n\n"
             "Immutable, verified delivery of unikernel and Linux boot images, stored in git.\n\n"
-            "Commands:\n");
+            "Commands (imgstore COMMAND --help for every option and an example):\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(out, "  %s\n", commands[i].usage);
+        fprintf(out, "  %s\n", commands[i].synopsis);
     fprintf(out, "\nEvery command takes --repo PATH (default: $IMGSTORE_REPO, else\n"
                  "~/.local/share/imgstore/store.git), --actor NAME (default: $IMGSTORE_ACTOR,\n"
                  "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
                  "3 verification failed.\n"
                  "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
                  "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n"
-                 "push, pull, ls, show, history, deploy, rollback and verify run against a\n"
-                 "server with --server URL (or $IMGSTORE_SERVER, or server = URL in\n"
-                 "~/.config/imgstore/config), with --token T (or $IMGSTORE_TOKEN, token = T);\n"
-                 "everything the server hands out is verified here (docs/cli.md, Remote mode).\n");
+                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show\n"
+                 "and watch run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
+                 "server = URL in ~/.config/imgstore/config), with --token T (or\n"
+                 "$IMGSTORE_TOKEN, token = T); everything the server hands out is verified here\n"
+                 "(docs/cli.md, Remote mode).\n");
+}
+
+/* The options every command accepts, said as they apply to `c`. */
+static void print_common_options(const command *c, FILE *out)
+{
+    char unused[64] = "";
+
+    fprintf(out, "\nCommon options:\n"
+                 "  --repo PATH         the store (default $IMGSTORE_REPO, else\n"
+                 "                      ~/.local/share/imgstore/store.git)\n");
+    if (c->uses & USES_JSON)
+        fprintf(out, "  --json              machine-readable output (shapes: docs/cli.md)\n");
+    if (c->uses & USES_KEY)
+        fprintf(out, "  --key FILE          a signing key, repeatable (default $IMGSTORE_KEY,\n"
+                     "                      else ~/.config/imgstore/key)\n"
+                     "  --agent             sign with the ssh-agent's first Ed25519 key\n");
+    if (c->uses & USES_ACTOR)
+        fprintf(out, "  --actor NAME        who acts, recorded in commits (default\n"
+                     "                      $IMGSTORE_ACTOR, else user@host)\n");
+    if (!(c->uses & USES_JSON))
+        strcat(unused, ", --json");
+    if (!(c->uses & USES_KEY))
+        strcat(unused, ", --key FILE, --agent");
+    if (!(c->uses & USES_ACTOR))
+        strcat(unused, ", --actor NAME");
+    if (*unused)
+        fprintf(out, "  %s: taken by every command, unused by %s\n", unused + 2, c->name);
+    fprintf(out, "  --help              this help\n");
+    if (c->uses & USES_REMOTE)
+        fprintf(out, "\nAgainst a server (docs/cli.md, Remote mode):\n"
+                     "  --server URL        imgstore serve at URL (else $IMGSTORE_SERVER, else\n"
+                     "                      server = URL in ~/.config/imgstore/config)\n"
+                     "  --token T           bearer token (else $IMGSTORE_TOKEN, else token = T)\n"
+                     "  --trust-policy-sha256 HEX\n"
+                     "                      pin the store's policy 1 instead of trusting the\n"
+                     "                      first answer\n");
 }
 
 void cli_usage(const cli_ctx *ctx, FILE *out)
 {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(commands[i].name, ctx->command) == 0)
-            fprintf(out, "usage: imgstore %s\n", commands[i].usage);
+        if (strcmp(commands[i].name, ctx->command) != 0)
+            continue;
+        fprintf(out, "usage: imgstore %s\n\n%s\n", commands[i].synopsis, commands[i].help);
+        print_common_options(&commands[i], out);
     }
 }
 

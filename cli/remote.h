@@ -138,6 +138,13 @@ int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, siz
                              cli_remote *remote, const cli_remote_trust *trust, const char *name,
                              const char *channel, bool allow_expired);
 
+/** cli_remote_channel_fetch, also giving the deploy signatures it counted (`status_out`, may
+ * be NULL), for verify to show. */
+int cli_remote_channel_fetch_counted(imgstore_channel_state **out, char **bytes_out,
+                                     size_t *len_out, imgstore_trust_status *status_out,
+                                     cli_remote *remote, const cli_remote_trust *trust,
+                                     const char *name, const char *channel, bool allow_expired);
+
 /**
  * Check a signed channel state as the server sent it ({"state": exact bytes, "signatures":
  * [armored, ...]}, schema/api_channel_signed.schema.json): the bytes parse, are for this

@@ -324,7 +324,7 @@ static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
         return cli_usage_error(ctx, rollback ? "expected NAME" : "expected NAME VERSION");
     if (!args.channel)
         return cli_usage_error(ctx, "--channel is required");
-    if (args.at || (args.to && !rollback))
+    if (args.at || args.limit || args.before || (args.to && !rollback))
         return cli_usage_error(ctx, "unexpected option for %s", ctx->command);
     name = argv[first];
     version = rollback ? args.to : argv[first + 1];
@@ -411,17 +411,33 @@ int cli_remote_cmd_history(cli_ctx *ctx, int argc, char **argv)
     if ((err = cli_remote_check_names(name, NULL, args.channel)) < 0 ||
         (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
-    /* without --channel: the image's pushes and channel moves */
-    if (!(path = args.channel ? imgstore_strfmt("/v1/channels/%s/%s/history", name, args.channel)
-                              : imgstore_strfmt("/v1/images/%s/history", name))) {
+    /* without --channel: the image's pushes and channel moves; the server pages and
+     * searches --at with the same indexes as a local store */
+    if (!(path = args.channel
+                     ? imgstore_strfmt("/v1/channels/%s/%s/history?limit=%llu&before=%llu", name,
+                                       args.channel, (unsigned long long)args.limit_n,
+                                       (unsigned long long)args.query.before)
+                     : imgstore_strfmt("/v1/images/%s/history?limit=%llu&before=%llu", name,
+                                       (unsigned long long)args.limit_n,
+                                       (unsigned long long)args.query.before))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
+    if (args.at) {
+        char *with_at = imgstore_strfmt("%s&at=%lld", path, (long long)args.query.at);
+
+        free(path);
+        if (!(path = with_at)) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+    }
     if ((err = cli_remote_get_json(&body, &remote, path)) == 0 &&
-        json_array_size(json_object_get(body, "entries")) == 0)
+        json_array_size(json_object_get(body, "entries")) == 0 && !args.at && !args.before)
         err = remote_history_unknown(&remote, name, args.channel);
     if (err == 0)
-        err = cli_print_history(ctx, &args, name, json_object_get(body, "entries"));
+        err = cli_print_history(ctx, &args, name, json_object_get(body, "entries"),
+                                (uint64_t)json_integer_value(json_object_get(body, "next")));
 done:
     json_decref(body);
     free(path);
@@ -465,17 +481,29 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "expected NAME");
     if (!args.channel)
         return cli_usage_error(ctx, "--channel is required");
-    if (args.reason || args.to || args.at)
+    if (args.reason || args.to || args.at || args.limit || args.before)
         return cli_usage_error(ctx, "unexpected option for watch");
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal; /* no SA_RESTART: a signal ends the wait */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     if ((err = cli_remote_check_names(argv[first], NULL, args.channel)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
     remote.stop = &watch_stop;
+    /* a server that is down when the watch starts is waited for, as one that goes down later
+     * (docs/cli.md; issue #10): a deployer started before its server must not die */
+    while ((err = cli_remote_trust_load(&trust, &remote)) == IMGSTORE_ERROR &&
+           remote.last_result != CURLE_OK && !watch_stop) {
+        fprintf(stderr, "imgstore watch: %s; retrying\n", cli_safe(imgstore_error_last()));
+        pause_for(5);
+    }
+    if (watch_stop) {
+        err = 0;
+        goto done;
+    }
+    if (err < 0)
+        goto done;
     /* start from what the channel runs now: only later moves are printed */
     {
         imgstore_channel_state *state = NULL;
@@ -505,7 +533,7 @@ int cli_cmd_watch(cli_ctx *ctx, int argc, char **argv)
             if (watch_stop)
                 break;
             /* the server restarting is no reason for a deployer loop to die */
-            fprintf(stderr, "imgstore watch: %s; retrying\n", imgstore_error_last());
+            fprintf(stderr, "imgstore watch: %s; retrying\n", cli_safe(imgstore_error_last()));
             pause_for(5);
             continue;
         }

@@ -1,10 +1,11 @@
 /*
  * imgstore pull --server: the remote twin of cmd_pull.c. It believes nothing the server says
- * until it checked it (remote_trust.c), and downloads each file into a temporary file beside
+ * until it checked it (remote_trust.c), and downloads each file into a staging file beside
  * its destination, named after the file's digest so that an interrupted pull resumes where it
  * stopped (HTTP Range) instead of starting over. The whole file is hashed (the resumed prefix
- * included) and compared with the signed manifest before fsync and the atomic rename, so a
- * destination never holds an unverified byte. With -o - each chunk is held (at most one
+ * included) and compared with the signed manifest; cli_pull_write renames the version's files
+ * into place only once all of them verified, so a destination never holds an unverified
+ * byte. With -o - each chunk is held (at most one
  * chunk, 4 MiB) and checked against the manifest before it is written to stdout.
  */
 #include "cli/remote.h"
@@ -106,8 +107,10 @@ static int resume_cut(cli_remote *remote, const char *url, partial_sink *sink,
     return err;
 }
 
-static int pull_file(cli_remote *remote, const imgstore_manifest *m,
-                     const imgstore_manifest_file *file, const char *dest)
+/* Download one file into its staging file beside `dest` (resuming what an earlier pull left
+ * there) and check it against the manifest; *staged_out names it. */
+static int stage_file(char **staged_out, cli_remote *remote, const imgstore_manifest *m,
+                      const imgstore_manifest_file *file, const char *dest)
 {
     char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL, *url = NULL;
     char digest[65];
@@ -151,8 +154,10 @@ static int pull_file(cli_remote *remote, const imgstore_manifest *m,
         (err = cli_remote_download(remote, url, sink.offset, partial_write, &sink)) < 0 &&
         remote->last_result == CURLE_PARTIAL_FILE)
         err = resume_cut(remote, url, &sink, m, file);
+    if (err == IMGSTORE_EVERIFY)
+        unlink(tmp); /* the server refused a chunk: nothing to resume */
     if (err < 0)
-        goto done; /* the temp file stays for the next run to resume */
+        goto done; /* an interrupted download stays for the next run to resume */
     remote->progress_base = base + file->size;
     imgstore_sha256_final_hex(sink.sha, digest);
     if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
@@ -165,12 +170,12 @@ static int pull_file(cli_remote *remote, const imgstore_manifest *m,
         unlink(tmp); /* damaged bytes are not worth resuming */
         goto done;
     }
-    if (fchmod(sink.fd, 0644) < 0 || fsync(sink.fd) < 0 || rename(tmp, dest) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot move %s into place: %s", dest,
-                                 strerror(errno));
+    if (fchmod(sink.fd, 0644) < 0 || fsync(sink.fd) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", tmp, strerror(errno));
         goto done;
     }
-    err = cli_sync_dir_of(dest);
+    *staged_out = tmp;
+    tmp = NULL;
 done:
     if (sink.fd >= 0)
         close(sink.fd);
@@ -292,15 +297,15 @@ typedef struct {
     const imgstore_manifest *m;
 } remote_source;
 
-static int remote_file(const imgstore_manifest_file *file, const char *dest,
-                       const cli_pull_progress *progress, void *payload)
+static int remote_stage(char **staged_out, const imgstore_manifest_file *file, const char *dest,
+                        const cli_pull_progress *progress, void *payload)
 {
     remote_source *src = payload;
 
     src->remote->progress = progress->bar;
     src->remote->progress_base = progress->done;
     src->remote->progress_total = progress->total;
-    return pull_file(src->remote, src->m, file, dest);
+    return stage_file(staged_out, src->remote, src->m, file, dest);
 }
 
 static int remote_to_stdout(const imgstore_manifest *m, void *payload)
@@ -316,7 +321,7 @@ int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv)
     cli_remote_manifest m = {0};
     imgstore_channel_state *state = NULL;
     remote_source src = {&remote, NULL};
-    cli_pull_source source = {remote_file, remote_to_stdout, &src};
+    cli_pull_source source = {remote_stage, remote_to_stdout, &src, true};
     int code, err = 0;
 
     if (cli_pull_parse(ctx, argc, argv, &args, &code) < 0)

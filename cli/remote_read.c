@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *str(json_t *obj, const char *key)
 {
@@ -30,12 +31,13 @@ static void print_images(json_t *body)
         const char *key;
         json_t *value;
 
-        printf("%-32s %8lld  %-24s", str(image, "name"),
+        /* shown as the server sent it, so escaped: a server is not trusted with the terminal */
+        printf("%-32s %8lld  %-24s", cli_safe(str(image, "name")),
                (long long)json_integer_value(json_object_get(image, "versions")),
-               str(image, "newest"));
+               cli_safe(str(image, "newest")));
         json_object_foreach(json_object_get(image, "channels"), key, value)
         {
-            printf(" %s=%s", key, json_string_value(value));
+            printf(" %s=%s", cli_safe(key), cli_safe(json_string_value(value)));
         }
         printf("\n");
     }
@@ -60,12 +62,74 @@ static void print_versions(json_t *body)
                 snprintf(running + strlen(running), sizeof(running) - strlen(running), "%s%s",
                          *running ? "," : "", key);
         }
-        printf("%-24s %-20s %5lld %10s  %s\n", str(row, "version"), str(row, "created"),
+        printf("%-24s %-20s %5lld %10s  %s\n", cli_safe(str(row, "version")),
+               cli_safe(str(row, "created")),
                (long long)json_integer_value(json_object_get(row, "files")),
                cli_human_size(size, sizeof(size),
                               (uint64_t)json_integer_value(json_object_get(row, "size"))),
-               running);
+               cli_safe(running));
     }
+}
+
+/* ls NAME against a server: pages of GET /v1/images/{name} until `limit` rows (SIZE_MAX: a
+ * page on a terminal, all otherwise; 0: all). */
+static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name, size_t limit,
+                              size_t before)
+{
+    json_t *all = NULL, *body = NULL, *next = NULL;
+    size_t printed = 0;
+    bool follow = limit == 0 || (limit == SIZE_MAX && (ctx->json || !isatty(STDOUT_FILENO)));
+    int err = 0;
+
+    if (limit == SIZE_MAX)
+        limit = follow ? 0 : 20;
+    for (;;) {
+        size_t want = limit ? limit - printed : 1000;
+        char *path =
+            imgstore_strfmt("/v1/images/%s?limit=%zu%s", name, want > 1000 ? 1000 : want, "");
+        char *paged =
+            path && before != SIZE_MAX ? imgstore_strfmt("%s&before=%zu", path, before) : NULL;
+
+        if (!path || (before != SIZE_MAX && !paged)) {
+            free(path);
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            break;
+        }
+        json_decref(body);
+        body = NULL;
+        err = cli_remote_get_json(&body, remote, paged ? paged : path);
+        free(paged);
+        free(path);
+        if (err < 0)
+            break;
+        if (!all)
+            all = json_incref(body);
+        else
+            json_array_extend(json_object_get(all, "versions"), json_object_get(body, "versions"));
+        printed += json_array_size(json_object_get(body, "versions"));
+        next = json_object_get(body, "next");
+        if (!json_is_integer(next) || json_array_size(json_object_get(body, "versions")) == 0 ||
+            (limit && printed >= limit))
+            break;
+        before = (size_t)json_integer_value(next);
+    }
+    if (err == 0) {
+        json_object_set(all, "next", next ? next : json_null());
+        if (ctx->json) {
+            err = cli_print_json(json_incref(all));
+        } else {
+            print_versions(all);
+            if (json_is_integer(next)) {
+                fflush(stdout);
+                fprintf(stderr, "(%lld older; the next page: imgstore ls %s --before %lld)\n",
+                        (long long)json_integer_value(next), name,
+                        (long long)json_integer_value(next));
+            }
+        }
+    }
+    json_decref(body);
+    json_decref(all);
+    return err;
 }
 
 int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
@@ -74,8 +138,9 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
     cli_read_args args;
     json_t *body = NULL;
     char *path = NULL;
+    size_t limit, before;
     int code, err;
-    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
+    int first = cli_ls_parse(ctx, argc, argv, &args, &limit, &before, &code);
 
     if (first < 0)
         return code;
@@ -84,19 +149,19 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
     if ((err = cli_remote_check_names(first < argc ? argv[first] : NULL, NULL, NULL)) < 0 ||
         (err = cli_remote_open(&remote, &args.remote)) < 0)
         goto done;
-    if (!(path = first < argc ? imgstore_strfmt("/v1/images/%s", argv[first])
-                              : strdup("/v1/images"))) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    /* the server sends a page (100 rows unless told); --limit asks for one size, --all and
+     * --json follow its "next" to the end */
+    if (first >= argc) {
+        if (!(path = strdup("/v1/images"))) {
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            goto done;
+        }
+        if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+            goto done;
+        err = ctx->json ? cli_print_json(json_incref(body)) : (print_images(body), 0);
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
-        goto done;
-    if (ctx->json)
-        err = cli_print_json(json_incref(body));
-    else if (first < argc)
-        print_versions(body);
-    else
-        print_images(body);
+    err = remote_ls_versions(ctx, &remote, argv[first], limit, before);
 done:
     json_decref(body);
     free(path);
@@ -198,7 +263,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
     else if (strcmp(kind, "policy") == 0)
         snprintf(what, sizeof(what), "policy %s", version);
     else
-        snprintf(what, sizeof(what), "%s@%s", name, version);
+        snprintf(what, sizeof(what), "%s%s%s", name, *version ? "@" : "", version);
     if (r->ctx->json) {
         json_t *out =
             json_pack("{s:s, s:s, s:s}", "name", name, "version", version, "status", word);
@@ -216,7 +281,7 @@ static void row(report *r, const char *kind, const char *name, const char *versi
                                                             : r->versions,
                               out);
     } else if (status) {
-        printf("FAILED  %s  %s\n", what, imgstore_error_last());
+        printf("FAILED  %s  %s\n", what, cli_safe(imgstore_error_last()));
     } else {
         if (deep && strcmp(kind, "version") == 0)
             cli_human_size(size, sizeof(size), bytes);
@@ -294,8 +359,10 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
                           const char *name, const char *channel)
 {
     imgstore_channel_state *state = NULL;
+    imgstore_trust_status status = {0};
     cli_remote_manifest m = {0};
-    int err = cli_remote_channel_fetch(&state, NULL, NULL, remote, trust, name, channel, false);
+    int err = cli_remote_channel_fetch_counted(&state, NULL, NULL, &status, remote, trust, name,
+                                               channel, false);
 
     if (err == 0 &&
         (err = cli_remote_manifest_fetch(&m, remote, trust, name, state->version, true)) == 0 &&
@@ -303,8 +370,9 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
         err =
             imgstore_error_set(IMGSTORE_EVERIFY, "pins manifest %.16s..., the server has %.16s...",
                                state->manifest_sha256, m.sha256);
+    /* the deploy signatures, as local verify shows them */
     row(r, "channel", name, channel, err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? err : 0,
-        0, 0, 0, false);
+        status.valid, status.threshold, 0, false);
     cli_remote_manifest_free(&m);
     imgstore_channel_state_free(state);
     return err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? 0 : err;
@@ -326,14 +394,39 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
         free(path);
         return err;
     }
-    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0 ||
-        (err = cli_remote_get_json(&body, remote, path)) < 0)
+    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0)
         goto done;
-    json_array_foreach(json_object_get(body, "versions"), i, item)
-    {
-        if (err == 0)
-            err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+    /* every version, a page at a time (the server pages GET /v1/images/{name}) */
+    for (char *page = strdup(path); page && err == 0;) {
+        json_t *next;
+
+        json_decref(body);
+        body = NULL;
+        err = cli_remote_get_json(&body, remote, page);
+        free(page);
+        page = NULL;
+        /* the server answers verification_failed for an image whose channel state or
+         * manifest it cannot read, rather than leaving it out: a failure of this image, not
+         * the end */
+        if (err == IMGSTORE_EVERIFY) {
+            row(r, "version", name, "", err, 0, 0, 0, false);
+            err = 0;
+            goto done;
+        }
+        json_array_foreach(json_object_get(body, "versions"), i, item)
+        {
+            if (err == 0)
+                err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+        }
+        next = json_object_get(body, "next");
+        if (err == 0 && json_is_integer(next) &&
+            json_array_size(json_object_get(body, "versions")) > 0 &&
+            !(page = imgstore_strfmt("%s?limit=1000&before=%lld", path,
+                                     (long long)json_integer_value(next))))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
+    if (err < 0)
+        goto done;
     json_object_foreach(json_object_get(body, "channels"), key, item)
     {
         if (err == 0)

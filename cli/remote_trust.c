@@ -287,9 +287,10 @@ void cli_remote_manifest_free(cli_remote_manifest *m)
 
 /* ---- channel states ------------------------------------------------------------------- */
 
-int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust *trust,
-                           json_t *signed_state, const char *name, const char *channel,
-                           const char *what)
+/* cli_remote_state_check, also giving the deploy signatures counted (`status_out`). */
+static int state_check(imgstore_channel_state **out, imgstore_trust_status *status_out,
+                       const cli_remote_trust *trust, json_t *signed_state, const char *name,
+                       const char *channel, const char *what)
 {
     imgstore_channel_state *state = NULL;
     imgstore_trust_status status;
@@ -324,15 +325,33 @@ int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust 
     }
     *out = state;
     state = NULL;
+    if (status_out)
+        *status_out = status;
 done:
     imgstore_strings_free(sigs, sig_count);
     imgstore_channel_state_free(state);
     return err;
 }
 
+int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust *trust,
+                           json_t *signed_state, const char *name, const char *channel,
+                           const char *what)
+{
+    return state_check(out, NULL, trust, signed_state, name, channel, what);
+}
+
 int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, size_t *len_out,
                              cli_remote *remote, const cli_remote_trust *trust, const char *name,
                              const char *channel, bool allow_expired)
+{
+    return cli_remote_channel_fetch_counted(out, bytes_out, len_out, NULL, remote, trust, name,
+                                            channel, allow_expired);
+}
+
+int cli_remote_channel_fetch_counted(imgstore_channel_state **out, char **bytes_out,
+                                     size_t *len_out, imgstore_trust_status *status_out,
+                                     cli_remote *remote, const cli_remote_trust *trust,
+                                     const char *name, const char *channel, bool allow_expired)
 {
     imgstore_channel_state *state = NULL;
     json_t *body = NULL;
@@ -352,7 +371,7 @@ int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, siz
         goto done;
     }
     if ((err = cli_remote_get_json(&body, remote, path)) < 0 ||
-        (err = cli_remote_state_check(&state, trust, body, name, channel, path)) < 0)
+        (err = state_check(&state, status_out, trust, body, name, channel, path)) < 0)
         goto done;
     text = json_string_value(json_object_get(body, "state"));
     len = json_string_length(json_object_get(body, "state"));

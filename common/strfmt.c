@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *imgstore_strfmt(const char *fmt, ...)
 {
@@ -23,4 +24,20 @@ char *imgstore_strfmt(const char *fmt, ...)
     vsnprintf(out, (size_t)len + 1, fmt, ap);
     va_end(ap);
     return out;
+}
+
+int imgstore_parse_u64(uint64_t *out, const char *text)
+{
+    uint64_t number = 0;
+
+    *out = 0;
+    if (!text || !*text || strlen(text) > 19)
+        return IMGSTORE_EINVALID;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return IMGSTORE_EINVALID;
+        number = number * 10 + (uint64_t)(*c - '0');
+    }
+    *out = number;
+    return 0;
 }

@@ -105,13 +105,11 @@ static int read_channel(imgstore_channel_state **out, const json_t *root)
                                      IMGSTORE_SCHEMA__INT_MAX, true)) < 0 ||
         (err = imgstore_schema__time(&state->time, root, &at, "time", true)) < 0 ||
         (err = imgstore_schema__time(&state->expires, root, &at, "expires", false)) < 0 ||
-        (err = imgstore_schema__text(&state->actor, root, &at, "actor", 1, TEXT_LEN_MAX, true)) <
-            0 ||
+        (err = imgstore_schema__line(&state->actor, root, &at, "actor", 1, true)) < 0 ||
         (err = imgstore_schema__text(&state->action, root, &at, "action", 1, TEXT_LEN_MAX, true)) <
             0 ||
         (err = imgstore_schema__one_of(state->action, &at, "action", actions)) < 0 ||
-        (err = imgstore_schema__text(&state->reason, root, &at, "reason", 1, TEXT_LEN_MAX, false)) <
-            0 ||
+        (err = imgstore_schema__line(&state->reason, root, &at, "reason", 1, false)) < 0 ||
         (err = imgstore_schema__name(&state->previous_version, root, &at, "previous_version",
                                      IMGSTORE_NAME_VERSION, false)) < 0 ||
         (err = read_stack(state, root, &at)) < 0)

@@ -296,6 +296,26 @@ int imgstore_schema__text(char **out, const json_t *obj, const imgstore_schema__
     return 0;
 }
 
+int imgstore_schema__line(char **out, const json_t *obj, const imgstore_schema__at *at,
+                          const char *key, size_t min_len, bool required)
+{
+    imgstore_schema__at field;
+    char name[256];
+    int err;
+
+    if ((err = imgstore_schema__text(out, obj, at, key, min_len, IMGSTORE_TEXT_MAX - 1, required)) <
+            0 ||
+        !*out)
+        return err;
+    imgstore_schema__at_key(&field, at, key);
+    snprintf(name, sizeof(name), "%s: %s", field.doc, field.path);
+    if ((err = imgstore_schema_check_text(name, *out)) < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
 int imgstore_schema__text_buf(char *buf, size_t cap, const json_t *obj,
                               const imgstore_schema__at *at, const char *key, bool required)
 {

@@ -18,9 +18,6 @@
  */
 #define CHUNK_MAX (4u * 1024 * 1024)
 
-/* Longest free text (builder, source, label value): fits the fixed IMGSTORE_TEXT_MAX buffers. */
-#define TEXT_LEN_MAX (IMGSTORE_TEXT_MAX - 1)
-
 static const char *const manifest_keys[] = {"schema", "name",       "version", "created",
                                             "files",  "provenance", "boot",    NULL};
 static const char *const file_keys[] = {"path",   "size",    "sha256", "kind",
@@ -179,8 +176,7 @@ static int read_labels(imgstore_manifest *m, const json_t *provenance,
         m->label_count++;
         if (!(label->key = strdup(key)))
             return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        if ((err = imgstore_schema__text(&label->value, labels, &where, key, 0, TEXT_LEN_MAX,
-                                         true)) < 0)
+        if ((err = imgstore_schema__line(&label->value, labels, &where, key, 0, true)) < 0)
             return err;
     }
     if (m->label_count > 0)
@@ -201,17 +197,16 @@ static int read_provenance(imgstore_manifest *m, const json_t *root, const imgst
     imgstore_schema__at_key(&where, at, "provenance");
     imgstore_schema__at_key(&source_at, &where, "source");
     if ((err = imgstore_schema__keys(provenance, &where, provenance_keys)) < 0 ||
-        (err = imgstore_schema__text(&m->builder, provenance, &where, "builder", 1, TEXT_LEN_MAX,
-                                     true)) < 0 ||
+        (err = imgstore_schema__line(&m->builder, provenance, &where, "builder", 1, true)) < 0 ||
         (err = imgstore_schema__field(&source, provenance, &where, "source", JSON_OBJECT, false)) <
             0)
         return err;
     if (source) {
         if ((err = imgstore_schema__keys(source, &source_at, source_keys)) < 0 ||
-            (err = imgstore_schema__text(&m->source_repository, source, &source_at, "repository", 1,
-                                         TEXT_LEN_MAX, false)) < 0 ||
-            (err = imgstore_schema__text(&m->source_commit, source, &source_at, "commit", 1,
-                                         TEXT_LEN_MAX, false)) < 0)
+            (err = imgstore_schema__line(&m->source_repository, source, &source_at, "repository", 1,
+                                         false)) < 0 ||
+            (err = imgstore_schema__line(&m->source_commit, source, &source_at, "commit", 1,
+                                         false)) < 0)
             return err;
         if (json_object_size(source) == 0)
             return imgstore_schema__fail(&source_at, NULL, "must not be empty (omit it instead)");

@@ -44,6 +44,24 @@ typedef enum {
 int imgstore_schema_check_name(imgstore_name_kind kind, const char *value);
 
 /**
+ * Check a free text that is stored and shown as one line (a label value, the source, a
+ * reason, an actor): UTF-8 of at most IMGSTORE_TEXT_MAX - 1 bytes without control
+ * characters (U+0000-U+001F, U+007F-U+009F), line or paragraph separators (U+2028, U+2029)
+ * or bidirectional controls (U+202A-U+202E, U+2066-U+2069), which could clear or rewrite a
+ * terminal, or forge a second line in `history` and `git log` (issue #10). `field` names the
+ * text in the message ("reason", "label ci.job"). Returns 0 or IMGSTORE_EINVALID.
+ */
+int imgstore_schema_check_text(const char *field, const char *value);
+
+/**
+ * `text` made safe to show on a terminal: each character imgstore_schema_check_text refuses
+ * is written as `\xHH` (below U+0100) or `\uHHHH`, each byte that is not UTF-8 as `\xHH`;
+ * all else is copied. For values read back from old stores or from a server, which were
+ * never checked here. A new string (free()), or NULL when memory runs out.
+ */
+char *imgstore_schema_text_escape(const char *text);
+
+/**
  * Check a file kind ("unikernel", "kernel", "initrd", "disk", "efi", "archive", "config",
  * "cmdline", "unknown"). Returns 0 or IMGSTORE_EINVALID listing the kinds.
  */

@@ -91,6 +91,11 @@ int imgstore_schema__string(const char **out, const json_t *obj, const imgstore_
 int imgstore_schema__text(char **out, const json_t *obj, const imgstore_schema__at *at,
                           const char *key, size_t min_len, size_t max_len, bool required);
 
+/** Like imgstore_schema__text for a text shown as one line (at most IMGSTORE_TEXT_MAX - 1
+ * bytes), checked with imgstore_schema_check_text(). */
+int imgstore_schema__line(char **out, const json_t *obj, const imgstore_schema__at *at,
+                          const char *key, size_t min_len, bool required);
+
 /** A string member of 1..cap-1 bytes copied into `buf`; "" when absent. */
 int imgstore_schema__text_buf(char *buf, size_t cap, const json_t *obj,
                               const imgstore_schema__at *at, const char *key, bool required);

@@ -120,19 +120,31 @@ static void on_response_freed(void *payload)
     pthread_mutex_unlock(&answers->lock);
 }
 
-/* (tip, route, decoded path segments): segments are names we checked, without NUL. */
+/* The query arguments that select part of an answer (pages of lists and history). */
+static const char *const PAGE_ARGS[] = {"limit", "before", "at"};
+
+/* (tip, route, decoded path segments, page arguments): segments are names we checked,
+ * without NUL; the page arguments are whatever the client sent (the route checks them). */
 static char *make_key(size_t *len_out, const char *tip, const imgstore_server__request *req)
 {
+    const char *page[sizeof(PAGE_ARGS) / sizeof(PAGE_ARGS[0])];
     size_t len = strlen(tip) + 8;
     char *key, *at;
 
     for (size_t i = 0; i < req->segment_count; i++)
         len += strlen(req->segments[i]) + 1;
+    for (size_t i = 0; i < sizeof(page) / sizeof(page[0]); i++) {
+        page[i] = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, PAGE_ARGS[i]);
+        len += page[i] ? strlen(PAGE_ARGS[i]) + strlen(page[i]) + 2 : 0;
+    }
     if (!(key = malloc(len + 1)))
         return NULL;
     at = key + sprintf(key, "%s %d", tip, (int)req->route);
     for (size_t i = 0; i < req->segment_count; i++)
         at += sprintf(at, "/%s", req->segments[i]);
+    for (size_t i = 0; i < sizeof(page) / sizeof(page[0]); i++)
+        if (page[i])
+            at += sprintf(at, "?%s=%s", PAGE_ARGS[i], page[i]);
     *len_out = (size_t)(at - key);
     return key;
 }

@@ -24,10 +24,14 @@ int imgstore_server_config_new(imgstore_server_config **out)
     }
     config->cache_max_bytes = 4ull << 30;
     config->max_upload_bytes = 16ull << 30;
+    config->max_uploads = 16;
+    config->upload_min_rate = 1024;
+    config->upload_rate_window = 60;
     config->max_json_bytes = 64 * 1024;
     config->max_header_bytes = 32 * 1024;
     config->max_url_bytes = 2048;
     config->connection_timeout = 60;
+    config->header_timeout = 20;
     config->max_connections = 512;
     config->max_connections_per_ip = 128;
     config->max_waiters = 256;
@@ -246,10 +250,14 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
 #define NUMBER(k, is_size, lo, hi) {#k, offsetof(imgstore_server_config, k), is_size, lo, hi}
         NUMBER(cache_max_bytes, true, 0, UINT64_MAX),
         NUMBER(max_upload_bytes, true, 1, UINT64_MAX),
+        NUMBER(max_uploads, false, 1, 1024),
+        NUMBER(upload_min_rate, true, 0, 1ull << 30),
+        NUMBER(upload_rate_window, false, 1, 86400),
         NUMBER(max_json_bytes, true, 64, 16u << 20),
         NUMBER(max_header_bytes, true, 4096, 1u << 20),
         NUMBER(max_url_bytes, true, 256, 64 * 1024),
         NUMBER(connection_timeout, false, 1, 86400),
+        NUMBER(header_timeout, false, 1, 3600),
         NUMBER(max_connections, false, 1, 65536),
         NUMBER(max_connections_per_ip, false, 1, 65536),
         NUMBER(max_waiters, false, 0, 65536),

@@ -257,18 +257,11 @@ char *imgstore_server__decode_segment(const char *raw, size_t len)
 int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key)
 {
     const char *value = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
-    unsigned long long number = 0;
 
     *out = 0;
     if (!value)
         return IMGSTORE_ENOTFOUND;
-    if (!*value || strlen(value) > 19)
+    if (imgstore_parse_u64(out, value) < 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "query %s: expected a number", key);
-    for (const char *c = value; *c; c++) {
-        if (!isdigit((unsigned char)*c))
-            return imgstore_error_set(IMGSTORE_EINVALID, "query %s: expected a number", key);
-        number = number * 10 + (unsigned long long)(*c - '0');
-    }
-    *out = number;
     return 0;
 }

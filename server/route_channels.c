@@ -142,21 +142,39 @@ enum MHD_Result imgstore_server__route_channel(imgstore_server__request *req)
 /* The history of an image (channel NULL: pushes and channel moves) or of one channel. */
 static enum MHD_Result reply_history(imgstore_server__request *req, const char *channel)
 {
+    imgstore_history_query q = {.channel = channel};
     imgstore_history_entry *entries = NULL;
     imgstore_store *store;
     size_t count = 0;
+    uint64_t limit = 0, at = 0, next = 0;
     enum MHD_Result result;
     json_t *rows, *body;
     int err;
 
+    /* ?limit=N&before=OP pages (the answer's "next" is the following page's before);
+     * ?at=UNIX (with a channel) is the state live then: both read the indexes */
+    if (((err = imgstore_server__query_u64(&limit, req, "limit")) < 0 &&
+         err != IMGSTORE_ENOTFOUND) ||
+        ((err = imgstore_server__query_u64(&q.before, req, "before")) < 0 &&
+         err != IMGSTORE_ENOTFOUND) ||
+        ((err = imgstore_server__query_u64(&at, req, "at")) < 0 && err != IMGSTORE_ENOTFOUND))
+        return imgstore_server__reply_error(req, err);
+    q.limit = (size_t)limit;
+    q.has_at = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "at") != NULL;
+    q.at = (int64_t)at;
+    if (q.has_at && !channel)
+        return imgstore_server__reply_error(
+            req, imgstore_error_set(IMGSTORE_EINVALID, "query at: only a channel's history"));
     if (imgstore_server__answer_cached(req, &result))
         return result;
     if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_history(&entries, &count, store, req->segments[2], channel)) < 0)
+        (err = imgstore_store_history_query(&entries, &count, &next, store, req->segments[2], &q)) <
+            0)
         return imgstore_server__reply_error(req, err);
     rows = imgstore_store_history_to_json(entries, count);
     imgstore_history_free(entries, count);
-    body = json_pack("{s:s, s:o}", "name", req->segments[2], "entries", rows);
+    body = json_pack("{s:s, s:o, s:o}", "name", req->segments[2], "entries", rows, "next",
+                     next ? json_integer((json_int_t)next) : json_null());
     if (body && channel)
         json_object_set_new(body, "channel", json_string(channel));
     return imgstore_server__reply_json(req, MHD_HTTP_OK, body);
@@ -255,6 +273,13 @@ static enum MHD_Result move(imgstore_server__request *req, bool rollback)
         err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version);
     if (err == 0 && opts.to_version)
         err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, opts.to_version);
+    if (err == 0 && opts.signers.count == 0)
+        err = imgstore_error_set(IMGSTORE_EINVALID,
+                                 "this server holds no signing key, so it cannot sign a channel "
+                                 "move: sign the state with a deploy key on the client and post "
+                                 "it to /v1/channels/%s/%s/signed (imgstore %s with a key does)",
+                                 req->segments[2], req->segments[3],
+                                 rollback ? "rollback" : "deploy");
     if (err == 0 && opts.reason && strlen(opts.reason) >= IMGSTORE_TEXT_MAX)
         err = imgstore_error_set(IMGSTORE_EINVALID, "request body: reason is longer than %d bytes",
                                  IMGSTORE_TEXT_MAX - 1);

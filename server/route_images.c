@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* {"prod": "1.4.0", ...}: what each channel of `name` runs. */
-static int channels_json(json_t **out, imgstore_store *store, const char *name)
+/* {"prod": "1.4.0", ...}: what each channel of `name` runs. `strict`: a channel state that
+ * cannot be read fails the answer (one image: what remote verify relies on to see every
+ * channel, issue #10), else it is left out (the list of all images stays usable). */
+static int channels_json(json_t **out, imgstore_store *store, const char *name, bool strict)
 {
     char **channels = NULL;
     size_t count = 0;
@@ -24,25 +26,22 @@ static int channels_json(json_t **out, imgstore_store *store, const char *name)
         json_decref(object);
         return err;
     }
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < count && err == 0; i++) {
         imgstore_channel_state *state = NULL;
 
-        if (imgstore_store_channel_get(&state, store, name, channels[i]) == 0)
+        if ((err = imgstore_store_channel_get(&state, store, name, channels[i])) == 0)
             json_object_set_new(object, channels[i], json_string(state->version));
+        else if (!strict)
+            err = 0;
         imgstore_channel_state_free(state);
     }
     imgstore_strings_free(channels, count);
+    if (err < 0) {
+        json_decref(object);
+        return err;
+    }
     *out = object;
     return 0;
-}
-
-static uint64_t total_size(const imgstore_manifest *m)
-{
-    uint64_t total = 0;
-
-    for (size_t i = 0; i < m->file_count; i++)
-        total += m->files[i].size;
-    return total;
 }
 
 enum MHD_Result imgstore_server__route_images(imgstore_server__request *req)
@@ -61,19 +60,21 @@ enum MHD_Result imgstore_server__route_images(imgstore_server__request *req)
         (err = imgstore_store_list_images(&names, &count, store)) < 0)
         goto done;
     for (size_t i = 0; i < count && err == 0; i++) {
-        char **versions = NULL;
-        size_t version_count = 0;
+        imgstore_version_row *newest = NULL;
+        size_t version_count = 0, rows = 0;
         json_t *channels = NULL;
 
-        if ((err = imgstore_store_list_versions(&versions, &version_count, store, names[i])) < 0 ||
-            (err = channels_json(&channels, store, names[i])) < 0) {
-            imgstore_strings_free(versions, version_count);
+        /* the newest row and the count: one index read per image */
+        if ((err = imgstore_store_versions_page(&newest, &rows, &version_count, store, names[i],
+                                                SIZE_MAX, 1)) < 0 ||
+            (err = channels_json(&channels, store, names[i], false)) < 0) {
+            imgstore_version_rows_free(newest, rows);
             break;
         }
         json_array_append_new(images, json_pack("{s:s, s:I, s:s, s:o}", "name", names[i],
                                                 "versions", (json_int_t)version_count, "newest",
-                                                versions[0], "channels", channels));
-        imgstore_strings_free(versions, version_count);
+                                                newest[0].version, "channels", channels));
+        imgstore_version_rows_free(newest, rows);
     }
 done:
     imgstore_strings_free(names, count);
@@ -84,45 +85,62 @@ done:
     return imgstore_server__reply_json(req, MHD_HTTP_OK, json_pack("{s:o}", "images", images));
 }
 
+/* A page of versions when the client names none: bounded, whatever the image holds. */
+#define VERSIONS_PAGE     100
+#define VERSIONS_PAGE_MAX 1000
+
 enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
 {
     const char *name = req->segments[2];
+    imgstore_version_row *rows = NULL;
     imgstore_store *store;
-    char **versions = NULL;
-    size_t count = 0;
+    size_t count = 0, total = 0;
+    uint64_t limit = VERSIONS_PAGE, before = SIZE_MAX;
     json_t *list = NULL, *channels = NULL;
     enum MHD_Result result;
     int err;
 
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
         return imgstore_server__reply_error(req, err);
+    /* ?limit=N&before=ROW: a page of the version index (issue #9) */
+    if (((err = imgstore_server__query_u64(&limit, req, "limit")) < 0 &&
+         err != IMGSTORE_ENOTFOUND) ||
+        ((err = imgstore_server__query_u64(&before, req, "before")) < 0 &&
+         err != IMGSTORE_ENOTFOUND))
+        return imgstore_server__reply_error(req, err);
+    if (err == IMGSTORE_ENOTFOUND && before == 0)
+        before = SIZE_MAX;
+    if (!MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit"))
+        limit = VERSIONS_PAGE;
+    if (limit == 0 || limit > VERSIONS_PAGE_MAX)
+        return imgstore_server__reply_error(
+            req, imgstore_error_set(IMGSTORE_EINVALID, "query limit: 1 to %d", VERSIONS_PAGE_MAX));
     if (imgstore_server__answer_cached(req, &result))
         return result;
     list = json_array();
     if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_list_versions(&versions, &count, store, name)) < 0 ||
-        (err = channels_json(&channels, store, name)) < 0)
+        (err = imgstore_store_versions_page(&rows, &count, &total, store, name,
+                                            before > SIZE_MAX ? SIZE_MAX : (size_t)before,
+                                            (size_t)limit)) < 0 ||
+        (err = channels_json(&channels, store, name, true)) < 0)
         goto done;
-    for (size_t i = 0; i < count; i++) {
-        imgstore_manifest *m = NULL;
-
-        if ((err = imgstore_store_manifest_get(&m, NULL, store, name, versions[i])) < 0)
-            goto done;
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:I, s:I}", "version", m->version, "created", m->created,
-                            "files", (json_int_t)m->file_count, "size", (json_int_t)total_size(m)));
-        imgstore_manifest_free(m);
-    }
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(list, imgstore_store_version_row_to_json(&rows[i]));
 done:
-    imgstore_strings_free(versions, count);
     if (err < 0) {
+        imgstore_version_rows_free(rows, count);
         json_decref(list);
         json_decref(channels);
         return imgstore_server__reply_error(req, err);
     }
-    return imgstore_server__reply_json(
+    result = imgstore_server__reply_json(
         req, MHD_HTTP_OK,
-        json_pack("{s:s, s:o, s:o}", "name", name, "versions", list, "channels", channels));
+        json_pack("{s:s, s:o, s:o, s:I, s:o}", "name", name, "versions", list, "channels", channels,
+                  "total", (json_int_t)total, "next",
+                  count && rows[count - 1].row > 0 ? json_integer((json_int_t)rows[count - 1].row)
+                                                   : json_null()));
+    imgstore_version_rows_free(rows, count);
+    return result;
 }
 
 enum MHD_Result imgstore_server__route_version(imgstore_server__request *req)

@@ -46,6 +46,7 @@ typedef enum {
 
 struct imgstore_server__upload {
     imgstore_server *server;
+    bool counted;          /* holds one of the max_uploads places */
     imgstore_store *store; /* borrowed from the request */
     imgstore_push_opts opts;
     imgstore_push *push; /* begun at the first file part, once provenance fields are known */
@@ -536,6 +537,17 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
         return MHD_NO;
     upload->server = req->server;
     req->upload = upload;
+    /* each upload holds a feeder thread, the store's writer threads and its chunk buffers
+     * (docs/server.md): their number is bounded, the rest wait for a retry */
+    pthread_mutex_lock(&req->server->lock);
+    upload->counted = req->server->uploads < req->server->config->max_uploads;
+    req->server->uploads += upload->counted;
+    pthread_mutex_unlock(&req->server->lock);
+    if (!upload->counted)
+        return imgstore_server__reply_status(
+            req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+            "too many uploads at once (max_uploads = %llu); retry shortly",
+            (unsigned long long)req->server->config->max_uploads);
     imgstore_server__metrics_gauge(req->server->metrics, "uploads_in_progress", 1);
     if (parse_boundary(upload, type) < 0)
         return imgstore_server__reply_error(req, IMGSTORE_EINVALID);
@@ -625,13 +637,24 @@ static void feeder_stop(imgstore_server__upload *upload)
     upload->feeder_started = false;
 }
 
+/* A trickle keeps a connection from ever being idle: past the window, an upload must
+ * average upload_min_rate or it gives its place back (issue #10.3). */
+static bool too_slow(const imgstore_server__request *req)
+{
+    const imgstore_server_config *config = req->server->config;
+    double elapsed = imgstore_server__now() - req->start;
+
+    return config->upload_min_rate && elapsed > (double)config->upload_rate_window &&
+           (double)req->bytes_in < (double)config->upload_min_rate * elapsed;
+}
+
 bool imgstore_server__upload_buffer(imgstore_server__request *req, const char *data, size_t *size)
 {
     imgstore_server__upload *upload = req->upload;
 
-    /* past the cap: the worker cuts the body off; full while the feeder is busy: a worker
-     * waits for it, and the connection is suspended meanwhile (back-pressure) */
-    if (req->bytes_in + *size > req->server->config->max_upload_bytes ||
+    /* past the cap or too slow: the worker cuts the body off; full while the feeder is busy:
+     * a worker waits for it, and the connection is suspended meanwhile (back-pressure) */
+    if (req->bytes_in + *size > req->server->config->max_upload_bytes || too_slow(req) ||
         (upload->stage_len + *size > STAGE_MAX &&
          (!upload->feeder_started || !hand_over(upload, false))))
         return false;
@@ -655,6 +678,15 @@ enum MHD_Result imgstore_server__upload_data(imgstore_server__request *req, cons
         imgstore_log(IMGSTORE_LOG_WARN, "server", "upload cut off path=%s limit=%llu", req->url,
                      (unsigned long long)cap);
         req->status = MHD_HTTP_CONTENT_TOO_LARGE;
+        return MHD_NO;
+    }
+    if (too_slow(req)) {
+        imgstore_log(IMGSTORE_LOG_WARN, "server",
+                     "upload too slow, cut off path=%s bytes=%llu seconds=%.0f min_rate=%llu",
+                     req->url, (unsigned long long)req->bytes_in,
+                     imgstore_server__now() - req->start,
+                     (unsigned long long)req->server->config->upload_min_rate);
+        req->status = MHD_HTTP_REQUEST_TIMEOUT;
         return MHD_NO;
     }
     if (upload->feeder_started && size <= STAGE_MAX) {
@@ -735,5 +767,10 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
     free(upload->stage);
     free(upload->work);
     imgstore_server__metrics_gauge(server->metrics, "uploads_in_progress", -1);
+    if (upload->counted) {
+        pthread_mutex_lock(&server->lock);
+        server->uploads--;
+        pthread_mutex_unlock(&server->lock);
+    }
     free(upload);
 }

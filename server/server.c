@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_seconds(void)
+double imgstore_server__now(void)
 {
     struct timespec ts;
 
@@ -532,7 +533,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->server = server;
         req->conn = conn;
         req->method = method;
-        req->start = now_seconds();
+        req->start = imgstore_server__now();
         *con_cls = req;
         pthread_mutex_lock(&server->lock);
         server->inflight++;
@@ -620,7 +621,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)conn;
     if (!req)
         return;
-    seconds = now_seconds() - req->start;
+    seconds = imgstore_server__now() - req->start;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status < 400) {
         /* the client went away or the stream aborted: the status sent is not the outcome */
         if (!req->status)
@@ -751,8 +752,9 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     imgstore_store *store = NULL;
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
+    /* the gate (gate.c) accepts and hands connections over with MHD_add_connection */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned polling_threads = cores > 0 ? (unsigned)cores : 1;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -763,6 +765,10 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     *out = NULL;
     if (!config->repo)
         return imgstore_error_set(IMGSTORE_EINVALID, "no repository configured");
+    /* chunk and upload buffers (1-4 MiB) from mmap, so that they go back to the system when
+     * freed: glibc's sliding threshold kept them in its arenas, and 341 MB stayed resident
+     * after slow uploads had closed (issue #10.3) */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     if ((err = parse_listen(&addr, &addr_len, config->listen)) < 0)
         return err;
     if (!(server = calloc(1, sizeof(*server))))
@@ -817,20 +823,26 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         goto done;
     }
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listener,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header_bytes,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->connection_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_connections_per_ip,
-        MHD_OPTION_THREAD_POOL_SIZE, polling_threads, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)config->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)config->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)config->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)config->max_connections_per_ip, MHD_OPTION_THREAD_POOL_SIZE, polling_threads,
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!server->daemon) {
         err =
             imgstore_error_set(IMGSTORE_ERROR, "cannot listen on %s%s", config->listen,
                                server->tls_cert_pem ? " (or the TLS key pair is not usable)" : "");
         goto done;
     }
-    listener = -1; /* the daemon's now */
+    err = imgstore_server__gate_start(
+        &server->gate, listener, server->daemon, (unsigned)config->header_timeout,
+        (size_t)config->max_header_bytes, (size_t)config->max_connections,
+        server->tls_cert_pem != NULL);
+    listener = -1; /* the gate's now, whatever happened */
+    if (err < 0)
+        goto done;
     if (addr.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof(host));
         snprintf(server->address, sizeof(server->address), "[%s]:%u", host,
@@ -867,11 +879,9 @@ void imgstore_server_stop(imgstore_server *server)
 
     if (!server)
         return;
+    imgstore_server__gate_stop(server->gate); /* no new connection from here */
+    server->gate = NULL;
     if (server->daemon) {
-        MHD_socket listener = MHD_quiesce_daemon(server->daemon);
-
-        if (listener != MHD_INVALID_SOCKET)
-            close(listener);
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += (time_t)server->config->drain_seconds;
         pthread_mutex_lock(&server->lock);

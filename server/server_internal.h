@@ -35,10 +35,14 @@ struct imgstore_server_config {
     char *tls_cert, *tls_key;
     uint64_t cache_max_bytes; /* 0: no cache, every download streams from the store */
     uint64_t max_upload_bytes;
+    uint64_t max_uploads;        /* uploads in progress at once; more are 503 */
+    uint64_t upload_min_rate;    /* bytes a second an upload must average (0: any) */
+    uint64_t upload_rate_window; /* seconds before that average is enforced */
     uint64_t max_json_bytes;
     uint64_t max_header_bytes;
     uint64_t max_url_bytes;
     uint64_t connection_timeout; /* seconds */
+    uint64_t header_timeout;     /* seconds from accept to a whole request head */
     uint64_t max_connections, max_connections_per_ip;
     uint64_t max_waiters, max_wait_seconds, drain_seconds;
     uint64_t fill_concurrency, stream_concurrency;
@@ -151,10 +155,30 @@ void imgstore_server__workers_free(imgstore_server__workers *workers);
 
 #define IMGSTORE_SERVER_POOL_MAX 32 /* idle store handles kept open */
 
+/** Seconds on the monotonic clock. */
+double imgstore_server__now(void);
+
+/* ---- the gate (gate.c): request heads arrive before the daemon sees a connection ---- */
+
+typedef struct imgstore_server__gate imgstore_server__gate;
+
+/**
+ * Accept connections on `listener` (owned from now on) and hand each to `daemon` once its
+ * request head has arrived (over TLS: its first bytes), closing with 408 any that take more
+ * than `header_timeout` seconds. At most `capacity` wait at once; the oldest makes room.
+ */
+int imgstore_server__gate_start(imgstore_server__gate **out, int listener,
+                                struct MHD_Daemon *daemon, unsigned header_timeout, size_t head_max,
+                                size_t capacity, bool tls);
+
+/** Stop accepting; close the listener and every connection still waiting. NULL-safe. */
+void imgstore_server__gate_stop(imgstore_server__gate *gate);
+
 struct imgstore_server {
     imgstore_server_config *config;
     imgstore_signers signers; /* borrowed from the program */
     struct MHD_Daemon *daemon;
+    imgstore_server__gate *gate;
     char address[96];
     char *tls_cert_pem, *tls_key_pem;
     imgstore_server__metrics *metrics;
@@ -172,6 +196,7 @@ struct imgstore_server {
     pthread_cond_t changed;
     uint64_t generation; /* bumped by every deploy and rollback made through this server */
     uint64_t waiters, streams, inflight;
+    uint64_t uploads;   /* in progress, at most config->max_uploads */
     uint64_t suspended; /* connections handed to a worker: all resumed before MHD stops */
     bool stopping;
     bool closing; /* the drain is over: nothing is suspended any more */

@@ -296,9 +296,10 @@ static int move_channel(imgstore_channel_state **out, channel_edit *edit)
         return imgstore_error_set(IMGSTORE_EINVALID,
                                   "%s/%s: a deploy key must sign the channel state (--key)",
                                   edit->name, edit->channel);
-    if (edit->opts->reason && strlen(edit->opts->reason) > IMGSTORE_TEXT_MAX)
-        return imgstore_error_set(IMGSTORE_EINVALID, "reason: longer than %d bytes",
-                                  IMGSTORE_TEXT_MAX);
+    if ((edit->opts->reason &&
+         (err = imgstore_schema_check_text("reason", edit->opts->reason)) < 0) ||
+        (edit->opts->actor && (err = imgstore_schema_check_text("actor", edit->opts->actor)) < 0))
+        return err;
     err = imgstore_store__commit(edit->store, edit->opts->actor, edit->opts->signers.keys[0],
                                  channel_edit_fn, edit);
     if (err == 0 || err == IMGSTORE_STORE_UNCHANGED) {

@@ -42,6 +42,8 @@
 #define ELTORITO_SECTION       0x90
 #define ELTORITO_SECTION_LAST  0x91
 #define ELTORITO_PLATFORM_EFI  0xEF
+#define ELTORITO_SECTOR_COUNT  6 /* u16 LE in a boot entry: 512-byte sectors to load */
+#define ELTORITO_LOAD_RBA      8 /* u32 LE in a boot entry: its first 2048-byte sector */
 
 static const uint8_t gpt_signature[8] = {'E', 'F', 'I', ' ', 'P', 'A', 'R', 'T'};
 /* EFI System Partition type C12A7328-F81F-11D2-BA4B-00A0C93EC93B as stored (mixed endian). */
@@ -79,6 +81,24 @@ bool imgstore_store__detect_mbr_valid(const imgstore_store__detect_ctx *ctx, boo
         *protective_out = *protective_out || entry[4] == MBR_TYPE_GPT_PROTECT;
     }
     return used;
+}
+
+/* An EFI system partition in the MBR must lie inside the file too. */
+static int mbr_esp_in_file(const imgstore_store__detect_ctx *ctx, const char *what)
+{
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *entry = ctx->head + MBR_ENTRIES + i * MBR_ENTRY_SIZE;
+        uint64_t end =
+            ((uint64_t)imgstore_store__le32(entry + 8) + imgstore_store__le32(entry + 12)) * 512;
+
+        if (entry[4] == MBR_TYPE_EFI_SYSTEM && end > ctx->size)
+            return imgstore_store__detect_malformed(ctx,
+                                                    "truncated %s: the EFI system partition ends "
+                                                    "at byte %" PRIu64 " but the file has %" PRIu64
+                                                    " bytes",
+                                                    what, end, ctx->size);
+    }
+    return 0;
 }
 
 /* The GPT header sits in LBA 1: byte 512, or 4096 on 4Kn disks. Returns the sector size or 0. */
@@ -121,7 +141,21 @@ int imgstore_store__detect_gpt_has_esp(const imgstore_store__detect_ctx *ctx, bo
         if ((err = imgstore_store__detect_read(ctx, type, sizeof(type), array + at)) < 0)
             return err;
         if (memcmp(type, gpt_esp_type, sizeof(type)) == 0) {
+            uint8_t range[16]; /* first and last LBA, inclusive */
+            uint64_t last;
+
             *out = true;
+            if (!imgstore_store__detect_in_file(ctx, array + at + 32, sizeof(range)))
+                return 0;
+            if ((err = imgstore_store__detect_read(ctx, range, sizeof(range), array + at + 32)) < 0)
+                return err;
+            last = imgstore_store__le64(range + 8);
+            if (last >= UINT64_MAX / sector || (last + 1) * sector > ctx->size)
+                return imgstore_store__detect_malformed(
+                    ctx,
+                    "truncated GPT disk: the EFI system partition ends at byte %" PRIu64
+                    " but the file has %" PRIu64 " bytes",
+                    last >= UINT64_MAX / sector ? UINT64_MAX : (last + 1) * sector, ctx->size);
             return 0;
         }
     }
@@ -139,6 +173,8 @@ int imgstore_store__detect_partitioned(imgstore_store__detect_ctx *ctx)
             return err;
         imgstore_store__detect_set(info->partition_table, sizeof(info->partition_table), "gpt");
     } else if (imgstore_store__detect_mbr_valid(ctx, &esp, &protective)) {
+        if (esp && (err = mbr_esp_in_file(ctx, "disk image")) < 0)
+            return err;
         /* A protective MBR with no GPT header where we look is still a GPT disk. */
         imgstore_store__detect_set(info->partition_table, sizeof(info->partition_table),
                                    protective ? "gpt" : "mbr");
@@ -153,6 +189,24 @@ int imgstore_store__detect_partitioned(imgstore_store__detect_ctx *ctx)
 }
 
 /* ---- ISO 9660 ------------------------------------------------------------------------ */
+
+/* The EFI boot image an El Torito entry loads must lie inside the file, as the volume must
+ * (issue #10: a hybrid ISO cut inside it was stored as EFI-bootable). Its sector count is in
+ * 512-byte sectors; 0 and 1 say only "at least one". */
+static int boot_image_in_file(const imgstore_store__detect_ctx *ctx, const uint8_t *entry)
+{
+    uint64_t count = imgstore_store__le16(entry + ELTORITO_SECTOR_COUNT);
+    uint64_t end = (uint64_t)imgstore_store__le32(entry + ELTORITO_LOAD_RBA) * ISO_SECTOR +
+                   (count > 1 ? count : 1) * 512;
+
+    if (end > ctx->size)
+        return imgstore_store__detect_malformed(ctx,
+                                                "truncated hybrid ISO: the EFI boot image ends at "
+                                                "byte %" PRIu64 " but the file has %" PRIu64
+                                                " bytes",
+                                                end, ctx->size);
+    return 0;
+}
 
 /* An El Torito catalog entry for the EFI platform means the image boots on UEFI firmware. */
 static int boot_catalog_has_efi(const imgstore_store__detect_ctx *ctx, uint32_t lba, bool *out)
@@ -171,12 +225,19 @@ static int boot_catalog_has_efi(const imgstore_store__detect_ctx *ctx, uint32_t 
     if (len < ELTORITO_ENTRY_SIZE || catalog[0] != ELTORITO_VALIDATION_ID)
         return 0;
     *out = catalog[1] == ELTORITO_PLATFORM_EFI;
-    /* Entry 1 is the default entry; section headers (with a platform id) follow. */
-    for (size_t at = 2 * ELTORITO_ENTRY_SIZE; at + ELTORITO_ENTRY_SIZE <= len && !*out;
+    if (*out && 2 * ELTORITO_ENTRY_SIZE <= len)
+        return boot_image_in_file(ctx, catalog + ELTORITO_ENTRY_SIZE);
+    /* Entry 1 is the default entry; section headers (with a platform id) follow, each with
+     * its boot entry after it. */
+    for (size_t at = 2 * ELTORITO_ENTRY_SIZE; at + ELTORITO_ENTRY_SIZE <= len;
          at += ELTORITO_ENTRY_SIZE) {
         if ((catalog[at] == ELTORITO_SECTION || catalog[at] == ELTORITO_SECTION_LAST) &&
-            catalog[at + 1] == ELTORITO_PLATFORM_EFI)
+            catalog[at + 1] == ELTORITO_PLATFORM_EFI) {
             *out = true;
+            return at + 2 * ELTORITO_ENTRY_SIZE <= len
+                       ? boot_image_in_file(ctx, catalog + at + ELTORITO_ENTRY_SIZE)
+                       : 0;
+        }
     }
     return 0;
 }
@@ -260,6 +321,8 @@ int imgstore_store__detect_iso9660(imgstore_store__detect_ctx *ctx)
             return err;
     } else if (imgstore_store__detect_mbr_valid(ctx, &esp, &protective)) {
         info->hybrid = true;
+        if (esp && (err = mbr_esp_in_file(ctx, "hybrid ISO")) < 0)
+            return err;
     }
     info->efi = info->efi || esp;
     return 0;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void imgstore_history_free(imgstore_history_entry *entries, size_t count)
+static void free_rows(imgstore_history_entry *entries, size_t count)
 {
     for (size_t i = 0; entries && i < count; i++) {
         free(entries[i].actor);
@@ -21,6 +21,11 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count)
         free(entries[i].state_bytes);
         imgstore_strings_free(entries[i].signatures, entries[i].signature_count);
     }
+}
+
+void imgstore_history_free(imgstore_history_entry *entries, size_t count)
+{
+    free_rows(entries, count);
     free(entries);
 }
 
@@ -135,6 +140,24 @@ int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *s
     return err;
 }
 
+/* The third space-separated word of a commit subject when it is a legal version (a new
+ * string), else NULL: subjects are whatever a git-level writer wrote. */
+static char *third_word(const char *summary)
+{
+    char *word;
+
+    for (int skip = 0; skip < 2 && summary; skip++)
+        summary = (summary = strchr(summary, ' ')) ? summary + 1 : NULL;
+    if (!summary || !(word = strndup(summary, strcspn(summary, " "))))
+        return NULL;
+    if (imgstore_schema_check_name(IMGSTORE_NAME_VERSION, word) < 0) {
+        imgstore_error_clear();
+        free(word);
+        return NULL;
+    }
+    return word;
+}
+
 static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *cap,
                      const git_commit *commit)
 {
@@ -165,83 +188,272 @@ static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *ca
     return 0;
 }
 
-int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgstore_store *store,
-                           const char *name, const char *channel)
+/* The entry `commit` (first parent `parent`, NULL for the first commit) adds to the history
+ * of `name` (`channel`: of that channel only), appended to entries; *added says whether. */
+static int commit_entry(bool *added, imgstore_history_entry **entries, size_t *count, size_t *cap,
+                        imgstore_store *store, git_commit *commit, git_commit *parent,
+                        const char *name, const char *channel)
 {
-    imgstore_history_entry *entries = NULL;
-    size_t count = 0, cap = 0;
-    git_commit *commit = NULL;
+    git_tree *tree = NULL, *parent_tree = NULL;
     char images_path[256], channels_path[512];
-    git_oid head;
+    git_oid img_now, img_before, ch_now, ch_before;
     int err = 0, rc;
 
-    *out = NULL;
-    *count_out = 0;
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
-        (channel && (err = imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, channel)) < 0))
-        return err;
+    *added = false;
     snprintf(images_path, sizeof(images_path), "images/%s", name);
     if (channel)
         snprintf(channels_path, sizeof(channels_path), "channels/%s/%s.json", name, channel);
     else
         snprintf(channels_path, sizeof(channels_path), "channels/%s", name);
+    if ((rc = git_commit_tree(&tree, commit)) < 0 ||
+        (parent && (rc = git_commit_tree(&parent_tree, parent)) < 0)) {
+        err = imgstore_store__git_error(rc, "history: cannot read a tree");
+        goto done;
+    }
+    /* most commits touch neither this image nor its channels: two root entries say so
+     * without reading the trees below them (issue #9) */
+    if (parent_tree && (channel || same_at(tree, parent_tree, "images")) &&
+        same_at(tree, parent_tree, "channels"))
+        goto done;
+    img_now = id_at(tree, images_path);
+    img_before = id_at(parent_tree, images_path);
+    ch_now = id_at(tree, channels_path);
+    ch_before = id_at(parent_tree, channels_path);
+    if (!channel && !git_oid_equal(&img_now, &img_before)) {
+        /* "push NAME VERSION", "sign NAME VERSION by KEY...": the third word (the last one
+         * is a key id for a sign, issue #10) */
+        if ((err = add_entry(entries, count, cap, commit)) == 0) {
+            (*entries)[*count - 1].version = third_word((*entries)[*count - 1].summary);
+            *added = true;
+        }
+    } else if (!git_oid_equal(&ch_now, &ch_before) && !git_oid_iszero(&ch_now)) {
+        char *moved = channel ? strdup(channel) : moved_channel(store, tree, parent_tree, name);
+
+        if (moved && (err = add_entry(entries, count, cap, commit)) == 0) {
+            imgstore_history_entry *e = &(*entries)[*count - 1];
+
+            e->channel = moved;
+            moved = NULL;
+            *added = true;
+            err = load_move(e, store, tree, name);
+        }
+        free(moved);
+    }
+done:
+    git_tree_free(parent_tree);
+    git_tree_free(tree);
+    return err;
+}
+
+/* The whole first-parent history, newest first: what a store without current indexes
+ * answers from (op numbers counted from the root once the walk ends). */
+static int history_walk(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                        imgstore_store *store, const char *name, const char *channel)
+{
+    git_commit *commit = NULL;
+    uint64_t depth = 0;
+    git_oid head;
+    int err = 0, rc;
+
     if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
         (rc = git_commit_lookup(&commit, store->repo, &head)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
     while (commit && err == 0) {
         git_commit *parent = NULL;
-        git_tree *tree = NULL, *parent_tree = NULL;
-        git_oid img_now, img_before, ch_now, ch_before;
+        bool added = false;
 
         if (git_commit_parentcount(commit) > 0 && (rc = git_commit_parent(&parent, commit, 0)) < 0)
             err = imgstore_store__git_error(rc, "history: missing parent commit");
-        if (!err && ((rc = git_commit_tree(&tree, commit)) < 0 ||
-                     (parent && (rc = git_commit_tree(&parent_tree, parent)) < 0)))
-            err = imgstore_store__git_error(rc, "history: cannot read a tree");
-        /* most commits touch neither this image nor its channels: two root entries say so
-         * without reading the trees below them (issue #9) */
-        if (!err && parent_tree && (channel || same_at(tree, parent_tree, "images")) &&
-            same_at(tree, parent_tree, "channels")) {
-            /* unchanged: nothing to record */
-        } else if (!err) {
-            img_now = id_at(tree, images_path);
-            img_before = id_at(parent_tree, images_path);
-            ch_now = id_at(tree, channels_path);
-            ch_before = id_at(parent_tree, channels_path);
-            if (!channel && !git_oid_equal(&img_now, &img_before)) {
-                /* "push <name> <version>": the version is the last word we wrote. */
-                if ((err = add_entry(&entries, &count, &cap, commit)) == 0) {
-                    const char *v = strrchr(entries[count - 1].summary, ' ');
-
-                    entries[count - 1].version = v ? strdup(v + 1) : NULL;
-                }
-            } else if (!git_oid_equal(&ch_now, &ch_before) && !git_oid_iszero(&ch_now)) {
-                char *moved =
-                    channel ? strdup(channel) : moved_channel(store, tree, parent_tree, name);
-
-                if (moved && (err = add_entry(&entries, &count, &cap, commit)) == 0) {
-                    imgstore_history_entry *e = &entries[count - 1];
-
-                    e->channel = moved;
-                    moved = NULL;
-                    err = load_move(e, store, tree, name);
-                }
-                free(moved);
-            }
-        }
-        git_tree_free(parent_tree);
-        git_tree_free(tree);
+        if (!err &&
+            (err = commit_entry(&added, entries, count, cap, store, commit, parent, name,
+                                channel)) == 0 &&
+            added)
+            (*entries)[*count - 1].op = depth; /* from the tip, for now */
         git_commit_free(commit);
         commit = parent;
+        depth++;
     }
     git_commit_free(commit);
+    for (size_t i = 0; i < *count; i++)
+        (*entries)[i].op = depth - 1 - (*entries)[i].op;
+    return err;
+}
+
+/* Whether a move's state time is after `at`. */
+static bool after_at(const imgstore_history_entry *e, int64_t at)
+{
+    int64_t when;
+
+    return !e->state || imgstore_time_parse(&when, e->state->time) < 0 || when > at;
+}
+
+/* Apply the query to a whole history (newest first), in place. */
+static void history_filter(imgstore_history_entry *entries, size_t *count, uint64_t *next_out,
+                           const imgstore_history_query *q)
+{
+    size_t from = 0, kept;
+
+    while (from < *count && q->before && entries[from].op >= q->before)
+        from++;
+    while (from < *count && q->has_at && after_at(&entries[from], q->at))
+        from++;
+    free_rows(entries, from);
+    kept = *count - from;
+    if (q->has_at && kept > 1)
+        kept = 1;
+    if (q->limit && kept > q->limit)
+        kept = q->limit;
+    *next_out = !q->has_at && from + kept < *count && kept > 0 ? entries[from + kept - 1].op : 0;
+    free_rows(entries + from + kept, *count - from - kept);
+    memmove(entries, entries + from, kept * sizeof(*entries));
+    *count = kept;
+}
+
+/* How many of the first `end` rows of `log` have op < before (by_time false) or time <= at:
+ * rows are in op order, and a channel's state times do not go back, so a binary search. */
+static int rows_below(size_t *out, imgstore_store *store, const git_tree *tree, const char *log,
+                      size_t total, size_t end, bool by_time, int64_t bound)
+{
+    size_t lo = 0, hi = end;
+    int err = 0;
+
+    while (lo < hi && err == 0) {
+        size_t mid = lo + (hi - lo) / 2;
+        char **row = NULL;
+        uint64_t op = 0;
+        int64_t when = 0;
+
+        if ((err = imgstore_store__log_rows(&row, store, tree, log, total, mid, 1)) == 0 &&
+            (err = imgstore_store__index_row_numbers(&op, &when, log, row[0])) == 0) {
+            if (by_time ? when <= bound : op < (uint64_t)bound)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        imgstore_strings_free(row, 1);
+    }
+    *out = lo;
+    return err;
+}
+
+/* The query answered from the indexes: the rows it selects, each turned into its entry from
+ * its own commit. IMGSTORE_STORE_UNCHANGED when the indexes are not current. */
+static int history_indexed(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                           uint64_t *next_out, imgstore_store *store, const char *name,
+                           const imgstore_history_query *q)
+{
+    git_commit *tip = NULL;
+    git_tree *tree = NULL;
+    char log[512];
+    size_t total = 0, end, start;
+    uint64_t ops = 0, op = 0;
+    bool current = false;
+    git_oid head;
+    int err, rc;
+
+    if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
+        (rc = git_commit_lookup(&tip, store->repo, &head)) < 0 ||
+        (rc = git_commit_tree(&tree, tip)) < 0) {
+        err = imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
+        goto done;
+    }
+    if ((err = imgstore_store__index_current(&current, &ops, store, tip, tree)) < 0)
+        goto done;
+    if (!current) {
+        err = IMGSTORE_STORE_UNCHANGED;
+        goto done;
+    }
+    if (q->channel)
+        snprintf(log, sizeof(log), "index/%s/channels/%s", name, q->channel);
+    else
+        snprintf(log, sizeof(log), "index/%s/events", name);
+    if ((err = imgstore_store__log_count(&total, store, tree, log)) < 0)
+        goto done;
+    end = total;
+    if (q->before &&
+        (err = rows_below(&end, store, tree, log, total, end, false, (int64_t)q->before)) < 0)
+        goto done;
+    if (q->has_at && (err = rows_below(&end, store, tree, log, total, end, true, q->at)) < 0)
+        goto done;
+    start = q->has_at ? (end ? end - 1 : 0) : q->limit && end > q->limit ? end - q->limit : 0;
+    for (size_t i = end; i-- > start && err == 0;) {
+        git_commit *commit = NULL, *parent = NULL;
+        char **row = NULL;
+        int64_t when = 0;
+        bool added = false;
+        git_oid id;
+
+        if ((err = imgstore_store__log_rows(&row, store, tree, log, total, i, 1)) == 0 &&
+            (err = imgstore_store__index_row_numbers(&op, &when, log, row[0])) == 0 &&
+            (err = imgstore_store__index_commit_id(&id, store, tree, &head, ops, op)) == 0) {
+            if ((rc = git_commit_lookup(&commit, store->repo, &id)) < 0 ||
+                (git_commit_parentcount(commit) > 0 &&
+                 (rc = git_commit_parent(&parent, commit, 0)) < 0))
+                err = imgstore_store__git_error(rc, "%s: operation %llu", log,
+                                                (unsigned long long)op);
+            else
+                err = commit_entry(&added, entries, count, cap, store, commit, parent, name,
+                                   q->channel);
+            if (err == 0 && !added)
+                err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                         "%s: the index is damaged (operation %llu did not "
+                                         "change it); run imgstore reindex",
+                                         log, (unsigned long long)op);
+            if (err == 0)
+                (*entries)[*count - 1].op = op;
+        }
+        imgstore_strings_free(row, 1);
+        git_commit_free(parent);
+        git_commit_free(commit);
+    }
+    if (err == 0 && !q->has_at && start > 0)
+        *next_out = op; /* the oldest answered: pass it as `before` for the next page */
+done:
+    git_tree_free(tree);
+    git_commit_free(tip);
+    return err;
+}
+
+int imgstore_store_history_query(imgstore_history_entry **out, size_t *count_out,
+                                 uint64_t *next_out, imgstore_store *store, const char *name,
+                                 const imgstore_history_query *q)
+{
+    imgstore_history_entry *entries = NULL;
+    size_t count = 0, cap = 0;
+    uint64_t next = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    if (next_out)
+        *next_out = 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (q->channel && (err = imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, q->channel)) < 0))
+        return err;
+    if (q->has_at && !q->channel)
+        return imgstore_error_set(IMGSTORE_EINVALID, "a time needs a channel");
+    err = history_indexed(&entries, &count, &cap, &next, store, name, q);
+    if (err == IMGSTORE_STORE_UNCHANGED) { /* no current index: walk */
+        if ((err = history_walk(&entries, &count, &cap, store, name, q->channel)) == 0)
+            history_filter(entries, &count, &next, q);
+    }
     if (err < 0) {
         imgstore_history_free(entries, count);
         return err;
     }
     *out = entries;
     *count_out = count;
+    if (next_out)
+        *next_out = next;
     return 0;
+}
+
+int imgstore_store_history(imgstore_history_entry **out, size_t *count_out, imgstore_store *store,
+                           const char *name, const char *channel)
+{
+    imgstore_history_query q = {.channel = channel};
+
+    return imgstore_store_history_query(out, count_out, NULL, store, name, &q);
 }
 
 json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count)
@@ -254,8 +466,9 @@ json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, si
         char when[32];
 
         imgstore_time_rfc3339(when, sizeof(when), e->time);
-        row = json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", e->commit, "time", when, "actor",
-                        e->actor, "action", e->action, "summary", e->summary);
+        row = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "commit", e->commit, "op",
+                        (json_int_t)e->op, "time", when, "actor", e->actor, "action", e->action,
+                        "summary", e->summary);
         if (row && e->version)
             json_object_set_new(row, "version", json_string(e->version));
         if (row && e->channel)

@@ -120,6 +120,22 @@ int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
         (opts->version &&
          (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, opts->version)) < 0))
         return err;
+    /* free texts are refused here, before any byte is read, with the field named; the
+     * manifest's own rule (schema) would refuse them only once every byte was stored */
+    if (opts->actor && (err = imgstore_schema_check_text("actor", opts->actor)) < 0)
+        return err;
+    if (opts->source_repository || opts->source_commit) {
+        /* checked as URL@COMMIT, the one form users give it in, so messages match theirs */
+        char *source =
+            imgstore_strfmt("%s@%s", opts->source_repository ? opts->source_repository : "",
+                            opts->source_commit ? opts->source_commit : "");
+
+        err = source ? imgstore_schema_check_text("source", source)
+                     : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        free(source);
+        if (err < 0)
+            return err;
+    }
     if (opts->label_count > IMGSTORE_MAX_LABELS)
         return imgstore_error_set(IMGSTORE_EINVALID, "push: more than %d labels",
                                   IMGSTORE_MAX_LABELS);
@@ -145,6 +161,13 @@ int imgstore_store_push_begin(imgstore_push **out, imgstore_store *store,
 
         if ((err = imgstore_schema_check_name(IMGSTORE_NAME_LABEL, l->key)) < 0)
             goto done;
+        if (l->value) {
+            char field[IMGSTORE_NAME_MAX + 8];
+
+            snprintf(field, sizeof(field), "label %s", l->key);
+            if ((err = imgstore_schema_check_text(field, l->value)) < 0)
+                goto done;
+        }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(opts->labels[j].key, l->key) == 0) {
                 err = imgstore_error_set(IMGSTORE_EINVALID, "label '%s' given twice", l->key);

@@ -249,66 +249,28 @@ int imgstore_store_list_channels(char ***channels_out, size_t *count_out, imgsto
     return list_at(channels_out, count_out, store, path, ".json", true);
 }
 
-typedef struct {
-    char *version;
-    char *created;
-} dated_version;
-
-static int newest_first(const void *a, const void *b)
-{
-    const dated_version *x = a, *y = b;
-    int c = strcmp(y->created, x->created);
-
-    return c ? c : strcmp(y->version, x->version);
-}
-
 int imgstore_store_list_versions(char ***versions_out, size_t *count_out, imgstore_store *store,
                                  const char *name)
 {
-    git_tree *tip = NULL;
+    imgstore_version_row *rows = NULL;
     char **versions = NULL;
-    dated_version *dated = NULL;
     size_t count = 0;
-    char path[256];
     int err;
 
     *versions_out = NULL;
     *count_out = 0;
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+    if ((err = imgstore_store_versions_page(&rows, &count, NULL, store, name, SIZE_MAX, 0)) < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s", name);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
-        goto done;
-    if ((err = imgstore_store__list_tree(&versions, &count, store, tip, path, NULL)) < 0) {
-        if (err == IMGSTORE_ENOTFOUND)
-            imgstore_error_set(err, "no image named %s", name);
-        goto done;
-    }
-    if (!(dated = calloc(count + 1, sizeof(*dated)))) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        goto done;
+    if (!(versions = calloc(count + 1, sizeof(*versions)))) {
+        imgstore_version_rows_free(rows, count);
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
     for (size_t i = 0; i < count; i++) {
-        imgstore_manifest *m = NULL;
-
-        dated[i].version = versions[i];
-        if ((err = imgstore_store__manifest_load(&m, NULL, store, tip, name, versions[i])) < 0)
-            goto done;
-        dated[i].created = m->created;
-        m->created = NULL;
-        imgstore_manifest_free(m);
+        versions[i] = rows[i].version; /* taken */
+        rows[i].version = NULL;
     }
-    qsort(dated, count, sizeof(*dated), newest_first);
-    for (size_t i = 0; i < count; i++)
-        versions[i] = dated[i].version;
+    imgstore_version_rows_free(rows, count);
     *versions_out = versions;
     *count_out = count;
-    versions = NULL;
-done:
-    for (size_t i = 0; dated && i < count; i++)
-        free(dated[i].created);
-    free(dated);
-    imgstore_strings_free(versions, count);
-    git_tree_free(tip);
-    return err;
+    return 0;
 }

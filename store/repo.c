@@ -664,6 +664,7 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
     git_tree *tip = NULL, *tree = NULL;
     git_oid tree_oid, commit_oid;
     char *message = NULL;
+    uint64_t ops = 0;
     int err = 0, rc;
 
     if ((rc = git_reference_lookup(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
@@ -672,12 +673,19 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
         err = imgstore_store__git_error(rc, "%s: cannot read the tip", store->path);
         goto done;
     }
+    if ((err = imgstore_store__index_current(&store->index_live, &ops, store, parent, tip)) < 0)
+        goto done;
+    store->index_rebuilt = false;
     if ((err = edit(&tree_oid, &message, tip, payload)) != 0)
         goto done;
     if (git_oid_equal(&tree_oid, git_tree_id(tip))) {
         err = IMGSTORE_STORE_UNCHANGED;
         goto done;
     }
+    /* the indexes move with every commit, in the same tree (issue #9) */
+    if ((err = imgstore_store__index_commit(&tree_oid, store, parent, tip,
+                                            (int64_t)sig->when.time)) < 0)
+        goto done;
     if ((rc = git_tree_lookup(&tree, store->repo, &tree_oid)) < 0) {
         err = imgstore_store__git_error(rc, "%s: cannot write the commit", store->path);
         goto done;

@@ -352,10 +352,12 @@ done:
 
 /* ---- taking in ------------------------------------------------------------------------ */
 
-/* Verify one armored signature over msg and name its file after the signer. */
+/* Verify one armored signature over msg and name its file after the signer; `id_out` (may be
+ * NULL) gets the signer's key id as `imgstore key show` and ssh-keygen -l spell it. */
 static int signature_file(char name_out[IMGSTORE_STORE__SIG_NAME_MAX],
-                          const imgstore_policy *policy, imgstore_role role, const char *armored,
-                          size_t len, const void *msg, size_t msg_len)
+                          char id_out[IMGSTORE_SIGN_KEYID_MAX], const imgstore_policy *policy,
+                          imgstore_role role, const char *armored, size_t len, const void *msg,
+                          size_t msg_len)
 {
     imgstore_sign_pubkey signer;
     imgstore_trust_status one;
@@ -376,6 +378,8 @@ static int signature_file(char name_out[IMGSTORE_STORE__SIG_NAME_MAX],
                                   (unsigned long long)policy->version);
     }
     imgstore_store__sig_file_name(name_out, &signer);
+    if (id_out)
+        imgstore_sign_pubkey_fingerprint(id_out, &signer);
     return 0;
 }
 
@@ -392,6 +396,7 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
     add_edit *e = payload;
     imgstore_policy *policy = NULL;
     char path[512], dir[512], sig_path[1024], file[IMGSTORE_STORE__SIG_NAME_MAX];
+    char key_id[IMGSTORE_SIGN_KEYID_MAX];
     char *bytes = NULL;
     size_t len = 0;
     git_oid blob;
@@ -408,8 +413,8 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
                                      e->name);
         goto done;
     }
-    if ((err = signature_file(file, policy, IMGSTORE_ROLE_RELEASE, e->armored, e->len, bytes,
-                              len)) < 0)
+    if ((err = signature_file(file, key_id, policy, IMGSTORE_ROLE_RELEASE, e->armored, e->len,
+                              bytes, len)) < 0)
         goto done;
     snprintf(sig_path, sizeof(sig_path), "%s/%s", dir, file);
     git_oid_cpy(tree_out, git_tree_id(tip));
@@ -419,8 +424,8 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
         (err = imgstore_store__signatures_check_at(&e->status, e->store, tree_out, dir, policy,
                                                    IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
         goto done;
-    file[strlen(file) - 4] = '\0';
-    if (!(*message_out = imgstore_strfmt("sign %s %s by SHA256:%s\n", e->name, e->version, file)))
+    /* the subject local signing writes too (trust.c): one spelling of a key id (issue #10) */
+    if (!(*message_out = imgstore_strfmt("sign %s %s by %s\n", e->name, e->version, key_id)))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
     free(bytes);
@@ -601,8 +606,8 @@ static int put_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
         char file[IMGSTORE_STORE__SIG_NAME_MAX], sig_path[1024];
         git_oid sig_blob;
 
-        if (signature_file(file, policy, IMGSTORE_ROLE_DEPLOY, e->armored[i], strlen(e->armored[i]),
-                           e->bytes, e->len) < 0)
+        if (signature_file(file, NULL, policy, IMGSTORE_ROLE_DEPLOY, e->armored[i],
+                           strlen(e->armored[i]), e->bytes, e->len) < 0)
             continue;
         snprintf(sig_path, sizeof(sig_path), "%s/%s", dir, file);
         if ((err = imgstore_store__write_blob(&sig_blob, e->store, e->armored[i],

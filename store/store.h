@@ -138,6 +138,33 @@ int imgstore_store_list_images(char ***names_out, size_t *count_out, imgstore_st
 int imgstore_store_list_versions(char ***versions_out, size_t *count_out, imgstore_store *store,
                                  const char *name);
 
+/* One row of an image's version index: what ls shows without loading the manifest. */
+typedef struct {
+    char *version;
+    char *created; /* RFC 3339, the manifest's */
+    size_t files;
+    uint64_t size; /* bytes of all files */
+    size_t row;    /* position in the image's versions, oldest 0: the paging cursor */
+} imgstore_version_row;
+
+/**
+ * A page of an image's versions, newest first (by manifest creation time, then version), from
+ * its version index (docs/format.md): the rows before position `before` (SIZE_MAX: from the
+ * newest), at most `limit` of them (0: all). *total_out (may be NULL) gets how many versions
+ * the image has. Every row answered is checked against the manifest id stored for it; a stale
+ * index (an older imgstore wrote the store) is passed over for the manifests themselves.
+ * Returns 0, IMGSTORE_ENOTFOUND (no such image), IMGSTORE_EVERIFY (damaged index).
+ */
+int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, size_t *total_out,
+                                 imgstore_store *store, const char *name, size_t before,
+                                 size_t limit);
+
+void imgstore_version_rows_free(imgstore_version_row *rows, size_t count);
+
+/** A row as JSON (schema/api_image.schema.json's "versions" items): what `ls NAME --json`
+ * prints and the server sends. New reference; NULL when out of memory. */
+json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row);
+
 /** Channel names of an image, sorted (may be empty). */
 int imgstore_store_list_channels(char ***channels_out, size_t *count_out, imgstore_store *store,
                                  const char *name);
@@ -216,7 +243,26 @@ typedef struct {
     size_t state_len;
     char **signatures; /* the armored deploy signatures stored beside it at that commit */
     size_t signature_count;
+    uint64_t op; /* the commit's operation number: its first-parent depth, the first is 0 */
 } imgstore_history_entry;
+
+/* Which part of a history to read (docs/format.md says what each costs). */
+typedef struct {
+    const char *channel; /* NULL: the image's history (pushes and moves) */
+    uint64_t before;     /* only operations numbered below this; 0: from the newest */
+    size_t limit;        /* at most this many entries; 0: all */
+    bool has_at;         /* channel only: just the newest move whose state time is not after */
+    int64_t at;
+} imgstore_history_query;
+
+/**
+ * A page of history, newest first: from the indexes when they are current (a binary search
+ * and one commit per entry), else from a walk of the first-parent history. *next_out (may be
+ * NULL) gets the `before` of the next page, 0 when this one reaches the first entry.
+ */
+int imgstore_store_history_query(imgstore_history_entry **out, size_t *count_out,
+                                 uint64_t *next_out, imgstore_store *store, const char *name,
+                                 const imgstore_history_query *query);
 
 /**
  * History of an image (channel NULL: pushes and channel moves) or of one channel, newest
@@ -267,6 +313,22 @@ int imgstore_store_stack_next(const char **out, size_t *count_out, const char *c
  */
 int imgstore_store_stack_replay(const char **out, size_t *count_out,
                                 const imgstore_channel_state *const *states, size_t count);
+
+/* ---- indexes -------------------------------------------------------------------------- */
+
+/**
+ * Compare the tip's indexes with ones rebuilt from the whole history and every manifest.
+ * Returns 0 when they are the same, IMGSTORE_EVERIFY naming what differs (missing, stale or
+ * damaged: run imgstore_store_reindex).
+ */
+int imgstore_store_index_check(imgstore_store *store);
+
+/**
+ * Rebuild the indexes from the history and the manifests, in one commit signed by `key` (may
+ * be NULL); nothing when they already match. *changed_out (may be NULL) says whether.
+ */
+int imgstore_store_reindex(bool *changed_out, imgstore_store *store, const char *actor,
+                           const imgstore_sign_key *key);
 
 /* ---- verification --------------------------------------------------------------------- */
 

@@ -61,6 +61,8 @@ struct imgstore_store {
     bool tip_cached; /* tip_oid was read while the ref file looked like tip_stat */
     struct stat tip_stat;
     git_oid tip_oid;
+    bool index_live;    /* the commit being written keeps the indexes (index.c) */
+    bool index_rebuilt; /* its edit wrote the whole index itself (reindex) */
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */
@@ -176,6 +178,40 @@ int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char **
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);
+
+/* ---- indexes (index.c) ------------------------------------------------------------- */
+
+/** Rows in the segmented log at `log` of `root` (0 when absent; EVERIFY when damaged). */
+int imgstore_store__log_count(size_t *out, imgstore_store *store, const git_tree *root,
+                              const char *log);
+
+/** Rows [first, first+count) of a log of `total` rows (strings; imgstore_strings_free). */
+int imgstore_store__log_rows(char ***out, imgstore_store *store, const git_tree *root,
+                             const char *log, size_t total, size_t first, size_t count);
+
+/** Whether the indexes in `tree`, the tree of `commit`, are current (their oplog ends at the
+ * commit's parent); *ops_out gets the commit's op number then. */
+int imgstore_store__index_current(bool *out, uint64_t *ops_out, imgstore_store *store,
+                                  const git_commit *commit, const git_tree *tree);
+
+/** Update the indexes in the tree *tree_oid for the commit about to be written on `parent`
+ * at `time` (nothing when they are not current): the oplog, events and channel moves. */
+int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const git_commit *parent,
+                                 const git_tree *parent_tree, int64_t time);
+
+/** Add the version of `m`, already at images/<name>/<version> of *tree_oid, to its image's
+ * version index (when the commit keeps the indexes). */
+int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
+                                      const imgstore_manifest *m);
+
+/** "op TAB time" of an events or channel row. */
+int imgstore_store__index_row_numbers(uint64_t *op_out, int64_t *time_out, const char *log,
+                                      const char *row);
+
+/** The id of the commit numbered `op` in a store whose tip (`tip`, tree `tip_tree`) is op
+ * number `ops`. */
+int imgstore_store__index_commit_id(git_oid *out, imgstore_store *store, const git_tree *tip_tree,
+                                    const git_oid *tip, uint64_t ops, uint64_t op);
 
 /* ---- trust (trust.c) ----------------------------------------------------------------- */
 

@@ -454,8 +454,19 @@ static int sign_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
         (err = imgstore_store__signatures_check_at(&e->status, e->store, tree_out, dir, policy,
                                                    IMGSTORE_ROLE_RELEASE, bytes, len)) < 0)
         goto done;
-    if (!(*message_out = imgstore_strfmt("sign %s %s by %s\n", e->name, e->version,
-                                         imgstore_sign_key_id(e->signers->keys[0]))))
+    /* "sign NAME VERSION by SHA256:... [SHA256:...]": the key ids as `imgstore key show`
+     * prints them, as the server's signing (signed.c) writes them too (issue #10) */
+    *message_out = imgstore_strfmt("sign %s %s by", e->name, e->version);
+    for (size_t i = 0; *message_out && i <= e->signers->count; i++) {
+        char *longer =
+            i < e->signers->count
+                ? imgstore_strfmt("%s %s", *message_out, imgstore_sign_key_id(e->signers->keys[i]))
+                : imgstore_strfmt("%s\n", *message_out);
+
+        free(*message_out);
+        *message_out = longer;
+    }
+    if (!*message_out)
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 done:
     free(bytes);

@@ -244,7 +244,8 @@ int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *
         const char *entry = git_tree_entry_name(git_tree_entry_byindex(tip, i));
 
         if (strcmp(entry, IMGSTORE_STORE_MARKER) != 0 && strcmp(entry, "images") != 0 &&
-            strcmp(entry, "channels") != 0 && strcmp(entry, "trust") != 0) {
+            strcmp(entry, "channels") != 0 && strcmp(entry, "trust") != 0 &&
+            strcmp(entry, "index") != 0) {
             char msg[512];
 
             snprintf(msg, sizeof(msg), "unexpected top-level entry '%s'", entry);
@@ -269,6 +270,9 @@ int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *
         fsck_channels(&ctx, tip, names[i]);
         imgstore_strings_free(versions, version_count);
     }
+    /* derived data: what a rebuild from the history and the manifests gives, exactly */
+    if (imgstore_store_index_check(store) < 0)
+        problem(&ctx, NULL, NULL, imgstore_error_last());
     err = 0;
     if (ctx.problems)
         err = imgstore_error_set(IMGSTORE_EVERIFY, "%d problem(s) found", ctx.problems);

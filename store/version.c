@@ -1,8 +1,8 @@
 /*
  * Turning a finished push into a committed version: the manifest (with the derived version
  * when none was given, and the boot set), the version's tree, and the commit edit that
- * enforces immutability (same name and version, other bytes: refused; same bytes: success
- * with no new commit).
+ * enforces immutability (same name and version, other bytes, labels or source: refused;
+ * the same: success with no new commit).
  */
 #include "store/store_internal.h"
 
@@ -61,6 +61,69 @@ bool imgstore_store__same_files(const imgstore_manifest *a, const imgstore_manif
     return true;
 }
 
+/* "{ci.job=812, team=os}": a version's labels, for the conflict message (cut at `cap`). */
+static void labels_text(char *buf, size_t cap, const imgstore_manifest *m)
+{
+    size_t n = (size_t)snprintf(buf, cap, "{");
+
+    for (size_t i = 0; i < m->label_count && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s=%s", i ? ", " : "", m->labels[i].key,
+                              m->labels[i].value);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "}");
+}
+
+/* "URL@COMMIT", or "none" (cut at `cap`). */
+static void source_text(char *buf, size_t cap, const imgstore_manifest *m)
+{
+    if (!m->source_repository && !m->source_commit)
+        snprintf(buf, cap, "none");
+    else
+        snprintf(buf, cap, "%s@%s", m->source_repository ? m->source_repository : "",
+                 m->source_commit ? m->source_commit : "");
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/*
+ * Labels and source are part of the signed, immutable manifest (issue #10): pushing the same
+ * bytes with other ones is a different version, not a no-op that drops them. The builder
+ * and the time are not compared: they say who pushed when, and a CI job re-run elsewhere is
+ * still the same push. Both manifests' labels are sorted by key.
+ */
+static int check_same_provenance(const imgstore_manifest *stored, const imgstore_manifest *m)
+{
+    bool same_labels = stored->label_count == m->label_count;
+    char had[512], wants[512];
+
+    for (size_t i = 0; i < m->label_count && same_labels; i++)
+        same_labels = strcmp(stored->labels[i].key, m->labels[i].key) == 0 &&
+                      strcmp(stored->labels[i].value, m->labels[i].value) == 0;
+    if (!same_labels) {
+        labels_text(had, sizeof(had), stored);
+        labels_text(wants, sizeof(wants), m);
+        return imgstore_error_set(IMGSTORE_EEXISTS,
+                                  "%s %s already exists with labels %s, not %s; versions are "
+                                  "immutable and labels are part of the manifest: push the new "
+                                  "labels as a new version",
+                                  m->name, m->version, had, wants);
+    }
+    if (!same_text(stored->source_repository, m->source_repository) ||
+        !same_text(stored->source_commit, m->source_commit)) {
+        source_text(had, sizeof(had), stored);
+        source_text(wants, sizeof(wants), m);
+        return imgstore_error_set(IMGSTORE_EEXISTS,
+                                  "%s %s already exists with source %s, not %s; versions are "
+                                  "immutable and the source is part of the manifest: push it as "
+                                  "a new version",
+                                  m->name, m->version, had, wants);
+    }
+    return 0;
+}
+
 /* Everything the commit edit needs; it may run more than once (a lost race). */
 typedef struct {
     imgstore_store *store;
@@ -90,6 +153,10 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
                                       "are immutable, push it as a new version",
                                       m->name, m->version);
         }
+        if ((err = check_same_provenance(stored, m)) < 0) {
+            imgstore_manifest_free(stored);
+            return err;
+        }
         e->existing = stored;
         return IMGSTORE_STORE_UNCHANGED;
     }
@@ -105,7 +172,8 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
         return err;
     snprintf(path, sizeof(path), "images/%s/%s", m->name, m->version);
     if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &e->version_tree,
-                                           GIT_FILEMODE_TREE)) < 0)
+                                           GIT_FILEMODE_TREE)) < 0 ||
+        (err = imgstore_store__index_add_version(tree_out, e->store, m)) < 0)
         return err;
     if (!(*message_out = imgstore_strfmt("push %s %s\n", m->name, m->version)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");

@@ -534,6 +534,15 @@ def validate(value, schema_name, schema=None, root=None, where="$"):
     for sub in schema.get("allOf", []):
         validate(value, schema_name, sub, root, where)
     t = schema.get("type")
+    if isinstance(t, list):  # one of several types, e.g. ["integer", "null"]
+        matches = [x for x in t if (x == "integer" and isinstance(value, int) and
+                                    not isinstance(value, bool)) or
+                   (x == "number" and isinstance(value, (int, float)) and
+                    not isinstance(value, bool)) or
+                   (x not in ("integer", "number") and isinstance(value, _TYPES[x]))]
+        if not matches:
+            fail("expected one of %s" % t)
+        t = None
     if t == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
             fail("expected an integer")

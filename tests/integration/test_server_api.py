@@ -479,7 +479,7 @@ class Api(ServerTestCase):
         self.assertEqual(image["entries"], self.okjson("history", "demo")["entries"])
         # as for a channel, an image never pushed has an empty history
         self.assertEqual(self.server.get_json("/v1/images/nope/history", token=self.reader),
-                         {"name": "nope", "entries": []})
+                         {"name": "nope", "entries": [], "next": None})
         status, _, data = self.server.request("GET", "/v1/images/demo/history")
         self.assertEqual(status, 401, data)
         # deploying a version that does not exist: 404, nothing written

@@ -2,12 +2,14 @@
 imgstore serve at the edges of HTTP and of its own socket: a port already in use stops a
 second server, ambiguous requests (two Content-Length or Authorization headers, a raw NUL in
 the path) are refused, a 403 names the scope it lacks, a deploy token reads what deploying
-needs, and a 304 carries no body.
+needs, a 304 carries no body, and slow request heads (slowloris) are closed at their deadline
+without starving anyone else.
 """
 
 import json
 import socket
 import subprocess
+import time
 
 from imgstore_testlib import (BIN, EXIT_FAIL, ServerTestCase, base_env, main, new_token,
                               recv_all, run)
@@ -171,6 +173,107 @@ class Hardening(ServerTestCase):
             self.assertIn(fields.get("content-length"), (None, [str(len(body))]), (path, head))
             self.assertTrue(rest.startswith(b"HTTP/1.1 200"), (path, rest[:200]))
         self.assertGreaterEqual(len(tested), 2, tested)
+
+
+    def test_slow_request_heads_are_closed_and_never_starve_healthz(self):
+        # issue #10.2: 60 clients each sending one header line every 0.5 s, against 20
+        # connection slots; libmicrohttpd's idle timeout never fired and /healthz starved
+        server = self.serve("max_connections = 20", "header_timeout = 3")
+        slow = []
+        for _ in range(60):
+            s = socket.create_connection((server.host, server.port), timeout=10)
+            s.sendall(b"GET /v1/images HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        started = time.monotonic()
+        answered = []
+        while time.monotonic() - started < 2.5:
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass  # already closed by the server: fine
+            status, _, _ = server.request("GET", "/healthz", timeout=2)
+            answered.append(status)
+            time.sleep(0.5)
+        self.assertEqual(set(answered), {200}, answered)
+        # past the deadline every slow head has been closed, with a 408 where it can be read
+        time.sleep(2.0)
+        closed = 0
+        for s in slow:
+            s.settimeout(3)
+            try:
+                for _ in range(3):
+                    s.sendall(b"X-Slow: 1\r\n")
+                    time.sleep(0.05)
+                data = recv_all(s)
+                closed += 1
+                self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408"), data[:100])
+            except (ConnectionResetError, BrokenPipeError):
+                closed += 1
+            except socket.timeout:
+                pass
+            finally:
+                s.close()
+        self.assertEqual(closed, len(slow))
+        # and a client that sends its request at once is served as before
+        self.assertEqual(server.request("GET", "/healthz")[0], 200)
+
+
+    def test_uploads_are_bounded_and_a_trickle_is_cut_off(self):
+        # issue #10.3: 128 uploads trickling 100 B/s took 389 threads and 608 MB, 341 MB of
+        # which stayed after they closed; uploads are now counted (max_uploads), must average
+        # upload_min_rate after upload_rate_window, and big buffers go back to the system
+        token, line = new_token("read,push", "pusher")
+        server = self.serve(line, "max_uploads = 4", "upload_min_rate = 1000",
+                            "upload_rate_window = 2")
+
+        def status():
+            fields = dict(l.split(":", 1) for l in
+                          open("/proc/%d/status" % server.proc.pid).read().splitlines())
+            return int(fields["VmRSS"].split()[0]) // 1024, int(fields["Threads"])
+
+        rss0, threads0 = status()
+        head = (b"POST /v1/images/slow%d/1.0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + token.encode() + b"\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+                b"Content-Length: 100000000\r\n\r\n--B\r\nContent-Disposition: form-data; "
+                b"name=\"f\"; filename=\"app.img\"\r\n\r\n")
+        slow = []
+        for i in range(12):
+            s = socket.create_connection((server.host, server.port), timeout=10)
+            s.sendall(head.replace(b"%d", str(i).encode()) + b"x" * 100)
+            slow.append(s)
+            time.sleep(0.05)
+        time.sleep(0.5)
+        # four are taken; the others are told to come back, at once
+        refused = 0
+        for s in slow[4:]:
+            data = recv_all(s)
+            self.assertTrue(data.startswith(b"HTTP/1.1 503"), data[:200])
+            self.assertIn(b"max_uploads = 4", data)
+            refused += 1
+        self.assertEqual(refused, 8)
+        _, threads = status()
+        self.assertLessEqual(threads - threads0, 4 * 3, "threads: %d -> %d" % (threads0, threads))
+        # the four that trickle are cut off once the window has passed
+        cut = 0
+        deadline = time.monotonic() + 10
+        for s in slow[:4]:
+            try:
+                while time.monotonic() < deadline:
+                    s.sendall(b"x" * 100)
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                cut += 1
+            s.close()
+        self.assertEqual(cut, 4)
+        time.sleep(1)
+        rss, threads = status()
+        self.assertLessEqual(threads, threads0 + 2)
+        self.assertLess(rss - rss0, 32, "RSS %d MB -> %d MB" % (rss0, rss))
+        # and an upload at a normal pace goes through
+        p, _ = self.random_file("ok.img", 256 * 1024)
+        self.ok("push", "--server", server.url, "--token", token, "--name", "ok", "--version",
+                "1", "--kind", "unknown", p)
 
 
 if __name__ == "__main__":

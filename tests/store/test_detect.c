@@ -384,6 +384,22 @@ static void detect_raw_disks_by_partition_table(void **state)
     assert_string_equal(info.format, "raw");
     assert_string_equal(info.partition_table, "gpt");
     assert_true(info.efi);
+    /* issue #10: an ESP running past the end of the file is a cut-off disk, not EFI-bootable */
+    put_le64(disk + 1024 + 128 + 32, 20);
+    put_le64(disk + 1024 + 128 + 40, 40);
+    assert_refused("disk.img", disk, sizeof(disk),
+                   "truncated GPT disk: the EFI system partition ends at byte 20992 but the file "
+                   "has 17408 bytes");
+    put_le64(disk + 1024 + 128 + 40, 33);
+    assert_int_equal(detect(&info, "disk.img", disk, sizeof(disk)), 0);
+    assert_true(info.efi);
+    /* the same in an MBR: an 0xEF partition past the end */
+    memset(disk + 512, 0, sizeof(disk) - 512);
+    disk[446 + 4] = 0xEF;
+    put_le32(disk + 446 + 12, 40);
+    assert_refused("disk.img", disk, sizeof(disk), "truncated disk image: the EFI system "
+                                                   "partition ends at byte 20992");
+    put_le32(disk + 446 + 12, 33);
     /* An MBR disk with one Linux partition. */
     memset(disk + 512, 0, sizeof(disk) - 512);
     disk[446 + 4] = 0x83;

@@ -1,0 +1,1119 @@
+/*
+ * The indexes kept in the store (docs/format.md, "Indexes"): derived data committed with
+ * every operation so that no command walks all versions or all commits (issue #9).
+ *
+ *   index/oplog                        row k: the id of the commit with op number k
+ *   index/<name>/versions              one row per version, sorted by (created, version):
+ *                                      "created TAB version TAB files TAB size TAB manifest-id"
+ *   index/<name>/events                one row per commit that changed images/<name> or
+ *                                      channels/<name>: "op TAB commit-time"
+ *   index/<name>/channels/<channel>    one row per commit that changed the channel's state:
+ *                                      "op TAB state-time"
+ *
+ * A commit's op number is its first-parent depth (the first commit is 0). The commit with op
+ * k appends row k-1 of the oplog (its parent's id: a commit cannot name itself), so the tip's
+ * oplog has one row per commit before it, and its last row is the tip's parent. That one
+ * comparison tells whether the indexes are current: a commit written by anything else
+ * (stock git, an older imgstore) breaks it, writers then leave the indexes alone and readers
+ * walk as before until `imgstore reindex` rebuilds them.
+ *
+ * Every log is cut into segments of LOG_ROWS rows, LOG_SEGMENTS segments per group:
+ * <log>/<group %05u>/<segment %03u>, so an append rewrites one small blob and three small
+ * trees, and reading row i reads one segment.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_ROWS        64
+#define LOG_SEGMENTS    256
+#define LOG_SEGMENT_CAP (256u * 1024)
+#define OPLOG           "index/oplog"
+
+/* ---- segmented logs ------------------------------------------------------------------ */
+
+static void segment_path(char *out, size_t cap, const char *log, size_t segment)
+{
+    snprintf(out, cap, "%s/%05zu/%03zu", log, segment / LOG_SEGMENTS, segment % LOG_SEGMENTS);
+}
+
+static int damaged(const char *log, const char *what)
+{
+    return imgstore_error_set(IMGSTORE_EVERIFY,
+                              "%s: the index is damaged (%s); run imgstore reindex", log, what);
+}
+
+/* The tree at `path` of `root`, or NULL (0) when absent. */
+static int subtree(git_tree **out, imgstore_store *store, const git_tree *root, const char *path)
+{
+    git_tree_entry *entry = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = git_tree_entry_bypath(&entry, root, path)) == GIT_ENOTFOUND)
+        return 0;
+    if (rc == 0 && git_tree_entry_type(entry) != GIT_OBJECT_TREE)
+        rc = GIT_EINVALID;
+    if (rc == 0)
+        rc = git_tree_lookup(out, store->repo, git_tree_entry_id(entry));
+    git_tree_entry_free(entry);
+    return rc < 0 ? imgstore_store__git_error(rc, "%s", path) : 0;
+}
+
+/* The last entry of `tree`, which must be named `index` in `width` digits: the entries of a
+ * log directory are 0, 1, ... in order. Returns its position. */
+static int last_numbered(size_t *out, const git_tree *tree, const char *log, int width)
+{
+    size_t count = git_tree_entrycount(tree);
+    char expect[32];
+
+    if (count == 0)
+        return damaged(log, "empty directory");
+    snprintf(expect, sizeof(expect), "%0*zu", width, count - 1);
+    if (strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, count - 1)), expect) != 0)
+        return damaged(log, "segments out of sequence");
+    *out = count - 1;
+    return 0;
+}
+
+/* Split a segment's bytes into rows (pointers into `bytes`, which is modified). */
+static size_t split_rows(char *rows[LOG_ROWS + 1], char *bytes)
+{
+    size_t n = 0;
+
+    for (char *line = bytes; *line && n <= LOG_ROWS;) {
+        char *nl = strchr(line, '\n');
+
+        if (!nl)
+            break;
+        *nl = '\0';
+        rows[n++] = line;
+        line = nl + 1;
+    }
+    return n;
+}
+
+typedef struct {
+    char *bytes; /* owns the rows */
+    char *rows[LOG_ROWS + 1];
+    size_t count;
+} segment;
+
+static void segment_clear(segment *s)
+{
+    free(s->bytes);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Read segment `n` of `log`; every segment but the last holds LOG_ROWS rows. */
+static int segment_read(segment *out, imgstore_store *store, const git_tree *root, const char *log,
+                        size_t n, bool last)
+{
+    char path[512];
+    size_t len = 0;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    segment_path(path, sizeof(path), log, n);
+    if ((err = imgstore_store__read_small_blob(&out->bytes, &len, store, root, path,
+                                               LOG_SEGMENT_CAP)) < 0)
+        return err == IMGSTORE_ENOTFOUND ? damaged(log, "a segment is missing") : err;
+    if (len == 0 || out->bytes[len - 1] != '\n' || strlen(out->bytes) != len)
+        return damaged(log, "a segment is not rows of text");
+    out->count = split_rows(out->rows, out->bytes);
+    if (out->count > LOG_ROWS || (!last && out->count != LOG_ROWS))
+        return damaged(log, "a segment has the wrong number of rows");
+    return 0;
+}
+
+int imgstore_store__log_count(size_t *out, imgstore_store *store, const git_tree *root,
+                              const char *log)
+{
+    git_tree *dir = NULL, *group = NULL;
+    segment last = {0};
+    size_t groups = 0, segments = 0;
+    char path[512];
+    int err;
+
+    *out = 0;
+    if ((err = subtree(&dir, store, root, log)) < 0 || !dir)
+        return err;
+    if ((err = last_numbered(&groups, dir, log, 5)) < 0)
+        goto done;
+    snprintf(path, sizeof(path), "%s/%05zu", log, groups);
+    if ((err = subtree(&group, store, root, path)) < 0)
+        goto done;
+    if (!group) {
+        err = damaged(log, "a group is not a directory");
+        goto done;
+    }
+    if ((err = last_numbered(&segments, group, log, 3)) < 0)
+        goto done;
+    if (groups > 0 && git_tree_entrycount(group) == 0) {
+        err = damaged(log, "empty group");
+        goto done;
+    }
+    if ((err = segment_read(&last, store, root, log, groups * LOG_SEGMENTS + segments, true)) < 0)
+        goto done;
+    if (last.count == 0) {
+        err = damaged(log, "empty segment");
+        goto done;
+    }
+    *out = (groups * LOG_SEGMENTS + segments) * LOG_ROWS + last.count;
+done:
+    segment_clear(&last);
+    git_tree_free(group);
+    git_tree_free(dir);
+    return err;
+}
+
+int imgstore_store__log_rows(char ***out, imgstore_store *store, const git_tree *root,
+                             const char *log, size_t total, size_t first, size_t count)
+{
+    char **rows = calloc(count + 1, sizeof(*rows));
+    segment seg = {0};
+    size_t loaded = SIZE_MAX;
+    int err = 0;
+
+    *out = NULL;
+    if (!rows)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (first + count > total || first + count < first)
+        err = imgstore_error_set(IMGSTORE_EINVALID, "%s: rows %zu..%zu of %zu", log, first,
+                                 first + count, total);
+    for (size_t i = 0; i < count && err == 0; i++) {
+        size_t row = first + i, n = row / LOG_ROWS;
+
+        if (n != loaded) {
+            segment_clear(&seg);
+            if ((err = segment_read(&seg, store, root, log, n, n == (total - 1) / LOG_ROWS)) < 0)
+                break;
+            loaded = n;
+        }
+        if (row % LOG_ROWS >= seg.count) {
+            err = damaged(log, "a segment is short");
+            break;
+        }
+        if (!(rows[i] = strdup(seg.rows[row % LOG_ROWS])))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    segment_clear(&seg);
+    if (err < 0) {
+        imgstore_strings_free(rows, count);
+        return err;
+    }
+    *out = rows;
+    return 0;
+}
+
+/* Write rows [first, first+count) of `log` into the tree *tree_oid, replacing what was there
+ * from `first` (a multiple of LOG_ROWS) on. Logs only grow, so nothing after them is left. */
+static int log_write(git_oid *tree_oid, imgstore_store *store, const char *log, size_t first,
+                     char *const *rows, size_t count)
+{
+    int err = 0;
+
+    for (size_t at = 0; at < count && err == 0; at += LOG_ROWS) {
+        size_t n = count - at < LOG_ROWS ? count - at : LOG_ROWS, len = 0;
+        char path[512], *bytes;
+        git_oid blob;
+
+        for (size_t i = 0; i < n; i++)
+            len += strlen(rows[at + i]) + 1;
+        if (!(bytes = malloc(len + 1)))
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        len = 0;
+        for (size_t i = 0; i < n; i++)
+            len += (size_t)sprintf(bytes + len, "%s\n", rows[at + i]);
+        err = imgstore_store__write_blob(&blob, store, bytes, len);
+        free(bytes);
+        segment_path(path, sizeof(path), log, (first + at) / LOG_ROWS);
+        if (err == 0)
+            err = imgstore_store__tree_set(tree_oid, store, path, &blob, GIT_FILEMODE_BLOB);
+    }
+    return err;
+}
+
+/* Rows of the segment holding row `total - 1` onwards: [*first_out, total) */
+static int log_tail(char ***rows_out, size_t *count_out, size_t *first_out, imgstore_store *store,
+                    const git_tree *root, const char *log, size_t total)
+{
+    *first_out = total ? (total - 1) / LOG_ROWS * LOG_ROWS : 0;
+    *count_out = total - *first_out;
+    return imgstore_store__log_rows(rows_out, store, root, log, total, *first_out, *count_out);
+}
+
+/* Insert `row` at position `at` of a log of `total` rows held in the tree *tree_oid. Costs the
+ * segments from `at` to the end: one for an append. */
+static int log_insert(git_oid *tree_oid, imgstore_store *store, const char *log, size_t total,
+                      size_t at, const char *row)
+{
+    git_tree *root = NULL;
+    char **rows = NULL, **grown = NULL;
+    size_t first = at / LOG_ROWS * LOG_ROWS, count = total - first;
+    int err, rc;
+
+    if ((rc = git_tree_lookup(&root, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
+    if ((err = imgstore_store__log_rows(&rows, store, root, log, total, first, count)) < 0)
+        goto done;
+    if (!(grown = calloc(count + 2, sizeof(*grown)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    memcpy(grown, rows, (at - first) * sizeof(*grown));
+    grown[at - first] = (char *)row;
+    memcpy(grown + at - first + 1, rows + at - first, (total - at) * sizeof(*grown));
+    err = log_write(tree_oid, store, log, first, grown, count + 1);
+done:
+    free(grown);
+    imgstore_strings_free(rows, count);
+    git_tree_free(root);
+    return err;
+}
+
+static int log_append(git_oid *tree_oid, imgstore_store *store, const char *log, const char *row)
+{
+    git_tree *root = NULL;
+    size_t total = 0;
+    int err, rc;
+
+    if ((rc = git_tree_lookup(&root, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
+    err = imgstore_store__log_count(&total, store, root, log);
+    git_tree_free(root);
+    return err < 0 ? err : log_insert(tree_oid, store, log, total, total, row);
+}
+
+/* ---- what a commit changed ------------------------------------------------------------ */
+
+/* Where a log's rows go: appended to a tree (a commit) or collected (a rebuild). */
+typedef int (*row_sink)(const char *log, const char *row, void *payload);
+
+/* Names in the directory `path` of either tree whose entries differ (or exist in one only),
+ * each passed to `fn`. Both listings are sorted, so one merge. */
+typedef int (*name_fn)(const char *entry, void *payload);
+
+static int changed_names(imgstore_store *store, const git_tree *before, const git_tree *after,
+                         const char *path, name_fn fn, void *payload)
+{
+    git_tree *a = NULL, *b = NULL;
+    size_t i = 0, j = 0, na, nb;
+    int err;
+
+    if ((err = before ? subtree(&a, store, before, path) : 0) < 0 ||
+        (err = subtree(&b, store, after, path)) < 0)
+        goto done;
+    if (a && b && git_oid_equal(git_tree_id(a), git_tree_id(b)))
+        goto done;
+    na = a ? git_tree_entrycount(a) : 0;
+    nb = b ? git_tree_entrycount(b) : 0;
+    while ((i < na || j < nb) && err == 0) {
+        const git_tree_entry *x = i < na ? git_tree_entry_byindex(a, i) : NULL;
+        const git_tree_entry *y = j < nb ? git_tree_entry_byindex(b, j) : NULL;
+        int c = !x ? 1 : !y ? -1 : strcmp(git_tree_entry_name(x), git_tree_entry_name(y));
+
+        if (c < 0)
+            err = fn(git_tree_entry_name(x), payload), i++;
+        else if (c > 0)
+            err = fn(git_tree_entry_name(y), payload), j++;
+        else {
+            if (!git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)))
+                err = fn(git_tree_entry_name(x), payload);
+            i++, j++;
+        }
+    }
+done:
+    git_tree_free(a);
+    git_tree_free(b);
+    return err;
+}
+
+typedef struct {
+    imgstore_store *store;
+    const git_tree *before, *after;
+    uint64_t op;
+    int64_t time;
+    row_sink sink;
+    void *payload;
+    const char *prefix; /* of every log path: "index/" in a commit, "" in a rebuild */
+    char **names;       /* images changed, sorted, distinct */
+    size_t name_count;
+    const char *image; /* while walking its channels */
+    size_t moves;      /* channel states of `image` it wrote */
+} commit_diff;
+
+static int note_image(const char *entry, void *payload)
+{
+    commit_diff *d = payload;
+    char **grown;
+
+    for (size_t i = 0; i < d->name_count; i++)
+        if (strcmp(d->names[i], entry) == 0)
+            return 0;
+    if (!(grown = realloc(d->names, (d->name_count + 1) * sizeof(*grown))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    d->names = grown;
+    if (!(d->names[d->name_count] = strdup(entry)))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    d->name_count++;
+    return 0;
+}
+
+static int note_move(const char *entry, void *payload)
+{
+    commit_diff *d = payload;
+    size_t len = strlen(entry);
+    imgstore_channel_state *state = NULL;
+    char channel[IMGSTORE_NAME_MAX + 1], log[512], row[64];
+    int64_t when = 0;
+    int err;
+
+    if (len <= 5 || strcmp(entry + len - 5, ".json") != 0 || len - 5 > IMGSTORE_NAME_MAX)
+        return 0; /* signature directories change with their state */
+    snprintf(channel, sizeof(channel), "%.*s", (int)(len - 5), entry);
+    if ((err = imgstore_store__channel_load(&state, d->store, d->after, d->image, channel)) ==
+        IMGSTORE_ENOTFOUND)
+        return 0; /* removed: not a move */
+    if (err < 0)
+        return err;
+    err = imgstore_time_parse(&when, state->time);
+    imgstore_channel_state_free(state);
+    if (err < 0)
+        return err;
+    snprintf(log, sizeof(log), "%s%s/channels/%s", d->prefix, d->image, channel);
+    snprintf(row, sizeof(row), "%llu\t%lld", (unsigned long long)d->op, (long long)when);
+    d->moves++;
+    return d->sink(log, row, d->payload);
+}
+
+/* The id at `path` in `tree` (zero when absent). */
+static git_oid id_at(const git_tree *tree, const char *path)
+{
+    git_tree_entry *entry = NULL;
+    git_oid id;
+
+    memset(&id, 0, sizeof(id));
+    if (tree && git_tree_entry_bypath(&entry, tree, path) == 0) {
+        id = *git_tree_entry_id(entry);
+        git_tree_entry_free(entry);
+    }
+    return id;
+}
+
+/* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
+ * the commits history.c turns into entries (a push, or a channel state written). */
+static int diff_commit(commit_diff *d)
+{
+    char log[512], row[64], path[512];
+    int err;
+
+    if ((err = changed_names(d->store, d->before, d->after, "images", note_image, d)) < 0 ||
+        (err = changed_names(d->store, d->before, d->after, "channels", note_image, d)) < 0)
+        goto done;
+    for (size_t i = 0; i < d->name_count && err == 0; i++) {
+        git_oid now, was;
+
+        d->image = d->names[i];
+        d->moves = 0;
+        snprintf(path, sizeof(path), "channels/%s", d->names[i]);
+        if ((err = changed_names(d->store, d->before, d->after, path, note_move, d)) < 0)
+            break;
+        snprintf(path, sizeof(path), "images/%s", d->names[i]);
+        now = id_at(d->after, path);
+        was = id_at(d->before, path);
+        if (git_oid_equal(&now, &was) && d->moves == 0)
+            continue;
+        snprintf(log, sizeof(log), "%s%s/events", d->prefix, d->names[i]);
+        snprintf(row, sizeof(row), "%llu\t%lld", (unsigned long long)d->op, (long long)d->time);
+        err = d->sink(log, row, d->payload);
+    }
+done:
+    imgstore_strings_free(d->names, d->name_count);
+    d->names = NULL;
+    d->name_count = 0;
+    return err;
+}
+
+/* ---- the oplog and whether the indexes are current ----------------------------------- */
+
+static int oid_row(git_oid *out, const char *row)
+{
+    if (strlen(row) != GIT_OID_HEXSZ || git_oid_fromstr(out, row) < 0)
+        return damaged(OPLOG, "a row is not a commit id");
+    return 0;
+}
+
+int imgstore_store__index_current(bool *out, uint64_t *ops_out, imgstore_store *store,
+                                  const git_commit *commit, const git_tree *tree)
+{
+    char **rows = NULL;
+    size_t total = 0;
+    git_oid last;
+    int err;
+
+    *out = false;
+    *ops_out = 0;
+    if ((err = imgstore_store__log_count(&total, store, tree, OPLOG)) < 0)
+        return err == IMGSTORE_EVERIFY ? 0 : err; /* damaged: not current */
+    if (git_commit_parentcount(commit) == 0) {
+        *out = total == 0; /* the first commit */
+        return 0;
+    }
+    if (total == 0)
+        return 0; /* written before indexes, or by something else */
+    if ((err = imgstore_store__log_rows(&rows, store, tree, OPLOG, total, total - 1, 1)) < 0) {
+        return err == IMGSTORE_EVERIFY ? 0 : err;
+    }
+    if (oid_row(&last, rows[0]) == 0 && git_oid_equal(&last, git_commit_parent_id(commit, 0))) {
+        *out = true;
+        *ops_out = total;
+    }
+    imgstore_strings_free(rows, 1);
+    return 0;
+}
+
+typedef struct {
+    imgstore_store *store;
+    git_oid *tree_oid;
+} appender;
+
+static int sink_append(const char *log, const char *row, void *payload)
+{
+    appender *a = payload;
+
+    return log_append(a->tree_oid, a->store, log, row);
+}
+
+int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const git_commit *parent,
+                                 const git_tree *parent_tree, int64_t time)
+{
+    appender a = {store, tree_oid};
+    commit_diff d = {0};
+    git_tree *after = NULL;
+    char row[GIT_OID_HEXSZ + 1];
+    bool current = false;
+    uint64_t ops = 0;
+    int err, rc;
+
+    if (store->index_rebuilt)
+        return 0; /* the edit wrote the whole index itself (reindex) */
+    if ((err = imgstore_store__index_current(&current, &ops, store, parent, parent_tree)) < 0 ||
+        !current)
+        return err;
+    if ((rc = git_tree_lookup(&after, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "cannot read the new tree");
+    d = (commit_diff){store, parent_tree, after, ops + 1, time, sink_append,
+                      &a,    "index/",    NULL,  0,       NULL, 0};
+    git_oid_tostr(row, sizeof(row), git_commit_id(parent));
+    if ((err = log_append(tree_oid, store, OPLOG, row)) == 0)
+        err = diff_commit(&d);
+    git_tree_free(after);
+    return err;
+}
+
+/* ---- the version index --------------------------------------------------------------- */
+
+/* Rows sort by (created, version): compare up to the second tab. */
+static int version_key_cmp(const char *a, const char *b)
+{
+    for (int tabs = 0;; a++, b++) {
+        if (*a != *b)
+            return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        if (*a == '\0' || (*a == '\t' && ++tabs == 2))
+            return 0;
+    }
+}
+
+static int qsort_rows(const void *a, const void *b)
+{
+    return version_key_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *row_format(const char *created, const char *version, size_t files, uint64_t size,
+                        const git_oid *manifest_oid)
+{
+    char hex[GIT_OID_HEXSZ + 1];
+
+    git_oid_tostr(hex, sizeof(hex), manifest_oid);
+    return imgstore_strfmt("%s\t%s\t%zu\t%llu\t%s", created, version, files,
+                           (unsigned long long)size, hex);
+}
+
+static char *version_row(const imgstore_manifest *m, const git_oid *manifest_oid)
+{
+    uint64_t size = 0;
+
+    for (size_t i = 0; i < m->file_count; i++)
+        size += m->files[i].size;
+    return row_format(m->created, m->version, m->file_count, size, manifest_oid);
+}
+
+/* The row the manifest at `path` of `root` gives, from a light read of its stored bytes (it
+ * was checked in full when it was stored; here only the row is in question). */
+static int row_from_manifest(char **out, imgstore_store *store, const git_tree *root,
+                             const char *path, const char *version, const git_oid *manifest_oid)
+{
+    char *bytes = NULL;
+    size_t len = 0, index;
+    json_t *doc = NULL, *file;
+    const char *created;
+    uint64_t size = 0;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path,
+                                               IMGSTORE_MANIFEST_MAX_BYTES)) < 0)
+        return err;
+    doc = json_loadb(bytes, len, 0, NULL);
+    free(bytes);
+    if (!doc || !(created = json_string_value(json_object_get(doc, "created"))) ||
+        !json_is_array(json_object_get(doc, "files"))) {
+        json_decref(doc);
+        return imgstore_error_set(IMGSTORE_EVERIFY, "%s: stored manifest is damaged", path);
+    }
+    json_array_foreach(json_object_get(doc, "files"), index, file)
+    {
+        size += (uint64_t)json_integer_value(json_object_get(file, "size"));
+    }
+    *out = row_format(created, version, json_array_size(json_object_get(doc, "files")), size,
+                      manifest_oid);
+    json_decref(doc);
+    return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+}
+
+/* The manifest blob id of images/<name>/<version> in `root` (ENOTFOUND). */
+static int manifest_id(git_oid *out, const git_tree *root, const char *name, const char *version)
+{
+    git_tree_entry *entry = NULL;
+    char path[512];
+    int rc;
+
+    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    if ((rc = git_tree_entry_bypath(&entry, root, path)) < 0)
+        return rc == GIT_ENOTFOUND ? IMGSTORE_ENOTFOUND : imgstore_store__git_error(rc, "%s", path);
+    *out = *git_tree_entry_id(entry);
+    git_tree_entry_free(entry);
+    return 0;
+}
+
+int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
+                                      const imgstore_manifest *m)
+{
+    git_tree *root = NULL;
+    char log[512], *row = NULL, **rows = NULL;
+    size_t total = 0, at, first = 0, count = 0;
+    git_oid manifest;
+    int err, rc;
+
+    if (!store->index_live)
+        return 0;
+    snprintf(log, sizeof(log), "index/%s/versions", m->name);
+    if ((rc = git_tree_lookup(&root, store->repo, tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
+    if ((err = manifest_id(&manifest, root, m->name, m->version)) < 0 ||
+        (err = imgstore_store__log_count(&total, store, root, log)) < 0)
+        goto done;
+    if (!(row = version_row(m, &manifest))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    /* usually the newest: it goes at the end; a back-dated one moves later rows up */
+    at = total;
+    while (at > 0 && err == 0) {
+        if ((err = log_tail(&rows, &count, &first, store, root, log, at)) < 0)
+            break;
+        while (at > first && version_key_cmp(rows[at - first - 1], row) > 0)
+            at--;
+        imgstore_strings_free(rows, count);
+        rows = NULL;
+        if (at > first)
+            break; /* row at-1 sorts before the new one; otherwise look one segment back */
+    }
+    if (err == 0)
+        err = log_insert(tree_oid, store, log, total, at, row);
+done:
+    free(row);
+    git_tree_free(root);
+    return err;
+}
+
+/* Every version of `name` in `root` as index rows, sorted: what the index must hold, read
+ * from the manifests themselves (a rebuild, or a reader that found the index stale). */
+static int versions_from_manifests(char ***rows_out, size_t *count_out, imgstore_store *store,
+                                   const git_tree *root, const char *name)
+{
+    char path[256], **versions = NULL;
+    size_t count = 0;
+    int err;
+
+    *rows_out = NULL;
+    *count_out = 0;
+    snprintf(path, sizeof(path), "images/%s", name);
+    if ((err = imgstore_store__list_tree(&versions, &count, store, root, path, NULL)) < 0)
+        return err;
+    for (size_t i = 0; i < count && err == 0; i++) {
+        imgstore_manifest *m = NULL;
+        git_oid id;
+        char *row = NULL;
+
+        if ((err = imgstore_store__manifest_load(&m, NULL, store, root, name, versions[i])) == 0 &&
+            (err = manifest_id(&id, root, name, versions[i])) == 0 && !(row = version_row(m, &id)))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        imgstore_manifest_free(m);
+        if (err == 0) {
+            free(versions[i]);
+            versions[i] = row;
+        }
+    }
+    if (err < 0) {
+        imgstore_strings_free(versions, count);
+        return err;
+    }
+    qsort(versions, count, sizeof(*versions), qsort_rows);
+    *rows_out = versions;
+    *count_out = count;
+    return 0;
+}
+
+void imgstore_version_rows_free(imgstore_version_row *rows, size_t count)
+{
+    for (size_t i = 0; rows && i < count; i++) {
+        free(rows[i].version);
+        free(rows[i].created);
+    }
+    free(rows);
+}
+
+/* Parse an index row and check it against the tree: the version is stored there with the
+ * manifest the row was made from. A row that does not is never answered. */
+static int version_row_parse(imgstore_version_row *out, imgstore_store *store, const git_tree *root,
+                             const char *log, const char *name, const char *row)
+{
+    char created[64], version[IMGSTORE_NAME_MAX + 1], oid_hex[GIT_OID_HEXSZ + 1];
+    unsigned long long files, size;
+    char path[512], *expect = NULL;
+    git_oid want, have;
+    bool same;
+    int end = 0, err;
+
+    if (sscanf(row, "%63[^\t]\t%128[^\t]\t%llu\t%llu\t%40[0-9a-f]%n", created, version, &files,
+               &size, oid_hex, &end) != 5 ||
+        row[end] != '\0' || git_oid_fromstr(&want, oid_hex) < 0)
+        return damaged(log, "a row does not parse");
+    if (manifest_id(&have, root, name, version) < 0 || !git_oid_equal(&want, &have))
+        return damaged(log, "a row names a version or manifest that is not stored");
+    /* and it says what that manifest says: the index orders and pages, it never answers for
+     * a manifest (about 30 us a row) */
+    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    if ((err = row_from_manifest(&expect, store, root, path, version, &have)) < 0)
+        return err;
+    same = strcmp(expect, row) == 0;
+    free(expect);
+    if (!same)
+        return damaged(log, "a row differs from its manifest");
+    if (!(out->version = strdup(version)) || !(out->created = strdup(created)))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    out->files = (size_t)files;
+    out->size = size;
+    return 0;
+}
+
+int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, size_t *total_out,
+                                 imgstore_store *store, const char *name, size_t before,
+                                 size_t limit)
+{
+    imgstore_version_row *page = NULL;
+    git_tree *tip = NULL, *dir = NULL;
+    char path[256], log[512], **rows = NULL;
+    size_t stored, indexed = 0, start = 0, end = 0, n = 0, row_count = 0;
+    bool from_index = false;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    if (total_out)
+        *total_out = 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "images/%s", name);
+    snprintf(log, sizeof(log), "index/%s/versions", name);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
+        (err = subtree(&dir, store, tip, path)) < 0)
+        goto done;
+    if (!dir || (stored = git_tree_entrycount(dir)) == 0) {
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+        goto done;
+    }
+    /* an index that does not count every stored version is stale (written by an older
+     * imgstore): the manifests answer instead, and imgstore reindex repairs it */
+    if ((err = imgstore_store__log_count(&indexed, store, tip, log)) < 0)
+        goto done;
+    from_index = indexed == stored;
+    end = before < stored ? before : stored;
+    start = limit && end > limit ? end - limit : 0;
+    if (from_index)
+        err = imgstore_store__log_rows(&rows, store, tip, log, stored, start, end - start);
+    else
+        err = versions_from_manifests(&rows, &row_count, store, tip, name);
+    if (err < 0 || !(page = calloc(end - start + 1, sizeof(*page)))) {
+        err = err < 0 ? err : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t i = end; i-- > start && err == 0; n++) {
+        page[n].row = i;
+        err = version_row_parse(&page[n], store, tip, log, name, rows[from_index ? i - start : i]);
+    }
+    if (err < 0)
+        goto done;
+    *out = page;
+    *count_out = n;
+    if (total_out)
+        *total_out = stored;
+    page = NULL;
+done:
+    imgstore_version_rows_free(page, n + (err < 0 ? 1 : 0));
+    imgstore_strings_free(rows, from_index ? end - start : row_count);
+    git_tree_free(dir);
+    git_tree_free(tip);
+    return err;
+}
+
+/* ---- reading the logs of history ----------------------------------------------------- */
+
+int imgstore_store__index_row_numbers(uint64_t *op_out, int64_t *time_out, const char *log,
+                                      const char *row)
+{
+    unsigned long long op;
+    long long when;
+    int end = 0;
+
+    if (sscanf(row, "%llu\t%lld%n", &op, &when, &end) != 2 || row[end] != '\0')
+        return damaged(log, "a row does not parse");
+    *op_out = op;
+    *time_out = when;
+    return 0;
+}
+
+int imgstore_store__index_commit_id(git_oid *out, imgstore_store *store, const git_tree *tip_tree,
+                                    const git_oid *tip, uint64_t ops, uint64_t op)
+{
+    char **rows = NULL;
+    int err;
+
+    if (op == ops) {
+        *out = *tip;
+        return 0;
+    }
+    if (op > ops)
+        return damaged(OPLOG, "a row names an operation after the tip");
+    if ((err = imgstore_store__log_rows(&rows, store, tip_tree, OPLOG, ops, op, 1)) < 0)
+        return err;
+    err = oid_row(out, rows[0]);
+    imgstore_strings_free(rows, 1);
+    return err;
+}
+
+/* ---- rebuilding ---------------------------------------------------------------------- */
+
+typedef struct {
+    char *log;
+    char **rows;
+    size_t count, cap;
+} mem_log;
+
+typedef struct {
+    mem_log *logs;
+    size_t count;
+} mem_logs;
+
+static void mem_logs_free(mem_logs *m)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        free(m->logs[i].log);
+        imgstore_strings_free(m->logs[i].rows, m->logs[i].count);
+    }
+    free(m->logs);
+    memset(m, 0, sizeof(*m));
+}
+
+static int mem_log_take(mem_logs *m, const char *log, char *row)
+{
+    mem_log *l = NULL;
+
+    for (size_t i = 0; i < m->count && !l; i++)
+        if (strcmp(m->logs[i].log, log) == 0)
+            l = &m->logs[i];
+    if (!l) {
+        mem_log *grown = realloc(m->logs, (m->count + 1) * sizeof(*grown));
+
+        if (!grown)
+            goto oom;
+        m->logs = grown;
+        l = &m->logs[m->count];
+        memset(l, 0, sizeof(*l));
+        if (!(l->log = strdup(log)))
+            goto oom;
+        m->count++;
+    }
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char **grown = realloc(l->rows, cap * sizeof(*grown));
+
+        if (!grown)
+            goto oom;
+        l->rows = grown;
+        l->cap = cap;
+    }
+    l->rows[l->count++] = row;
+    return 0;
+oom:
+    free(row);
+    return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+}
+
+static int sink_collect(const char *log, const char *row, void *payload)
+{
+    char *copy = strdup(row);
+
+    return copy ? mem_log_take(payload, log, copy)
+                : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+}
+
+/* Every commit id from the first to `last`, oldest first, along first parents. */
+static int first_parent_chain(git_oid **out, size_t *count_out, imgstore_store *store,
+                              const git_oid *last)
+{
+    git_revwalk *walk = NULL;
+    git_oid *ids = NULL, id;
+    size_t count = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *count_out = 0;
+    if ((rc = git_revwalk_new(&walk, store->repo)) < 0 || (rc = git_revwalk_push(walk, last)) < 0)
+        goto done;
+    git_revwalk_simplify_first_parent(walk);
+    git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+    while ((rc = git_revwalk_next(&id, walk)) == 0) {
+        if (count == cap) {
+            git_oid *grown = realloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof(*grown));
+
+            if (!grown) {
+                free(ids);
+                git_revwalk_free(walk);
+                return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+            }
+            ids = grown;
+        }
+        ids[count++] = id;
+    }
+    if (rc == GIT_ITEROVER)
+        rc = 0;
+done:
+    git_revwalk_free(walk);
+    if (rc < 0) {
+        free(ids);
+        return imgstore_store__git_error(rc, "%s: cannot walk the history", store->path);
+    }
+    *out = ids;
+    *count_out = count;
+    return 0;
+}
+
+/* One commit's rows: tree `after` at op `op` (time `time`) over the tree of commit `prev`. */
+static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *prev,
+                          const git_tree *after, uint64_t op, int64_t time)
+{
+    git_commit *before_commit = NULL;
+    git_tree *before = NULL;
+    commit_diff d;
+    int rc, err;
+
+    if ((rc = git_commit_lookup(&before_commit, store->repo, prev)) < 0 ||
+        (rc = git_commit_tree(&before, before_commit)) < 0) {
+        git_commit_free(before_commit);
+        return imgstore_store__git_error(rc, "cannot read commit %s", git_oid_tostr_s(prev));
+    }
+    d = (commit_diff){store, before, after, op, time, sink_collect, logs, "", NULL, 0, NULL, 0};
+    err = diff_commit(&d);
+    git_tree_free(before);
+    git_commit_free(before_commit);
+    return err;
+}
+
+/* The index a commit with first parent `parent`, tree `after` and time `time` must carry,
+ * built from nothing: the walk a reindex (or fsck) does once. */
+static int index_build(git_oid *out, imgstore_store *store, const git_commit *parent,
+                       const git_tree *after, int64_t time)
+{
+    mem_logs logs = {0};
+    git_oid *chain = NULL, empty;
+    git_treebuilder *bld = NULL;
+    char **images = NULL;
+    size_t chain_len = 0, image_count = 0;
+    int err, rc;
+
+    if ((err = first_parent_chain(&chain, &chain_len, store, git_commit_id(parent))) < 0)
+        goto done;
+    for (size_t i = 0; i < chain_len && err == 0; i++) {
+        char *row = strdup(git_oid_tostr_s(&chain[i]));
+
+        if ((err = row ? mem_log_take(&logs, "oplog", row)
+                       : imgstore_error_set(IMGSTORE_ERROR, "out of memory")) < 0)
+            break;
+        if (i > 0) {
+            git_commit *commit = NULL;
+            git_tree *tree = NULL;
+
+            if ((rc = git_commit_lookup(&commit, store->repo, &chain[i])) < 0 ||
+                (rc = git_commit_tree(&tree, commit)) < 0)
+                err = imgstore_store__git_error(rc, "cannot read commit %s",
+                                                git_oid_tostr_s(&chain[i]));
+            else
+                err = collect_commit(&logs, store, &chain[i - 1], tree, i,
+                                     (int64_t)git_commit_time(commit));
+            git_tree_free(tree);
+            git_commit_free(commit);
+        }
+    }
+    if (err == 0)
+        err = collect_commit(&logs, store, git_commit_id(parent), after, chain_len, time);
+    if (err < 0)
+        goto done;
+    err = imgstore_store__list_tree(&images, &image_count, store, after, "images", NULL);
+    if (err == IMGSTORE_ENOTFOUND)
+        err = 0;
+    for (size_t i = 0; i < image_count && err == 0; i++) {
+        char log[256], **rows = NULL;
+        size_t count = 0;
+
+        snprintf(log, sizeof(log), "%s/versions", images[i]);
+        if ((err = versions_from_manifests(&rows, &count, store, after, images[i])) < 0)
+            break;
+        for (size_t k = 0; k < count && err == 0; k++) {
+            err = mem_log_take(&logs, log, rows[k]);
+            rows[k] = NULL;
+        }
+        imgstore_strings_free(rows, count);
+    }
+    if (err < 0)
+        goto done;
+    if ((rc = git_treebuilder_new(&bld, store->repo, NULL)) < 0 ||
+        (rc = git_treebuilder_write(&empty, bld)) < 0) {
+        err = imgstore_store__git_error(rc, "cannot write a tree");
+        goto done;
+    }
+    *out = empty;
+    for (size_t i = 0; i < logs.count && err == 0; i++)
+        err = log_write(out, store, logs.logs[i].log, 0, logs.logs[i].rows, logs.logs[i].count);
+done:
+    git_treebuilder_free(bld);
+    imgstore_strings_free(images, image_count);
+    mem_logs_free(&logs);
+    free(chain);
+    return err;
+}
+
+int imgstore_store_index_check(imgstore_store *store)
+{
+    git_commit *tip = NULL, *parent = NULL;
+    git_tree *tree = NULL;
+    git_oid built, kept;
+    git_oid head;
+    int err = 0, rc;
+
+    if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
+        (rc = git_commit_lookup(&tip, store->repo, &head)) < 0 ||
+        (rc = git_commit_tree(&tree, tip)) < 0) {
+        err = imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
+        goto done;
+    }
+    kept = id_at(tree, "index");
+    if (git_commit_parentcount(tip) == 0) {
+        if (!git_oid_iszero(&kept))
+            err = imgstore_error_set(IMGSTORE_EVERIFY, "index: the first commit has an index");
+        goto done;
+    }
+    if ((rc = git_commit_parent(&parent, tip, 0)) < 0) {
+        err = imgstore_store__git_error(rc, "%s: cannot read the tip's parent", store->path);
+        goto done;
+    }
+    if ((err = index_build(&built, store, parent, tree, (int64_t)git_commit_time(tip))) < 0)
+        goto done;
+    if (git_oid_iszero(&kept))
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "index: missing (written by an older imgstore); run imgstore "
+                                 "reindex");
+    else if (!git_oid_equal(&built, &kept))
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "index: differs from one rebuilt from the history and the "
+                                 "manifests (stale or damaged); run imgstore reindex");
+done:
+    git_tree_free(tree);
+    git_commit_free(parent);
+    git_commit_free(tip);
+    return err;
+}
+
+typedef struct {
+    imgstore_store *store;
+    int64_t time;
+} reindex_edit;
+
+static int reindex_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
+{
+    reindex_edit *e = payload;
+    git_commit *head = NULL;
+    git_oid head_id, index;
+    int err, rc;
+
+    if ((rc = git_reference_name_to_id(&head_id, e->store->repo, IMGSTORE_STORE_REF)) < 0 ||
+        (rc = git_commit_lookup(&head, e->store->repo, &head_id)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tip", e->store->path);
+    if (!git_oid_equal(git_tree_id(tip), git_commit_tree_id(head))) {
+        git_commit_free(head);
+        return imgstore_error_set(IMGSTORE_ELOCKED, "the tip moved; try again");
+    }
+    err = index_build(&index, e->store, head, tip, e->time);
+    git_commit_free(head);
+    if (err < 0)
+        return err;
+    *tree_out = *git_tree_id(tip);
+    if ((err = imgstore_store__tree_set(tree_out, e->store, "index", &index, GIT_FILEMODE_TREE)) <
+        0)
+        return err;
+    e->store->index_rebuilt = true;
+    if (!(*message_out = strdup("reindex\n")))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+int imgstore_store_reindex(bool *changed_out, imgstore_store *store, const char *actor,
+                           const imgstore_sign_key *key)
+{
+    reindex_edit e = {store, 0};
+    int err;
+
+    if (changed_out)
+        *changed_out = false;
+    if (imgstore_store_index_check(store) == 0)
+        return 0; /* already what a rebuild gives */
+    e.time = (int64_t)time(NULL);
+    err = imgstore_store__commit(store, actor, key, reindex_edit_fn, &e);
+    store->index_rebuilt = false;
+    if (err == IMGSTORE_STORE_UNCHANGED)
+        err = 0;
+    else if (err == 0 && changed_out)
+        *changed_out = true;
+    return err;
+}
+
+json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row)
+{
+    return json_pack("{s:s, s:s, s:I, s:I}", "version", row->version, "created", row->created,
+                     "files", (json_int_t)row->files, "size", (json_int_t)row->size);
+}
