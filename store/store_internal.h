@@ -265,6 +265,19 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
  * Every reader that hands bytes out calls it before it trusts the current policy. */
 int imgstore_store__policy_chain_check(imgstore_store *store);
 
+/**
+ * Give `current` (the newest state of its channel at the tip) the stack replayed from its
+ * channel's history (stack.c): the slow path, for a state that carries none (legacy) or
+ * whose own cannot be trusted. Returns 0, IMGSTORE_ELOCKED (the history ends elsewhere),
+ * IMGSTORE_ERROR.
+ */
+int imgstore_store__stack_replayed(imgstore_channel_state *current, imgstore_store *store);
+
+/** 0 when `state` (the newest of its channel at the tip) carries no stack or the one its
+ * history replays to; else IMGSTORE_EVERIFY naming the first difference. Reads the whole
+ * history: for `imgstore verify`, never for a move. */
+int imgstore_store__stack_check(imgstore_store *store, const imgstore_channel_state *state);
+
 /** Deploy status of channels/<name>/<channel>.json in `root` under `policy`. */
 int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,
