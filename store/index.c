@@ -390,20 +390,6 @@ static int note_move(const char *entry, void *payload)
     return d->sink(log, row, d->payload);
 }
 
-/* The id at `path` in `tree` (zero when absent). */
-static git_oid id_at(const git_tree *tree, const char *path)
-{
-    git_tree_entry *entry = NULL;
-    git_oid id;
-
-    memset(&id, 0, sizeof(id));
-    if (tree && git_tree_entry_bypath(&entry, tree, path) == 0) {
-        id = *git_tree_entry_id(entry);
-        git_tree_entry_free(entry);
-    }
-    return id;
-}
-
 /* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
  * the commits history.c turns into entries (a push, or a channel state written). */
 static int diff_commit(commit_diff *d)
@@ -423,8 +409,8 @@ static int diff_commit(commit_diff *d)
         if ((err = changed_names(d->store, d->before, d->after, path, note_move, d)) < 0)
             break;
         snprintf(path, sizeof(path), "images/%s", d->names[i]);
-        now = id_at(d->after, path);
-        was = id_at(d->before, path);
+        now = imgstore_store__id_at(d->after, path);
+        was = imgstore_store__id_at(d->before, path);
         if (git_oid_equal(&now, &was) && d->moves == 0)
             continue;
         snprintf(log, sizeof(log), "%s%s/events", d->prefix, d->names[i]);
@@ -1098,7 +1084,7 @@ int imgstore_store_index_check(imgstore_store *store)
         err = imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
         goto done;
     }
-    kept = id_at(tree, "index");
+    kept = imgstore_store__id_at(tree, "index");
     if (git_commit_parentcount(tip) == 0) {
         if (!git_oid_iszero(&kept))
             err = imgstore_error_set(IMGSTORE_EVERIFY, "index: the first commit has an index");
