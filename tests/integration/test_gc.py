@@ -289,8 +289,10 @@ class Gc(StoreTestCase):
         out, pull_rss = self.peak_rss("verify", "big@1")
         print("peak RSS on a 192 MiB image: gc %.1f MiB, gc --all %.1f MiB, verify from the "
               "pack %.1f MiB" % (gc_rss, all_rss, pull_rss))
+        # the budget: 64 MiB of pack windows (store/repo.c) and a few chunk buffers, whatever
+        # the image's size (192 MiB here)
         for rss in (gc_rss, all_rss, pull_rss):
-            self.assertLess(rss, 64)
+            self.assertLess(rss, 96)
         self.assertEqual(self.pulled_sha(ref), sha)
 
 if __name__ == "__main__":
