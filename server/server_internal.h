@@ -331,6 +331,26 @@ char *imgstore_server__decode_segment(const char *raw, size_t len);
 /** A query argument as an unsigned integer; returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID. */
 int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key);
 
+/**
+ * If-None-Match: true when the header (NULL when absent) lists `etag` or is "*", so a 304
+ * answers. A NULL or empty `etag` matches nothing.
+ */
+bool imgstore_server__etag_matches(const char *if_none_match, const char *etag);
+
+/**
+ * If-Range: true when a Range header may be honoured, that is when there is no If-Range
+ * (NULL) or it is exactly `etag` (ours are strong and never change); otherwise the whole
+ * representation is sent.
+ */
+bool imgstore_server__if_range_allows(const char *if_range, const char *etag);
+
+/**
+ * One "bytes=" range of a Range header (RFC 9110 14.1.2) against a representation of `size`
+ * bytes: 1 with [*start, *end) set (start < end <= size), 0 to ignore the header (NULL,
+ * malformed, several ranges: the whole file is sent), -1 when unsatisfiable (416).
+ */
+int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *header, uint64_t size);
+
 /* ---- auth (auth.c) -------------------------------------------------------------------- */
 
 /**
