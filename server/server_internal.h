@@ -378,6 +378,51 @@ enum MHD_Result imgstore_server__route_sign(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_signed(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__request *req);
 
+/* ---- multipart/form-data (multipart.c) ------------------------------------------------ */
+
+/* A field part's name, and its value: a label "key=value" (key a name, value a text). */
+#define IMGSTORE_SERVER_MULTIPART_NAME_MAX  (IMGSTORE_NAME_MAX + 8)
+#define IMGSTORE_SERVER_MULTIPART_VALUE_MAX (IMGSTORE_NAME_MAX + 1 + IMGSTORE_TEXT_MAX)
+
+/*
+ * What the parser hands on, in body order. A part with a filename is a file: file_begin,
+ * file_data any number of times with its bytes in place (borrowed for the call), file_end. A
+ * part without is a field: field once with its name and whole value (NUL-terminated, `len`
+ * bytes, which may hold NULs), both borrowed for the call. A negative return stops the parse
+ * and is what imgstore_server__multipart_feed() returns.
+ */
+typedef struct {
+    int (*file_begin)(const char *filename, void *payload);
+    int (*file_data)(const char *data, size_t len, void *payload);
+    int (*file_end)(void *payload);
+    int (*field)(const char *name, const char *value, size_t len, void *payload);
+} imgstore_server__multipart_callbacks;
+
+typedef struct imgstore_server__multipart imgstore_server__multipart;
+
+/**
+ * A parser for a body of `content_type` (its boundary parameter), calling `callbacks`
+ * (copied) with `payload`. *out is freed with imgstore_server__multipart_free(). Returns 0,
+ * IMGSTORE_EINVALID (no boundary, or one longer than RFC 2046's 70 bytes) or IMGSTORE_ERROR.
+ */
+int imgstore_server__multipart_new(imgstore_server__multipart **out, const char *content_type,
+                                   const imgstore_server__multipart_callbacks *callbacks,
+                                   void *payload);
+
+/**
+ * Feed the next `len` bytes of the body, split anywhere: the same body in any split makes
+ * the same calls with the same bytes (file data may come in other pieces). Returns 0,
+ * IMGSTORE_EINVALID (malformed body, headers over 8 KiB, a field value too long) or a
+ * callback's error; after an error the parser must not be fed again.
+ */
+int imgstore_server__multipart_feed(imgstore_server__multipart *mp, const char *data, size_t len);
+
+/** True once the close delimiter has been read (a body that ends before is truncated). */
+bool imgstore_server__multipart_done(const imgstore_server__multipart *mp);
+
+/** Free a parser. NULL-safe. */
+void imgstore_server__multipart_free(imgstore_server__multipart *mp);
+
 /* Uploads: begin on the first call (headers known), feed body bytes, finish at the end. */
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req);
 /* On the polling thread: gather body bytes (true, *size set to 0) or leave them to upload_data. */
