@@ -61,6 +61,25 @@ big=$work/big-$n.git
 fill "$small" 10 5
 fill "$big" "$n" "$d"
 
+# packing (issue #9): the store's size after the fill (loose objects, and whatever commits
+# packed past gc.auto), then after `imgstore gc`, against the unique image bytes. du counts
+# the 256 objects/xx directories too; "object files" counts only loose objects and packs.
+pack_size() { # LABEL DU_BYTES OBJECT_FILE_BYTES
+  awk -v l="$1" -v s="$2" -v o="$3" -v u=$(( n * 65536 )) -v n="$n" 'BEGIN {
+    printf "%s: %.1f MB on disk, %.3fx the %.1f MB of unique image bytes (%+.0f bytes a version); object files %.1f MB (%.3fx)\n",
+      l, s / 1e6, s / u, u / 1e6, (s - u) / n, o / 1e6, o / u }'
+}
+du_before=$(du -sb "$big/objects" | cut -f1)
+gc_start=$(date +%s%N)
+gc_json=$("$bin" gc --repo "$big" --json)
+gc_ms=$(( ($(date +%s%N) - gc_start) / 1000000 ))
+read -r gc_before gc_after gc_packed < <(python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(d["bytes_before"], d["bytes_after"], d["objects_packed"])' <<<"$gc_json")
+pack_size "store after the fill" "$du_before" "$gc_before"
+pack_size "store after imgstore gc ($gc_packed objects packed in $gc_ms ms)" \
+  "$(du -sb "$big/objects" | cut -f1)" "$gc_after"
+
 # the time just after the first deploy, for history --at
 at_of() { git --git-dir="$1" log --reverse --format=%cI -- channels/app/prod.json | head -n1; }
 

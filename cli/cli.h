@@ -61,6 +61,7 @@ int cli_cmd_diff(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_key(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);

@@ -1,5 +1,6 @@
 /*
- * Store-wide commands: init, verify (re-hash everything) and fsck (structure only).
+ * Store-wide commands: init, verify (re-hash everything), fsck (structure only) and gc
+ * (pack loose objects).
  */
 #include "cli/cli.h"
 
@@ -256,4 +257,58 @@ int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
     cli_signers_free(&signers);
     imgstore_store_free(store);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
+int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS, {"all", no_argument, NULL, OPT_ALL}, {NULL, 0, NULL, 0}};
+    imgstore_gc_opts opts = {0};
+    imgstore_gc_stats s;
+    imgstore_store *store = NULL;
+    char before[32], after[32];
+    int opt, code = -1, err;
+
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
+        if (opt == OPT_ALL)
+            opts.all = true;
+    }
+    if (code >= 0)
+        return code;
+    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+        return code;
+    if (optind != argc)
+        return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+    if ((err = cli_open_store(&store, ctx, false)) == 0)
+        err = imgstore_store_gc(&s, store, &opts);
+    imgstore_store_free(store);
+    if (err < 0)
+        return cli_fail(ctx, err);
+    if (s.damaged)
+        fprintf(stderr,
+                "imgstore gc: %llu objects do not match their ids and were left loose; "
+                "run 'imgstore fsck'\n",
+                (unsigned long long)s.damaged);
+    if (ctx->json) {
+        err = cli_print_json(json_pack(
+            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "skipped", s.skipped,
+            "objects_packed", (json_int_t)s.objects_packed, "loose_before",
+            (json_int_t)s.loose_before, "loose_after", (json_int_t)s.loose_after, "bytes_before",
+            (json_int_t)s.bytes_before, "bytes_after", (json_int_t)s.bytes_after, "packs_written",
+            (json_int_t)s.packs_written, "packs_removed", (json_int_t)s.packs_removed, "packs",
+            (json_int_t)s.packs, "damaged", (json_int_t)s.damaged));
+        return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+    }
+    if (s.skipped) {
+        printf("skipped: another gc is packing this store\n");
+        return CLI_EXIT_OK;
+    }
+    printf("packed %llu objects; loose objects %llu -> %llu; %llu packs (%llu written, "
+           "%llu combined away); objects %s -> %s\n",
+           (unsigned long long)s.objects_packed, (unsigned long long)s.loose_before,
+           (unsigned long long)s.loose_after, (unsigned long long)s.packs,
+           (unsigned long long)s.packs_written, (unsigned long long)s.packs_removed,
+           cli_human_size(before, sizeof(before), s.bytes_before),
+           cli_human_size(after, sizeof(after), s.bytes_after));
+    return CLI_EXIT_OK;
 }

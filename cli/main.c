@@ -176,6 +176,17 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore reindex --check || imgstore reindex",
      WRITES},
+    {"gc", cli_cmd_gc, "gc [--all]",
+     "Pack loose objects (chunks stored, the rest with deltas) and remove the loose copies.\n"
+     "Safe while the store is in use; a second gc skips. Pushes run it by themselves past\n"
+     "$IMGSTORE_GC_AUTO (else gc.auto, else 6700) loose objects (docs/format.md, Packing).\n"
+     "Local only: with a server set, give --repo.\n"
+     "\n"
+     "  --all               also combine every pack into two\n"
+     "\n"
+     "Example:\n"
+     "  imgstore gc --all",
+     USES_JSON},
     {"serve", cli_cmd_serve,
      "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...",
      "Serve the store over HTTP (docs/api.md), signing what is pushed and deployed through it\n"

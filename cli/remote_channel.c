@@ -2,8 +2,9 @@
  * Channels over HTTP: deploy and rollback (signed here with local deploy keys when there are
  * any, else asked of the server, which signs with its own key), history, and watch (a
  * long-poll loop printing one line per move, for scripts). A state this client signs is
- * built on the verified current one with the next sequence; a concurrent move makes the
- * server answer 409 and the move is rebuilt on the new state, a bounded number of times.
+ * built on the verified current one with the next sequence and the stack derived from its
+ * own (store/stack.c); a concurrent move makes the server answer 409 and the move is rebuilt
+ * on the new state, a bounded number of times.
  */
 #include "cli/remote.h"
 
@@ -18,25 +19,23 @@
 #define MOVE_ATTEMPTS 5
 #define WATCH_WAIT    60
 
-/* The target of a rollback without --to, computed as the store computes it
- * (imgstore_store_rollback_target) over the channel's history as served. The history is the
- * server's word, so every move in it is checked first: its signed state carries a threshold
- * of deploy signatures under the verified policy, and the sequences run without a gap from
- * the live state (itself checked for replay) down to 1. A server can then neither invent,
- * drop nor reorder a move to steer the rollback to another signed version. */
-static int rollback_target(char **out, cli_remote *remote, const cli_remote_trust *trust,
-                           const char *name, const char *channel)
+/* The channel's moves as served, newest first, each checked before it is believed: its
+ * signed state carries a threshold of deploy signatures under the verified policy, and the
+ * sequences run without a gap from the live state (itself checked for replay) down to 1. A
+ * server can then neither invent, drop nor reorder a move. */
+static int verified_history(imgstore_channel_state ***states_out, size_t *count_out,
+                            cli_remote *remote, const cli_remote_trust *trust,
+                            const imgstore_channel_state *live, const char *name,
+                            const char *channel)
 {
-    imgstore_channel_state *live = NULL, **states = NULL;
+    imgstore_channel_state **states = NULL;
     json_t *body = NULL, *entries;
-    const char *target = NULL;
     char *path = NULL;
     size_t count = 0, checked;
     int err;
 
-    *out = NULL;
-    if ((err = cli_remote_channel_fetch(&live, NULL, NULL, remote, trust, name, channel, true)) < 0)
-        return err;
+    *states_out = NULL;
+    *count_out = 0;
     if (!(path = imgstore_strfmt("/v1/channels/%s/%s/history", name, channel))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
@@ -64,12 +63,8 @@ static int rollback_target(char **out, cli_remote *remote, const cli_remote_trus
         if ((err =
                  cli_remote_state_check(&states[checked], trust,
                                         json_object_get(json_array_get(entries, checked), "signed"),
-                                        name, channel, what)) < 0) {
-            if (err == IMGSTORE_EVERIFY)
-                imgstore_error_wrap(err, "cannot trust the history to find the rollback "
-                                         "target (give it with --to VERSION): ");
+                                        name, channel, what)) < 0)
             goto done;
-        }
         if (states[checked]->sequence != live->sequence - checked) {
             err = imgstore_error_set(IMGSTORE_EVERIFY,
                                      "%s/%s: the server's history has move %llu where move %llu "
@@ -86,23 +81,72 @@ static int rollback_target(char **out, cli_remote *remote, const cli_remote_trus
                                  channel);
         goto done;
     }
-    if ((err = imgstore_store_rollback_target(
-             &target, (const imgstore_channel_state *const *)states, count)) < 0)
-        goto done;
-    if (!target)
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND,
-                                 "%s/%s runs %s and has no earlier version to roll back to; use "
-                                 "--to VERSION",
-                                 name, channel, live->version);
-    else if (!(*out = strdup(target)))
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    *states_out = states;
+    *count_out = count;
+    states = NULL;
 done:
     for (size_t i = 0; states && i < count; i++)
         imgstore_channel_state_free(states[i]);
     free(states);
-    imgstore_channel_state_free(live);
     json_decref(body);
     free(path);
+    return err;
+}
+
+/* Give the verified live state the stack its next move derives from. A state that carries
+ * one is signed with it (issue #9): nothing more to fetch. A legacy one gets the stack the
+ * store would replay (imgstore_store_stack_replay) over the verified history. */
+static int stack_of_live(imgstore_channel_state *live, cli_remote *remote,
+                         const cli_remote_trust *trust, const char *name, const char *channel)
+{
+    imgstore_channel_state **states = NULL;
+    const char *below[IMGSTORE_CHANNEL_STACK_MAX];
+    size_t count = 0, depth = 0;
+    int err;
+
+    if (live->has_stack)
+        return 0;
+    if ((err = verified_history(&states, &count, remote, trust, live, name, channel)) < 0 ||
+        (err = imgstore_store_stack_replay(
+             below, &depth, (const imgstore_channel_state *const *)states, count)) < 0)
+        goto done;
+    for (size_t i = 0; i < depth && err == 0; i++) {
+        if (!(live->stack[i] = strdup(below[i])))
+            err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        else
+            live->stack_count = i + 1;
+    }
+    live->has_stack = err == 0;
+done:
+    for (size_t i = 0; states && i < count; i++)
+        imgstore_channel_state_free(states[i]);
+    free(states);
+    return err;
+}
+
+/* The target of a rollback without --to: the top of the verified live state's stack. */
+static int rollback_target(char **out, cli_remote *remote, const cli_remote_trust *trust,
+                           const char *name, const char *channel)
+{
+    imgstore_channel_state *live = NULL;
+    int err;
+
+    *out = NULL;
+    if ((err = cli_remote_channel_fetch(&live, NULL, NULL, remote, trust, name, channel, true)) < 0)
+        return err;
+    if ((err = stack_of_live(live, remote, trust, name, channel)) < 0) {
+        if (err == IMGSTORE_EVERIFY)
+            imgstore_error_wrap(err, "cannot trust the history to find the rollback "
+                                     "target (give it with --to VERSION): ");
+    } else if (live->stack_count == 0) {
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                 "%s/%s runs %s and has no earlier version to roll back to; use "
+                                 "--to VERSION",
+                                 name, channel, live->version);
+    } else if (!(*out = strdup(live->stack[0]))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    imgstore_channel_state_free(live);
     return err;
 }
 
@@ -170,6 +214,15 @@ static int signed_move(imgstore_channel_state **out, cli_remote *remote,
             err = 0;
             goto done;
         }
+        /* a legacy state whose history does not verify (a move by a key since removed) is
+         * built on without a stack, as an older client would; the server takes that */
+        if (current && (err = stack_of_live(current, remote, trust, name, channel)) < 0 &&
+            err != IMGSTORE_EVERIFY) {
+            imgstore_channel_state_free(current);
+            json_decref(sigs);
+            goto done;
+        }
+        err = 0;
         imgstore_time_rfc3339(now, sizeof(now), now_s);
         imgstore_time_rfc3339(expires, sizeof(expires), now_s + trust->policy->channel_ttl_seconds);
         memset(&next, 0, sizeof(next));
@@ -184,7 +237,13 @@ static int signed_move(imgstore_channel_state **out, cli_remote *remote,
         next.action = (char *)action;
         next.reason = (char *)reason;
         next.previous_version = current ? current->version : NULL;
-        err = imgstore_schema_channel_encode(&bytes, &len, &next);
+        next.has_stack = !current || current->has_stack;
+        err = imgstore_store_stack_next((const char **)next.stack, &next.stack_count,
+                                        current ? current->version : NULL,
+                                        current ? (const char *const *)current->stack : NULL,
+                                        current ? current->stack_count : 0, action, version);
+        if (err == 0)
+            err = imgstore_schema_channel_encode(&bytes, &len, &next);
         for (size_t i = 0; i < signers->count && err == 0; i++) {
             char *sig = NULL;
 

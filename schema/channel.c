@@ -7,6 +7,7 @@
  */
 #include "schema/schema_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@
 
 static const char *const channel_keys[] = {
     "schema",  "name",  "channel", "version", "manifest_sha256",  "sequence", "time",
-    "expires", "actor", "action",  "reason",  "previous_version", NULL,
+    "expires", "actor", "action",  "reason",  "previous_version", "stack",    NULL,
 };
 
 static const char *const actions[] = {"deploy", "rollback", NULL};
@@ -35,7 +36,42 @@ void imgstore_channel_state_free(imgstore_channel_state *state)
     free(state->action);
     free(state->reason);
     free(state->previous_version);
+    for (size_t i = 0; i < state->stack_count && i < IMGSTORE_CHANNEL_STACK_MAX; i++)
+        free(state->stack[i]);
     free(state);
+}
+
+/* "stack": absent in a legacy state; else at most IMGSTORE_CHANNEL_STACK_MAX versions. */
+static int read_stack(imgstore_channel_state *state, const json_t *root,
+                      const imgstore_schema__at *at)
+{
+    imgstore_schema__at item;
+    json_t *stack, *value;
+    char prefix[256];
+    size_t i;
+    int err;
+
+    if ((err = imgstore_schema__field(&stack, root, at, "stack", JSON_ARRAY, false)) < 0 || !stack)
+        return err;
+    if (json_array_size(stack) > IMGSTORE_CHANNEL_STACK_MAX)
+        return imgstore_schema__fail(at, "stack", "must hold at most %d versions, found %zu",
+                                     IMGSTORE_CHANNEL_STACK_MAX, json_array_size(stack));
+    state->has_stack = true;
+    json_array_foreach(stack, i, value)
+    {
+        imgstore_schema__at_index(&item, at, "stack", i);
+        if (!json_is_string(value))
+            return imgstore_schema__fail(&item, NULL, "expected a string");
+        if ((err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, json_string_value(value))) <
+            0) {
+            snprintf(prefix, sizeof(prefix), "channel: %s: ", item.path);
+            return imgstore_error_wrap(err, "%s", prefix);
+        }
+        if (!(state->stack[i] = strdup(json_string_value(value))))
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        state->stack_count = i + 1;
+    }
+    return 0;
 }
 
 static int read_channel(imgstore_channel_state **out, const json_t *root)
@@ -75,7 +111,8 @@ static int read_channel(imgstore_channel_state **out, const json_t *root)
         (err = imgstore_schema__one_of(state->action, &at, "action", actions)) < 0 ||
         (err = imgstore_schema__line(&state->reason, root, &at, "reason", 1, false)) < 0 ||
         (err = imgstore_schema__name(&state->previous_version, root, &at, "previous_version",
-                                     IMGSTORE_NAME_VERSION, false)) < 0)
+                                     IMGSTORE_NAME_VERSION, false)) < 0 ||
+        (err = read_stack(state, root, &at)) < 0)
         goto done;
     *out = state;
     state = NULL;
@@ -97,6 +134,37 @@ int imgstore_schema_channel_parse(imgstore_channel_state **out, const char *buf,
     err = read_channel(out, root);
     json_decref(root);
     return err;
+}
+
+static int build_stack(json_t *root, const imgstore_schema__at *at,
+                       const imgstore_channel_state *state)
+{
+    json_t *stack;
+    int err;
+
+    if (!state->has_stack)
+        return 0;
+    /* the reader refuses too many; stop here before walking a bogus count */
+    if (state->stack_count > IMGSTORE_CHANNEL_STACK_MAX)
+        return imgstore_schema__fail(at, "stack", "must hold at most %d versions, found %zu",
+                                     IMGSTORE_CHANNEL_STACK_MAX, state->stack_count);
+    if (!(stack = json_array()))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = 0; i < state->stack_count; i++) {
+        imgstore_schema__at item;
+
+        imgstore_schema__at_index(&item, at, "stack", i);
+        if (!state->stack[i] ||
+            !imgstore_schema__utf8_valid(state->stack[i], strlen(state->stack[i]))) {
+            json_decref(stack);
+            return imgstore_schema__fail(&item, NULL, "missing or not valid UTF-8");
+        }
+        if ((err = imgstore_schema__append_new(stack, json_string(state->stack[i]))) < 0) {
+            json_decref(stack);
+            return err;
+        }
+    }
+    return imgstore_schema__set_new(root, "stack", stack);
 }
 
 /* Builds without validating: the caller runs read_channel() on the result when it must. */
@@ -133,7 +201,8 @@ static int build_channel(json_t **out, const imgstore_channel_state *state)
         (err = imgstore_schema__set_string(root, &at, "action", state->action)) < 0 ||
         (err = imgstore_schema__set_string(root, &at, "reason", state->reason)) < 0 ||
         (err = imgstore_schema__set_string(root, &at, "previous_version",
-                                           state->previous_version)) < 0)
+                                           state->previous_version)) < 0 ||
+        (err = build_stack(root, &at, state)) < 0)
         goto done;
     *out = root;
     root = NULL;

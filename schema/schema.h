@@ -193,6 +193,10 @@ json_t *imgstore_schema_manifest_to_json(const imgstore_manifest *manifest);
 
 /* ---- channel states ------------------------------------------------------------------- */
 
+/* Versions a state's rollback stack keeps below the current one; older ones fall off
+ * (docs/format.md, "Rollback stack"). */
+#define IMGSTORE_CHANNEL_STACK_MAX 32
+
 typedef struct {
     char *name;    /* image name */
     char *channel; /* channel name */
@@ -205,6 +209,10 @@ typedef struct {
     char *action;           /* "deploy" or "rollback" */
     char *reason;           /* free text, NULL when none */
     char *previous_version; /* version before this move, NULL for the first state */
+    bool has_stack;         /* false for a state written before the stack existed (legacy) */
+    size_t stack_count;     /* 0..IMGSTORE_CHANNEL_STACK_MAX */
+    char *stack[IMGSTORE_CHANNEL_STACK_MAX]; /* the versions below `version`, nearest first:
+                                                where a rollback without a target goes */
 } imgstore_channel_state;
 
 /** Free a channel state and everything it owns. NULL-safe. */
@@ -212,7 +220,8 @@ void imgstore_channel_state_free(imgstore_channel_state *state);
 
 /**
  * Canonical bytes of a channel state (schema/channel.schema.json). Same contract as
- * imgstore_schema_manifest_encode; NULL expires, reason and previous_version are left out.
+ * imgstore_schema_manifest_encode; NULL expires, reason and previous_version are left out,
+ * and so is the stack when has_stack is false (an empty known stack is written as []).
  */
 int imgstore_schema_channel_encode(char **out, size_t *len_out,
                                    const imgstore_channel_state *state);

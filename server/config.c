@@ -40,6 +40,7 @@ int imgstore_server_config_new(imgstore_server_config **out)
     config->fill_concurrency = 2;
     config->stream_concurrency = 4;
     config->answer_cache_bytes = 8 * 1024 * 1024;
+    config->gc_interval = 60;
     *out = config;
     return 0;
 }
@@ -266,6 +267,7 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         NUMBER(fill_concurrency, false, 1, 64),
         NUMBER(stream_concurrency, false, 1, 1024),
         NUMBER(answer_cache_bytes, true, 0, 1ull << 30),
+        NUMBER(gc_interval, false, 0, 86400),
 #undef NUMBER
     };
     int err;

@@ -15,9 +15,9 @@ static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                  0.5,   1,     2.5,  5,     10,   30,  60};
 #define BUCKET_COUNT (sizeof(buckets) / sizeof(buckets[0]))
 
-static const char *const counter_names[] = {"verification_failures", "cache_hits",
-                                            "cache_misses",          "stream_aborts",
-                                            "answer_cache_hits",     "answer_cache_misses"};
+static const char *const counter_names[] = {
+    "verification_failures", "cache_hits",          "cache_misses", "stream_aborts",
+    "answer_cache_hits",     "answer_cache_misses", "gc_runs",      "gc_failures"};
 static const char *const gauge_names[] = {"uploads_in_progress", "waiters", "streams"};
 #define COUNTER_COUNT (sizeof(counter_names) / sizeof(counter_names[0]))
 #define GAUGE_COUNT   (sizeof(gauge_names) / sizeof(gauge_names[0]))

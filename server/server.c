@@ -41,8 +41,8 @@ int imgstore_server__store(imgstore_store **out, imgstore_server__request *req)
         if (server->pool_count)
             req->store = server->pool[--server->pool_count];
         pthread_mutex_unlock(&server->pool_lock);
-        if (!req->store)
-            err = imgstore_store_open(&req->store, server->config->repo);
+        if (!req->store && (err = imgstore_store_open(&req->store, server->config->repo)) == 0)
+            imgstore_store_set_auto_gc(req->store, false); /* maintenance.c packs */
     }
     *out = req->store;
     return err;
@@ -783,6 +783,7 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
         goto done;
     if ((err = imgstore_store_open(&store, config->repo)) < 0)
         goto done;
+    imgstore_store_set_auto_gc(store, false); /* no request waits for a gc: maintenance.c */
     imgstore_server__store_put(server, store);
     store = NULL;
     cache_dir =
@@ -795,7 +796,9 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
                                           (unsigned)config->fill_concurrency)) < 0 ||
         (err = imgstore_server__answers_new(&server->answers, config->answer_cache_bytes)) < 0 ||
         (err = imgstore_server__workers_new(&server->workers, polling_threads,
-                                            (unsigned)config->max_connections + 1)) < 0)
+                                            (unsigned)config->max_connections + 1)) < 0 ||
+        (err = imgstore_server__maintenance_start(&server->maintenance, config->repo,
+                                                  config->gc_interval, server->metrics)) < 0)
         goto done;
     if (config->tls_cert || config->tls_key) {
         if (!config->tls_cert || !config->tls_key) {
@@ -905,6 +908,7 @@ void imgstore_server_stop(imgstore_server *server)
         MHD_stop_daemon(server->daemon);
     }
     imgstore_server__workers_free(server->workers);
+    imgstore_server__maintenance_stop(server->maintenance);
     for (size_t i = 0; i < server->pool_count; i++)
         imgstore_store_free(server->pool[i]);
     imgstore_server__cache_free(server->cache);

@@ -47,6 +47,7 @@ struct imgstore_server_config {
     uint64_t max_waiters, max_wait_seconds, drain_seconds;
     uint64_t fill_concurrency, stream_concurrency;
     uint64_t answer_cache_bytes; /* encoded read answers kept (answers.c); 0: none */
+    uint64_t gc_interval;        /* seconds between checks for packing (maintenance.c); 0: never */
     unsigned anonymous_scopes;   /* what a request without a token may do */
     imgstore_server__token *tokens;
     size_t token_count;
@@ -90,7 +91,7 @@ void imgstore_server__metrics_request(imgstore_server__metrics *metrics,
                                       imgstore_server__route route, unsigned status, double seconds,
                                       uint64_t bytes_out, uint64_t bytes_in);
 /* Counters by name: "verification_failures", "cache_hits", "cache_misses",
- * "stream_aborts", "answer_cache_hits", "answer_cache_misses". */
+ * "stream_aborts", "answer_cache_hits", "answer_cache_misses", "gc_runs", "gc_failures". */
 void imgstore_server__metrics_count(imgstore_server__metrics *metrics, const char *counter);
 /* Gauges moved by +1/-1: "uploads_in_progress", "waiters", "streams". */
 void imgstore_server__metrics_gauge(imgstore_server__metrics *metrics, const char *gauge,
@@ -174,6 +175,18 @@ int imgstore_server__gate_start(imgstore_server__gate **out, int listener,
 /** Stop accepting; close the listener and every connection still waiting. NULL-safe. */
 void imgstore_server__gate_stop(imgstore_server__gate *gate);
 
+/* ---- maintenance (maintenance.c) ------------------------------------------------------ */
+
+typedef struct imgstore_server__maintenance imgstore_server__maintenance;
+
+/** Start the thread that packs the store at `repo` when it is due, checking every `interval`
+ * seconds (0: start nothing, *out NULL), counting gcs in `metrics` (borrowed). */
+int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const char *repo,
+                                       uint64_t interval, imgstore_server__metrics *metrics);
+
+/** Stop the thread, waiting for a gc in progress. NULL-safe. */
+void imgstore_server__maintenance_stop(imgstore_server__maintenance *m);
+
 struct imgstore_server {
     imgstore_server_config *config;
     imgstore_signers signers; /* borrowed from the program */
@@ -185,6 +198,7 @@ struct imgstore_server {
     imgstore_server__cache *cache;
     imgstore_server__answers *answers;
     imgstore_server__workers *workers;
+    imgstore_server__maintenance *maintenance;
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
     pthread_mutex_t pool_lock;

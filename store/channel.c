@@ -4,7 +4,8 @@
  * the state's history is the git history of that file.
  *
  * Rollback semantics: deploys stack up and a rollback pops, so on-call can roll back twice
- * to go back two releases instead of bouncing between the last two.
+ * to go back two releases instead of bouncing between the last two. Each state carries its
+ * stack (stack.c), so a move reads the current state and no history (issue #9).
  */
 #include "store/store_internal.h"
 
@@ -117,9 +118,10 @@ done:
 
 typedef struct {
     imgstore_store *store;
-    const char *name, *channel, *version, *action;
+    const char *name, *channel, *action;
+    const char *version; /* NULL: a rollback to the top of the current state's stack */
     const imgstore_channel_opts *opts;
-    uint64_t expect_sequence;        /* rollback: the state the target was computed from; 0: any */
+    uint64_t expect_sequence;        /* rollback --to: the state it was checked against; 0: any */
     imgstore_channel_state *written; /* the state committed, or the current one if unchanged */
 } channel_edit;
 
@@ -144,6 +146,34 @@ static bool needs_refresh(const imgstore_channel_state *state, const imgstore_po
     return expires - (int64_t)time(NULL) < policy->channel_ttl_seconds / 2;
 }
 
+/* Make current->stack the one this move derives from: the state's own when a threshold of
+ * deploy keys signed it, read from this one file (issue #9); else a replay of the history,
+ * once: for a legacy state, and for one whose signatures no longer vouch for its bytes
+ * (a key since removed, a signature file gone), since the replay ignores carried stacks. A
+ * signature that fails over the bytes means they changed after signing: a rollback that
+ * would follow them is refused rather than steered, and one with a target still goes on. */
+static int stack_of_current(imgstore_channel_state *current, const channel_edit *e,
+                            const git_tree *tip, const imgstore_policy *policy)
+{
+    imgstore_trust_status status;
+    int err;
+
+    if (current->has_stack) {
+        if ((err = imgstore_store__channel_status(&status, e->store, tip, policy, e->name,
+                                                  e->channel)) < 0)
+            return err;
+        if (status.trusted)
+            return 0;
+        if (status.invalid && !e->version)
+            return imgstore_error_set(IMGSTORE_EVERIFY,
+                                      "%s/%s: the channel state's rollback stack is not what "
+                                      "its deploy key signed (%s); give the target with --to "
+                                      "VERSION",
+                                      e->name, e->channel, imgstore_error_last());
+    }
+    return imgstore_store__stack_replayed(current, e->store);
+}
+
 static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
 {
     channel_edit *e = payload;
@@ -151,9 +181,11 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     imgstore_manifest *manifest = NULL;
     imgstore_policy *policy = NULL;
     imgstore_trust_status release;
+    const char *version = e->version;
+    const char *stack[IMGSTORE_CHANNEL_STACK_MAX];
     char digest[65], now[32], expires[32], path[512], dir[512];
     char *bytes = NULL;
-    size_t len = 0;
+    size_t len = 0, stack_count = 0;
     git_oid blob;
     int64_t now_s = (int64_t)time(NULL);
     int err;
@@ -167,21 +199,8 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
                                                   e->opts->signers.keys[i])) < 0)
             goto done;
     }
-    if ((err = imgstore_store__manifest_load(&manifest, digest, e->store, tip, e->name,
-                                             e->version)) < 0)
-        goto done;
-    if ((err = imgstore_store__version_status(&release, e->store, tip, policy, e->name,
-                                              e->version)) < 0)
-        goto done;
-    if (!release.trusted) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s %s has %zu of the %u release signatures it needs; it "
-                                 "cannot go on a channel until imgstore sign adds them",
-                                 e->name, e->version, release.valid, release.threshold);
-        goto done;
-    }
     err = imgstore_store__channel_load(&current, e->store, tip, e->name, e->channel);
-    if (err < 0 && err != IMGSTORE_ENOTFOUND)
+    if (err < 0 && (err != IMGSTORE_ENOTFOUND || !version))
         goto done;
     err = 0;
     if (e->expect_sequence && (!current || current->sequence != e->expect_sequence)) {
@@ -190,19 +209,49 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
                                  e->name, e->channel);
         goto done;
     }
-    if (current && strcmp(current->version, e->version) == 0 && strcmp(e->action, "deploy") == 0 &&
+    if (current && strcmp(e->action, "deploy") == 0 && strcmp(current->version, version) == 0 &&
         !needs_refresh(current, policy)) {
         e->written = current;
         current = NULL;
         err = IMGSTORE_STORE_UNCHANGED;
         goto done;
     }
+    if (current && (err = stack_of_current(current, e, tip, policy)) < 0)
+        goto done;
+    if (!version) {
+        if (current->stack_count == 0) {
+            err = imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                     "%s/%s runs %s and has no earlier version to roll back to; "
+                                     "use --to VERSION",
+                                     e->name, e->channel, current->version);
+            goto done;
+        }
+        version = current->stack[0];
+    }
+    if ((err = imgstore_store__manifest_load(&manifest, digest, e->store, tip, e->name, version)) <
+        0)
+        goto done;
+    if ((err = imgstore_store__version_status(&release, e->store, tip, policy, e->name, version)) <
+        0)
+        goto done;
+    if (!release.trusted) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s has %zu of the %u release signatures it needs; it "
+                                 "cannot go on a channel until imgstore sign adds them",
+                                 e->name, version, release.valid, release.threshold);
+        goto done;
+    }
+    if ((err = imgstore_store_stack_next(stack, &stack_count, current ? current->version : NULL,
+                                         current ? (const char *const *)current->stack : NULL,
+                                         current ? current->stack_count : 0, e->action, version)) <
+        0)
+        goto done;
     imgstore_time_rfc3339(now, sizeof(now), now_s);
     imgstore_time_rfc3339(expires, sizeof(expires), now_s + policy->channel_ttl_seconds);
     memset(&next, 0, sizeof(next));
     next.name = (char *)e->name;
     next.channel = (char *)e->channel;
-    next.version = (char *)e->version;
+    next.version = (char *)version;
     memcpy(next.manifest_sha256, digest, sizeof(digest));
     next.sequence = current ? current->sequence + 1 : 1;
     next.time = now;
@@ -211,6 +260,10 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
     next.action = (char *)e->action;
     next.reason = (char *)e->opts->reason;
     next.previous_version = current ? current->version : NULL;
+    next.has_stack = true;
+    next.stack_count = stack_count;
+    for (size_t i = 0; i < stack_count; i++)
+        next.stack[i] = (char *)stack[i];
     snprintf(path, sizeof(path), "channels/%s/%s.json", e->name, e->channel);
     snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", e->name, e->channel);
     /* the previous state's signatures go: they sign other bytes */
@@ -262,7 +315,7 @@ int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, c
                           const char *version, const char *channel,
                           const imgstore_channel_opts *opts)
 {
-    channel_edit edit = {store, name, channel, version, "deploy", opts, 0, NULL};
+    channel_edit edit = {store, name, channel, "deploy", version, opts, 0, NULL};
     int err;
 
     *out = NULL;
@@ -273,78 +326,30 @@ int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, c
     return move_channel(out, &edit);
 }
 
-/* The target of a rollback without --to (imgstore_store_rollback_target over the history),
- * and the sequence of the state it was computed from. */
-static int rollback_target(char **out, uint64_t *sequence_out, imgstore_store *store,
-                           const char *name, const char *channel)
-{
-    imgstore_history_entry *history = NULL;
-    const imgstore_channel_state **states = NULL;
-    const char *target = NULL;
-    size_t count = 0;
-    int err;
-
-    *out = NULL;
-    if ((err = imgstore_store_history(&history, &count, store, name, channel)) < 0)
-        return err;
-    if (count == 0) {
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
-        goto done;
-    }
-    if (!(states = calloc(count, sizeof(*states)))) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < count; i++)
-        states[i] = history[i].state;
-    if ((err = imgstore_store_rollback_target(&target, states, count)) < 0)
-        goto done;
-    *sequence_out = history[0].state->sequence;
-    if (!target) {
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND,
-                                 "%s/%s runs %s and has no earlier version to roll back to; "
-                                 "use --to VERSION",
-                                 name, channel, history[0].state->version);
-        goto done;
-    }
-    if (!(*out = strdup(target)))
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-done:
-    free(states);
-    imgstore_history_free(history, count);
-    return err;
-}
-
 int imgstore_store_rollback(imgstore_channel_state **out, imgstore_store *store, const char *name,
                             const char *channel, const imgstore_channel_opts *opts)
 {
-    channel_edit edit = {store, name, channel, NULL, "rollback", opts, 0, NULL};
+    channel_edit edit = {store, name, channel, "rollback", NULL, opts, 0, NULL};
     imgstore_channel_state *current = NULL;
-    char *target = NULL;
     int err;
 
     *out = NULL;
     if ((err = imgstore_store_channel_get(&current, store, name, channel)) < 0)
         return err;
+    /* without a target, the target is the top of the stack the locked move reads */
     if (opts && opts->to_version) {
         if ((err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, opts->to_version)) < 0)
             goto done;
-        target = strdup(opts->to_version);
+        if (strcmp(opts->to_version, current->version) == 0) {
+            err = imgstore_error_set(IMGSTORE_EINVALID, "%s/%s already runs %s", name, channel,
+                                     opts->to_version);
+            goto done;
+        }
+        edit.version = opts->to_version;
         edit.expect_sequence = current->sequence;
-    } else if ((err = rollback_target(&target, &edit.expect_sequence, store, name, channel)) < 0)
-        goto done;
-    if (!target) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        goto done;
     }
-    if (strcmp(target, current->version) == 0) {
-        err = imgstore_error_set(IMGSTORE_EINVALID, "%s/%s already runs %s", name, channel, target);
-        goto done;
-    }
-    edit.version = target;
     err = move_channel(out, &edit);
 done:
-    free(target);
     imgstore_channel_state_free(current);
     return err;
 }

@@ -493,28 +493,14 @@ json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, si
 int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
                                    size_t count)
 {
-    const char **stack = calloc(count ? count : 1, sizeof(*stack));
+    const char *stack[IMGSTORE_CHANNEL_STACK_MAX];
     size_t depth = 0;
+    int err;
 
     *out = NULL;
-    if (!stack)
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    for (size_t i = count; i-- > 0;) {
-        const imgstore_channel_state *s = states[i];
-        bool rollback = strcmp(s->action, "rollback") == 0;
-        size_t below = depth;
-
-        if (rollback) {
-            while (below > 0 && strcmp(stack[below - 1], s->version) != 0)
-                below--;
-        }
-        if (rollback && below > 0)
-            depth = below;
-        else
-            stack[depth++] = s->version;
-    }
-    if (depth >= 2)
-        *out = stack[depth - 2];
-    free(stack);
+    if ((err = imgstore_store_stack_replay(stack, &depth, states, count)) < 0)
+        return err;
+    if (depth > 0)
+        *out = stack[0];
     return 0;
 }

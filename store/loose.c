@@ -168,11 +168,28 @@ int imgstore_store__loose_read_any(imgstore_store__chunk_buf *out, git_object_t 
         payload = file;
         payload_len = (size_t)stored;
         file = NULL;
-    } else if (inflate_bounded(&payload, &payload_len, file, file_len,
-                               (size_t)max_size + HEADER_MAX, true) < 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "object %s is damaged (truncated or corrupt zlib stream)", hex);
-        goto done;
+    } else {
+        /* Size the buffer by the object's own header, not by `max_size`: a 64 MiB buffer
+         * per tree or commit read (the odb backend's bound) cost an mmap, page faults and a
+         * munmap with a TLB flush on every core each time (perf: 40% of a gc's time) */
+        uint8_t *head = NULL;
+        size_t head_len = 0;
+        git_object_t head_type;
+        int bad = inflate_bounded(&head, &head_len, file, file_len, HEADER_MAX, false) < 0 ||
+                  parse_header(&header_len, &head_type, &declared, head, head_len) < 0 ||
+                  declared > max_size;
+
+        free(head);
+        if (bad) {
+            err = imgstore_error_set(IMGSTORE_EVERIFY, "object %s is damaged (bad header)", hex);
+            goto done;
+        }
+        if (inflate_bounded(&payload, &payload_len, file, file_len, (size_t)declared + header_len,
+                            true) < 0) {
+            err = imgstore_error_set(
+                IMGSTORE_EVERIFY, "object %s is damaged (truncated or corrupt zlib stream)", hex);
+            goto done;
+        }
     }
     if (parse_header(&header_len, type_out, &declared, payload, payload_len) < 0 ||
         declared != payload_len - header_len || declared > max_size) {

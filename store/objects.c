@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <git2/sys/odb_backend.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -59,7 +60,7 @@ struct imgstore_store__writer {
     size_t thread_count;
 };
 
-static bool worth_compressing(const uint8_t *buf, size_t len)
+bool imgstore_store__worth_compressing(const uint8_t *buf, size_t len)
 {
     uint8_t out[SAMPLE_LEN + 1024];
     size_t in_total = 0, out_total = 0;
@@ -82,19 +83,30 @@ static bool worth_compressing(const uint8_t *buf, size_t len)
 typedef struct {
     char objects_dir[4096];
     EVP_MD_CTX *sha1;
-    z_stream z[2]; /* [0]: level 0, [1]: level 1 */
+    git_odb *packs; /* objects/pack as it was when the thread started */
+    z_stream z[2];  /* [0]: level 0, [1]: level 1 */
     bool z_ready[2];
     uint8_t out[256 * 1024];
 } loose_writer;
 
 static int loose_init(loose_writer *lw, const char *objects_dir)
 {
+    git_odb_backend *packs = NULL;
+    int rc;
+
     memset(lw, 0, sizeof(*lw));
     if (!objects_dir[0])
         return imgstore_error_set(IMGSTORE_ERROR, "no objects directory"); /* never "/" */
     snprintf(lw->objects_dir, sizeof(lw->objects_dir), "%s", objects_dir);
     if (!(lw->sha1 = EVP_MD_CTX_new()))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((rc = git_odb_new(&lw->packs)) < 0 ||
+        (rc = git_odb_backend_pack(&packs, objects_dir)) < 0 ||
+        (rc = git_odb_add_backend(lw->packs, packs, 1)) < 0) {
+        if (packs)
+            packs->free(packs);
+        return imgstore_store__git_error(rc, "cannot read the packs in %s", objects_dir);
+    }
     for (int i = 0; i < 2; i++) {
         if (deflateInit(&lw->z[i], i == 0 ? Z_NO_COMPRESSION : Z_BEST_SPEED) != Z_OK)
             return imgstore_error_set(IMGSTORE_ERROR, "zlib: cannot start a stream");
@@ -110,6 +122,7 @@ static void loose_free(loose_writer *lw)
             deflateEnd(&lw->z[i]);
     }
     EVP_MD_CTX_free(lw->sha1);
+    git_odb_free(lw->packs);
 }
 
 static int write_all(int fd, const uint8_t *buf, size_t len)
@@ -169,6 +182,11 @@ static int loose_write(git_oid *out, loose_writer *lw, const uint8_t *buf, size_
     snprintf(path, sizeof(path), "%s/%.2s/%s", lw->objects_dir, hex, hex + 2);
     if (stat(path, &st) == 0)
         return 0; /* already stored: this is where identical chunks dedupe */
+    /* or packed by a gc (issue #9): without this look, every push after a gc wrote all of
+     * its image's chunks loose again, shared or not. A pack made since the thread started is
+     * not seen, and the chunk is written loose once more: harmless, the next gc drops it. */
+    if (git_odb_exists_ext(lw->packs, out, GIT_ODB_LOOKUP_NO_REFRESH))
+        return 0;
     snprintf(tmp, sizeof(tmp), "%s/%.2s", lw->objects_dir, hex);
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));
@@ -235,7 +253,8 @@ static void *worker_main(void *arg)
         result.size = j->len;
         imgstore_sha256_update(sha, j->buf, j->len);
         imgstore_sha256_final_hex(sha, result.sha256);
-        rc = loose_write(&result.oid, lw, j->buf, j->len, worth_compressing(j->buf, j->len));
+        rc = loose_write(&result.oid, lw, j->buf, j->len,
+                         imgstore_store__worth_compressing(j->buf, j->len));
 
         pthread_mutex_lock(&w->lock);
         if (rc < 0 && !w->err) {

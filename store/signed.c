@@ -463,6 +463,44 @@ typedef struct {
     size_t sig_count;
 } put_edit;
 
+/* A client-built state's stack must be the one this move derives from the current state
+ * (imgstore_store_stack_next, as the client ran it): it is signed, so a deploy key could
+ * otherwise plant a rollback target the channel never ran. A state without one (an older
+ * client) is taken; the move after it replays the history once. */
+static int check_stack(const put_edit *e, imgstore_channel_state *current)
+{
+    const imgstore_channel_state *s = e->state;
+    const char *expected[IMGSTORE_CHANNEL_STACK_MAX];
+    size_t count = 0;
+    int err;
+
+    if (current && !current->has_stack &&
+        (err = imgstore_store__stack_replayed(current, e->store)) < 0)
+        return err;
+    if ((err = imgstore_store_stack_next(expected, &count, current ? current->version : NULL,
+                                         current ? (const char *const *)current->stack : NULL,
+                                         current ? current->stack_count : 0, s->action,
+                                         s->version)) < 0)
+        return err;
+    if (s->stack_count != count)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "state: stack holds %zu versions where this %s from sequence "
+                                  "%llu leaves %zu below %s (docs/format.md)",
+                                  s->stack_count, s->action,
+                                  (unsigned long long)(current ? current->sequence : 0), count,
+                                  s->version);
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(s->stack[i], expected[i]) != 0)
+            return imgstore_error_set(IMGSTORE_EINVALID,
+                                      "state: stack[%zu] is %s where this %s from sequence %llu "
+                                      "leaves %s (docs/format.md)",
+                                      i, s->stack[i], s->action,
+                                      (unsigned long long)(current ? current->sequence : 0),
+                                      expected[i]);
+    }
+    return 0;
+}
+
 /* Everything a state built elsewhere must satisfy against the tip it lands on. */
 static int check_state(const put_edit *e, git_tree *tip, const imgstore_policy *policy)
 {
@@ -494,6 +532,8 @@ static int check_state(const put_edit *e, git_tree *tip, const imgstore_policy *
                                  current ? current->version : "absent for a new channel");
         goto done;
     }
+    if (s->has_stack && (err = check_stack(e, current)) < 0)
+        goto done;
     if ((err = imgstore_store__manifest_load(&manifest, digest, e->store, tip, s->name,
                                              s->version)) < 0)
         goto done;

@@ -282,13 +282,37 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count);
 json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count);
 
 /**
- * The version a rollback without a target goes back to: the channel's states (newest first)
- * replayed as a stack, where a deploy pushes its version and a rollback pops back down to
- * its target (or pushes it when it was never below). *out is the version under the top of
- * the stack (pointing into `states`), or NULL when there is none. 0, or IMGSTORE_ERROR.
+ * The version a rollback without a target goes back to: stack[0] of
+ * imgstore_store_stack_replay over the channel's states (newest first), pointing into
+ * `states`, or NULL when there is none. 0, or IMGSTORE_EINVALID (bad arguments).
  */
 int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
                                    size_t count);
+
+/* ---- rollback stack (stack.c) ----------------------------------------------------------- */
+
+/**
+ * The rollback stack of the state a move writes (docs/format.md, "Rollback stack"): from the
+ * current version `current` (NULL for a new channel) and the versions below it, `below`
+ * (nearest first, at most IMGSTORE_CHANNEL_STACK_MAX), for `action` ("deploy" or "rollback")
+ * to `version`. `out` (room for IMGSTORE_CHANNEL_STACK_MAX; it may be `below` itself) gets
+ * pointers borrowed from `current` and `below`, *count_out how many. The one derivation that
+ * the store's moves, its check of a client-signed state and the remote client all use. Pure.
+ * Returns 0 or IMGSTORE_EINVALID (bad arguments, unknown action).
+ */
+int imgstore_store_stack_next(const char **out, size_t *count_out, const char *current,
+                              const char *const *below, size_t below_count, const char *action,
+                              const char *version);
+
+/**
+ * The stack below the newest of a channel's `states` (newest first, as
+ * imgstore_store_history lists them): imgstore_store_stack_next applied oldest first from
+ * an empty channel, ignoring the stacks the states carry. What a legacy state's stack is, and
+ * what a carried stack must equal. `out` (room for IMGSTORE_CHANNEL_STACK_MAX) gets pointers
+ * into `states`. Pure. Returns 0 or IMGSTORE_EINVALID.
+ */
+int imgstore_store_stack_replay(const char **out, size_t *count_out,
+                                const imgstore_channel_state *const *states, size_t count);
 
 /* ---- indexes -------------------------------------------------------------------------- */
 
@@ -333,8 +357,9 @@ int imgstore_store_verify(imgstore_store *store, const char *name, const char *v
 /**
  * Check everything that is signed (docs/security.md): the policy chain from policy 1 to the
  * current one (each signed by a threshold of its predecessor's root keys, policy 1 by its
- * own), and every channel state (deploy signatures, expiry, a trusted version). Reports each
- * policy and channel to `report`. Returns 0 or IMGSTORE_EVERIFY.
+ * own), and every channel state (deploy signatures, expiry, a trusted version, and a stack
+ * equal to the replay of its history). Reports each policy and channel to `report`. Returns
+ * 0 or IMGSTORE_EVERIFY.
  */
 int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report, void *payload);
 
@@ -476,7 +501,9 @@ int imgstore_store_add_signature(imgstore_trust_status *status_out, imgstore_sto
  * must be the canonical encoding, with sequence = current + 1 (1 for a new channel),
  * previous_version = the current version, manifest_sha256 = the stored manifest's digest of
  * a release-trusted version, time within 5 minutes of this clock, 0 < expires - time <= the
- * policy's channel_ttl_seconds, and signatures meeting the deploy threshold. One commit,
+ * policy's channel_ttl_seconds, a stack (when it carries one) equal to
+ * imgstore_store_stack_next from the current state, and signatures meeting the deploy
+ * threshold. One commit,
  * signed by `commit_key` when not NULL. *out (caller frees) is the state committed. Returns
  * 0, IMGSTORE_EINVALID, IMGSTORE_EVERIFY (signatures), IMGSTORE_ELOCKED (the channel moved:
  * build on its new state), IMGSTORE_ENOTFOUND (no such version).
@@ -485,6 +512,46 @@ int imgstore_store_channel_put_signed(imgstore_channel_state **out, imgstore_sto
                                       const char *bytes, size_t len, const char *const *armored,
                                       size_t sig_count, const imgstore_sign_key *commit_key,
                                       const char *actor);
+
+/* ---- packing (gc.c, docs/format.md "Packing") --------------------------------------- */
+
+typedef struct {
+    bool all; /* combine every pack and loose object into at most two packs */
+} imgstore_gc_opts;
+
+typedef struct {
+    bool skipped;                       /* another gc held the store's gc lock: nothing was done */
+    uint64_t objects_packed;            /* loose objects written into the new packs */
+    uint64_t loose_before, loose_after; /* loose objects in objects/ */
+    uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
+    uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
+    uint64_t damaged; /* objects left where they were because they do not hash to their id */
+} imgstore_gc_stats;
+
+/**
+ * Pack the store's loose objects: chunk blobs into a pack of their own (stored, not deflated
+ * again, when they do not compress), everything else through libgit2's packbuilder (deltas),
+ * then remove the loose copies now packed. Past 50 packs (or with opts->all) the packs are
+ * combined. Never blocks or is blocked by writers and readers, never removes an object that
+ * is not in a pack on disk, and a process killed at any point leaves a sound store. Another
+ * gc at work is not an error: *out says skipped. `opts` may be NULL. Fills *out; returns 0,
+ * IMGSTORE_EINVALID, IMGSTORE_ERROR (disk full, I/O: nothing is lost, loose objects stay).
+ */
+int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgstore_gc_opts *opts);
+
+/**
+ * Whether the loose objects passed the automatic threshold: $IMGSTORE_GC_AUTO, else the
+ * store's git config gc.auto, else 6700 (0 or less: never). Estimated as git does, from one
+ * of the 256 fan-out directories (counted exactly below 2,560). 0 or IMGSTORE_ERROR.
+ */
+int imgstore_store_gc_due(bool *out, imgstore_store *store);
+
+/**
+ * Every commit made through `store` checks imgstore_store_gc_due() afterwards and packs when
+ * it is due (on by default). A server turns this off on its handles and packs from a thread
+ * of its own instead, so no request waits for a gc.
+ */
+void imgstore_store_set_auto_gc(imgstore_store *store, bool enabled);
 
 /* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
 

@@ -63,6 +63,7 @@ struct imgstore_store {
     git_oid tip_oid;
     bool index_live;    /* the commit being written keeps the indexes (index.c) */
     bool index_rebuilt; /* its edit wrote the whole index itself (reindex) */
+    bool no_auto_gc; /* imgstore_store_set_auto_gc(store, false): the caller packs (server) */
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */
@@ -264,6 +265,19 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
  * Every reader that hands bytes out calls it before it trusts the current policy. */
 int imgstore_store__policy_chain_check(imgstore_store *store);
 
+/**
+ * Give `current` (the newest state of its channel at the tip) the stack replayed from its
+ * channel's history (stack.c): the slow path, for a state that carries none (legacy) or
+ * whose own cannot be trusted. Returns 0, IMGSTORE_ELOCKED (the history ends elsewhere),
+ * IMGSTORE_ERROR.
+ */
+int imgstore_store__stack_replayed(imgstore_channel_state *current, imgstore_store *store);
+
+/** 0 when `state` (the newest of its channel at the tip) carries no stack or the one its
+ * history replays to; else IMGSTORE_EVERIFY naming the first difference. Reads the whole
+ * history: for `imgstore verify`, never for a move. */
+int imgstore_store__stack_check(imgstore_store *store, const imgstore_channel_state *state);
+
 /** Deploy status of channels/<name>/<channel>.json in `root` under `policy`. */
 int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,
@@ -310,6 +324,38 @@ int imgstore_store__writer_wait(imgstore_store__writer *w,
 
 /** Stop the threads and free. NULL-safe. */
 void imgstore_store__writer_free(imgstore_store__writer *w);
+
+/** Whether a chunk is worth zlib's effort: a sample of it compresses below 85%. The same
+ * choice decides a chunk's loose form (objects.c) and its form in a pack (gc.c). */
+bool imgstore_store__worth_compressing(const uint8_t *buf, size_t len);
+
+/* ---- packs (pack.c, gc.c) -------------------------------------------------------------- */
+
+/* A git packfile and its v2 index, written one object at a time under temporary names in a
+ * directory (pack.c). */
+typedef struct imgstore_store__pack imgstore_store__pack;
+
+/** Start a pack in `dir`. */
+int imgstore_store__pack_new(imgstore_store__pack **out, const char *dir);
+
+/** Append one whole object (the caller has checked it hashes to `oid`), deflated at zlib
+ * level 1 when `compress`, else as stored blocks. Each oid at most once per pack. */
+int imgstore_store__pack_add(imgstore_store__pack *pack, const git_oid *oid, git_object_t type,
+                             const uint8_t *data, size_t len, bool compress);
+
+/** Objects added so far. */
+size_t imgstore_store__pack_count(const imgstore_store__pack *pack);
+
+/** Write the trailer and the index, fsync both, and name them `dir`/pack-<name_out>.pack and
+ * .idx (name_out: the pack's SHA-1 in hex). */
+int imgstore_store__pack_finish(imgstore_store__pack *pack, char name_out[41]);
+
+/** Free; a pack not finished leaves no file behind. NULL-safe. */
+void imgstore_store__pack_free(imgstore_store__pack *pack);
+
+/** After a commit landed (and the write lock is released): pack when loose objects passed
+ * the threshold, unless automatic packing is off. Never fails the caller. */
+void imgstore_store__gc_after_commit(imgstore_store *store);
 
 /* ---- libgit2 errors (git_error.c) ----------------------------------------------------- */
 

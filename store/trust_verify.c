@@ -1,7 +1,7 @@
 /*
  * `verify`'s trust half: the chain of trust policies through history, and every channel
- * state's signatures, expiry and version. The per-version signature check lives with the
- * byte check in verify.c; the counting itself in trust.c.
+ * state's signatures, expiry, version and rollback stack. The per-version signature check
+ * lives with the byte check in verify.c; the counting itself in trust.c.
  */
 #include "store/store_internal.h"
 
@@ -149,9 +149,11 @@ static void verify_channel(trust_ctx *ctx, git_tree *tip, const imgstore_policy 
     imgstore_channel_state *state = NULL;
     char message[2048];
 
-    /* one reader's check, so verify and pull can never disagree */
+    /* one reader's check, so verify and pull can never disagree; then the carried stack
+     * against the history it summarises */
     if (imgstore_store_channel_manifest_get(&manifest, NULL, &state, ctx->store, name, channel) <
-        0) {
+            0 ||
+        imgstore_store__stack_check(ctx->store, state) < 0) {
         snprintf(message, sizeof(message), "%s", imgstore_error_last());
         imgstore_store__channel_status(&status, ctx->store, tip, policy, name, channel);
         emit(ctx, "channel", name, channel, IMGSTORE_EVERIFY, message, &status);

@@ -19,8 +19,8 @@ import time
 
 from imgstore_testlib import (BIN, EXIT_FAIL, EXIT_OK, EXIT_USAGE, EXIT_VERIFY, MiB,
                               ServerTestCase, base_env, fixture, fixture_sums, hash_object,
-                              main, needs_fixtures, new_token, rewrite_main, run, sha256,
-                              sha256_file)
+                              main, needs_fixtures, new_token, rewrite_main, rfc3339, run,
+                              sha256, sha256_file)
 
 DEMO = ["vmlinuz-6.1.0-56-cloud-amd64", "initrd-busybox.cpio.gz", "cmdline.txt"]
 IPXE = ["ipxe.efi", "ipxe.iso", "ipxe.lkrn"]
@@ -421,11 +421,79 @@ class Remote(ServerTestCase):
         rc, out, err = self.rim("history", "app", "--at", "@0")
         self.assertEqual(rc, EXIT_USAGE, err)
 
-    def test_rollback_target_comes_from_the_signed_history_only(self):
+    def legacy_deploy(self, version):
+        """Deploy VERSION with a state as older imgstore signed it: no stack (the server takes
+        it, docs/api.md), signed with stock ssh-keygen by this machine's deploy key."""
+        current = json.loads(self.server.get_json("/v1/channels/app/prod/signed",
+                                                  token=self.reader)["state"])
+        digest = sha256(self.git("show", "main:images/app/%s/manifest.json" % version,
+                                 binary=True))
+        now = int(time.time())
+        state = {"schema": "imgstore.channel/1", "name": "app", "channel": "prod",
+                 "version": version, "manifest_sha256": digest,
+                 "sequence": current["sequence"] + 1, "time": rfc3339(now),
+                 "expires": rfc3339(now + 86400), "actor": "old-client", "action": "deploy",
+                 "previous_version": current["version"]}
+        data = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        msg = self.path("legacy-%d.json" % state["sequence"])
+        with open(msg, "wb") as f:
+            f.write(data)
+        key = os.path.join(base_env()["XDG_CONFIG_HOME"], "imgstore", "key")
+        p = subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-f", key, "-n", "imgstore", msg],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        with open(msg + ".sig") as f:
+            sig = f.read()
+        status, _, body = self.server.request("POST", "/v1/channels/app/prod/signed",
+                                              token=self.admin,
+                                              body={"state": data.decode(), "signatures": [sig]})
+        self.assertEqual(status, 200, body)
+
+    def test_rollback_reads_the_signed_stack_not_the_history(self):
         for v in ("1", "2", "3"):
             p, _ = self.generated("%s/app.img" % v, 300 * 1024)
             self.rok("push", p, "--name", "app", "--version", v, "--kind", "unknown")
+            state = json.loads(self.rok("deploy", "app", v, "--channel", "prod", "--json"))
+        self.assertEqual(state["stack"], ["2", "1"])
+        signed_path = "/v1/channels/app/prod/signed"
+        seen = []
+
+        def count(method, path, status, body):
+            seen.append(path)
+            return status, body
+
+        def plant_target(method, path, status, body):
+            # a server (or anyone in between) points the stack at another signed version
+            if method == "GET" and path == signed_path:
+                doc = json.loads(body)
+                doc["state"] = doc["state"].replace('"stack":["2","1"]', '"stack":["1"]')
+                body = json.dumps(doc).encode()
+            return status, body
+        before = self.tip()
+        proxy = TamperProxy(self.server, plant_target)
+        self.addCleanup(proxy.close)
+        rc, _, err = self.rim("rollback", "app", "--channel", "prod", server=proxy.url)
+        self.assertRemoteFails(rc, err, EXIT_VERIFY, "0 of the 1 deploy signatures")
+        self.assertEqual(self.tip(), before)
+        proxy = TamperProxy(self.server, count)
+        self.addCleanup(proxy.close)
+        state = json.loads(self.rok("rollback", "app", "--channel", "prod", "--json",
+                                    server=proxy.url))
+        self.assertEqual((state["version"], state["stack"]), ("2", ["1"]))
+        self.assertFalse([p for p in seen if "/history" in p], seen)
+        self.assertEqual(json.loads(self.git("show", "main:channels/app/prod.json"))["stack"],
+                         ["1"])
+        self.ok("verify")
+
+    def test_rollback_target_comes_from_the_signed_history_only(self):
+        for v in ("1", "2"):
+            p, _ = self.generated("%s/app.img" % v, 300 * 1024)
+            self.rok("push", p, "--name", "app", "--version", v, "--kind", "unknown")
             self.rok("deploy", "app", v, "--channel", "prod")
+        p, _ = self.generated("3/app.img", 300 * 1024)
+        self.rok("push", p, "--name", "app", "--version", "3", "--kind", "unknown")
+        # the live state is legacy (no stack), so its rollback target is in the history
+        self.legacy_deploy("3")
         history_path = "/v1/channels/app/prod/history"
 
         def rewrite(edit):
@@ -465,7 +533,7 @@ class Remote(ServerTestCase):
         self.addCleanup(proxy.close)
         state = json.loads(self.rok("rollback", "app", "--channel", "prod", "--json",
                                     server=proxy.url))
-        self.assertEqual((state["version"], state["sequence"]), ("2", 4))
+        self.assertEqual((state["version"], state["sequence"], state["stack"]), ("2", 4, ["1"]))
         # every move in the history verifies with stock ssh-keygen too
         history = json.loads(self.rok("history", "app", "--channel", "prod", "--json"))
         self.assertEqual([e["state"]["sequence"] for e in history["entries"]], [4, 3, 2, 1])

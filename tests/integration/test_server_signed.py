@@ -232,6 +232,13 @@ class Signed(ServerTestCase):
                     self.next_state(server, "1.0", expires=rfc3339(time.time() - 60))):
             status, _, data = self.post_state(server, bad)
             self.assertJsonError(status, data, 400, "invalid")
+        # a stack other than the one the move derives from the current state: the client
+        # would choose where the next rollback lands (docs/format.md)
+        status, _, data = self.post_state(server, self.next_state(server, "1.0",
+                                                                  stack=["2.0", "0.9"]))
+        self.assertJsonError(status, data, 400, "invalid")
+        self.assertIn("stack[1] is 0.9 where this deploy from sequence 2 leaves 1.0",
+                      json.loads(data)["error"]["message"])
         status, _, data = server.request("POST", "/v1/channels/app/prod/signed", token=self.boss,
                                          body={"state": canonical(self.next_state(
                                              server, "1.0")).decode() + " ", "signatures": []})
@@ -244,9 +251,9 @@ class Signed(ServerTestCase):
                                                                   "signatures": []})
         self.assertJsonError(status, data, 403, "forbidden")
         self.assertEqual(self.tip(), tip)
-        # a rollback is a new state too
+        # a rollback is a new state too; this one carries the stack it derives
         status, _, data = self.post_state(server, self.next_state(server, "1.0",
-                                                                  action="rollback"))
+                                                                  action="rollback", stack=[]))
         self.assertEqual(status, 200, data)
         self.ok("pull", "app", "--channel", "prod", "-o", self.path("prod.img"))
         self.assertFsckClean()

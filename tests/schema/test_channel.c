@@ -13,6 +13,7 @@ static const char golden[] = "{\"action\":\"rollback\",\"actor\":\"alice\","
                              "\"manifest_sha256\":\"" SHA_A "\",\"name\":\"app\","
                              "\"previous_version\":\"1.1.0\",\"reason\":\"bad \\\"1.1\\\"\","
                              "\"schema\":\"imgstore.channel/1\",\"sequence\":7,"
+                             "\"stack\":[\"1.1.0\",\"0.9\"],"
                              "\"time\":\"2026-11-25T13:51:00Z\",\"version\":\"1.0.0\"}";
 
 static const char minimal[] = "{\"action\":\"deploy\",\"actor\":\"alice\",\"channel\":\"prod\","
@@ -36,6 +37,10 @@ static imgstore_channel_state *sample(void)
     s->action = dup("rollback");
     s->reason = dup("bad \"1.1\"");
     s->previous_version = dup("1.1.0");
+    s->has_stack = true;
+    s->stack[0] = dup("1.1.0");
+    s->stack[1] = dup("0.9");
+    s->stack_count = 2;
     return s;
 }
 
@@ -80,6 +85,10 @@ static void round_trip_encode_parse_encode_is_identical(void **state)
     assert_string_equal(parsed->reason, "bad \"1.1\"");
     assert_int_equal(parsed->sequence, 7);
     assert_string_equal(parsed->manifest_sha256, SHA_A);
+    assert_true(parsed->has_stack);
+    assert_int_equal(parsed->stack_count, 2);
+    assert_string_equal(parsed->stack[0], "1.1.0");
+    assert_string_equal(parsed->stack[1], "0.9");
     assert_encodes_to(parsed, golden);
     imgstore_channel_state_free(parsed);
 }
@@ -94,6 +103,10 @@ static void optional_fields_are_left_out_when_null(void **state)
     free(s->reason);
     free(s->previous_version);
     s->expires = s->reason = s->previous_version = NULL;
+    free(s->stack[0]);
+    free(s->stack[1]);
+    s->stack_count = 0;
+    s->has_stack = false;
     s->sequence = 1;
     free(s->action);
     s->action = dup("deploy");
@@ -102,7 +115,66 @@ static void optional_fields_are_left_out_when_null(void **state)
     assert_null(parsed->expires);
     assert_null(parsed->reason);
     assert_null(parsed->previous_version);
+    assert_false(parsed->has_stack);
     imgstore_channel_state_free(parsed);
+    imgstore_channel_state_free(s);
+}
+
+/* A known empty stack (a channel's first state) is [], so it is never mistaken for a legacy
+ * state without one. */
+static void empty_stack_is_written_and_read_as_known(void **state)
+{
+    imgstore_channel_state *s = sample();
+    imgstore_channel_state *parsed = NULL;
+    char *expected = replaced(golden, "\"stack\":[\"1.1.0\",\"0.9\"]", "\"stack\":[]");
+
+    (void)state;
+    free(s->stack[0]);
+    free(s->stack[1]);
+    s->stack_count = 0;
+    assert_encodes_to(s, expected);
+    assert_int_equal(imgstore_schema_channel_parse(&parsed, expected, strlen(expected)), 0);
+    assert_true(parsed->has_stack);
+    assert_int_equal(parsed->stack_count, 0);
+    imgstore_channel_state_free(parsed);
+    free(expected);
+    imgstore_channel_state_free(s);
+}
+
+static void stack_holds_at_most_the_cap(void **state)
+{
+    imgstore_channel_state *s = sample();
+    imgstore_channel_state *parsed = NULL;
+    char *bytes = NULL, *text;
+    size_t len = 0;
+    char list[IMGSTORE_CHANNEL_STACK_MAX * 8 + 16];
+    size_t used = 0;
+
+    (void)state;
+    for (size_t i = 2; i < IMGSTORE_CHANNEL_STACK_MAX; i++)
+        s->stack[i] = dup("0.1");
+    s->stack_count = IMGSTORE_CHANNEL_STACK_MAX;
+    assert_int_equal(imgstore_schema_channel_encode(&bytes, &len, s), 0);
+    assert_int_equal(imgstore_schema_channel_parse(&parsed, bytes, len), 0);
+    assert_int_equal(parsed->stack_count, IMGSTORE_CHANNEL_STACK_MAX);
+    assert_string_equal(parsed->stack[IMGSTORE_CHANNEL_STACK_MAX - 1], "0.1");
+    imgstore_channel_state_free(parsed);
+    free(bytes);
+    s->stack_count = IMGSTORE_CHANNEL_STACK_MAX + 1;
+    assert_encode_refused(s, "channel: stack: must hold at most 32 versions, found 33");
+    s->stack_count = IMGSTORE_CHANNEL_STACK_MAX;
+    /* one more than the cap, in bytes */
+    used += (size_t)snprintf(list + used, sizeof(list) - used, "\"stack\":[");
+    for (size_t i = 0; i <= IMGSTORE_CHANNEL_STACK_MAX; i++)
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"0.1\"", i ? "," : "");
+    snprintf(list + used, sizeof(list) - used, "]");
+    text = replaced(golden, "\"stack\":[\"1.1.0\",\"0.9\"]", list);
+    parsed = (imgstore_channel_state *)1;
+    assert_int_equal(imgstore_schema_channel_parse(&parsed, text, strlen(text)), IMGSTORE_EINVALID);
+    assert_null(parsed);
+    assert_string_equal(imgstore_error_last(),
+                        "channel: stack: must hold at most 32 versions, found 33");
+    free(text);
     imgstore_channel_state_free(s);
 }
 
@@ -161,6 +233,11 @@ static const mutation mutations[] = {
     {"\"reason\":\"bad \\\"1.1\\\"\"", "\"reason\":\"bad\",\"reason\":\"worse\"",
      "duplicate object key"},
     {"{\"action\"", "[{\"action\"", "channel: not valid JSON"},
+    {"[\"1.1.0\",\"0.9\"]", "\"1.1.0\"", "channel: stack: expected an array, found a string"},
+    {"[\"1.1.0\",\"0.9\"]", "null", "channel: stack: expected an array, found null"},
+    {"[\"1.1.0\",\"0.9\"]", "[\"1.1.0\",9]", "channel: stack[1]: expected a string"},
+    {"[\"1.1.0\",\"0.9\"]", "[\"1.1.0\",\"../x\"]", "channel: stack[1]: version '../x'"},
+    {"[\"1.1.0\",\"0.9\"]", "[\"\"]", "channel: stack[0]: version '': must be 1 to 128"},
 };
 
 static void parse_refuses_each_rule_naming_the_field(void **state)
@@ -309,6 +386,8 @@ int main(void)
         cmocka_unit_test(encode_writes_golden_canonical_bytes),
         cmocka_unit_test(round_trip_encode_parse_encode_is_identical),
         cmocka_unit_test(optional_fields_are_left_out_when_null),
+        cmocka_unit_test(empty_stack_is_written_and_read_as_known),
+        cmocka_unit_test(stack_holds_at_most_the_cap),
         cmocka_unit_test(parse_ignores_key_order_and_whitespace),
         cmocka_unit_test(parse_refuses_each_rule_naming_the_field),
         cmocka_unit_test(parse_refuses_non_objects_and_oversized_input),

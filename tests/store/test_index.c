@@ -342,6 +342,31 @@ static void damaged_version_row_is_never_answered(void **state)
     imgstore_version_rows_free(rows, count);
 }
 
+static void damaged_index_never_blocks_a_write(void **state)
+{
+    fixture *f = *state;
+    static const char *const logs[] = {"index/app/events/00000/000",
+                                       "index/app/versions/00000/000"};
+    imgstore_channel_opts opts = {.actor = "test", .signers = {test_keys, 1}};
+    imgstore_channel_state *moved = NULL;
+
+    push(f, "app", "1.0", 1700000000);
+    for (size_t i = 0; i < 2; i++) {
+        segment_edit e = {f->store, logs[i], "not rows of text"}; /* no newline */
+        char version[16];
+
+        assert_int_equal(imgstore_store__commit(f->store, "test", test_key, replace_segment, &e),
+                         0);
+        snprintf(version, sizeof(version), "1.%zu", i + 1);
+        push(f, "app", version, 1700000100 + (int64_t)i); /* asserts it succeeds */
+        assert_int_equal(imgstore_store_deploy(&moved, f->store, "app", version, "prod", &opts), 0);
+        imgstore_channel_state_free(moved);
+        assert_int_equal(imgstore_store_index_check(f->store), IMGSTORE_EVERIFY);
+        assert_int_equal(imgstore_store_reindex(NULL, f->store, "test", test_key), 0);
+        assert_int_equal(imgstore_store_index_check(f->store), 0);
+    }
+}
+
 static void stale_index_answers_from_the_manifests_until_reindex(void **state)
 {
     fixture *f = *state;
@@ -375,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(version_pages_chain_to_the_whole_list, setup, teardown),
         cmocka_unit_test_setup_teardown(history_from_the_index_equals_the_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_version_row_is_never_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_index_never_blocks_a_write, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_index_answers_from_the_manifests_until_reindex, setup,
                                         teardown),
     };

@@ -237,6 +237,94 @@ static void channel_state_signed_elsewhere_is_checked_then_committed(void **stat
     free(sig);
 }
 
+/* The next state of app/prod carrying `stack` ("" for [], NULL for none), signed by root. */
+static void stacked_state(char **bytes_out, size_t *len_out, char **sig_out, fixture *f,
+                          const char *version, const char *action, const char *stack)
+{
+    imgstore_channel_state *current = NULL, next;
+    imgstore_manifest *m = NULL;
+    char digest[65], now[32], expires[32], words[256];
+    int64_t t = (int64_t)time(NULL);
+
+    assert_int_equal(imgstore_store_channel_get(&current, f->store, "app", "prod"), 0);
+    assert_int_equal(imgstore_store_manifest_get(&m, digest, f->store, "app", version), 0);
+    imgstore_time_rfc3339(now, sizeof(now), t);
+    imgstore_time_rfc3339(expires, sizeof(expires), t + 3600);
+    next = (imgstore_channel_state){.name = "app",
+                                    .channel = "prod",
+                                    .version = (char *)version,
+                                    .sequence = current->sequence + 1,
+                                    .time = now,
+                                    .expires = expires,
+                                    .actor = "remote",
+                                    .action = (char *)action,
+                                    .previous_version = current->version,
+                                    .has_stack = stack != NULL};
+    memcpy(next.manifest_sha256, digest, sizeof(digest));
+    snprintf(words, sizeof(words), "%s", stack ? stack : "");
+    for (char *w = strtok(words, " "); w; w = strtok(NULL, " "))
+        next.stack[next.stack_count++] = w;
+    assert_int_equal(imgstore_schema_channel_encode(bytes_out, len_out, &next), 0);
+    assert_int_equal(imgstore_sign_sshsig(sig_out, f->root, "imgstore", *bytes_out, *len_out), 0);
+    imgstore_manifest_free(m);
+    imgstore_channel_state_free(current);
+}
+
+/* The stack is signed by the client, so the store checks it is the one the move derives
+ * from the current state: a client cannot plant a rollback target the history never had. */
+static void client_signed_state_must_carry_the_derived_stack(void **state)
+{
+    fixture *f = *state;
+    imgstore_channel_state *s = NULL;
+    char *bytes = NULL, *sig = NULL;
+    size_t len = 0;
+
+    push(f, "1", f->root);
+    push(f, "2", f->root);
+    push(f, "3", f->root);
+    deploy(f, "1");
+    deploy(f, "2"); /* prod runs 2 over [1] */
+    static const char *const wrong[] = {"", "3 1", "1", "2 1 1"};
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        stacked_state(&bytes, &len, &sig, f, "3", "deploy", wrong[i]);
+        assert_int_equal(put(f, bytes, len, sig), IMGSTORE_EINVALID);
+        if (!strstr(imgstore_error_last(), "state: stack"))
+            fail_msg("message '%s' lacks 'state: stack'", imgstore_error_last());
+        assert_null(strchr(imgstore_error_last(), '\n'));
+        free(bytes);
+        free(sig);
+    }
+    stacked_state(&bytes, &len, &sig, f, "3", "deploy", "2 1");
+    assert_int_equal(put(f, bytes, len, sig), 0);
+    free(bytes);
+    free(sig);
+    /* a rollback pops: to 1 leaves nothing below */
+    stacked_state(&bytes, &len, &sig, f, "1", "rollback", "2 1");
+    assert_int_equal(put(f, bytes, len, sig), IMGSTORE_EINVALID);
+    free(bytes);
+    free(sig);
+    stacked_state(&bytes, &len, &sig, f, "1", "rollback", "");
+    assert_int_equal(put(f, bytes, len, sig), 0);
+    free(bytes);
+    free(sig);
+    /* an older client's state without a stack is still taken; the next move replays once */
+    stacked_state(&bytes, &len, &sig, f, "2", "deploy", NULL);
+    assert_int_equal(put(f, bytes, len, sig), 0);
+    free(bytes);
+    free(sig);
+    stacked_state(&bytes, &len, &sig, f, "3", "deploy", "1");
+    assert_int_equal(put(f, bytes, len, sig), IMGSTORE_EINVALID);
+    free(bytes);
+    free(sig);
+    stacked_state(&bytes, &len, &sig, f, "3", "deploy", "2 1");
+    assert_int_equal(put(f, bytes, len, sig), 0);
+    assert_int_equal(imgstore_store_channel_get(&s, f->store, "app", "prod"), 0);
+    assert_int_equal(s->stack_count, 2);
+    imgstore_channel_state_free(s);
+    free(bytes);
+    free(sig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +336,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(channel_state_signed_elsewhere_is_checked_then_committed,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(client_signed_state_must_carry_the_derived_stack, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
