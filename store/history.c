@@ -29,8 +29,7 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count)
     free(entries);
 }
 
-/* The id at `path` in `tree` (zero if absent or tree is NULL). */
-static git_oid id_at(const git_tree *tree, const char *path)
+git_oid imgstore_store__id_at(const git_tree *tree, const char *path)
 {
     git_tree_entry *entry = NULL;
     git_oid id;
@@ -69,8 +68,8 @@ static char *moved_channel(imgstore_store *store, const git_tree *tree, const gi
         git_oid now, before;
 
         snprintf(path, sizeof(path), "%s/%s.json", dir, channels[i]);
-        now = id_at(tree, path);
-        before = id_at(parent, path);
+        now = imgstore_store__id_at(tree, path);
+        before = imgstore_store__id_at(parent, path);
         if (!git_oid_equal(&now, &before))
             moved = strdup(channels[i]);
     }
@@ -215,10 +214,10 @@ static int commit_entry(bool *added, imgstore_history_entry **entries, size_t *c
     if (parent_tree && (channel || same_at(tree, parent_tree, "images")) &&
         same_at(tree, parent_tree, "channels"))
         goto done;
-    img_now = id_at(tree, images_path);
-    img_before = id_at(parent_tree, images_path);
-    ch_now = id_at(tree, channels_path);
-    ch_before = id_at(parent_tree, channels_path);
+    img_now = imgstore_store__id_at(tree, images_path);
+    img_before = imgstore_store__id_at(parent_tree, images_path);
+    ch_now = imgstore_store__id_at(tree, channels_path);
+    ch_before = imgstore_store__id_at(parent_tree, channels_path);
     if (!channel && !git_oid_equal(&img_now, &img_before)) {
         /* "push NAME VERSION", "sign NAME VERSION by KEY...": the third word (the last one
          * is a key id for a sign, issue #10) */

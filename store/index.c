@@ -390,20 +390,6 @@ static int note_move(const char *entry, void *payload)
     return d->sink(log, row, d->payload);
 }
 
-/* The id at `path` in `tree` (zero when absent). */
-static git_oid id_at(const git_tree *tree, const char *path)
-{
-    git_tree_entry *entry = NULL;
-    git_oid id;
-
-    memset(&id, 0, sizeof(id));
-    if (tree && git_tree_entry_bypath(&entry, tree, path) == 0) {
-        id = *git_tree_entry_id(entry);
-        git_tree_entry_free(entry);
-    }
-    return id;
-}
-
 /* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
  * the commits history.c turns into entries (a push, or a channel state written). */
 static int diff_commit(commit_diff *d)
@@ -423,8 +409,8 @@ static int diff_commit(commit_diff *d)
         if ((err = changed_names(d->store, d->before, d->after, path, note_move, d)) < 0)
             break;
         snprintf(path, sizeof(path), "images/%s", d->names[i]);
-        now = id_at(d->after, path);
-        was = id_at(d->before, path);
+        now = imgstore_store__id_at(d->after, path);
+        was = imgstore_store__id_at(d->before, path);
         if (git_oid_equal(&now, &was) && d->moves == 0)
             continue;
         snprintf(log, sizeof(log), "%s%s/events", d->prefix, d->names[i]);
@@ -947,14 +933,13 @@ static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *
     return err;
 }
 
-/* The index a commit with first parent `parent`, tree `after` and time `time` must carry,
- * built from nothing: the walk a reindex (or fsck) does once. */
-static int index_build(git_oid *out, imgstore_store *store, const git_commit *parent,
-                       const git_tree *after, int64_t time)
+/* Every row of the index a commit with first parent `parent`, tree `after` and time `time`
+ * must carry, built from nothing (log paths relative to index/): the walk a reindex or fsck
+ * does once. */
+static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit *parent,
+                         const git_tree *after, int64_t time)
 {
-    mem_logs logs = {0};
-    git_oid *chain = NULL, empty;
-    git_treebuilder *bld = NULL;
+    git_oid *chain = NULL;
     char **images = NULL;
     size_t chain_len = 0, image_count = 0;
     int err, rc;
@@ -964,7 +949,7 @@ static int index_build(git_oid *out, imgstore_store *store, const git_commit *pa
     for (size_t i = 0; i < chain_len && err == 0; i++) {
         char *row = strdup(git_oid_tostr_s(&chain[i]));
 
-        if ((err = row ? mem_log_take(&logs, "oplog", row)
+        if ((err = row ? mem_log_take(logs, "oplog", row)
                        : imgstore_error_set(IMGSTORE_ERROR, "out of memory")) < 0)
             break;
         if (i > 0) {
@@ -976,14 +961,14 @@ static int index_build(git_oid *out, imgstore_store *store, const git_commit *pa
                 err = imgstore_store__git_error(rc, "cannot read commit %s",
                                                 git_oid_tostr_s(&chain[i]));
             else
-                err = collect_commit(&logs, store, &chain[i - 1], tree, i,
+                err = collect_commit(logs, store, &chain[i - 1], tree, i,
                                      (int64_t)git_commit_time(commit));
             git_tree_free(tree);
             git_commit_free(commit);
         }
     }
     if (err == 0)
-        err = collect_commit(&logs, store, git_commit_id(parent), after, chain_len, time);
+        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time);
     if (err < 0)
         goto done;
     err = imgstore_store__list_tree(&images, &image_count, store, after, "images", NULL);
@@ -997,26 +982,90 @@ static int index_build(git_oid *out, imgstore_store *store, const git_commit *pa
         if ((err = versions_from_manifests(&rows, &count, store, after, images[i])) < 0)
             break;
         for (size_t k = 0; k < count && err == 0; k++) {
-            err = mem_log_take(&logs, log, rows[k]);
+            err = mem_log_take(logs, log, rows[k]);
             rows[k] = NULL;
         }
         imgstore_strings_free(rows, count);
     }
-    if (err < 0)
-        goto done;
-    if ((rc = git_treebuilder_new(&bld, store->repo, NULL)) < 0 ||
-        (rc = git_treebuilder_write(&empty, bld)) < 0) {
-        err = imgstore_store__git_error(rc, "cannot write a tree");
-        goto done;
-    }
-    *out = empty;
-    for (size_t i = 0; i < logs.count && err == 0; i++)
-        err = log_write(out, store, logs.logs[i].log, 0, logs.logs[i].rows, logs.logs[i].count);
 done:
-    git_treebuilder_free(bld);
     imgstore_strings_free(images, image_count);
-    mem_logs_free(&logs);
     free(chain);
+    return err;
+}
+
+/* The index tree holding `logs` (written to the object database: a reindex). */
+static int index_write(git_oid *out, imgstore_store *store, const mem_logs *logs)
+{
+    git_treebuilder *bld = NULL;
+    int err = 0, rc;
+
+    if ((rc = git_treebuilder_new(&bld, store->repo, NULL)) < 0 ||
+        (rc = git_treebuilder_write(out, bld)) < 0)
+        err = imgstore_store__git_error(rc, "cannot write a tree");
+    git_treebuilder_free(bld);
+    for (size_t i = 0; i < logs->count && err == 0; i++)
+        err = log_write(out, store, logs->logs[i].log, 0, logs->logs[i].rows, logs->logs[i].count);
+    return err;
+}
+
+/* Whether every log under the stored `dir` (index/...) is one of `logs`: the walk of the
+ * stored index's directories, for logs a rebuild would not have. A log directory is one
+ * whose entries are groups ("00000"). */
+static bool only_known_logs(imgstore_store *store, const git_tree *root, const char *dir,
+                            const mem_logs *logs)
+{
+    git_tree *tree = NULL;
+    bool ok = true;
+
+    if (subtree(&tree, store, root, dir) < 0 || !tree)
+        return false;
+    if (git_tree_entrycount(tree) > 0 &&
+        strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, 0)), "00000") == 0) {
+        ok = false;
+        for (size_t i = 0; i < logs->count && !ok; i++)
+            ok = strcmp(logs->logs[i].log, dir + strlen("index/")) == 0;
+        git_tree_free(tree);
+        return ok;
+    }
+    for (size_t i = 0; i < git_tree_entrycount(tree) && ok; i++) {
+        const git_tree_entry *e = git_tree_entry_byindex(tree, i);
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, git_tree_entry_name(e));
+        ok = git_tree_entry_type(e) == GIT_OBJECT_TREE && only_known_logs(store, root, path, logs);
+    }
+    git_tree_free(tree);
+    return ok;
+}
+
+/* Whether the index stored in `root` holds exactly `logs`: read, never written (fsck). */
+static int index_compare(bool *same_out, imgstore_store *store, const git_tree *root,
+                         const mem_logs *logs)
+{
+    int err = 0;
+
+    *same_out = only_known_logs(store, root, "index", logs);
+    for (size_t i = 0; i < logs->count && *same_out && err == 0; i++) {
+        char path[512], **rows = NULL;
+        size_t total = 0;
+
+        snprintf(path, sizeof(path), "index/%s", logs->logs[i].log);
+        if ((err = imgstore_store__log_count(&total, store, root, path)) == IMGSTORE_EVERIFY)
+            err = 0, total = SIZE_MAX;
+        if (err < 0 || total != logs->logs[i].count) {
+            *same_out = false;
+            break;
+        }
+        if ((err = imgstore_store__log_rows(&rows, store, root, path, total, 0, total)) ==
+            IMGSTORE_EVERIFY) {
+            err = 0;
+            *same_out = false;
+            break;
+        }
+        for (size_t k = 0; k < total && err == 0 && *same_out; k++)
+            *same_out = strcmp(rows[k], logs->logs[i].rows[k]) == 0;
+        imgstore_strings_free(rows, total);
+    }
     return err;
 }
 
@@ -1024,8 +1073,9 @@ int imgstore_store_index_check(imgstore_store *store)
 {
     git_commit *tip = NULL, *parent = NULL;
     git_tree *tree = NULL;
-    git_oid built, kept;
-    git_oid head;
+    mem_logs logs = {0};
+    bool same = false;
+    git_oid head, kept;
     int err = 0, rc;
 
     if ((rc = git_reference_name_to_id(&head, store->repo, IMGSTORE_STORE_REF)) < 0 ||
@@ -1034,7 +1084,7 @@ int imgstore_store_index_check(imgstore_store *store)
         err = imgstore_store__git_error(rc, "%s: cannot read %s", store->path, IMGSTORE_STORE_REF);
         goto done;
     }
-    kept = id_at(tree, "index");
+    kept = imgstore_store__id_at(tree, "index");
     if (git_commit_parentcount(tip) == 0) {
         if (!git_oid_iszero(&kept))
             err = imgstore_error_set(IMGSTORE_EVERIFY, "index: the first commit has an index");
@@ -1044,17 +1094,21 @@ int imgstore_store_index_check(imgstore_store *store)
         err = imgstore_store__git_error(rc, "%s: cannot read the tip's parent", store->path);
         goto done;
     }
-    if ((err = index_build(&built, store, parent, tree, (int64_t)git_commit_time(tip))) < 0)
-        goto done;
-    if (git_oid_iszero(&kept))
+    if (git_oid_iszero(&kept)) {
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "index: missing (written by an older imgstore); run imgstore "
                                  "reindex");
-    else if (!git_oid_equal(&built, &kept))
+        goto done;
+    }
+    if ((err = index_collect(&logs, store, parent, tree, (int64_t)git_commit_time(tip))) < 0 ||
+        (err = index_compare(&same, store, tree, &logs)) < 0)
+        goto done;
+    if (!same)
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "index: differs from one rebuilt from the history and the "
                                  "manifests (stale or damaged); run imgstore reindex");
 done:
+    mem_logs_free(&logs);
     git_tree_free(tree);
     git_commit_free(parent);
     git_commit_free(tip);
@@ -1070,6 +1124,7 @@ static int reindex_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
 {
     reindex_edit *e = payload;
     git_commit *head = NULL;
+    mem_logs logs = {0};
     git_oid head_id, index;
     int err, rc;
 
@@ -1080,7 +1135,9 @@ static int reindex_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
         git_commit_free(head);
         return imgstore_error_set(IMGSTORE_ELOCKED, "the tip moved; try again");
     }
-    err = index_build(&index, e->store, head, tip, e->time);
+    if ((err = index_collect(&logs, e->store, head, tip, e->time)) == 0)
+        err = index_write(&index, e->store, &logs);
+    mem_logs_free(&logs);
     git_commit_free(head);
     if (err < 0)
         return err;

@@ -125,8 +125,10 @@ static void loose_free(loose_writer *lw)
     git_odb_free(lw->packs);
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
+int imgstore_store__write_all(int fd, const void *data, size_t len)
 {
+    const uint8_t *buf = data;
+
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
 
@@ -154,7 +156,7 @@ static int deflate_to(loose_writer *lw, z_stream *z, int fd, const uint8_t *in, 
         zrc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
         if (zrc == Z_STREAM_ERROR)
             return -1;
-        if (write_all(fd, lw->out, sizeof(lw->out) - z->avail_out) < 0)
+        if (imgstore_store__write_all(fd, lw->out, sizeof(lw->out) - z->avail_out) < 0)
             return -1;
     } while (z->avail_out == 0 || (finish && zrc != Z_STREAM_END));
     return 0;

@@ -50,21 +50,6 @@ struct imgstore_store__pack {
     uint8_t out[OUT_BUF];
 };
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -99,7 +84,7 @@ int imgstore_store__pack_new(imgstore_store__pack **out, const char *dir)
         goto done;
     }
     /* the object count is filled in at the end, before the checksum is computed */
-    if (write_all(pack->fd, header, sizeof(header)) < 0) {
+    if (imgstore_store__write_all(pack->fd, header, sizeof(header)) < 0) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", pack->pack_tmp,
                                  strerror(errno));
         goto done;
@@ -146,7 +131,7 @@ int imgstore_store__pack_add(imgstore_store__pack *pack, const git_oid *oid, git
     }
     header[header_len++] = c;
     crc = (uint32_t)crc32(0, header, (uInt)header_len);
-    if (write_all(pack->fd, header, header_len) < 0)
+    if (imgstore_store__write_all(pack->fd, header, header_len) < 0)
         goto write_failed;
     deflateReset(z);
     z->next_in = (Bytef *)data;
@@ -163,7 +148,7 @@ int imgstore_store__pack_add(imgstore_store__pack *pack, const git_oid *oid, git
                                       git_oid_tostr_s(oid));
         produced = sizeof(pack->out) - z->avail_out;
         crc = (uint32_t)crc32(crc, pack->out, (uInt)produced);
-        if (write_all(pack->fd, pack->out, produced) < 0)
+        if (imgstore_store__write_all(pack->fd, pack->out, produced) < 0)
             goto write_failed;
         written += produced;
     } while (zrc != Z_STREAM_END);
@@ -240,7 +225,7 @@ static void out_put(hashed_out *o, const void *data, size_t len)
         p += n;
         len -= n;
         if (o->len == o->cap) {
-            if (write_all(o->fd, o->buf, o->len) < 0) {
+            if (imgstore_store__write_all(o->fd, o->buf, o->len) < 0) {
                 o->failed = 1;
                 return;
             }
@@ -289,7 +274,8 @@ static int write_index(int fd, const pack_entry *entries, size_t count, const ui
     out_put(&o, pack_sum, 20);
     if (o.failed || EVP_DigestFinal_ex(o.sha1, sum, &sum_len) != 1 || sum_len != 20)
         goto done;
-    if (write_all(fd, o.buf, o.len) < 0 || write_all(fd, sum, 20) < 0)
+    if (imgstore_store__write_all(fd, o.buf, o.len) < 0 ||
+        imgstore_store__write_all(fd, sum, 20) < 0)
         goto done;
     rc = 0;
 done:
@@ -307,7 +293,7 @@ int imgstore_store__pack_finish(imgstore_store__pack *pack, char name_out[41])
     put_be32(count_be, (uint32_t)pack->count);
     if (pwrite(pack->fd, count_be, 4, 8) != 4 ||
         pack_checksum(sum, pack->fd, pack->out, sizeof(pack->out)) < 0 ||
-        write_all(pack->fd, sum, 20) < 0 || fsync(pack->fd) < 0) {
+        imgstore_store__write_all(pack->fd, sum, 20) < 0 || fsync(pack->fd) < 0) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", pack->pack_tmp,
                                  strerror(errno));
         goto done;

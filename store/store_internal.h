@@ -63,7 +63,7 @@ struct imgstore_store {
     git_oid tip_oid;
     bool index_live;    /* the commit being written keeps the indexes (index.c) */
     bool index_rebuilt; /* its edit wrote the whole index itself (reindex) */
-    bool no_auto_gc; /* imgstore_store_set_auto_gc(store, false): the caller packs (server) */
+    bool no_auto_gc;    /* imgstore_store_set_auto_gc(store, false): the caller packs (server) */
 };
 
 /** The tip commit's tree (caller frees with git_tree_free). */
@@ -87,6 +87,12 @@ int imgstore_store__tree_set(git_oid *tree_oid, imgstore_store *store, const cha
  * Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (too large), IMGSTORE_EVERIFY. */
 int imgstore_store__read_small_blob(char **out, size_t *len_out, imgstore_store *store,
                                     const git_tree *root, const char *path, size_t cap);
+
+/** write(2) all of `len` bytes (retrying short writes and EINTR); 0 or -1 with errno. */
+int imgstore_store__write_all(int fd, const void *data, size_t len);
+
+/** The id at `path` in `tree` (zero when absent, or when `tree` is NULL). */
+git_oid imgstore_store__id_at(const git_tree *tree, const char *path);
 
 /** Write a small blob through the repository's object database. */
 int imgstore_store__write_blob(git_oid *out, imgstore_store *store, const void *buf, size_t len);

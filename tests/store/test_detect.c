@@ -397,8 +397,9 @@ static void detect_raw_disks_by_partition_table(void **state)
     memset(disk + 512, 0, sizeof(disk) - 512);
     disk[446 + 4] = 0xEF;
     put_le32(disk + 446 + 12, 40);
-    assert_refused("disk.img", disk, sizeof(disk), "truncated disk image: the EFI system "
-                                                   "partition ends at byte 20992");
+    assert_refused("disk.img", disk, sizeof(disk),
+                   "truncated disk image: the EFI system "
+                   "partition ends at byte 20992");
     put_le32(disk + 446 + 12, 33);
     /* An MBR disk with one Linux partition. */
     memset(disk + 512, 0, sizeof(disk) - 512);

@@ -214,8 +214,7 @@ static void detect_refuses_truncated_real_images(void **state)
     assert_string_equal(info.kind, "");
     /* issue #10: a hybrid ISO cut inside its EFI system partition (the ISO volume itself
      * ends at 1691648, so only the EFI extents can tell) is not an EFI-bootable image */
-    assert_int_equal(detect_fixture(&info, "memtest86+x64.iso", 3000000, NULL),
-                     IMGSTORE_EINVALID);
+    assert_int_equal(detect_fixture(&info, "memtest86+x64.iso", 3000000, NULL), IMGSTORE_EINVALID);
     assert_message_has("memtest86+x64.iso: truncated hybrid ISO: the EFI boot image ends at "
                        "byte 5885952 but the file has 3000000 bytes");
     /* and a whole one still detects as EFI-bootable, every extent inside the file */

@@ -5,72 +5,10 @@
  * of a killed gc, damaged objects, combining packs and the automatic trigger after commits.
  * Concurrency with real processes and kill -9 are in tests/integration/test_gc.py.
  */
-#include "store/store_internal.h"
+#include "store_test_util.h"
 
 #include <fcntl.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-static imgstore_sign_key *test_key;
-static const imgstore_sign_key *test_keys[1];
-
-typedef struct {
-    char dir[400];
-    char path[512];
-    imgstore_store *store;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("IMGSTORE_TEST_TMP");
-
-    unsetenv("IMGSTORE_GC_AUTO");
-    snprintf(f->dir, sizeof(f->dir), "%s/gc-XXXXXX", tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
-    if (!test_key) {
-        assert_int_equal(imgstore_sign_key_generate(&test_key, "test"), 0);
-        test_keys[0] = test_key;
-    }
-    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, test_key, "test"), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[1100];
-
-    imgstore_store_free(f->store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
-    free(f);
-    unsetenv("IMGSTORE_GC_AUTO");
-    return 0;
-}
-
-static uint8_t *pseudo_random(size_t len, uint64_t seed)
-{
-    uint8_t *buf = malloc(len);
-
-    for (size_t i = 0; i < len; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        buf[i] = (uint8_t)(seed >> 56);
-    }
-    return buf;
-}
 
 /* Text that deflates well but differs from version to version. */
 static uint8_t *compressible(size_t len, uint64_t seed)

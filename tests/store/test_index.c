@@ -3,59 +3,9 @@
  * from nothing after any sequence of operations; pages and --at answered from them must equal
  * the walk of the whole history; and a damaged index is never answered.
  */
-#include "store/store_internal.h"
+#include "store_test_util.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-static imgstore_sign_key *test_key;
-static const imgstore_sign_key *test_keys[1];
-
-typedef struct {
-    char dir[400];
-    char path[512];
-    imgstore_store *store;
-    uint64_t rng;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("IMGSTORE_TEST_TMP");
-
-    snprintf(f->dir, sizeof(f->dir), "%s/index-XXXXXX", tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
-    if (!test_key) {
-        assert_int_equal(imgstore_sign_key_generate(&test_key, "test"), 0);
-        test_keys[0] = test_key;
-    }
-    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, test_key, "test"), 0);
-    f->rng = 0x1dea5eedULL;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[1100];
-
-    imgstore_store_free(f->store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
-    free(f);
-    return 0;
-}
 
 static uint32_t next_random(fixture *f, uint32_t below)
 {

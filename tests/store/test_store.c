@@ -3,73 +3,7 @@
  * idempotent re-push, channels (deploy, rollback stack, history), verification of damaged
  * chunks, range reads. The CLI and stock git are exercised by tests/integration.
  */
-#include "store/store_internal.h"
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-/* One release/deploy/root key for every test: the store refuses unsigned writes. */
-static imgstore_sign_key *test_key;
-static const imgstore_sign_key *test_keys[1];
-#define TEST_SIGNERS                                                                               \
-    {                                                                                              \
-        test_keys, 1                                                                               \
-    }
-
-typedef struct {
-    char dir[400];
-    char path[512];
-    imgstore_store *store;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("IMGSTORE_TEST_TMP");
-
-    snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
-    if (!test_key) {
-        assert_int_equal(imgstore_sign_key_generate(&test_key, "test"), 0);
-        test_keys[0] = test_key;
-    }
-    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, test_key, "test"), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[1100];
-
-    imgstore_store_free(f->store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
-    free(f);
-    return 0;
-}
-
-static uint8_t *pseudo_random(size_t len, uint64_t seed)
-{
-    uint8_t *buf = malloc(len);
-
-    for (size_t i = 0; i < len; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        buf[i] = (uint8_t)(seed >> 56);
-    }
-    return buf;
-}
+#include "store_test_util.h"
 
 /* Push one file, fed to the store in odd-sized pieces. */
 static int push_bytes(imgstore_manifest **out, bool *created, imgstore_store *store,

@@ -1,0 +1,81 @@
+/*
+ * A fixture for the store's tests: a fresh signed store in a temporary directory per test,
+ * one key (`test_key`) holding every role of policy 1, and pseudo-random bytes to push.
+ */
+#ifndef STORE_TEST_UTIL_H
+#define STORE_TEST_UTIL_H
+
+#include "store/store_internal.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* One release/deploy/root key for every test: the store refuses unsigned writes. */
+static imgstore_sign_key *test_key;
+static const imgstore_sign_key *test_keys[1];
+#define TEST_SIGNERS                                                                               \
+    {                                                                                              \
+        test_keys, 1                                                                               \
+    }
+
+typedef struct {
+    char dir[400];
+    char path[512];
+    imgstore_store *store;
+    uint64_t rng; /* next_random's state */
+} fixture;
+
+static inline int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("IMGSTORE_TEST_TMP");
+
+    unsetenv("IMGSTORE_GC_AUTO"); /* the default threshold, unless a test sets one */
+    snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/s.git", f->dir);
+    if (!test_key) {
+        assert_int_equal(imgstore_sign_key_generate(&test_key, "test"), 0);
+        test_keys[0] = test_key;
+    }
+    assert_int_equal(imgstore_store_init_trusted(&f->store, f->path, test_key, "test"), 0);
+    f->rng = 0x1dea5eedULL;
+    *state = f;
+    return 0;
+}
+
+static inline int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[1100];
+
+    imgstore_store_free(f->store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    (void)!system(cmd);
+    free(f);
+    unsetenv("IMGSTORE_GC_AUTO");
+    return 0;
+}
+
+/* `len` bytes of a fixed pseudo-random sequence (malloc'd). */
+static inline uint8_t *pseudo_random(size_t len, uint64_t seed)
+{
+    uint8_t *buf = malloc(len);
+
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        buf[i] = (uint8_t)(seed >> 56);
+    }
+    return buf;
+}
+
+#endif
