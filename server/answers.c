@@ -149,11 +149,6 @@ static char *make_key(size_t *len_out, const char *tip, const imgstore_server__r
     return key;
 }
 
-static bool etag_matches(const char *if_none_match, const char *etag)
-{
-    return if_none_match && etag[0] && (strstr(if_none_match, etag) || !strcmp(if_none_match, "*"));
-}
-
 static enum MHD_Result reply_hit(imgstore_server__request *req, answer *a)
 {
     const char *if_none_match =
@@ -162,7 +157,7 @@ static enum MHD_Result reply_hit(imgstore_server__request *req, answer *a)
     unsigned status = MHD_HTTP_OK;
     uint64_t bytes = a->body_len;
 
-    if (etag_matches(if_none_match, a->etag)) {
+    if (imgstore_server__etag_matches(if_none_match, a->etag)) {
         response = imgstore_server__not_modified(a->etag, a->body_len);
         on_response_freed(a);
         return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);

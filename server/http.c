@@ -1,7 +1,8 @@
 /*
  * Answering: the one table from IMGSTORE_E* codes to HTTP status, the JSON error body every
- * failure carries, JSON responses, and the small parsers for path segments and query
- * arguments. Routes decide what to answer; this file decides how it looks on the wire.
+ * failure carries, JSON responses, and the small parsers for path segments, query arguments
+ * and the conditional (If-None-Match, If-Range) and Range headers. Routes decide what to
+ * answer; this file decides how it looks on the wire.
  */
 #include "server/server_internal.h"
 
@@ -116,8 +117,7 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
         imgstore_server__answer_store(req, body, len, content_type, cache_control, etag);
     if_none_match =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (status == MHD_HTTP_OK && etag && if_none_match &&
-        (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
+    if (status == MHD_HTTP_OK && imgstore_server__etag_matches(if_none_match, etag)) {
         return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED,
                                       imgstore_server__not_modified(etag, len), 0);
     }
@@ -264,4 +264,66 @@ int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, con
     if (imgstore_parse_u64(out, value) < 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "query %s: expected a number", key);
     return 0;
+}
+
+/* ---- conditional and range requests ---------------------------------------------------- */
+
+bool imgstore_server__etag_matches(const char *if_none_match, const char *etag)
+{
+    return if_none_match && etag && etag[0] &&
+           (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0);
+}
+
+bool imgstore_server__if_range_allows(const char *if_range, const char *etag)
+{
+    return !if_range || (etag && strcmp(if_range, etag) == 0);
+}
+
+/* A strict decimal; false on anything else (Range values that do not parse are ignored). */
+static bool parse_range_u64(uint64_t *out, const char *text, size_t len)
+{
+    uint64_t value = 0;
+
+    if (len == 0 || len > 19)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)text[i]))
+            return false;
+        value = value * 10 + (uint64_t)(text[i] - '0');
+    }
+    *out = value;
+    return true;
+}
+
+int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *header, uint64_t size)
+{
+    const char *spec, *dash;
+    uint64_t a, b;
+
+    if (!header || strncmp(header, "bytes=", 6) != 0 || strchr(header, ','))
+        return 0;
+    spec = header + 6;
+    if (!(dash = strchr(spec, '-')))
+        return 0;
+    if (dash == spec) {
+        if (!parse_range_u64(&b, dash + 1, strlen(dash + 1)))
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *start = b < size ? size - b : 0;
+        *end = size;
+        return 1;
+    }
+    if (!parse_range_u64(&a, spec, (size_t)(dash - spec)))
+        return 0;
+    if (dash[1] == '\0') {
+        b = UINT64_MAX;
+    } else if (!parse_range_u64(&b, dash + 1, strlen(dash + 1)) || b < a) {
+        return 0;
+    }
+    if (a >= size)
+        return -1;
+    *start = a;
+    *end = b >= size - 1 ? size : b + 1;
+    return 1;
 }

@@ -13,7 +13,6 @@
  */
 #include "server/server_internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,59 +169,6 @@ static bool stream_slot(imgstore_server *server)
     return ok;
 }
 
-/* A strict decimal; false on anything else (Range values that do not parse are ignored). */
-static bool parse_u64(uint64_t *out, const char *text, size_t len)
-{
-    uint64_t value = 0;
-
-    if (len == 0 || len > 19)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)text[i]))
-            return false;
-        value = value * 10 + (uint64_t)(text[i] - '0');
-    }
-    *out = value;
-    return true;
-}
-
-/*
- * One "bytes=" range (RFC 9110 14.1.2): 1 with [*start, *end) set, 0 to ignore the header
- * (absent, malformed, several ranges: the whole file is sent), -1 when unsatisfiable.
- */
-static int parse_range(uint64_t *start, uint64_t *end, const char *header, uint64_t size)
-{
-    const char *spec, *dash;
-    uint64_t a, b;
-
-    if (!header || strncmp(header, "bytes=", 6) != 0 || strchr(header, ','))
-        return 0;
-    spec = header + 6;
-    if (!(dash = strchr(spec, '-')))
-        return 0;
-    if (dash == spec) {
-        if (!parse_u64(&b, dash + 1, strlen(dash + 1)))
-            return 0;
-        if (b == 0 || size == 0)
-            return -1;
-        *start = b < size ? size - b : 0;
-        *end = size;
-        return 1;
-    }
-    if (!parse_u64(&a, spec, (size_t)(dash - spec)))
-        return 0;
-    if (dash[1] == '\0') {
-        b = UINT64_MAX;
-    } else if (!parse_u64(&b, dash + 1, strlen(dash + 1)) || b < a) {
-        return 0;
-    }
-    if (a >= size)
-        return -1;
-    *start = a;
-    *end = b >= size - 1 ? size : b + 1;
-    return 1;
-}
-
 static void add_file_headers(struct MHD_Response *response, const char *etag)
 {
     MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
@@ -321,7 +267,7 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
     snprintf(etag, sizeof(etag), "\"%s\"", file->sha256);
     if_none_match =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (if_none_match && (strstr(if_none_match, etag) || strcmp(if_none_match, "*") == 0)) {
+    if (imgstore_server__etag_matches(if_none_match, etag)) {
         response = imgstore_server__not_modified(etag, file->size);
         if (response) {
             MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
@@ -334,9 +280,9 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
     range_header = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
     if_range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
     /* If-Range with anything but our (strong, eternal) ETag: send the whole file */
-    if (range_header && if_range && strcmp(if_range, etag) != 0)
+    if (!imgstore_server__if_range_allows(if_range, etag))
         range_header = NULL;
-    range = parse_range(&start, &end, range_header, file->size);
+    range = imgstore_server__parse_range(&start, &end, range_header, file->size);
     if (range < 0) {
         snprintf(req->extra_header_value, sizeof(req->extra_header_value), "bytes */%llu",
                  (unsigned long long)file->size);

@@ -3,9 +3,9 @@
  * file (its filename is the file's name in the version), each optionally preceded by a field
  * "sha256.<file>" declaring its digest and "kind.<file>" overriding detection, and before the
  * first file the provenance fields "label" (KEY=VALUE, repeatable) and "source" (URL@COMMIT).
- * The multipart parser is our own and hands file bytes to the store's push in place, from
- * libmicrohttpd's read buffer: libmicrohttpd's post processor copied every byte into a
- * buffer of its own first. Nothing is buffered beyond that read buffer, a possible delimiter
+ * The multipart parser is our own (multipart.c) and hands file bytes to the store's push in
+ * place, from libmicrohttpd's read buffer: libmicrohttpd's post processor copied every byte
+ * into a buffer of its own first. Nothing is buffered beyond that read buffer, a possible delimiter
  * prefix and the store's current chunk. The version becomes visible only when the whole body
  * has arrived and the commit succeeds; any failure, a digest that does not match, or a
  * client that goes away abandons the push, which leaves at most unreferenced blobs
@@ -13,36 +13,20 @@
  */
 #include "server/server_internal.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define MAX_FIELDS   (2 * IMGSTORE_MAX_FILES)
-#define FIELD_VALUE  72                 /* a sha256 (64) or a kind name fits */
-#define BOUNDARY_MAX 70                 /* RFC 2046 */
-#define DELIM_MAX    (4 + BOUNDARY_MAX) /* CRLF "--" boundary */
-#define HEADERS_MAX  8192               /* one part's header block */
-#define STAGE_MAX    (1024 * 1024)      /* body bytes gathered before a worker stores them */
-#define PART_NAME    (IMGSTORE_NAME_MAX + 8)
-/* the longest field value: a label "key=value" (key a name, value shorter than TEXT_MAX) */
-#define VALUE_MAX    (IMGSTORE_NAME_MAX + 1 + IMGSTORE_TEXT_MAX)
+#define MAX_FIELDS  (2 * IMGSTORE_MAX_FILES)
+#define FIELD_VALUE 72            /* a sha256 (64) or a kind name fits */
+#define STAGE_MAX   (1024 * 1024) /* body bytes gathered before a worker stores them */
 
 typedef struct {
-    char key[PART_NAME];
+    char key[IMGSTORE_SERVER_MULTIPART_NAME_MAX];
     char value[FIELD_VALUE];
 } field;
-
-/* Where the multipart parser is in the body. */
-typedef enum {
-    MP_PREAMBLE,    /* before the first delimiter: skipped */
-    MP_AFTER_DELIM, /* a delimiter was read: CRLF (a part follows) or "--" (the end) */
-    MP_HEADERS,     /* a part's header block, up to the empty line */
-    MP_BODY,        /* a part's bytes, up to the next delimiter */
-    MP_DONE         /* after the close delimiter: the epilogue is skipped */
-} mp_state;
 
 struct imgstore_server__upload {
     imgstore_server *server;
@@ -58,18 +42,9 @@ struct imgstore_server__upload {
     imgstore_label labels[IMGSTORE_MAX_LABELS];
     char *source; /* "URL@COMMIT", cut at the '@' once parsed */
 
-    /* the multipart parser: part bytes are handed on in place, from libmicrohttpd's buffer */
-    mp_state state;
-    char delim[DELIM_MAX + 1];
-    size_t delim_len;
-    char carry[2 * DELIM_MAX]; /* bytes that may begin a delimiter, kept across calls */
-    size_t carry_len;
-    char *headers; /* HEADERS_MAX */
-    size_t headers_len;
-    char part_name[PART_NAME];
-    bool part_is_file;
-    char *value; /* VALUE_MAX + 1: a field part's value */
-    size_t value_len;
+    /* the multipart parser (multipart.c): file bytes are handed on in place, from
+     * libmicrohttpd's buffer */
+    imgstore_server__multipart *multipart;
 
     /* body bytes gathered by the polling thread: libmicrohttpd reads ~16 KiB at a time (its
      * connection memory is max_header_bytes), and a hand-off to a worker per read cost more
@@ -124,8 +99,9 @@ static bool file_seen(imgstore_server__upload *upload, const char *file)
     return false;
 }
 
-static int end_file(imgstore_server__upload *upload)
+static int end_file(void *payload)
 {
+    imgstore_server__upload *upload = payload;
     const char *expected = field_value(upload, "sha256", upload->current);
     int err;
 
@@ -147,7 +123,7 @@ static int end_file(imgstore_server__upload *upload)
 /* "label" = "KEY=VALUE" and "source" = "URL@COMMIT", split as `imgstore push` splits its
  * --label and --source; the store checks the parts (names, lengths, UTF-8) as for a local
  * push. They shape the manifest, so they must come before the first file. */
-static int take_provenance(imgstore_server__upload *upload, const char *key, char *value)
+static int take_provenance(imgstore_server__upload *upload, const char *key, const char *value)
 {
     imgstore_push_opts *opts = &upload->opts;
 
@@ -155,7 +131,7 @@ static int take_provenance(imgstore_server__upload *upload, const char *key, cha
         return imgstore_error_set(IMGSTORE_EINVALID,
                                   "form field %s must come before the first file", key);
     if (strcmp(key, "source") == 0) {
-        char *at = strrchr(value, '@');
+        const char *at = strrchr(value, '@');
 
         if (upload->source)
             return imgstore_error_set(IMGSTORE_EINVALID, "form field source given twice");
@@ -169,7 +145,7 @@ static int take_provenance(imgstore_server__upload *upload, const char *key, cha
         opts->source_commit = upload->source + (at - value) + 1;
         return 0;
     }
-    char *eq = strchr(value, '=');
+    const char *eq = strchr(value, '=');
     imgstore_label *label;
 
     if (!eq || eq == value)
@@ -187,8 +163,9 @@ static int take_provenance(imgstore_server__upload *upload, const char *key, cha
     return 0;
 }
 
-static int take_field(imgstore_server__upload *upload, const char *key, char *value, size_t len)
+static int take_field(const char *key, const char *value, size_t len, void *payload)
 {
+    imgstore_server__upload *upload = payload;
     const char *dot = strchr(key, '.');
     field *f = NULL;
     int err;
@@ -223,8 +200,9 @@ static int take_field(imgstore_server__upload *upload, const char *key, char *va
     return 0;
 }
 
-static int begin_file(imgstore_server__upload *upload, const char *filename)
+static int begin_file(const char *filename, void *payload)
 {
+    imgstore_server__upload *upload = payload;
     int err;
 
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, filename)) < 0)
@@ -242,270 +220,23 @@ static int begin_file(imgstore_server__upload *upload, const char *filename)
     return 0;
 }
 
-/* ---- multipart/form-data -------------------------------------------------------------- */
-
-/* The boundary parameter of a Content-Type header, quoted or not. */
-static int parse_boundary(imgstore_server__upload *upload, const char *type)
+static int file_data(const char *data, size_t len, void *payload)
 {
-    const char *at = type;
-    size_t len;
+    imgstore_server__upload *upload = payload;
 
-    while ((at = strchr(at, ';'))) {
-        at++;
-        at += strspn(at, " \t");
-        if (strncasecmp(at, "boundary=", 9) == 0)
-            break;
-    }
-    if (!at)
-        return imgstore_error_set(IMGSTORE_EINVALID, "multipart/form-data without a boundary");
-    at += 9;
-    if (*at == '"') {
-        const char *end = strchr(++at, '"');
-
-        len = end ? (size_t)(end - at) : 0;
-    } else {
-        len = strcspn(at, " \t;");
-    }
-    if (len == 0 || len > BOUNDARY_MAX)
-        return imgstore_error_set(IMGSTORE_EINVALID, "multipart/form-data: bad boundary");
-    /* the body's first delimiter has no CRLF before it: the parser starts as if it had */
-    upload->delim_len =
-        (size_t)snprintf(upload->delim, sizeof(upload->delim), "\r\n--%.*s", (int)len, at);
-    memcpy(upload->carry, "\r\n", 2);
-    upload->carry_len = 2;
-    return 0;
+    return imgstore_store_push_write(upload->push, data, len);
 }
 
-/*
- * A parameter of a Content-Disposition header ("name", "filename") into out: 0, 1 when
- * absent, IMGSTORE_EINVALID when longer than out.
- */
-static int disposition_param(char *out, size_t cap, const char *header, const char *param)
-{
-    size_t param_len = strlen(param), n = 0;
-    const char *at = header;
+static const imgstore_server__multipart_callbacks upload_callbacks = {
+    .file_begin = begin_file,
+    .file_data = file_data,
+    .file_end = end_file,
+    .field = take_field,
+};
 
-    while ((at = strchr(at, ';'))) {
-        at++;
-        at += strspn(at, " \t");
-        if (strncasecmp(at, param, param_len) == 0 && at[param_len] == '=')
-            break;
-    }
-    if (!at)
-        return 1;
-    at += param_len + 1;
-    if (*at == '"') {
-        for (at++; *at && *at != '"'; at++) {
-            if (*at == '\\' && at[1])
-                at++;
-            if (n + 1 == cap)
-                return imgstore_error_set(IMGSTORE_EINVALID, "a form part's %s is too long", param);
-            out[n++] = *at;
-        }
-    } else {
-        for (; *at && *at != ';' && *at != ' ' && *at != '\t'; at++) {
-            if (n + 1 == cap)
-                return imgstore_error_set(IMGSTORE_EINVALID, "a form part's %s is too long", param);
-            out[n++] = *at;
-        }
-    }
-    out[n] = '\0';
-    return 0;
-}
-
-/* The part's header block is complete: a file part begins a file, a field part a value. */
-static int part_begin(imgstore_server__upload *upload)
-{
-    char filename[IMGSTORE_NAME_MAX + 2];
-    char *line = upload->headers, *end = upload->headers + upload->headers_len;
-    int name_rc = 1, file_rc = 1;
-
-    if (memchr(upload->headers, '\0', upload->headers_len))
-        return imgstore_error_set(IMGSTORE_EINVALID, "a form part's headers hold a NUL byte");
-    *end = '\0';
-    upload->part_name[0] = '\0';
-    while (line < end) {
-        size_t len = strcspn(line, "\r\n");
-        char *next = line + len + strspn(line + len, "\r\n");
-
-        line[len] = '\0';
-        if (strncasecmp(line, "Content-Disposition:", 20) == 0) {
-            if ((name_rc = disposition_param(upload->part_name, sizeof(upload->part_name), line,
-                                             "name")) < 0)
-                return name_rc;
-            if ((file_rc = disposition_param(filename, sizeof(filename), line, "filename")) < 0)
-                return file_rc;
-        }
-        line = next;
-    }
-    if (name_rc != 0 && file_rc != 0)
-        return imgstore_error_set(IMGSTORE_EINVALID,
-                                  "a form part without a Content-Disposition name");
-    upload->part_is_file = file_rc == 0;
-    upload->value_len = 0;
-    return upload->part_is_file ? begin_file(upload, filename) : 0;
-}
-
-static int part_data(imgstore_server__upload *upload, const char *data, size_t len)
-{
-    if (len == 0)
-        return 0;
-    if (upload->part_is_file)
-        return imgstore_store_push_write(upload->push, data, len);
-    if (len > VALUE_MAX - upload->value_len)
-        return imgstore_error_set(IMGSTORE_EINVALID, "form field %.64s: value too long",
-                                  upload->part_name);
-    memcpy(upload->value + upload->value_len, data, len);
-    upload->value_len += len;
-    return 0;
-}
-
-static int part_end(imgstore_server__upload *upload)
-{
-    if (upload->part_is_file)
-        return end_file(upload);
-    upload->value[upload->value_len] = '\0';
-    return take_field(upload, upload->part_name, upload->value, upload->value_len);
-}
-
-/* Where a delimiter may begin in the last bytes of buf: the undecided tail's start. */
-static size_t undecided_from(const imgstore_server__upload *upload, const char *buf, size_t len)
-{
-    size_t from = len >= upload->delim_len ? len - upload->delim_len + 1 : 0;
-
-    for (; from < len; from++) {
-        if (buf[from] == '\r' && memcmp(buf + from, upload->delim, len - from) == 0)
-            return from;
-    }
-    return len;
-}
-
-/* The first whole delimiter in buf (memmem is not POSIX). */
-static const char *find_delim(const imgstore_server__upload *upload, const char *buf, size_t len)
-{
-    const char *at = buf, *end = buf + len;
-
-    while ((size_t)(end - at) >= upload->delim_len &&
-           (at = memchr(at, '\r', (size_t)(end - at) - upload->delim_len + 1))) {
-        if (memcmp(at, upload->delim, upload->delim_len) == 0)
-            return at;
-        at++;
-    }
-    return NULL;
-}
-
-/*
- * Consume what can be decided of buf; returns how many bytes were used (the rest is a
- * possible delimiter prefix, fewer than delim_len bytes) or a negative error.
- */
-static long parse(imgstore_server__upload *upload, const char *buf, size_t len)
-{
-    size_t at = 0;
-    int err;
-
-    while (at < len) {
-        const char *rest = buf + at;
-        size_t left = len - at;
-
-        switch (upload->state) {
-        case MP_PREAMBLE:
-        case MP_BODY: {
-            const char *hit = find_delim(upload, rest, left);
-            size_t take = hit ? (size_t)(hit - rest) : undecided_from(upload, rest, left);
-
-            if (upload->state == MP_BODY && (err = part_data(upload, rest, take)) < 0)
-                return err;
-            at += take;
-            if (!hit)
-                return (long)at;
-            if (upload->state == MP_BODY && (err = part_end(upload)) < 0)
-                return err;
-            at += upload->delim_len;
-            upload->state = MP_AFTER_DELIM;
-            break;
-        }
-        case MP_AFTER_DELIM:
-            if (left < 2)
-                return (long)at;
-            if (memcmp(rest, "--", 2) == 0) {
-                upload->state = MP_DONE;
-            } else if (memcmp(rest, "\r\n", 2) == 0) {
-                upload->state = MP_HEADERS;
-                upload->headers_len = 0;
-            } else {
-                return imgstore_error_set(IMGSTORE_EINVALID, "malformed multipart/form-data body");
-            }
-            at += 2;
-            break;
-        case MP_HEADERS: {
-            /* headers arrive a few bytes at a time at worst: copied, they are small */
-            size_t n = 0;
-
-            while (n < left && upload->state == MP_HEADERS) {
-                if (upload->headers_len == HEADERS_MAX)
-                    return imgstore_error_set(IMGSTORE_EINVALID,
-                                              "a form part's headers are too long");
-                upload->headers[upload->headers_len++] = rest[n++];
-                if (upload->headers_len >= 2 &&
-                    memcmp(upload->headers + upload->headers_len - 2, "\r\n", 2) == 0 &&
-                    (upload->headers_len == 2 ||
-                     (upload->headers_len >= 4 &&
-                      memcmp(upload->headers + upload->headers_len - 4, "\r\n\r\n", 4) == 0))) {
-                    upload->headers_len -= upload->headers_len == 2 ? 2 : 4;
-                    if ((err = part_begin(upload)) < 0)
-                        return err;
-                    upload->state = MP_BODY;
-                }
-            }
-            at += n;
-            break;
-        }
-        case MP_DONE:
-            return (long)len;
-        }
-    }
-    return (long)at;
-}
-
-/*
- * Feed body bytes. Part bytes are handed on from `data` itself; only a possible delimiter
- * prefix at the end of one call (rare, and at most delim_len - 1 bytes) is copied, and
- * resolved with the first bytes of the next call.
- */
 static int feed(imgstore_server__upload *upload, const char *data, size_t len)
 {
-    while (len > 0) {
-        long used;
-
-        if (upload->carry_len > 0) {
-            size_t take = len < upload->delim_len ? len : upload->delim_len;
-            size_t left;
-
-            memcpy(upload->carry + upload->carry_len, data, take);
-            upload->carry_len += take;
-            data += take;
-            len -= take;
-            if ((used = parse(upload, upload->carry, upload->carry_len)) < 0)
-                return (int)used;
-            left = upload->carry_len - (size_t)used;
-            if (left <= take) {
-                /* what is left came from data: parse it from there */
-                data -= left;
-                len += left;
-                upload->carry_len = 0;
-            } else {
-                memmove(upload->carry, upload->carry + used, left);
-                upload->carry_len = left;
-            }
-            continue;
-        }
-        if ((used = parse(upload, data, len)) < 0)
-            return (int)used;
-        upload->carry_len = len - (size_t)used;
-        memcpy(upload->carry, data + used, upload->carry_len);
-        return 0;
-    }
-    return 0;
+    return imgstore_server__multipart_feed(upload->multipart, data, len);
 }
 
 static enum MHD_Result reply_failure(imgstore_server__request *req)
@@ -549,10 +280,10 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
             "too many uploads at once (max_uploads = %llu); retry shortly",
             (unsigned long long)req->server->config->max_uploads);
     imgstore_server__metrics_gauge(req->server->metrics, "uploads_in_progress", 1);
-    if (parse_boundary(upload, type) < 0)
-        return imgstore_server__reply_error(req, IMGSTORE_EINVALID);
-    if (!(upload->headers = malloc(HEADERS_MAX + 1)) || !(upload->value = malloc(VALUE_MAX + 1)) ||
-        !(upload->stage = malloc(STAGE_MAX)) || !(upload->work = malloc(STAGE_MAX)))
+    if ((err = imgstore_server__multipart_new(&upload->multipart, type, &upload_callbacks,
+                                              upload)) < 0)
+        return err == IMGSTORE_EINVALID ? imgstore_server__reply_error(req, err) : MHD_NO;
+    if (!(upload->stage = malloc(STAGE_MAX)) || !(upload->work = malloc(STAGE_MAX)))
         return MHD_NO;
     upload->opts.name = name;
     upload->opts.version = version;
@@ -723,7 +454,7 @@ enum MHD_Result imgstore_server__upload_finish(imgstore_server__request *req)
         (err = feed(upload, upload->stage, upload->stage_len)) < 0)
         fail(upload, err);
     upload->stage_len = 0;
-    if (upload->err == 0 && upload->state != MP_DONE)
+    if (upload->err == 0 && !imgstore_server__multipart_done(upload->multipart))
         fail(upload, imgstore_error_set(IMGSTORE_EINVALID, "truncated multipart/form-data body"));
     if (upload->err)
         return reply_failure(req);
@@ -762,8 +493,7 @@ void imgstore_server__upload_free(imgstore_server *server, imgstore_server__uplo
     for (size_t i = 0; i < upload->opts.label_count; i++)
         free(upload->labels[i].key);
     free(upload->source);
-    free(upload->headers);
-    free(upload->value);
+    imgstore_server__multipart_free(upload->multipart);
     free(upload->stage);
     free(upload->work);
     imgstore_server__metrics_gauge(server->metrics, "uploads_in_progress", -1);

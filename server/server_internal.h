@@ -345,6 +345,26 @@ char *imgstore_server__decode_segment(const char *raw, size_t len);
 /** A query argument as an unsigned integer; returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID. */
 int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key);
 
+/**
+ * If-None-Match: true when the header (NULL when absent) lists `etag` or is "*", so a 304
+ * answers. A NULL or empty `etag` matches nothing.
+ */
+bool imgstore_server__etag_matches(const char *if_none_match, const char *etag);
+
+/**
+ * If-Range: true when a Range header may be honoured, that is when there is no If-Range
+ * (NULL) or it is exactly `etag` (ours are strong and never change); otherwise the whole
+ * representation is sent.
+ */
+bool imgstore_server__if_range_allows(const char *if_range, const char *etag);
+
+/**
+ * One "bytes=" range of a Range header (RFC 9110 14.1.2) against a representation of `size`
+ * bytes: 1 with [*start, *end) set (start < end <= size), 0 to ignore the header (NULL,
+ * malformed, several ranges: the whole file is sent), -1 when unsatisfiable (416).
+ */
+int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *header, uint64_t size);
+
 /* ---- auth (auth.c) -------------------------------------------------------------------- */
 
 /**
@@ -371,6 +391,51 @@ enum MHD_Result imgstore_server__route_signatures(imgstore_server__request *req)
 enum MHD_Result imgstore_server__route_sign(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_signed(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__request *req);
+
+/* ---- multipart/form-data (multipart.c) ------------------------------------------------ */
+
+/* A field part's name, and its value: a label "key=value" (key a name, value a text). */
+#define IMGSTORE_SERVER_MULTIPART_NAME_MAX  (IMGSTORE_NAME_MAX + 8)
+#define IMGSTORE_SERVER_MULTIPART_VALUE_MAX (IMGSTORE_NAME_MAX + 1 + IMGSTORE_TEXT_MAX)
+
+/*
+ * What the parser hands on, in body order. A part with a filename is a file: file_begin,
+ * file_data any number of times with its bytes in place (borrowed for the call), file_end. A
+ * part without is a field: field once with its name and whole value (NUL-terminated, `len`
+ * bytes, which may hold NULs), both borrowed for the call. A negative return stops the parse
+ * and is what imgstore_server__multipart_feed() returns.
+ */
+typedef struct {
+    int (*file_begin)(const char *filename, void *payload);
+    int (*file_data)(const char *data, size_t len, void *payload);
+    int (*file_end)(void *payload);
+    int (*field)(const char *name, const char *value, size_t len, void *payload);
+} imgstore_server__multipart_callbacks;
+
+typedef struct imgstore_server__multipart imgstore_server__multipart;
+
+/**
+ * A parser for a body of `content_type` (its boundary parameter), calling `callbacks`
+ * (copied) with `payload`. *out is freed with imgstore_server__multipart_free(). Returns 0,
+ * IMGSTORE_EINVALID (no boundary, or one longer than RFC 2046's 70 bytes) or IMGSTORE_ERROR.
+ */
+int imgstore_server__multipart_new(imgstore_server__multipart **out, const char *content_type,
+                                   const imgstore_server__multipart_callbacks *callbacks,
+                                   void *payload);
+
+/**
+ * Feed the next `len` bytes of the body, split anywhere: the same body in any split makes
+ * the same calls with the same bytes (file data may come in other pieces). Returns 0,
+ * IMGSTORE_EINVALID (malformed body, headers over 8 KiB, a field value too long) or a
+ * callback's error; after an error the parser must not be fed again.
+ */
+int imgstore_server__multipart_feed(imgstore_server__multipart *mp, const char *data, size_t len);
+
+/** True once the close delimiter has been read (a body that ends before is truncated). */
+bool imgstore_server__multipart_done(const imgstore_server__multipart *mp);
+
+/** Free a parser. NULL-safe. */
+void imgstore_server__multipart_free(imgstore_server__multipart *mp);
 
 /* Uploads: begin on the first call (headers known), feed body bytes, finish at the end. */
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req);

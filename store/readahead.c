@@ -49,7 +49,8 @@ static void *loader_main(void *arg)
     for (;;) {
         slot *s;
         size_t index;
-        imgstore_store__chunk_buf chunk;
+        /* zeroed: a failed open leaves it unloaded, and the slot must not copy garbage */
+        imgstore_store__chunk_buf chunk = {0};
         int err;
 
         /* the slot for the next chunk must have been consumed first */
