@@ -85,8 +85,7 @@ static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name
         limit = follow ? 0 : 20;
     for (;;) {
         size_t want = limit ? limit - printed : 1000;
-        char *path =
-            imgstore_strfmt("/v1/images/%s?limit=%zu%s", name, want > 1000 ? 1000 : want, "");
+        char *path = imgstore_strfmt("/v1/images/%s?limit=%zu", name, want > 1000 ? 1000 : want);
         char *paged =
             path && before != SIZE_MAX ? imgstore_strfmt("%s&before=%zu", path, before) : NULL;
 
