@@ -14,6 +14,7 @@
 #include "server/server_internal.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,16 +52,17 @@ struct imgstore_server__upload {
      * than the storing itself */
     char *stage; /* STAGE_MAX */
     size_t stage_len;
-    /* the feeder: parses and stores a full stage on a thread of the upload's own while the
-     * polling thread gathers the next one (a worker would keep the connection suspended,
-     * so receiving and storing would take turns) */
-    pthread_t feeder;
+    /* the feeder: a job on the worker pool that parses and stores a full stage while the
+     * polling thread gathers the next one (suspending the connection for it would make
+     * receiving and storing take turns). A job, not a thread of the upload's own: a slow
+     * upload holds no thread between stages (issue #10.3) */
+    imgstore_server__job feed_job;
     bool feeder_started, sync_ready;
     pthread_mutex_t lock;
     pthread_cond_t changed;
     char *work; /* STAGE_MAX: the stage handed over */
     size_t work_len;
-    bool busy, stopping; /* under lock */
+    bool busy; /* under lock: a feed job is queued or running */
 
     int err; /* the first failure; its message is kept in req's thread error state */
     char message[1024];
@@ -247,7 +249,7 @@ static enum MHD_Result reply_failure(imgstore_server__request *req)
     return imgstore_server__reply_error(req, upload->err);
 }
 
-static void *feeder_main(void *payload);
+static void feed_run(imgstore_server__job *job);
 
 enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
 {
@@ -268,8 +270,8 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
         return MHD_NO;
     upload->server = req->server;
     req->upload = upload;
-    /* each upload holds a feeder thread, the store's writer threads and its chunk buffers
-     * (docs/server.md): their number is bounded, the rest wait for a retry */
+    /* each upload holds the store's writer threads and its chunk buffers, and a worker while
+     * a stage is stored (docs/server.md): their number is bounded, the rest retry */
     pthread_mutex_lock(&req->server->lock);
     upload->counted = req->server->uploads < req->server->config->max_uploads;
     req->server->uploads += upload->counted;
@@ -302,34 +304,25 @@ enum MHD_Result imgstore_server__upload_begin(imgstore_server__request *req)
         return MHD_NO;
     }
     upload->sync_ready = true;
-    if (pthread_create(&upload->feeder, NULL, feeder_main, upload) != 0)
-        return imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                             "cannot start an upload thread");
+    upload->feed_job.run = feed_run;
     upload->feeder_started = true;
     return MHD_YES;
 }
 
-/* upload->err is written by the feeder only, and read by others once it is idle or gone. */
-static void *feeder_main(void *payload)
+/* The feed job: store the stage handed over. upload->err is written by it only, and read by
+ * others once it is idle (busy false). */
+static void feed_run(imgstore_server__job *job)
 {
-    imgstore_server__upload *upload = payload;
+    imgstore_server__upload *upload =
+        (imgstore_server__upload *)((char *)job - offsetof(imgstore_server__upload, feed_job));
     int err;
 
+    if (upload->err == 0 && (err = feed(upload, upload->work, upload->work_len)) < 0)
+        fail(upload, err);
     pthread_mutex_lock(&upload->lock);
-    for (;;) {
-        while (!upload->busy && !upload->stopping)
-            pthread_cond_wait(&upload->changed, &upload->lock);
-        if (!upload->busy)
-            break;
-        pthread_mutex_unlock(&upload->lock);
-        if (upload->err == 0 && (err = feed(upload, upload->work, upload->work_len)) < 0)
-            fail(upload, err);
-        pthread_mutex_lock(&upload->lock);
-        upload->busy = false;
-        pthread_cond_broadcast(&upload->changed);
-    }
+    upload->busy = false;
+    pthread_cond_broadcast(&upload->changed);
     pthread_mutex_unlock(&upload->lock);
-    return NULL;
 }
 
 /* Hand the stage to the feeder, waiting for it to be idle or not; false if it was busy. */
@@ -350,21 +343,22 @@ static bool hand_over(imgstore_server__upload *upload, bool wait)
     upload->stage = swap;
     upload->stage_len = 0;
     upload->busy = true;
-    pthread_cond_broadcast(&upload->changed);
     pthread_mutex_unlock(&upload->lock);
+    /* the pool is elastic up to max_connections + max_uploads threads (server.c), so this
+     * job never waits behind jobs that block, one of which may be waiting for it */
+    imgstore_server__workers_run(upload->server->workers, &upload->feed_job);
     return true;
 }
 
-/* Let the feeder store what it holds, and end it. */
+/* Let the feed job store what it holds; no more are queued after this. */
 static void feeder_stop(imgstore_server__upload *upload)
 {
     if (!upload->feeder_started)
         return;
     pthread_mutex_lock(&upload->lock);
-    upload->stopping = true;
-    pthread_cond_broadcast(&upload->changed);
+    while (upload->busy)
+        pthread_cond_wait(&upload->changed, &upload->lock);
     pthread_mutex_unlock(&upload->lock);
-    pthread_join(upload->feeder, NULL);
     upload->feeder_started = false;
 }
 

@@ -795,8 +795,10 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     if ((err = imgstore_server__cache_new(&server->cache, cache_dir, config->cache_max_bytes,
                                           (unsigned)config->fill_concurrency)) < 0 ||
         (err = imgstore_server__answers_new(&server->answers, config->answer_cache_bytes)) < 0 ||
-        (err = imgstore_server__workers_new(&server->workers, polling_threads,
-                                            (unsigned)config->max_connections + 1)) < 0 ||
+        /* one job per connection at most, plus one feed job per upload (route_upload.c) */
+        (err = imgstore_server__workers_new(
+             &server->workers, polling_threads,
+             (unsigned)(config->max_connections + config->max_uploads + 1))) < 0 ||
         (err = imgstore_server__maintenance_start(&server->maintenance, config->repo,
                                                   config->gc_interval, server->metrics)) < 0)
         goto done;
