@@ -78,4 +78,20 @@ static inline uint8_t *pseudo_random(size_t len, uint64_t seed)
     return buf;
 }
 
+/* A writer into a fixed buffer (imgstore_store_file_read's imgstore_write_fn). */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+} membuf;
+
+static inline int mem_write(const void *buf, size_t len, void *payload)
+{
+    membuf *m = payload;
+
+    assert_true(m->len + len <= m->cap);
+    memcpy(m->buf + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
 #endif

@@ -39,21 +39,6 @@ static void push_file(imgstore_store *store, const char *version, const char *fi
     imgstore_store_push_free(push);
 }
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-} membuf;
-
-static int mem_write(const void *buf, size_t len, void *payload)
-{
-    membuf *m = payload;
-
-    assert_true(m->len + len <= m->cap);
-    memcpy(m->buf + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
 static void assert_reads(imgstore_store *store, const char *version, const char *file,
                          const uint8_t *bytes, size_t len)
 {

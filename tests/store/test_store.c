@@ -31,21 +31,6 @@ static int push_bytes(imgstore_manifest **out, bool *created, imgstore_store *st
     return err;
 }
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-} membuf;
-
-static int mem_write(const void *buf, size_t len, void *payload)
-{
-    membuf *m = payload;
-
-    assert_true(m->len + len <= m->cap);
-    memcpy(m->buf + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
 static void push_then_read_returns_same_bytes(void **state)
 {
     fixture *f = *state;
