@@ -217,7 +217,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
     if (!(path = version ? imgstore_strfmt("/v1/images/%s/%s", name, version)
                          : imgstore_strfmt("/v1/images/%s", name)))
         goto oom;
-    cli_progress_init(&progress, name, ctx->json);
+    cli_progress_init(&progress, name, ctx);
     remote.progress = &progress;
     remote.progress_total = total;
     err = cli_remote_upload(&answer, &remote, path, fields, field_count, files, count);
