@@ -81,6 +81,25 @@ class ManPages(StoreTestCase):
             self.assertRegex(conf, r"(?m)^\.TP\n(.*\b)?%s\b" % key,
                              "imgstore-serve.conf(5) has no entry for %s" % key)
 
+    def test_cmake_install_puts_pages_and_completions_in_place(self):
+        build = os.path.dirname(MAN_DIR)
+        if not shutil.which("cmake") or not os.path.isfile(os.path.join(build,
+                                                                        "cmake_install.cmake")):
+            self.skipTest("no cmake build directory at %s" % build)
+        prefix = self.path("prefix")
+        p = subprocess.run(["cmake", "--install", build, "--prefix", prefix],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        share = os.path.join(prefix, "share")
+        for cmd in self.commands:
+            self.assertTrue(os.path.isfile(os.path.join(share, "man", "man1",
+                                                        "imgstore-%s.1" % cmd)), cmd)
+        for path in ("man/man1/imgstore.1", "man/man5/imgstore-format.5",
+                     "man/man5/imgstore-serve.conf.5", "bash-completion/completions/imgstore",
+                     "zsh/site-functions/_imgstore"):
+            self.assertTrue(os.path.isfile(os.path.join(share, path)), path)
+        self.assertTrue(os.access(os.path.join(prefix, "bin", "imgstore"), os.X_OK))
+
     def test_man_renders_every_page_without_warnings(self):
         if not shutil.which("man") or not shutil.which("groff"):
             self.skipTest("man-db or groff not installed (scripts/install-deps installs them)")
