@@ -126,6 +126,12 @@ class ServiceUnits(StoreTestCase):
         p = subprocess.run(["systemd-analyze", "verify", "--man=no", local_unit],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual((p.returncode, p.stderr), (0, ""), p.stdout)
+        # systemd's own score of the sandbox: 0 (locked down) .. 10 (exposed)
+        p = subprocess.run(["systemd-analyze", "security", "--offline=true", local_unit],
+                           capture_output=True, text=True, timeout=120)
+        score = re.search(r"Overall exposure level for .*: ([0-9.]+)", p.stdout)
+        if score:  # systemd 252 and later score units offline
+            self.assertLessEqual(float(score.group(1)), 1.5, p.stdout)
 
     def test_the_linuxkit_service_command_serves(self):
         try:
