@@ -159,9 +159,6 @@ int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust 
 /** Check a name before it goes into a URL (so no escaping is ever needed). */
 int cli_remote_check_names(const char *image, const char *version, const char *channel);
 
-/** sha256 of a buffer, hex. */
-int cli_remote_sha256(char out[65], const void *buf, size_t len);
-
 /** mkdir -p with mode 0700. */
 int cli_remote_mkdirs(const char *path);
 

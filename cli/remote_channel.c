@@ -95,7 +95,7 @@ done:
 
 /* Give the verified live state the stack its next move derives from. A state that carries
  * one is signed with it (issue #9): nothing more to fetch. A legacy one gets the stack the
- * store would replay (imgstore_store_stack_replay) over the verified history. */
+ * store would replay (imgstore_trust_stack_replay) over the verified history. */
 static int stack_of_live(imgstore_channel_state *live, cli_remote *remote,
                          const cli_remote_trust *trust, const char *name, const char *channel)
 {
@@ -107,7 +107,7 @@ static int stack_of_live(imgstore_channel_state *live, cli_remote *remote,
     if (live->has_stack)
         return 0;
     if ((err = verified_history(&states, &count, remote, trust, live, name, channel)) < 0 ||
-        (err = imgstore_store_stack_replay(
+        (err = imgstore_trust_stack_replay(
              below, &depth, (const imgstore_channel_state *const *)states, count)) < 0)
         goto done;
     for (size_t i = 0; i < depth && err == 0; i++) {
@@ -238,7 +238,7 @@ static int signed_move(imgstore_channel_state **out, cli_remote *remote,
         next.reason = (char *)reason;
         next.previous_version = current ? current->version : NULL;
         next.has_stack = !current || current->has_stack;
-        err = imgstore_store_stack_next((const char **)next.stack, &next.stack_count,
+        err = imgstore_trust_stack_next((const char **)next.stack, &next.stack_count,
                                         current ? current->version : NULL,
                                         current ? (const char *const *)current->stack : NULL,
                                         current ? current->stack_count : 0, action, version);

@@ -566,19 +566,6 @@ int cli_remote_check_names(const char *image, const char *version, const char *c
     return err;
 }
 
-int cli_remote_sha256(char out[65], const void *buf, size_t len)
-{
-    imgstore_sha256 *sha = NULL;
-    int err;
-
-    if ((err = imgstore_sha256_new(&sha)) < 0)
-        return err;
-    imgstore_sha256_update(sha, buf, len);
-    imgstore_sha256_final_hex(sha, out);
-    imgstore_sha256_free(sha);
-    return 0;
-}
-
 int cli_remote_mkdirs(const char *path)
 {
     char buf[4096];

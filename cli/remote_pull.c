@@ -219,7 +219,7 @@ static int chunk_write(long status, const void *buf, size_t len, void *payload)
         len -= take;
         if (sink->filled < ref->size)
             continue;
-        if ((err = cli_remote_sha256(digest, sink->buf, sink->filled)) < 0)
+        if ((err = imgstore_sha256_hex(digest, sink->buf, sink->filled)) < 0)
             return err;
         if (strcmp(digest, ref->sha256) != 0)
             return imgstore_error_set(IMGSTORE_EVERIFY,

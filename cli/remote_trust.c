@@ -181,7 +181,7 @@ int cli_remote_trust_load(cli_remote_trust *out, cli_remote *remote)
     if ((err = pin_read(remembered, out->store_id)) < 0)
         goto done;
     pin = remote->pin ? remote->pin : (remembered[0] ? remembered : NULL);
-    if ((err = imgstore_store_policy_chain_verify(&out->policy, links, count, pin)) < 0) {
+    if ((err = imgstore_trust_policy_chain_verify(&out->policy, links, count, pin)) < 0) {
         err = imgstore_error_wrap(IMGSTORE_EVERIFY,
                                   "trust policy of %s (store %.12s): ", remote->url, out->store_id);
         goto done;
@@ -189,7 +189,7 @@ int cli_remote_trust_load(cli_remote_trust *out, cli_remote *remote)
     out->policy_count = count;
     /* trust on first use: the first policy seen under this store id is the one from now on */
     if (!remembered[0]) {
-        if ((err = cli_remote_sha256(first_sha, links[0].policy, links[0].policy_len)) < 0 ||
+        if ((err = imgstore_sha256_hex(first_sha, links[0].policy, links[0].policy_len)) < 0 ||
             (err = pin_write(out->store_id, first_sha)) < 0)
             goto done;
     }
@@ -245,7 +245,7 @@ int cli_remote_manifest_fetch(cli_remote_manifest *out, cli_remote *remote,
     }
     if ((err = fetch_signatures(&sigs, &sig_count, remote, path)) < 0)
         goto done;
-    if ((err = cli_remote_sha256(out->sha256, out->bytes, out->len)) < 0)
+    if ((err = imgstore_sha256_hex(out->sha256, out->bytes, out->len)) < 0)
         goto done;
     /* the bytes signed are the bytes stored: anything else is not the signed manifest */
     if (!imgstore_schema_manifest_is_canonical(out->bytes, out->len) ||
@@ -262,7 +262,7 @@ int cli_remote_manifest_fetch(cli_remote_manifest *out, cli_remote *remote,
                                  version, out->manifest->name, out->manifest->version);
         goto done;
     }
-    if ((err = imgstore_store_signatures_count(&out->status, trust->policy, IMGSTORE_ROLE_RELEASE,
+    if ((err = imgstore_trust_signatures_count(&out->status, trust->policy, IMGSTORE_ROLE_RELEASE,
                                                (const char *const *)sigs, sig_count, out->bytes,
                                                out->len)) < 0)
         goto done;
@@ -306,7 +306,7 @@ static int state_check(imgstore_channel_state **out, imgstore_trust_status *stat
                                   channel, what);
     if ((err = signatures_from_json(&sigs, &sig_count, json_object_get(signed_state, "signatures"),
                                     what)) < 0 ||
-        (err = imgstore_store_signatures_count(&status, trust->policy, IMGSTORE_ROLE_DEPLOY,
+        (err = imgstore_trust_signatures_count(&status, trust->policy, IMGSTORE_ROLE_DEPLOY,
                                                (const char *const *)sigs, sig_count, text, len)) <
             0)
         goto done;
@@ -384,7 +384,7 @@ int cli_remote_channel_fetch_counted(imgstore_channel_state **out, char **bytes_
                                  name, channel, state->expires ? state->expires : "(no expiry)");
         goto done;
     }
-    if ((err = cli_seen_check_and_update(trust->store_id, state)) < 0)
+    if ((err = imgstore_trust_seen_update(NULL, trust->store_id, state)) < 0)
         goto done;
     if (bytes_out && !(*bytes_out = strndup(text, len))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -422,7 +422,7 @@ int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv)
     if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
         (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
         (err = imgstore_schema_policy_encode(&bytes, &len, trust.policy)) < 0 ||
-        (err = cli_remote_sha256(digest, bytes, len)) < 0)
+        (err = imgstore_sha256_hex(digest, bytes, len)) < 0)
         goto done;
     err = cli_print_policy(ctx, trust.policy, digest);
 done:
