@@ -68,6 +68,9 @@ bool imgstore_client_offline(const imgstore_client *client);
 void imgstore_client_set_progress(imgstore_client *client, imgstore_progress_fn progress,
                                   void *payload, uint64_t base, uint64_t total);
 
+/** Change the flag that abandons a transfer when it becomes nonzero (NULL: none). */
+void imgstore_client_set_stop(imgstore_client *client, const volatile sig_atomic_t *stop);
+
 /* ---- trust ---------------------------------------------------------------------------- */
 
 /**
@@ -254,7 +257,8 @@ int imgstore_client_history(json_t **entries_out, uint64_t *next_out, imgstore_c
  * Wait up to `timeout_seconds` (1..60, the server's long-poll) for the channel to move past
  * sequence `after`. *out is then the new state, verified as imgstore_client_channel_get does
  * (the policy is reloaded once if it no longer verifies), or NULL when nothing moved in time,
- * the channel does not exist yet, or the server was busy (call again). Returns 0,
+ * the channel does not exist yet, or the server was busy (after a pause of a second: call
+ * again). Returns 0,
  * IMGSTORE_EVERIFY, IMGSTORE_EINVALID, transport errors (imgstore_client_offline() then says
  * whether to retry).
  */

@@ -1,11 +1,12 @@
 /*
- * The HTTP plumbing of remote mode: where the server is and which token to send (flags,
- * environment, the user config file), one libcurl handle per command, requests with bounded
- * answers, streamed downloads and multipart uploads, and the one mapping from HTTP status to
- * the error codes the CLI turns into exit codes. What the answers mean, and whether to
- * believe them, is remote_trust.c's business.
+ * The HTTP plumbing of the client: the handle (one libcurl handle, so connections are kept
+ * alive between requests), requests with bounded answers, streamed downloads and multipart
+ * uploads, and the one mapping from HTTP status to IMGSTORE_E* codes. What the answers mean,
+ * and whether to believe them, is verify.c's business; where the server is and which token
+ * to send is the caller's (cli/remote.c resolves flags, environment and config file).
+ * Moved from cli/remote_http.c (#11).
  */
-#include "cli/remote.h"
+#include "client/client_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,113 +15,6 @@
 #include <sys/stat.h>
 
 #define CONFIG_MAX (64u * 1024)
-
-/* ---- settings ------------------------------------------------------------------------- */
-
-static char *config_path(void)
-{
-    const char *config = getenv("XDG_CONFIG_HOME");
-    const char *home = getenv("HOME");
-
-    if (config && *config)
-        return imgstore_strfmt("%s/imgstore/config", config);
-    return imgstore_strfmt("%s/.config/imgstore/config", home && *home ? home : ".");
-}
-
-/* The value of `key = value` in the user config file (free()), or NULL. A missing or
- * unreadable file is no error: the file is optional. */
-static char *config_value(const char *key)
-{
-    char *path = config_path(), line[4096], *found = NULL;
-    size_t total = 0;
-    FILE *f = path ? fopen(path, "r") : NULL;
-
-    free(path);
-    if (!f)
-        return NULL;
-    while (!found && total < CONFIG_MAX && fgets(line, sizeof(line), f)) {
-        char *at = line, *eq, *end;
-
-        total += strlen(line);
-        at += strspn(at, " \t");
-        if (*at == '#' || !(eq = strchr(at, '=')))
-            continue;
-        end = eq;
-        while (end > at && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - at) != strlen(key) || strncmp(at, key, strlen(key)) != 0)
-            continue;
-        eq++;
-        eq += strspn(eq, " \t");
-        eq[strcspn(eq, "\r\n")] = '\0';
-        end = eq + strlen(eq);
-        while (end > eq && (end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        if (*eq)
-            found = strdup(eq);
-    }
-    fclose(f);
-    return found;
-}
-
-static bool has_option(int argc, char **argv, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strncmp(argv[i], name, len) == 0 && (argv[i][len] == '\0' || argv[i][len] == '='))
-            return true;
-    }
-    return false;
-}
-
-bool cli_remote_selected(int argc, char **argv)
-{
-    const char *env;
-    char *configured;
-
-    if (has_option(argc, argv, "--server"))
-        return true;
-    if (has_option(argc, argv, "--repo"))
-        return false;
-    if ((env = getenv("IMGSTORE_SERVER")) && *env)
-        return true;
-    if ((env = getenv("IMGSTORE_REPO")) && *env)
-        return false;
-    configured = config_value("server");
-    free(configured);
-    return configured != NULL;
-}
-
-bool cli_remote_option(cli_remote_args *args, int opt, const char *arg)
-{
-    switch (opt) {
-    case OPT_REMOTE_SERVER:
-        args->server = arg;
-        return true;
-    case OPT_REMOTE_TOKEN:
-        args->token = arg;
-        return true;
-    case OPT_REMOTE_PIN:
-        args->pin = arg;
-        return true;
-    default:
-        return false;
-    }
-}
-
-static char *setting(const char *flag, const char *env_name, const char *config_key)
-{
-    const char *env = getenv(env_name);
-
-    if (flag)
-        return strdup(flag);
-    if (env && *env)
-        return strdup(env);
-    return config_value(config_key);
-}
 
 static bool is_hex64(const char *text)
 {
@@ -133,80 +27,133 @@ static bool is_hex64(const char *text)
     return true;
 }
 
-int cli_remote_open(cli_remote *out, const cli_remote_args *args)
+static char *dup_or_null(const char *text, int *err)
 {
-    const char *pin_env = getenv("IMGSTORE_TRUST_POLICY_SHA256");
+    char *copy = text ? strdup(text) : NULL;
+
+    if (text && !copy)
+        *err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return copy;
+}
+
+int imgstore_client_open(imgstore_client **out, const imgstore_client_opts *opts)
+{
+    imgstore_client *client = NULL;
     int err = 0;
 
-    memset(out, 0, sizeof(*out));
-    out->url = setting(args->server, "IMGSTORE_SERVER", "server");
-    out->token = setting(args->token, "IMGSTORE_TOKEN", "token");
-    out->pin = args->pin ? args->pin : (pin_env && *pin_env ? pin_env : NULL);
-    if (!out->url || !*out->url) {
+    *out = NULL;
+    if (!opts)
+        return imgstore_error_set(IMGSTORE_EINVALID, "client: no options");
+    if (!(client = calloc(1, sizeof(*client))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    client->url = dup_or_null(opts->server_url, &err);
+    client->token = dup_or_null(opts->token, &err);
+    client->pin = dup_or_null(opts->trust_policy_sha256, &err);
+    client->state_dir = dup_or_null(opts->state_dir, &err);
+    client->ca_file = dup_or_null(opts->tls_ca_file, &err);
+    client->progress = opts->progress;
+    client->progress_payload = opts->progress_payload;
+    client->stop = opts->stop;
+    if (err < 0)
+        goto done;
+    if (!client->url || !*client->url) {
         err = imgstore_error_set(IMGSTORE_EINVALID, "no server: give --server URL");
         goto done;
     }
-    if (strncmp(out->url, "http://", 7) != 0 && strncmp(out->url, "https://", 8) != 0) {
+    if (strncmp(client->url, "http://", 7) != 0 && strncmp(client->url, "https://", 8) != 0) {
         err = imgstore_error_set(IMGSTORE_EINVALID,
-                                 "server '%s': expected an http:// or https:// URL", out->url);
+                                 "server '%s': expected an http:// or https:// URL", client->url);
         goto done;
     }
-    for (size_t len = strlen(out->url); len > 0 && out->url[len - 1] == '/'; len--)
-        out->url[len - 1] = '\0';
+    for (size_t len = strlen(client->url); len > 0 && client->url[len - 1] == '/'; len--)
+        client->url[len - 1] = '\0';
     /* the token goes into a header line: a newline in it would forge other headers */
-    if (out->token && out->token[strcspn(out->token, "\r\n")]) {
+    if (client->token && client->token[strcspn(client->token, "\r\n")]) {
         err = imgstore_error_set(IMGSTORE_EINVALID, "token: contains a line break");
         goto done;
     }
-    if (out->pin && !is_hex64(out->pin)) {
+    if (client->pin && !is_hex64(client->pin)) {
         err = imgstore_error_set(IMGSTORE_EINVALID,
                                  "--trust-policy-sha256: expected 64 lower-case hex digits");
         goto done;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(out->curl = curl_easy_init()))
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(client->curl = curl_easy_init())) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot initialise libcurl");
+        goto done;
+    }
+    *out = client;
+    client = NULL;
 done:
-    if (err < 0)
-        cli_remote_close(out);
+    imgstore_client_free(client);
     return err;
 }
 
-void cli_remote_close(cli_remote *remote)
+void imgstore_client_free(imgstore_client *client)
 {
-    if (remote->curl) {
-        curl_easy_cleanup(remote->curl);
+    if (!client)
+        return;
+    if (client->curl) {
+        curl_easy_cleanup(client->curl);
         curl_global_cleanup();
     }
-    free(remote->url);
-    free(remote->token);
-    memset(remote, 0, sizeof(*remote));
+    imgstore_policy_free(client->policy);
+    free(client->url);
+    free(client->token);
+    free(client->pin);
+    free(client->state_dir);
+    free(client->ca_file);
+    free(client);
+}
+
+const char *imgstore_client_url(const imgstore_client *client)
+{
+    return client->url;
+}
+
+bool imgstore_client_offline(const imgstore_client *client)
+{
+    return client->last_result != CURLE_OK;
+}
+
+void imgstore_client_set_stop(imgstore_client *client, const volatile sig_atomic_t *stop)
+{
+    client->stop = stop;
+}
+
+void imgstore_client_set_progress(imgstore_client *client, imgstore_progress_fn progress,
+                                  void *payload, uint64_t base, uint64_t total)
+{
+    client->progress = progress;
+    client->progress_payload = payload;
+    client->progress_base = base;
+    client->progress_total = total;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
 
 typedef struct {
-    cli_remote_response *resp;
+    imgstore_client__response *resp;
     size_t cap;
     bool too_large;
-    cli_remote_body_fn body; /* streaming downloads: 2xx bodies go here */
+    imgstore_client__body_fn body; /* streaming downloads: 2xx bodies go here */
     void *body_payload;
     int body_err;
-    cli_remote *remote;
+    imgstore_client *client;
 } transfer;
 
 static int xferinfo(void *payload, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                     curl_off_t ulnow)
 {
-    cli_remote *remote = payload;
+    imgstore_client *client = payload;
 
-    if (remote->stop && *remote->stop)
+    if (client->stop && *client->stop)
         return 1;
-    if (remote->progress) {
+    if (client->progress) {
         uint64_t now = (uint64_t)(ulnow > 0 ? ulnow : dlnow);
-        uint64_t total = remote->progress_total ? remote->progress_total
+        uint64_t total = client->progress_total ? client->progress_total
                                                 : (uint64_t)(ultotal > 0 ? ultotal : dltotal);
 
-        cli_progress_update(remote->progress_base + now, total, remote->progress);
+        client->progress(client->progress_base + now, total, client->progress_payload);
     }
     return 0;
 }
@@ -222,7 +169,7 @@ static size_t on_data(char *data, size_t size, size_t n, void *payload)
     size_t len = size * n;
     long status = 0;
 
-    curl_easy_getinfo(t->remote->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(t->client->curl, CURLINFO_RESPONSE_CODE, &status);
     if (t->body && is_success(status)) {
         if ((t->body_err = t->body(status, data, len, t->body_payload)) < 0)
             return 0;
@@ -245,29 +192,32 @@ static size_t on_data(char *data, size_t size, size_t n, void *payload)
 }
 
 /* Options every request shares; the caller adds its own after. */
-static int prepare(cli_remote *remote, struct curl_slist **headers, const char *path, transfer *t)
+static int prepare(imgstore_client *client, struct curl_slist **headers, const char *path,
+                   transfer *t)
 {
-    char *url = imgstore_strfmt("%s%s", remote->url, path), *auth = NULL;
+    char *url = imgstore_strfmt("%s%s", client->url, path), *auth = NULL;
 
     if (!url)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    curl_easy_reset(remote->curl);
-    curl_easy_setopt(remote->curl, CURLOPT_URL, url);
+    curl_easy_reset(client->curl);
+    curl_easy_setopt(client->curl, CURLOPT_URL, url);
     free(url);
-    curl_easy_setopt(remote->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(remote->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(remote->curl, CURLOPT_USERAGENT, "imgstore/" IMGSTORE_VERSION);
-    curl_easy_setopt(remote->curl, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(client->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(client->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(client->curl, CURLOPT_USERAGENT, "imgstore/" IMGSTORE_VERSION);
+    curl_easy_setopt(client->curl, CURLOPT_CONNECTTIMEOUT, 30L);
     /* a server that stops sending for two minutes is gone (long-polls answer within 60 s) */
-    curl_easy_setopt(remote->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(remote->curl, CURLOPT_LOW_SPEED_TIME, 120L);
-    curl_easy_setopt(remote->curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(remote->curl, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(remote->curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(remote->curl, CURLOPT_XFERINFOFUNCTION, xferinfo);
-    curl_easy_setopt(remote->curl, CURLOPT_XFERINFODATA, remote);
-    if (remote->token) {
-        if (!(auth = imgstore_strfmt("Authorization: Bearer %s", remote->token)))
+    curl_easy_setopt(client->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(client->curl, CURLOPT_LOW_SPEED_TIME, 120L);
+    curl_easy_setopt(client->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(client->curl, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(client->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(client->curl, CURLOPT_XFERINFOFUNCTION, xferinfo);
+    curl_easy_setopt(client->curl, CURLOPT_XFERINFODATA, client);
+    if (client->ca_file)
+        curl_easy_setopt(client->curl, CURLOPT_CAINFO, client->ca_file);
+    if (client->token) {
+        if (!(auth = imgstore_strfmt("Authorization: Bearer %s", client->token)))
             return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         *headers = curl_slist_append(*headers, auth);
         free(auth);
@@ -275,13 +225,13 @@ static int prepare(cli_remote *remote, struct curl_slist **headers, const char *
     return 0;
 }
 
-static int perform(cli_remote *remote, const char *method, const char *path, transfer *t)
+static int perform(imgstore_client *client, const char *method, const char *path, transfer *t)
 {
-    CURLcode rc = curl_easy_perform(remote->curl);
+    CURLcode rc = curl_easy_perform(client->curl);
 
-    remote->last_result = rc;
+    client->last_result = rc;
 
-    curl_easy_getinfo(remote->curl, CURLINFO_RESPONSE_CODE, &t->resp->status);
+    curl_easy_getinfo(client->curl, CURLINFO_RESPONSE_CODE, &t->resp->status);
     if (t->body_err < 0)
         return t->body_err;
     if (t->too_large)
@@ -290,49 +240,49 @@ static int perform(cli_remote *remote, const char *method, const char *path, tra
     if (rc == CURLE_ABORTED_BY_CALLBACK)
         return imgstore_error_set(IMGSTORE_ERROR, "%s %s: interrupted", method, path);
     if (rc != CURLE_OK)
-        return imgstore_error_set(IMGSTORE_ERROR, "%s %s%s: %s", method, remote->url, path,
+        return imgstore_error_set(IMGSTORE_ERROR, "%s %s%s: %s", method, client->url, path,
                                   curl_easy_strerror(rc));
     return 0;
 }
 
-int cli_remote_call(cli_remote *remote, const char *method, const char *path, const char *json,
-                    size_t cap, cli_remote_response *resp)
+int imgstore_client__call(imgstore_client *client, const char *method, const char *path,
+                          const char *json, size_t cap, imgstore_client__response *resp)
 {
     struct curl_slist *headers = NULL;
-    transfer t = {resp, cap, false, NULL, NULL, 0, remote};
+    transfer t = {resp, cap, false, NULL, NULL, 0, client};
     int err;
 
     memset(resp, 0, sizeof(*resp));
-    if ((err = prepare(remote, &headers, path, &t)) < 0)
+    if ((err = prepare(client, &headers, path, &t)) < 0)
         goto done;
     if (json) {
         headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(remote->curl, CURLOPT_POSTFIELDS, json);
-        curl_easy_setopt(remote->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json));
+        curl_easy_setopt(client->curl, CURLOPT_POSTFIELDS, json);
+        curl_easy_setopt(client->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json));
     }
     if (strcmp(method, "GET") != 0)
-        curl_easy_setopt(remote->curl, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(client->curl, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "POST") == 0 && !json) {
-        curl_easy_setopt(remote->curl, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(remote->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        curl_easy_setopt(client->curl, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(client->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
     }
-    curl_easy_setopt(remote->curl, CURLOPT_HTTPHEADER, headers);
-    err = perform(remote, method, path, &t);
+    curl_easy_setopt(client->curl, CURLOPT_HTTPHEADER, headers);
+    err = perform(client, method, path, &t);
 done:
     curl_slist_free_all(headers);
     if (err < 0)
-        cli_remote_response_free(resp);
+        imgstore_client__response_free(resp);
     return err;
 }
 
-void cli_remote_response_free(cli_remote_response *resp)
+void imgstore_client__response_free(imgstore_client__response *resp)
 {
     free(resp->body);
     memset(resp, 0, sizeof(*resp));
 }
 
 /* The server's error message, made one printable line. */
-static void server_message(char *out, size_t cap, const cli_remote_response *resp)
+static void server_message(char *out, size_t cap, const imgstore_client__response *resp)
 {
     json_t *body = resp->body ? json_loadb(resp->body, resp->len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
@@ -345,8 +295,8 @@ static void server_message(char *out, size_t cap, const cli_remote_response *res
     json_decref(body);
 }
 
-int cli_remote_status_error(const cli_remote *remote, const char *path,
-                            const cli_remote_response *resp)
+int imgstore_client__status_error(const imgstore_client *client, const char *path,
+                                  const imgstore_client__response *resp)
 {
     char msg[1024];
     int code;
@@ -359,9 +309,9 @@ int cli_remote_status_error(const cli_remote *remote, const char *path,
         return imgstore_error_set(IMGSTORE_ERROR,
                                   "%s: unauthorized (HTTP 401)%s%s; give a token with --token or "
                                   "IMGSTORE_TOKEN",
-                                  remote->url, *msg ? ": " : "", msg);
+                                  client->url, *msg ? ": " : "", msg);
     case 403:
-        return imgstore_error_set(IMGSTORE_ERROR, "%s: forbidden (HTTP 403)%s%s", remote->url,
+        return imgstore_error_set(IMGSTORE_ERROR, "%s: forbidden (HTTP 403)%s%s", client->url,
                                   *msg ? ": " : "", msg);
     case 404:
         code = IMGSTORE_ENOTFOUND;
@@ -387,27 +337,27 @@ int cli_remote_status_error(const cli_remote *remote, const char *path,
     }
     if (*msg)
         return imgstore_error_set(code, "%s (HTTP %ld)", msg, resp->status);
-    return imgstore_error_set(code, "%s%s: HTTP %ld", remote->url, path, resp->status);
+    return imgstore_error_set(code, "%s%s: HTTP %ld", client->url, path, resp->status);
 }
 
-int cli_remote_get_bytes(char **out, size_t *len_out, cli_remote *remote, const char *path,
-                         size_t cap)
+int imgstore_client__get_bytes(char **out, size_t *len_out, imgstore_client *client,
+                               const char *path, size_t cap)
 {
-    cli_remote_response resp;
+    imgstore_client__response resp;
     int err;
 
     *out = NULL;
     *len_out = 0;
-    if ((err = cli_remote_call(remote, "GET", path, NULL, cap, &resp)) < 0)
+    if ((err = imgstore_client__call(client, "GET", path, NULL, cap, &resp)) < 0)
         return err;
-    if ((err = cli_remote_status_error(remote, path, &resp)) == 0) {
+    if ((err = imgstore_client__status_error(client, path, &resp)) == 0) {
         if (!resp.body && !(resp.body = calloc(1, 1)))
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         *out = resp.body;
         *len_out = resp.len;
         resp.body = NULL;
     }
-    cli_remote_response_free(&resp);
+    imgstore_client__response_free(&resp);
     return err;
 }
 
@@ -425,23 +375,24 @@ static int parse_json(json_t **out, const char *path, const char *body, size_t l
     return 0;
 }
 
-int cli_remote_get_json(json_t **out, cli_remote *remote, const char *path)
+int imgstore_client_get_json(json_t **out, imgstore_client *client, const char *path)
 {
     char *body = NULL;
     size_t len = 0;
     int err;
 
     *out = NULL;
-    if ((err = cli_remote_get_bytes(&body, &len, remote, path, CLI_REMOTE_JSON_MAX)) == 0)
+    if ((err = imgstore_client__get_bytes(&body, &len, client, path, IMGSTORE_CLIENT__JSON_MAX)) ==
+        0)
         err = parse_json(out, path, body, len);
     free(body);
     return err;
 }
 
-int cli_remote_send_json(json_t **out, long *status_out, cli_remote *remote, const char *method,
-                         const char *path, json_t *body)
+int imgstore_client__send_json(json_t **out, long *status_out, imgstore_client *client,
+                               const char *method, const char *path, json_t *body)
 {
-    cli_remote_response resp;
+    imgstore_client__response resp;
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int err;
 
@@ -450,58 +401,58 @@ int cli_remote_send_json(json_t **out, long *status_out, cli_remote *remote, con
     *out = NULL;
     if (body && !text)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    err = cli_remote_call(remote, method, path, text, CLI_REMOTE_JSON_MAX, &resp);
+    err = imgstore_client__call(client, method, path, text, IMGSTORE_CLIENT__JSON_MAX, &resp);
     free(text);
     if (err < 0)
         return err;
     if (status_out)
         *status_out = resp.status;
-    if ((err = cli_remote_status_error(remote, path, &resp)) == 0)
+    if ((err = imgstore_client__status_error(client, path, &resp)) == 0)
         err = parse_json(out, path, resp.body, resp.len);
-    cli_remote_response_free(&resp);
+    imgstore_client__response_free(&resp);
     return err;
 }
 
-int cli_remote_download(cli_remote *remote, const char *path, uint64_t offset,
-                        cli_remote_body_fn body, void *payload)
+int imgstore_client__download(imgstore_client *client, const char *path, uint64_t offset,
+                              imgstore_client__body_fn body, void *payload)
 {
     struct curl_slist *headers = NULL;
-    cli_remote_response resp;
-    transfer t = {&resp, CLI_REMOTE_ERROR_MAX, false, body, payload, 0, remote};
+    imgstore_client__response resp;
+    transfer t = {&resp, IMGSTORE_CLIENT__ERROR_MAX, false, body, payload, 0, client};
     char range[64];
     int err;
 
     memset(&resp, 0, sizeof(resp));
-    if ((err = prepare(remote, &headers, path, &t)) < 0)
+    if ((err = prepare(client, &headers, path, &t)) < 0)
         goto done;
     if (offset > 0) {
         snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)offset);
         headers = curl_slist_append(headers, range);
     }
-    curl_easy_setopt(remote->curl, CURLOPT_HTTPHEADER, headers);
-    if ((err = perform(remote, "GET", path, &t)) == 0)
-        err = cli_remote_status_error(remote, path, &resp);
+    curl_easy_setopt(client->curl, CURLOPT_HTTPHEADER, headers);
+    if ((err = perform(client, "GET", path, &t)) == 0)
+        err = imgstore_client__status_error(client, path, &resp);
 done:
     curl_slist_free_all(headers);
-    cli_remote_response_free(&resp);
+    imgstore_client__response_free(&resp);
     return err;
 }
 
-int cli_remote_upload(json_t **out, cli_remote *remote, const char *path,
-                      const cli_remote_form_field *fields, size_t field_count,
-                      const cli_remote_upload_file *files, size_t count)
+int imgstore_client__upload(json_t **out, imgstore_client *client, const char *path,
+                            const imgstore_client__form_field *fields, size_t field_count,
+                            const imgstore_client__upload_file *files, size_t count)
 {
     struct curl_slist *headers = NULL;
-    cli_remote_response resp;
-    transfer t = {&resp, CLI_REMOTE_JSON_MAX, false, NULL, NULL, 0, remote};
+    imgstore_client__response resp;
+    transfer t = {&resp, IMGSTORE_CLIENT__JSON_MAX, false, NULL, NULL, 0, client};
     curl_mime *mime = NULL;
     int err;
 
     *out = NULL;
     memset(&resp, 0, sizeof(resp));
-    if ((err = prepare(remote, &headers, path, &t)) < 0)
+    if ((err = prepare(client, &headers, path, &t)) < 0)
         goto done;
-    if (!(mime = curl_mime_init(remote->curl))) {
+    if (!(mime = curl_mime_init(client->curl))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
@@ -537,23 +488,23 @@ int cli_remote_upload(json_t **out, cli_remote *remote, const char *path,
         curl_mime_filename(part, files[i].name);
         curl_mime_type(part, "application/octet-stream");
     }
-    curl_easy_setopt(remote->curl, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(client->curl, CURLOPT_MIMEPOST, mime);
     /* no "Expect: 100-continue" round trip: the server reads or refuses the body as it comes */
     headers = curl_slist_append(headers, "Expect:");
-    curl_easy_setopt(remote->curl, CURLOPT_HTTPHEADER, headers);
-    if ((err = perform(remote, "POST", path, &t)) == 0 &&
-        (err = cli_remote_status_error(remote, path, &resp)) == 0)
+    curl_easy_setopt(client->curl, CURLOPT_HTTPHEADER, headers);
+    if ((err = perform(client, "POST", path, &t)) == 0 &&
+        (err = imgstore_client__status_error(client, path, &resp)) == 0)
         err = parse_json(out, path, resp.body, resp.len);
 done:
     curl_mime_free(mime);
     curl_slist_free_all(headers);
-    cli_remote_response_free(&resp);
+    imgstore_client__response_free(&resp);
     return err;
 }
 
 /* ---- small shared helpers ------------------------------------------------------------- */
 
-int cli_remote_check_names(const char *image, const char *version, const char *channel)
+int imgstore_client_check_names(const char *image, const char *version, const char *channel)
 {
     int err = 0;
 
@@ -566,7 +517,7 @@ int cli_remote_check_names(const char *image, const char *version, const char *c
     return err;
 }
 
-int cli_remote_mkdirs(const char *path)
+int imgstore_client__mkdirs(const char *path)
 {
     char buf[4096];
 
