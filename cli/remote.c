@@ -125,11 +125,21 @@ int cli_client_open(imgstore_client **out, const cli_remote_args *args)
     char *token = setting(args->token, "IMGSTORE_TOKEN", "token");
     int err;
 
+    *out = NULL;
     memset(&opts, 0, sizeof(opts));
     opts.server_url = url;
     opts.token = token;
     opts.trust_policy_sha256 = args->pin ? args->pin : (pin_env && *pin_env ? pin_env : NULL);
-    err = imgstore_client_open(out, &opts);
+    /* the library's messages name no flag: the checks a user fixes with one come first here */
+    if (!url || !*url)
+        err = imgstore_error_set(IMGSTORE_EINVALID, "no server: give --server URL");
+    else if (opts.trust_policy_sha256 &&
+             (strlen(opts.trust_policy_sha256) != 64 ||
+              opts.trust_policy_sha256[strspn(opts.trust_policy_sha256, "0123456789abcdef")]))
+        err = imgstore_error_set(IMGSTORE_EINVALID,
+                                 "--trust-policy-sha256: expected 64 lower-case hex digits");
+    else
+        err = imgstore_client_open(out, &opts);
     free(token);
     free(url);
     return err;

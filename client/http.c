@@ -57,7 +57,7 @@ int imgstore_client_open(imgstore_client **out, const imgstore_client_opts *opts
     if (err < 0)
         goto done;
     if (!client->url || !*client->url) {
-        err = imgstore_error_set(IMGSTORE_EINVALID, "no server: give --server URL");
+        err = imgstore_error_set(IMGSTORE_EINVALID, "no server URL");
         goto done;
     }
     if (strncmp(client->url, "http://", 7) != 0 && strncmp(client->url, "https://", 8) != 0) {
@@ -74,7 +74,7 @@ int imgstore_client_open(imgstore_client **out, const imgstore_client_opts *opts
     }
     if (client->pin && !is_hex64(client->pin)) {
         err = imgstore_error_set(IMGSTORE_EINVALID,
-                                 "--trust-policy-sha256: expected 64 lower-case hex digits");
+                                 "trust policy pin: expected 64 lower-case hex digits");
         goto done;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(client->curl = curl_easy_init())) {
