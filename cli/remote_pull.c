@@ -25,7 +25,6 @@
 typedef struct {
     int fd;
     uint64_t offset, expect; /* bytes in the temp file; the manifest's size */
-    bool started;            /* the answer's first bytes have arrived */
     imgstore_sha256 *sha;
     const char *file;
 } partial_sink;
@@ -46,7 +45,6 @@ static int partial_write(bool restarted, const void *buf, size_t len, void *payl
             return err;
         sink->offset = 0;
     }
-    sink->started = true;
     if (len > sink->expect - sink->offset)
         return imgstore_error_set(IMGSTORE_EVERIFY,
                                   "%s: the server sent more than the %llu bytes the manifest "
@@ -94,7 +92,7 @@ static int stage_file(char **staged_out, imgstore_client *client, const cli_pull
 {
     char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL;
     char digest[65];
-    partial_sink sink = {-1, 0, file->size, false, NULL, file->path};
+    partial_sink sink = {-1, 0, file->size, NULL, file->path};
     uint64_t base = bar->done;
     struct stat st;
     int err = 0;
@@ -230,7 +228,8 @@ static int pull_to_stdout(imgstore_client *client, const imgstore_manifest *m)
                                   4 * IMGSTORE_CHUNK_MAX);
     if (!(sink.buf = malloc(largest ? (size_t)largest : 1)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    err = imgstore_client_file_read(client, m->name, m->version, file->path, 0, chunk_write, &sink);
+    err = imgstore_client_file_read_once(client, m->name, m->version, file->path, 0, chunk_write,
+                                         &sink);
     if (err == 0 && (sink.chunk != file->chunk_count || sink.filled != 0))
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "%s: the server sent fewer bytes than the "

@@ -315,8 +315,8 @@ static int check_bytes(imgstore_client *client, const imgstore_manifest *m, uint
         char digest[65];
 
         if ((err = imgstore_sha256_new(&sink.sha)) == 0 &&
-            (err = imgstore_client_file_read(client, m->name, m->version, f->path, 0, hash_write,
-                                             &sink)) == 0) {
+            (err = imgstore_client_file_read_once(client, m->name, m->version, f->path, 0,
+                                                  hash_write, &sink)) == 0) {
             imgstore_sha256_final_hex(sink.sha, digest);
             if (sink.bytes != f->size || strcmp(digest, f->sha256) != 0)
                 err =

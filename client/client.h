@@ -141,6 +141,14 @@ int imgstore_client_file_read(imgstore_client *client, const char *name, const c
                               const char *file, uint64_t offset, imgstore_client_write_fn write,
                               void *payload);
 
+/**
+ * imgstore_client_file_read without the second request after a cut: a transfer the server
+ * cuts is IMGSTORE_ERROR. For callers that stream to where nothing can be resumed (a pipe).
+ */
+int imgstore_client_file_read_once(imgstore_client *client, const char *name, const char *version,
+                                   const char *file, uint64_t offset,
+                                   imgstore_client_write_fn write, void *payload);
+
 /* ---- push and sign -------------------------------------------------------------------- */
 
 typedef struct {

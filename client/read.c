@@ -35,9 +35,9 @@ static int sink_body(long status, const void *buf, size_t len, void *payload)
     return 0;
 }
 
-int imgstore_client_file_read(imgstore_client *client, const char *name, const char *version,
-                              const char *file, uint64_t offset, imgstore_client_write_fn write,
-                              void *payload)
+static int file_read(imgstore_client *client, const char *name, const char *version,
+                     const char *file, uint64_t offset, imgstore_client_write_fn write,
+                     void *payload, bool retry_cut)
 {
     read_sink sink = {write, payload, offset, offset, false};
     char *path = NULL;
@@ -57,7 +57,7 @@ int imgstore_client_file_read(imgstore_client *client, const char *name, const c
      * from a lost connection by itself. So ask once more from where it stopped: a lost
      * connection resumes, while a server that again closes without sending one more byte at
      * the same offset refuses that chunk: a damaged store object. */
-    if (err < 0 && client->last_result == CURLE_PARTIAL_FILE) {
+    if (retry_cut && err < 0 && client->last_result == CURLE_PARTIAL_FILE) {
         cut = sink.at;
         sink.asked = cut;
         sink.started = false;
@@ -70,4 +70,18 @@ int imgstore_client_file_read(imgstore_client *client, const char *name, const c
     }
     free(path);
     return err;
+}
+
+int imgstore_client_file_read(imgstore_client *client, const char *name, const char *version,
+                              const char *file, uint64_t offset, imgstore_client_write_fn write,
+                              void *payload)
+{
+    return file_read(client, name, version, file, offset, write, payload, true);
+}
+
+int imgstore_client_file_read_once(imgstore_client *client, const char *name, const char *version,
+                                   const char *file, uint64_t offset,
+                                   imgstore_client_write_fn write, void *payload)
+{
+    return file_read(client, name, version, file, offset, write, payload, false);
 }
