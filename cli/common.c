@@ -348,6 +348,8 @@ static const char *eta_text(char *buf, size_t cap, uint64_t left, double rate)
     double seconds = rate > 0 ? (double)left / rate : -1;
     unsigned long s;
 
+    if (left == 0)
+        seconds = 0;
     if (seconds < 0 || seconds > 360000)
         return "--:--";
     s = (unsigned long)(seconds + 0.5);
@@ -369,7 +371,7 @@ void cli_progress_update(uint64_t done, uint64_t total, void *payload)
     if (!p->enabled || (now - p->last_draw < 0.1 && !(total > 0 && done >= total)))
         return;
     p->last_draw = now;
-    rate = now - p->start > 0.05 ? (double)done / (now - p->start) : 0;
+    rate = now - p->start > 0.001 ? (double)done / (now - p->start) : 0;
     cli_human_size(done_text, sizeof(done_text), done);
     cli_human_size(rate_text, sizeof(rate_text), (uint64_t)rate);
     if (total > 0) {
