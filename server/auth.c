@@ -45,22 +45,28 @@ static int identify(const imgstore_server__token **out, imgstore_server__request
     const imgstore_server_config *config = req->server->config;
     const char *header =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    const imgstore_server__token *found = NULL;
-    uint8_t digest[32];
-
     *out = NULL;
     if (!header)
         return 0;
-    if (strncmp(header, "Bearer ", 7) != 0 || !header[7] || strlen(header) > 512)
+    if (strncmp(header, "Bearer ", 7) != 0 || !header[7])
         return -1;
-    if (token_digest(digest, header + 7) < 0)
-        return -1;
+    *out = imgstore_server__token_find(config, header + 7);
+    return *out ? 1 : -1;
+}
+
+const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
+                                                          const char *token)
+{
+    const imgstore_server__token *found = NULL;
+    uint8_t digest[32];
+
+    if (strlen(token) > 505 || token_digest(digest, token) < 0)
+        return NULL;
     for (size_t i = 0; i < config->token_count; i++) {
         if (digest_equal(digest, config->tokens[i].digest) && !found)
             found = &config->tokens[i];
     }
-    *out = found;
-    return found ? 1 : -1;
+    return found;
 }
 
 static const char *scope_name(unsigned scope)

@@ -108,6 +108,27 @@ struct MHD_Response *imgstore_server__not_modified(const char *etag, uint64_t re
     return response;
 }
 
+/*
+ * /v1 names its realm; /v2 points it at its token endpoint (route_oci.c), as OCI clients
+ * without a static token fetch one from the realm with the credentials they hold.
+ */
+static const char *challenge(imgstore_server__request *req)
+{
+    const char *host =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    bool safe = host && *host && strlen(host) < 200;
+
+    for (const char *c = host; safe && *c; c++)
+        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+               strchr(".-:[]", *c);
+    if (!req->oci || !safe)
+        return "Bearer realm=\"imgstore\"";
+    snprintf(req->challenge, sizeof(req->challenge),
+             "Bearer realm=\"%s://%s/v2/token\",service=\"imgstore\"",
+             req->server->tls_cert_pem ? "https" : "http", host);
+    return req->challenge;
+}
+
 enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsigned status,
                                             const char *body, size_t len, const char *content_type,
                                             const char *cache_control, const char *etag)
@@ -135,8 +156,7 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"imgstore\"");
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge(req));
     return imgstore_server__queue(req, status, response, len);
 }
 

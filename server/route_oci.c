@@ -155,6 +155,8 @@ static char *query_arg(imgstore_server__request *req, const char *key)
 static enum MHD_Result reply_store_error(imgstore_server__request *req, int err,
                                          const char *unknown_code, const char *invalid_code)
 {
+    if (req->oci_code) /* the failing step said more precisely what was wrong */
+        return imgstore_server__reply_error(req, err);
     if (err == IMGSTORE_ENOTFOUND)
         req->oci_code = unknown_code;
     else if (err == IMGSTORE_EINVALID)
@@ -224,6 +226,39 @@ enum MHD_Result imgstore_server__route_oci_base(imgstore_server__request *req)
     return reply_bytes(req, MHD_HTTP_OK, "{}\n", 3, "application/json", NULL, NULL);
 }
 
+/*
+ * The realm of the Bearer challenge (docs/oci.md, "Auth"). imgstore has no token service:
+ * its tokens are made by `imgstore token create`. A client with credentials (docker login,
+ * skopeo --creds USER:TOKEN) sends them here as Basic auth and gets its own token back,
+ * once it is checked; one without is told how to give one, instead of failing on a realm
+ * that is not a URL.
+ */
+enum MHD_Result imgstore_server__route_oci_token(imgstore_server__request *req)
+{
+    char *password = NULL, *user = MHD_basic_auth_get_username_password(req->conn, &password);
+    const imgstore_server__token *token =
+        password ? imgstore_server__token_find(req->server->config, password) : NULL;
+    enum MHD_Result result;
+    json_t *body;
+
+    if (!token) {
+        result = imgstore_server__oci_error(
+            req, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+            user ? "the password is not a token of this server"
+                 : "imgstore hands out no tokens: give one made by `imgstore token create` "
+                   "(skopeo --registry-token TOKEN, or --creds NAME:TOKEN)");
+    } else {
+        req->token = token;
+        body = json_pack("{s:s, s:s}", "token", password, "access_token", password);
+        result = imgstore_server__reply_json(req, MHD_HTTP_OK, body);
+    }
+    if (password)
+        MHD_free(password);
+    if (user)
+        MHD_free(user);
+    return result;
+}
+
 /* ---- manifests ----------------------------------------------------------------------------- */
 
 /* A pushed manifest's exact bytes, when every layer it names is a file of the version. */
@@ -244,7 +279,7 @@ static bool pushed_fits(const char *bytes, size_t len, const imgstore_manifest *
 enum MHD_Result imgstore_server__route_oci_manifest(imgstore_server__request *req)
 {
     const char *name = req->segments[1], *reference = req->segments[3];
-    char sha256[65], check[65], *pushed = NULL;
+    char sha256[65], check[65], version[IMGSTORE_NAME_MAX + 2], *pushed = NULL;
     size_t pushed_len = 0;
     oci_form form;
     enum MHD_Result result;
@@ -256,23 +291,34 @@ enum MHD_Result imgstore_server__route_oci_manifest(imgstore_server__request *re
         if ((err = imgstore_schema_oci_digest(sha256, reference)) < 0)
             return imgstore_server__oci_error(req, MHD_HTTP_BAD_REQUEST, "DIGEST_INVALID", "%s",
                                               imgstore_error_last());
-        if ((err = form_find(&form, req, name, sha256)) < 0)
-            return reply_store_error(req, err, MANIFEST_UNKNOWN, MANIFEST_UNKNOWN);
-        if (strcmp(form.manifest_hex, sha256) == 0) {
-            result = reply_bytes(req, MHD_HTTP_OK, form.manifest, form.manifest_len,
-                                 IMGSTORE_OCI_MANIFEST_TYPE, sha256, NULL);
-        } else if (imgstore_server__oci_pushed_get(req->server->oci, sha256, &pushed,
-                                                   &pushed_len) == 0 &&
-                   (sha256_hex(check, pushed, pushed_len), strcmp(check, sha256) == 0) &&
-                   pushed_fits(pushed, pushed_len, form.m)) {
-            /* the spec wants a pushed manifest back byte for byte by its digest */
-            result = reply_bytes(req, MHD_HTTP_OK, pushed, pushed_len, IMGSTORE_OCI_MANIFEST_TYPE,
-                                 sha256, NULL);
-        } else {
-            result = imgstore_server__oci_error(req, MHD_HTTP_NOT_FOUND, MANIFEST_UNKNOWN,
-                                                "no manifest sha256:%s in %s", sha256, name);
+        /* a manifest pushed with other bytes than the version's own form: its hint names
+         * the version, the bytes are kept in the OCI area and checked against the version */
+        if (imgstore_server__oci_hint_get(req->server->oci, name, sha256, version,
+                                          sizeof(version)) &&
+            imgstore_server__oci_pushed_get(req->server->oci, sha256, &pushed, &pushed_len) == 0) {
+            sha256_hex(check, pushed, pushed_len);
+            if (strcmp(check, sha256) == 0 && form_load(&form, req, name, version) == 0) {
+                bool fits = pushed_fits(pushed, pushed_len, form.m);
+
+                form_clear(&form);
+                if (fits) {
+                    /* the spec wants a pushed manifest back byte for byte by its digest */
+                    result = reply_bytes(req, MHD_HTTP_OK, pushed, pushed_len,
+                                         IMGSTORE_OCI_MANIFEST_TYPE, sha256, NULL);
+                    free(pushed);
+                    return result;
+                }
+            }
         }
         free(pushed);
+        if ((err = form_find(&form, req, name, sha256)) < 0)
+            return reply_store_error(req, err, MANIFEST_UNKNOWN, MANIFEST_UNKNOWN);
+        if (strcmp(form.manifest_hex, sha256) == 0)
+            result = reply_bytes(req, MHD_HTTP_OK, form.manifest, form.manifest_len,
+                                 IMGSTORE_OCI_MANIFEST_TYPE, sha256, NULL);
+        else /* a file or the config: a blob, not a manifest */
+            result = imgstore_server__oci_error(req, MHD_HTTP_NOT_FOUND, MANIFEST_UNKNOWN,
+                                                "no manifest sha256:%s in %s", sha256, name);
         form_clear(&form);
         return result;
     }

@@ -257,6 +257,7 @@ typedef struct imgstore_server__request {
     /* /v2 (route_oci.c): errors are answered in the OCI format, with this code if set */
     bool oci;
     const char *oci_code;
+    char challenge[320];                              /* the WWW-Authenticate of a /v2 401 */
     struct imgstore_server__oci_session *oci_session; /* the upload this request writes */
     char *blob_stage; /* body bytes gathered for the session, written by a worker */
     size_t blob_stage_len;
@@ -389,6 +390,10 @@ int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *hea
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                 enum MHD_Result *result_out);
 
+/** The configured token `token` is (compared in constant time), or NULL. Borrowed. */
+const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
+                                                          const char *token);
+
 /* ---- OCI distribution (oci.c: sessions and staging; route_oci.c: the routes) ---------- */
 
 typedef struct imgstore_server__oci imgstore_server__oci;
@@ -482,6 +487,7 @@ enum MHD_Result imgstore_server__route_sign(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_signed(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_base(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_token(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_manifest(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_manifest_put(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_blob(imgstore_server__request *req);
