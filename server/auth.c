@@ -83,12 +83,27 @@ static const char *scope_name(unsigned scope)
     }
 }
 
+/* "'read'", or "'read' (or 'push')" when any one of several will do */
+static const char *scopes_text(char *out, size_t cap, unsigned scope)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (unsigned bit = 1; bit <= IMGSTORE_SERVER_SCOPE_ADMIN; bit <<= 1) {
+        if (!(scope & bit) || len >= cap)
+            continue;
+        len += (size_t)snprintf(out + len, cap - len, len ? " (or '%s')" : "'%s'", scope_name(bit));
+    }
+    return out;
+}
+
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                 enum MHD_Result *result_out)
 {
     const imgstore_server__token *token = NULL;
     int who = identify(&token, req);
     unsigned granted;
+    char text[64];
 
     if (who < 0) {
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
@@ -104,13 +119,9 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
     if (!token)
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                                     "this request needs a bearer token");
-    else if (scope == (IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_DEPLOY))
-        *result_out = imgstore_server__reply_status(
-            req, MHD_HTTP_FORBIDDEN, "forbidden", "token '%s' lacks the 'read' (or 'deploy') scope",
-            token->name);
     else
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_FORBIDDEN, "forbidden",
-                                                    "token '%s' lacks the '%s' scope", token->name,
-                                                    scope_name(scope));
+                                                    "token '%s' lacks the %s scope", token->name,
+                                                    scopes_text(text, sizeof(text), scope));
     return false;
 }

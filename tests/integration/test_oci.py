@@ -63,9 +63,6 @@ class OciTestCase(ServerTestCase):
     def extra_config(self):
         return ()
 
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
     def req(self, method, path, body=None, headers=None, token=True):
         return self.server.request(method, path, body=body, headers=headers,
                                    token=self.token if token is True else token)
