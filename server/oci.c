@@ -7,9 +7,11 @@
  *                            the manifest that names it
  *   manifests/<sha256>       the exact bytes of a pushed manifest (the spec wants them back
  *                            by their digest)
- *   lookup/<name>/<xx>/<sha256>  the version of <name> that a digest (file, config, OCI
- *                            manifest) was last seen in: a hint, checked against the version
- *                            before any byte is served, so a wrong or stale one is a miss
+ *   lookup/<name>/<xx>/<yy>  lines "<sha256> <version>": the version of <name> that a
+ *                            digest starting xxyy (file, config, OCI manifest) was seen in:
+ *                            a hint, checked against the version before any byte is served,
+ *                            so a wrong or stale one is a miss. 65,536 small files at most
+ *                            per image, ~80 lines each at a million versions
  *
  * Sessions live in memory (an id, the file, the bytes so far and their running SHA-256);
  * each holds one of the server's max_uploads places until it is finished, cancelled or idle
@@ -376,15 +378,17 @@ static void write_small(const char *path, const char *bytes, size_t len)
         unlink(tmp);
 }
 
+/* lookup/<name>/<xx>/<yy>: the lines "<sha256> <version>" of the digests starting xxyy */
 static void lookup_path(char *out, imgstore_server__oci *oci, const char *name, const char *sha256)
 {
-    snprintf(out, PATH_CAP, "%s/lookup/%s/%.2s/%s", oci->dir, name, sha256, sha256);
+    snprintf(out, PATH_CAP, "%s/lookup/%s/%.2s/%.2s", oci->dir, name, sha256, sha256 + 2);
 }
 
 void imgstore_server__oci_hint_put(imgstore_server__oci *oci, const char *name, const char *sha256,
                                    const char *version)
 {
-    char path[PATH_CAP], have[IMGSTORE_NAME_MAX + 2];
+    char path[PATH_CAP], have[IMGSTORE_NAME_MAX + 2], line[64 + IMGSTORE_NAME_MAX + 3];
+    int fd, len;
 
     if (imgstore_server__oci_hint_get(oci, name, sha256, have, sizeof(have)) &&
         strcmp(have, version) == 0)
@@ -394,23 +398,40 @@ void imgstore_server__oci_hint_put(imgstore_server__oci *oci, const char *name, 
     snprintf(path, sizeof(path), "%s/lookup/%s/%.2s", oci->dir, name, sha256);
     mkdir(path, 0700);
     lookup_path(path, oci, name, sha256);
-    write_small(path, version, strlen(version));
+    /* one write of a whole line with O_APPEND: concurrent writers never interleave inside
+     * a line; a line lost in a crash is a miss */
+    len = snprintf(line, sizeof(line), "%s %s\n", sha256, version);
+    if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return;
+    (void)!write(fd, line, (size_t)len);
+    close(fd);
 }
 
 bool imgstore_server__oci_hint_get(imgstore_server__oci *oci, const char *name, const char *sha256,
                                    char *version, size_t cap)
 {
-    char path[PATH_CAP];
+    char path[PATH_CAP], line[64 + IMGSTORE_NAME_MAX + 3];
+    bool found = false;
     FILE *file;
-    size_t n;
 
     lookup_path(path, oci, name, sha256);
     if (!(file = fopen(path, "r")))
         return false;
-    n = fread(version, 1, cap - 1, file);
+    /* the last line for the digest wins; a torn or foreign line matches nothing */
+    while (fgets(line, sizeof(line), file)) {
+        char *end = strchr(line, '\n');
+
+        if (!end || strncmp(line, sha256, 64) != 0 || line[64] != ' ')
+            continue;
+        *end = '\0';
+        if ((size_t)(end - line - 65) < cap &&
+            imgstore_schema_check_name(IMGSTORE_NAME_VERSION, line + 65) == 0) {
+            memcpy(version, line + 65, (size_t)(end - line - 64));
+            found = true;
+        }
+    }
     fclose(file);
-    version[n] = '\0';
-    return n > 0 && imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version) == 0;
+    return found;
 }
 
 void imgstore_server__oci_pushed_put(imgstore_server__oci *oci, const char *sha256,
