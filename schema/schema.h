@@ -347,13 +347,12 @@ int imgstore_schema_policy_remove_key(imgstore_policy *policy, imgstore_role rol
 int imgstore_schema_policy_set_threshold(imgstore_policy *policy, imgstore_role role,
                                          uint32_t threshold);
 
-
 /* ---- OCI image manifests (oci.c, docs/oci.md) ---------------------------------------- */
 
-#define IMGSTORE_OCI_MANIFEST_TYPE "application/vnd.oci.image.manifest.v1+json"
-#define IMGSTORE_OCI_CONFIG_TYPE   "application/vnd.imgstore.config.v1+json"
-#define IMGSTORE_OCI_LAYER_PREFIX  "application/vnd.imgstore."
-#define IMGSTORE_OCI_TITLE         "org.opencontainers.image.title"
+#define IMGSTORE_OCI_MANIFEST_TYPE      "application/vnd.oci.image.manifest.v1+json"
+#define IMGSTORE_OCI_CONFIG_TYPE        "application/vnd.imgstore.config.v1+json"
+#define IMGSTORE_OCI_LAYER_PREFIX       "application/vnd.imgstore."
+#define IMGSTORE_OCI_TITLE              "org.opencontainers.image.title"
 /* Manifests a registry should take: at least 4 MiB (distribution-spec, "Pushing Manifests") */
 #define IMGSTORE_OCI_MANIFEST_MAX_BYTES (4u * 1024 * 1024)
 
