@@ -294,7 +294,7 @@ static const struct {
      {0}},
     {{"v2", "token"},
      2,
-     {ROUTE_OCI_BASE, NULL, 0, BODY_NONE, imgstore_server__route_oci_token},
+     {ROUTE_OCI_TOKEN, NULL, 0, BODY_NONE, imgstore_server__route_oci_token},
      {0},
      {0},
      {0},
