@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCAN_VERSIONS 64   /* versions a digest lookup that missed its hint looks through */
+#define SCAN_VERSIONS 16   /* versions a digest lookup that missed its hint looks through */
 #define TAGS_DEFAULT  1000 /* tags a page holds when the client asks no `n` (then Link) */
 #define COPY_BUF      (1024 * 1024)
 
