@@ -15,8 +15,8 @@
  *
  * Sessions live in memory (an id, the file, the bytes so far and their running SHA-256);
  * each holds one of the server's max_uploads places until it is finished, cancelled or idle
- * for OCI_IDLE_SECONDS. Memory per session is its hash state: bytes go to disk through the
- * request's 1 MiB stage. What the routes answer is route_oci.c's business.
+ * for oci_upload_timeout seconds. Memory per session is its hash state: bytes go to disk through
+ * the request's 1 MiB stage. What the routes answer is route_oci.c's business.
  */
 #include "server/server_internal.h"
 
@@ -32,8 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OCI_IDLE_SECONDS 900 /* an upload session or staged blob nobody touched is dropped */
-#define PATH_CAP         4200
+#define PATH_CAP 4200
 
 struct imgstore_server__oci_session {
     struct imgstore_server__oci_session *next;
@@ -143,12 +142,13 @@ static void sweep(imgstore_server *server, double now)
 {
     imgstore_server__oci *oci = server->oci;
     imgstore_server__oci_session **link = &oci->sessions;
+    double idle = (double)server->config->oci_upload_timeout;
     char path[PATH_CAP];
 
     while (*link) {
         imgstore_server__oci_session *s = *link;
 
-        if (!s->busy && now - s->touched > OCI_IDLE_SECONDS) {
+        if (!s->busy && now - s->touched > idle) {
             *link = s->next;
             imgstore_log(IMGSTORE_LOG_INFO, "server", "oci upload expired id=%s name=%s bytes=%llu",
                          s->id, s->name, (unsigned long long)s->size);
@@ -158,7 +158,7 @@ static void sweep(imgstore_server *server, double now)
         }
         link = &s->next;
     }
-    if (now - oci->swept < 60)
+    if (now - oci->swept < (idle < 60 ? idle : 60))
         return;
     oci->swept = now;
     snprintf(path, sizeof(path), "%s/blobs", oci->dir);
@@ -168,7 +168,7 @@ static void sweep(imgstore_server *server, double now)
 
     while (dir && (entry = readdir(dir))) {
         if (entry->d_name[0] != '.' && fstatat(dirfd(dir), entry->d_name, &st, 0) == 0 &&
-            time(NULL) - st.st_mtime > OCI_IDLE_SECONDS)
+            (double)(time(NULL) - st.st_mtime) > idle)
             unlinkat(dirfd(dir), entry->d_name, 0);
     }
     if (dir)

@@ -38,6 +38,7 @@ struct imgstore_server_config {
     uint64_t max_uploads;        /* uploads in progress at once; more are 503 */
     uint64_t upload_min_rate;    /* bytes a second an upload must average (0: any) */
     uint64_t upload_rate_window; /* seconds before that average is enforced */
+    uint64_t oci_upload_timeout; /* seconds an idle /v2 upload session or staged blob is kept */
     uint64_t max_json_bytes;
     uint64_t max_header_bytes;
     uint64_t max_url_bytes;

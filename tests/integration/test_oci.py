@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 
 from imgstore_testlib import ServerTestCase, main, new_token
 
@@ -411,6 +413,47 @@ class Limits(OciTestCase):
         self.assertEqual(self.req("DELETE", headers["location"])[0], 204)
         status, headers, _ = self.req("POST", "/v2/app/blobs/uploads/")
         self.assertEqual(status, 202)
+
+
+class Cleanup(OciTestCase):
+
+    def extra_config(self):
+        return ("max_uploads = 1", "oci_upload_timeout = 1")
+
+    def uploads(self):
+        return os.listdir(os.path.join(self.repo, "imgstore-oci", "uploads"))
+
+    def test_an_idle_session_is_dropped_and_its_place_freed(self):
+        # docs/oci.md "Staging and lookups": oci_upload_timeout
+        status, headers, _ = self.req("POST", "/v2/app/blobs/uploads/")
+        self.assertEqual(status, 202)
+        first = headers["location"]
+        self.assertEqual(self.req("PATCH", first, body=b"some bytes")[0], 202)
+        self.assertEqual(len(self.uploads()), 1)
+        time.sleep(2.5)
+        status, headers, _ = self.req("POST", "/v2/app/blobs/uploads/")
+        self.assertEqual(status, 202)  # max_uploads = 1: the idle one gave its place back
+        status, _, body = self.req("GET", first)
+        self.assertOciError(status, body, 404, "BLOB_UPLOAD_UNKNOWN")
+        self.assertEqual(self.uploads(), [headers["location"].rsplit("/", 1)[1]])
+
+    def test_a_chunk_cut_off_mid_body_drops_its_session(self):
+        # a PATCH whose body never arrives whole: the session's bytes are in doubt, it goes
+        status, headers, _ = self.req("POST", "/v2/app/blobs/uploads/")
+        location = headers["location"]
+        sock = socket.create_connection((self.server.host, self.server.port))
+        sock.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Length: 100000\r\n\r\n" % (location, self.token)).encode()
+                     + b"only part of it")
+        time.sleep(0.5)
+        sock.close()
+        deadline = time.time() + 10
+        while time.time() < deadline and self.uploads():
+            time.sleep(0.1)
+        self.assertEqual(self.uploads(), [])
+        status, _, body = self.req("GET", location)
+        self.assertOciError(status, body, 404, "BLOB_UPLOAD_UNKNOWN")
+        self.assertEqual(self.req("POST", "/v2/app/blobs/uploads/")[0], 202)  # place freed
 
 
 class Keyless(OciTestCase):
