@@ -41,16 +41,11 @@ static void form_clear(oci_form *f)
     memset(f, 0, sizeof(*f));
 }
 
+/* The one SHA-256 (trust/); a failure (out of memory) leaves "" that matches nothing. */
 static void sha256_hex(char *hex, const void *data, size_t len)
 {
-    imgstore_sha256 *ctx = NULL;
-
-    hex[0] = '\0';
-    if (imgstore_sha256_new(&ctx) < 0)
-        return;
-    imgstore_sha256_update(ctx, data, len);
-    imgstore_sha256_final_hex(ctx, hex);
-    imgstore_sha256_free(ctx);
+    if (imgstore_sha256_hex(hex, data, len) < 0)
+        hex[0] = '\0';
 }
 
 /* The OCI form of a release-trusted version; its digests are noted for later lookups. */
