@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LOG_ROWS        64
+#define LOG_ROWS        IMGSTORE_STORE__LOG_ROWS
 #define LOG_SEGMENTS    256
 #define LOG_SEGMENT_CAP (256u * 1024)
 #define OPLOG           "index/oplog"
@@ -237,6 +237,27 @@ static int log_write(git_oid *tree_oid, imgstore_store *store, const char *log, 
     return err;
 }
 
+int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, const char *log,
+                                     size_t total, size_t first, char *const *rows, size_t count)
+{
+    size_t old_segments = (total + LOG_ROWS - 1) / LOG_ROWS;
+    size_t new_segments = (first + count + LOG_ROWS - 1) / LOG_ROWS;
+    int err;
+
+    if (first % LOG_ROWS != 0 || first > total)
+        return imgstore_error_set(IMGSTORE_EINVALID, "%s: a rewrite starts at row %zu", log, first);
+    err = log_write(tree_oid, store, log, first, rows, count);
+    /* a log that shrank (prune) drops its segments past the new end; tree_set removes a
+     * group directory with its last segment */
+    for (size_t n = new_segments; n < old_segments && err == 0; n++) {
+        char path[512];
+
+        segment_path(path, sizeof(path), log, n);
+        err = imgstore_store__tree_set(tree_oid, store, path, NULL, 0);
+    }
+    return err;
+}
+
 /* Rows of the segment holding row `total - 1` onwards: [*first_out, total) */
 static int log_tail(char ***rows_out, size_t *count_out, size_t *first_out, imgstore_store *store,
                     const git_tree *root, const char *log, size_t total)
@@ -342,8 +363,11 @@ typedef struct {
     const char *prefix; /* of every log path: "index/" in a commit, "" in a rebuild */
     char **names;       /* images changed, sorted, distinct */
     size_t name_count;
-    const char *image; /* while walking its channels */
-    size_t moves;      /* channel states of `image` it wrote */
+    const char *image;   /* while walking its channels */
+    size_t moves;        /* channel states of `image` it wrote */
+    const char *summary; /* the commit's subject (a rebuild), NULL when unknown */
+    bool digests;        /* also the digest rows of versions it added (a rebuild; a commit's
+                            own are added by imgstore_store__index_add_version) */
 } commit_diff;
 
 static int note_image(const char *entry, void *payload)
@@ -390,6 +414,102 @@ static int note_move(const char *entry, void *payload)
     return d->sink(log, row, d->payload);
 }
 
+/* ---- the digest index ------------------------------------------------------------------ */
+
+/* index/digests/<xx>/<yy>: "file-sha256 TAB image TAB version TAB file" for every file of
+ * every version ever pushed, in push order; rows stay after a prune (history is history). */
+static void digest_log(char *out, size_t cap, const char *prefix, const char *sha256)
+{
+    snprintf(out, cap, "%sdigests/%.2s/%.2s", prefix, sha256, sha256 + 2);
+}
+
+static int digest_rows_of(const imgstore_manifest *m, const char *prefix, row_sink sink,
+                          void *payload)
+{
+    int err = 0;
+
+    for (size_t i = 0; i < m->file_count && err == 0; i++) {
+        char log[512], *row = imgstore_strfmt("%s\t%s\t%s\t%s", m->files[i].sha256, m->name,
+                                              m->version, m->files[i].path);
+
+        if (!row)
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        digest_log(log, sizeof(log), prefix, m->files[i].sha256);
+        err = sink(log, row, payload);
+        free(row);
+    }
+    return err;
+}
+
+static bool has_entry(const git_tree *root, const char *path)
+{
+    git_oid id = imgstore_store__id_at(root, path);
+
+    return !git_oid_iszero(&id);
+}
+
+static int digest_rows_version(commit_diff *d, const char *name, const char *version)
+{
+    imgstore_manifest *m = NULL;
+    int err = imgstore_store__manifest_load(&m, NULL, d->store, d->after, name, version);
+
+    if (err == 0)
+        err = digest_rows_of(m, d->prefix, d->sink, d->payload);
+    imgstore_manifest_free(m);
+    return err;
+}
+
+typedef struct {
+    commit_diff *d;
+    const char *name;
+} added_versions;
+
+static int note_added_version(const char *entry, void *payload)
+{
+    added_versions *a = payload;
+    char path[512];
+
+    snprintf(path, sizeof(path), "images/%s/%s", a->name, entry);
+    if (has_entry(a->d->before, path) || !has_entry(a->d->after, path))
+        return 0;
+    return digest_rows_version(a->d, a->name, entry);
+}
+
+/* The digest rows of the versions a commit added to images/<name> (a rebuild). The subject
+ * names the version of a push ("push NAME VERSION") or a sign, and a prune adds none, so a
+ * rebuild looks up one version per commit; only an unknown subject costs a merge of the two
+ * listings of images/<name>. */
+static int digest_rows_added(commit_diff *d, const char *name)
+{
+    const char *s = d->summary;
+    size_t name_len = strlen(name);
+
+    if (s && (strncmp(s, "push ", 5) == 0 || strncmp(s, "sign ", 5) == 0) &&
+        strncmp(s + 5, name, name_len) == 0 && s[5 + name_len] == ' ') {
+        char version[IMGSTORE_NAME_MAX + 1], path[512];
+        const char *v = s + 6 + name_len;
+        size_t len = strcspn(v, " ");
+
+        if (len > 0 && len <= IMGSTORE_NAME_MAX) {
+            snprintf(version, sizeof(version), "%.*s", (int)len, v);
+            snprintf(path, sizeof(path), "images/%s/%s", name, version);
+            if (has_entry(d->before, path) && !strncmp(s, "sign ", 5))
+                return 0; /* signatures added to a stored version */
+            if (!has_entry(d->before, path) && has_entry(d->after, path) && !strncmp(s, "push ", 5))
+                return digest_rows_version(d, name, version);
+        }
+    }
+    if (s && strncmp(s, "prune ", 6) == 0)
+        return 0;
+    {
+        added_versions a = {d, name};
+        char path[512];
+
+        snprintf(path, sizeof(path), "images/%s", name);
+        return changed_names(d->store, d->before, d->after, path, note_added_version, &a);
+    }
+}
+
 /* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
  * the commits history.c turns into entries (a push, or a channel state written). */
 static int diff_commit(commit_diff *d)
@@ -415,7 +535,9 @@ static int diff_commit(commit_diff *d)
             continue;
         snprintf(log, sizeof(log), "%s%s/events", d->prefix, d->names[i]);
         snprintf(row, sizeof(row), "%llu\t%lld", (unsigned long long)d->op, (long long)d->time);
-        err = d->sink(log, row, d->payload);
+        if ((err = d->sink(log, row, d->payload)) == 0 && d->digests &&
+            !git_oid_equal(&now, &was) && !git_oid_iszero(&now))
+            err = digest_rows_added(d, d->names[i]);
     }
 done:
     imgstore_strings_free(d->names, d->name_count);
@@ -492,8 +614,8 @@ int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const
         return err;
     if ((rc = git_tree_lookup(&after, store->repo, tree_oid)) < 0)
         return imgstore_store__git_error(rc, "cannot read the new tree");
-    d = (commit_diff){store, parent_tree, after, ops + 1, time, sink_append,
-                      &a,    "index/",    NULL,  0,       NULL, 0};
+    d = (commit_diff){store,    parent_tree, after, ops + 1, time, sink_append, &a,
+                      "index/", NULL,        0,     NULL,    0,    NULL,        false};
     git_oid_tostr(row, sizeof(row), git_commit_id(parent));
     if ((err = log_append(tree_oid, store, OPLOG, row)) == 0)
         err = diff_commit(&d);
@@ -586,6 +708,28 @@ static int manifest_id(git_oid *out, const git_tree *root, const char *name, con
     return 0;
 }
 
+/* Whether the store keeps a digest index that covers every version ever pushed: it has
+ * one, or `root` (with the new version in it) holds no other version. A store whose indexes
+ * an older imgstore wrote has none until imgstore reindex builds it from the history, so that
+ * `which` never answers from one that misses the older pushes. */
+static bool digests_kept(imgstore_store *store, const git_tree *root)
+{
+    git_tree *images = NULL, *image = NULL;
+    bool first = false;
+
+    if (has_entry(root, "index/digests"))
+        return true;
+    if (subtree(&images, store, root, "images") == 0 && images &&
+        git_tree_entrycount(images) == 1 &&
+        git_tree_lookup(&image, store->repo,
+                        git_tree_entry_id(git_tree_entry_byindex(images, 0))) == 0)
+        first = git_tree_entrycount(image) == 1;
+    git_tree_free(image);
+    git_tree_free(images);
+    imgstore_error_clear();
+    return first;
+}
+
 int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                                       const imgstore_manifest *m)
 {
@@ -621,6 +765,11 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
     }
     if (err == 0)
         err = log_insert(tree_oid, store, log, total, at, row);
+    if (err == 0 && digests_kept(store, root)) {
+        appender a = {store, tree_oid};
+
+        err = digest_rows_of(m, "index/", sink_append, &a);
+    }
 done:
     free(row);
     git_tree_free(root);
@@ -914,7 +1063,7 @@ done:
 
 /* One commit's rows: tree `after` at op `op` (time `time`) over the tree of commit `prev`. */
 static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *prev,
-                          const git_tree *after, uint64_t op, int64_t time)
+                          const git_tree *after, uint64_t op, int64_t time, const char *summary)
 {
     git_commit *before_commit = NULL;
     git_tree *before = NULL;
@@ -926,7 +1075,8 @@ static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *
         git_commit_free(before_commit);
         return imgstore_store__git_error(rc, "cannot read commit %s", git_oid_tostr_s(prev));
     }
-    d = (commit_diff){store, before, after, op, time, sink_collect, logs, "", NULL, 0, NULL, 0};
+    d = (commit_diff){store, before, after, op,   time, sink_collect, logs,
+                      "",    NULL,   0,     NULL, 0,    summary,      true};
     err = diff_commit(&d);
     git_tree_free(before);
     git_commit_free(before_commit);
@@ -962,13 +1112,13 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
                                                 git_oid_tostr_s(&chain[i]));
             else
                 err = collect_commit(logs, store, &chain[i - 1], tree, i,
-                                     (int64_t)git_commit_time(commit));
+                                     (int64_t)git_commit_time(commit), git_commit_summary(commit));
             git_tree_free(tree);
             git_commit_free(commit);
         }
     }
     if (err == 0)
-        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time);
+        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time, NULL);
     if (err < 0)
         goto done;
     err = imgstore_store__list_tree(&images, &image_count, store, after, "images", NULL);
@@ -1175,4 +1325,70 @@ json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row)
 {
     return json_pack("{s:s, s:s, s:I, s:I}", "version", row->version, "created", row->created,
                      "files", (json_int_t)row->files, "size", (json_int_t)row->size);
+}
+
+/* ---- what prune and which read -------------------------------------------------------- */
+
+int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool *indexed_out,
+                                       imgstore_store *store, const git_tree *root,
+                                       const char *name)
+{
+    git_tree *dir = NULL;
+    char path[256], log[512];
+    size_t stored = 0, indexed = 0;
+    int err;
+
+    *rows_out = NULL;
+    *count_out = 0;
+    *indexed_out = false;
+    snprintf(path, sizeof(path), "images/%s", name);
+    snprintf(log, sizeof(log), "index/%s/versions", name);
+    if ((err = subtree(&dir, store, root, path)) < 0)
+        return err;
+    if (!dir)
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+    stored = git_tree_entrycount(dir);
+    git_tree_free(dir);
+    if (imgstore_store__log_count(&indexed, store, root, log) == 0 && indexed == stored) {
+        *indexed_out = true;
+        *count_out = stored;
+        return imgstore_store__log_rows(rows_out, store, root, log, stored, 0, stored);
+    }
+    imgstore_error_clear();
+    return versions_from_manifests(rows_out, count_out, store, root, name);
+}
+
+int imgstore_store__digest_rows(char ***out, size_t *count_out, imgstore_store *store,
+                                const git_tree *root, const char *sha256)
+{
+    char log[512], **rows = NULL, **match = NULL;
+    size_t total = 0, n = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    if (!has_entry(root, "index/digests") && has_entry(root, "images"))
+        return imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                  "the store has no digest index (an older imgstore wrote it); "
+                                  "run imgstore reindex");
+    digest_log(log, sizeof(log), "index/", sha256);
+    if ((err = imgstore_store__log_count(&total, store, root, log)) < 0 ||
+        (err = imgstore_store__log_rows(&rows, store, root, log, total, 0, total)) < 0)
+        return err;
+    if (!(match = calloc(total + 1, sizeof(*match))))
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = 0; i < total && err == 0; i++) {
+        if (strncmp(rows[i], sha256, 64) == 0 && rows[i][64] == '\t') {
+            match[n++] = rows[i];
+            rows[i] = NULL;
+        }
+    }
+    imgstore_strings_free(rows, total);
+    if (err < 0) {
+        imgstore_strings_free(match, n);
+        return err;
+    }
+    *out = match;
+    *count_out = n;
+    return 0;
 }
