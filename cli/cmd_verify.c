@@ -50,18 +50,6 @@ done:
     return err;
 }
 
-/* init and fsck have no remote mode: with a server set they would quietly act on the
- * default local store instead, so they ask for the store to be named. -1 when local. */
-static int refuse_remote(const cli_ctx *ctx, int argc, char **argv)
-{
-    const char *env_repo = getenv("IMGSTORE_REPO");
-
-    if (ctx->repo || (env_repo && *env_repo) || !cli_remote_selected(argc, argv))
-        return -1;
-    return cli_usage_error(ctx, "acts on a local store only, and a server is set; pass --repo PATH "
-                                "(or set IMGSTORE_REPO) to name the local store");
-}
-
 int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
@@ -70,7 +58,7 @@ int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 
     if (first < 0)
         return code;
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if (first != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
@@ -202,7 +190,7 @@ int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv)
         json_decref(rc.policies);
         return first < 0 ? code : cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
     }
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0) {
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0) {
         json_decref(rc.rows);
         json_decref(rc.channels);
         json_decref(rc.policies);
@@ -231,7 +219,7 @@ int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
         return code;
     if (optind != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if ((err = cli_open_store(&store, ctx, false)) == 0) {
         if (check) {
@@ -275,7 +263,7 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
     }
     if (code >= 0)
         return code;
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if (optind != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
