@@ -249,8 +249,10 @@ int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
 
 int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS, {"all", no_argument, NULL, OPT_ALL}, {NULL, 0, NULL, 0}};
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            {"all", no_argument, NULL, OPT_ALL},
+                                            {"prune", optional_argument, NULL, OPT_FIRST_LOCAL},
+                                            {NULL, 0, NULL, 0}};
     imgstore_gc_opts opts = {0};
     imgstore_gc_stats s;
     imgstore_store *store = NULL;
@@ -258,8 +260,19 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
     int opt, code = -1, err;
 
     while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
-        if (opt == OPT_ALL)
+        if (opt == OPT_ALL) {
             opts.all = true;
+        } else if (opt == OPT_FIRST_LOCAL) { /* --prune[=now|DAYS], as git gc --prune */
+            char *end = NULL;
+            long days = optarg ? strtol(optarg, &end, 10) : 14;
+
+            opts.prune = true;
+            if (optarg && strcmp(optarg, "now") == 0)
+                days = 0;
+            else if (optarg && (!*optarg || *end || days < 0 || days > 36500))
+                return cli_usage_error(ctx, "--prune=now or --prune=DAYS (default 14)");
+            opts.prune_expire = (int64_t)days * 86400;
+        }
     }
     if (code >= 0)
         return code;
@@ -279,18 +292,22 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
                 (unsigned long long)s.damaged);
     if (ctx->json) {
         err = cli_print_json(json_pack(
-            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "skipped", s.skipped,
+            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "skipped", s.skipped,
             "objects_packed", (json_int_t)s.objects_packed, "loose_before",
             (json_int_t)s.loose_before, "loose_after", (json_int_t)s.loose_after, "bytes_before",
             (json_int_t)s.bytes_before, "bytes_after", (json_int_t)s.bytes_after, "packs_written",
             (json_int_t)s.packs_written, "packs_removed", (json_int_t)s.packs_removed, "packs",
-            (json_int_t)s.packs, "damaged", (json_int_t)s.damaged));
+            (json_int_t)s.packs, "damaged", (json_int_t)s.damaged, "objects_pruned",
+            (json_int_t)s.objects_pruned, "bytes_pruned", (json_int_t)s.bytes_pruned));
         return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     }
     if (s.skipped) {
         printf("skipped: another gc is packing this store\n");
         return CLI_EXIT_OK;
     }
+    if (opts.prune)
+        printf("pruned %llu unreachable loose objects (%s)\n", (unsigned long long)s.objects_pruned,
+               cli_human_size(before, sizeof(before), s.bytes_pruned));
     printf("packed %llu objects; loose objects %llu -> %llu; %llu packs (%llu written, "
            "%llu combined away); objects %s -> %s\n",
            (unsigned long long)s.objects_packed, (unsigned long long)s.loose_before,

@@ -176,13 +176,16 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore reindex --check || imgstore reindex",
      WRITES},
-    {"gc", cli_cmd_gc, "gc [--all]",
+    {"gc", cli_cmd_gc, "gc [--all] [--prune[=now|DAYS]]",
      "Pack loose objects (chunks stored, the rest with deltas) and remove the loose copies.\n"
      "Safe while the store is in use; a second gc skips. Pushes run it by themselves past\n"
      "$IMGSTORE_GC_AUTO (else gc.auto, else 6700) loose objects (docs/format.md, Packing).\n"
      "Local only: with a server set, give --repo.\n"
      "\n"
      "  --all               also combine every pack into two\n"
+     "  --prune[=now|DAYS]  first remove loose objects no ref reaches and nothing wrote or\n"
+     "                      reused for DAYS (default 14, git's gc.pruneExpire); history\n"
+     "                      keeps pruned versions' bytes (docs/format.md, Retention)\n"
      "\n"
      "Example:\n"
      "  imgstore gc --all",

@@ -601,8 +601,13 @@ int imgstore_store_channel_put_signed(imgstore_channel_state **out, imgstore_sto
 
 /* ---- packing (gc.c, docs/format.md "Packing") --------------------------------------- */
 
+/* gc --prune's default grace period: git's gc.pruneExpire, two weeks. */
+#define IMGSTORE_GC_PRUNE_EXPIRE_DEFAULT (14 * 86400)
+
 typedef struct {
-    bool all; /* combine every pack and loose object into at most two packs */
+    bool all;             /* combine every pack and loose object into at most two packs */
+    bool prune;           /* first remove loose objects no ref reaches ... */
+    int64_t prune_expire; /* ... and none wrote or reused for this many seconds (0: any) */
 } imgstore_gc_opts;
 
 typedef struct {
@@ -612,6 +617,7 @@ typedef struct {
     uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
     uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
     uint64_t damaged; /* objects left where they were because they do not hash to their id */
+    uint64_t objects_pruned, bytes_pruned; /* unreachable loose objects removed (prune) */
 } imgstore_gc_stats;
 
 /**
@@ -620,7 +626,9 @@ typedef struct {
  * then remove the loose copies now packed. Past 50 packs (or with opts->all) the packs are
  * combined. Never blocks or is blocked by writers and readers, never removes an object that
  * is not in a pack on disk, and a process killed at any point leaves a sound store. Another
- * gc at work is not an error: *out says skipped. `opts` may be NULL. Fills *out; returns 0,
+ * gc at work is not an error: *out says skipped. With opts->prune, loose objects that no ref
+ * reaches and whose mtime is older than opts->prune_expire are removed first (a whole walk of
+ * the history: store/unreachable.c). `opts` may be NULL. Fills *out; returns 0,
  * IMGSTORE_EINVALID, IMGSTORE_ERROR (disk full, I/O: nothing is lost, loose objects stay).
  */
 int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgstore_gc_opts *opts);

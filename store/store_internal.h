@@ -381,6 +381,12 @@ int imgstore_store__pack_finish(imgstore_store__pack *pack, char name_out[41]);
 /** Free; a pack not finished leaves no file behind. NULL-safe. */
 void imgstore_store__pack_free(imgstore_store__pack *pack);
 
+/** Remove the loose objects (and tmp_obj_* files) that no ref reaches and whose mtime is
+ * before `expire_before` (unix seconds): *count_out of them, *bytes_out bytes. Walks every
+ * commit and tree once (unreachable.c). */
+int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
+                                      imgstore_store *store, int64_t expire_before);
+
 /** After a commit landed (and the write lock is released): pack when loose objects passed
  * the threshold, unless automatic packing is off. Never fails the caller. */
 void imgstore_store__gc_after_commit(imgstore_store *store);

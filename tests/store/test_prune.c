@@ -6,6 +6,8 @@
  */
 #include "store_test_util.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static uint32_t next_random(fixture *f, uint32_t below)
@@ -317,6 +319,60 @@ static void prune_reports_what_only_the_removed_versions_hold(void **state)
     imgstore_prune_plan_free(plan);
 }
 
+static bool object_stored(fixture *f, const git_oid *oid)
+{
+    git_odb *odb = NULL;
+    bool found;
+
+    assert_int_equal(git_repository_odb(&odb, f->store->repo), 0);
+    assert_int_equal(git_odb_refresh(odb), 0);
+    found = git_odb_exists(odb, oid);
+    git_odb_free(odb);
+    return found;
+}
+
+/* A push in flight reuses an old unreachable loose object (the residue of a push killed
+ * weeks ago); a gc --prune running between its chunk writes and its commit must not remove
+ * it: the reuse freshens the object (objects.c), as git does. */
+static void gc_prune_spares_an_old_object_a_push_in_flight_reuses(void **state)
+{
+    fixture *f = *state;
+    static const char bytes[] = "one chunk, written weeks ago by a push that was killed";
+    imgstore_push_opts opts = {.name = "app", .version = "1", .signers = {test_keys, 1}};
+    imgstore_gc_opts gc = {.prune = true, .prune_expire = IMGSTORE_GC_PRUNE_EXPIRE_DEFAULT};
+    struct timespec old[2] = {{time(NULL) - 30 * 86400, 0}, {time(NULL) - 30 * 86400, 0}};
+    imgstore_push *p = NULL;
+    imgstore_manifest *m = NULL;
+    imgstore_gc_stats stats;
+    bool made = false;
+    char path[4200], hex[GIT_OID_HEXSZ + 1];
+    git_oid blob;
+
+    assert_int_equal(git_blob_create_from_buffer(&blob, f->store->repo, bytes, strlen(bytes)), 0);
+    git_oid_tostr(hex, sizeof(hex), &blob);
+    snprintf(path, sizeof(path), "%s/%.2s/%s", f->store->objects_dir, hex, hex + 2);
+    assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+
+    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(p, "app.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(p, bytes, strlen(bytes)), 0);
+    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &gc), 0); /* between write and commit */
+    assert_true(object_stored(f, &blob));                          /* loose, or packed by that gc */
+    assert_int_equal(imgstore_store_push_commit(p, &m, &made), 0);
+    imgstore_store_push_free(p);
+    imgstore_manifest_free(m);
+    assert_int_equal(imgstore_store_verify(f->store, "app", "1", ignore, NULL), 0);
+    /* unreachable and untouched for the grace period: removed */
+    assert_int_equal(git_blob_create_from_buffer(&blob, f->store->repo, "junk", 4), 0);
+    git_oid_tostr(hex, sizeof(hex), &blob);
+    snprintf(path, sizeof(path), "%s/%.2s/%s", f->store->objects_dir, hex, hex + 2);
+    assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &gc), 0);
+    assert_int_equal(stats.objects_pruned, 1);
+    assert_false(object_stored(f, &blob));
+}
+
 /* ---- which ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -453,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(index_after_prune_equals_a_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(prune_reports_what_only_the_removed_versions_hold, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(gc_prune_spares_an_old_object_a_push_in_flight_reuses,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(which_equals_a_walk_of_every_version, setup, teardown),
         cmocka_unit_test_setup_teardown(which_refuses_what_is_not_a_digest, setup, teardown),
     };
