@@ -311,13 +311,34 @@ static void set_free(digest_set *s)
     memset(s, 0, sizeof(*s));
 }
 
-static bool is_removed(const imgstore_prune_plan *plan, const char *name, const char *version)
+/* The versions of one image the plan removes, sorted: looked up once per version of the
+ * image, so a prune of N versions costs N log N, not N squared. */
+typedef struct {
+    const char **versions;
+    size_t count;
+} removed_set;
+
+static int cmp_str(const void *a, const void *b)
 {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int removed_set_of(removed_set *out, const imgstore_prune_plan *plan, const char *name)
+{
+    out->count = 0;
+    if (!(out->versions = calloc(plan->removed_count + 1, sizeof(*out->versions))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     for (size_t i = 0; i < plan->removed_count; i++)
-        if (strcmp(plan->removed[i].name, name) == 0 &&
-            strcmp(plan->removed[i].version, version) == 0)
-            return true;
-    return false;
+        if (strcmp(plan->removed[i].name, name) == 0)
+            out->versions[out->count++] = plan->removed[i].version;
+    qsort(out->versions, out->count, sizeof(*out->versions), cmp_str);
+    return 0;
+}
+
+static bool is_removed(const removed_set *set, const char *version)
+{
+    return set->count &&
+           bsearch(&version, set->versions, set->count, sizeof(*set->versions), cmp_str);
 }
 
 /* Whether another image, stored at `root`, holds a file with these bytes (the digest
@@ -361,11 +382,16 @@ static int plan_freed(imgstore_prune_plan *plan, imgstore_store *store, const gi
         char path[256], **versions = NULL;
         size_t count = 0;
 
+        removed_set gone_set = {0};
+
         snprintf(path, sizeof(path), "images/%s", images[i]);
-        if ((err = imgstore_store__list_tree(&versions, &count, store, root, path, NULL)) < 0)
+        if ((err = imgstore_store__list_tree(&versions, &count, store, root, path, NULL)) < 0 ||
+            (err = removed_set_of(&gone_set, plan, images[i])) < 0) {
+            imgstore_strings_free(versions, count);
             break;
+        }
         for (size_t v = 0; v < count && err == 0; v++) {
-            bool gone = is_removed(plan, images[i], versions[v]);
+            bool gone = is_removed(&gone_set, versions[v]);
             imgstore_manifest *m = NULL;
 
             if (!gone && plan->removed_count == 0)
@@ -387,6 +413,7 @@ static int plan_freed(imgstore_prune_plan *plan, imgstore_store *store, const gi
             }
             imgstore_manifest_free(m);
         }
+        free(gone_set.versions);
         imgstore_strings_free(versions, count);
     }
     if (err == 0) {
@@ -506,11 +533,14 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
     git_tree *dir = NULL;
     char path[256], log[512], **rows = NULL;
     size_t count = 0, first = SIZE_MAX;
+    removed_set gone = {0};
     bool indexed = false;
     git_oid dir_oid;
     int err = 0, rc;
 
     snprintf(path, sizeof(path), "images/%s", name);
+    if ((err = removed_set_of(&gone, plan, name)) < 0)
+        return err;
     dir_oid = imgstore_store__id_at(tip, path);
     if ((rc = git_tree_lookup(&dir, store->repo, &dir_oid)) < 0 ||
         (rc = git_treebuilder_new(&bld, store->repo, dir)) < 0)
@@ -532,7 +562,7 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
     for (size_t i = 0; i < count && err == 0 && first == SIZE_MAX; i++) {
         version_row row;
 
-        if ((err = row_parse(&row, name, rows[i])) == 0 && is_removed(plan, name, row.version))
+        if ((err = row_parse(&row, name, rows[i])) == 0 && is_removed(&gone, row.version))
             first = i / IMGSTORE_STORE__LOG_ROWS *
                     IMGSTORE_STORE__LOG_ROWS; /* the segment holding the first removed row */
     }
@@ -549,7 +579,7 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
         for (size_t i = first; i < count; i++) {
             version_row row;
 
-            if (row_parse(&row, name, rows[i]) == 0 && !is_removed(plan, name, row.version))
+            if (row_parse(&row, name, rows[i]) == 0 && !is_removed(&gone, row.version))
                 tail[head++] = rows[i];
         }
         snprintf(log, sizeof(log), "index/%s/versions", name);
@@ -560,6 +590,7 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
 git_failed:
     err = imgstore_store__git_error(rc, "%s: cannot rewrite the tree", path);
 done:
+    free(gone.versions);
     imgstore_strings_free(rows, count);
     git_treebuilder_free(bld);
     git_tree_free(dir);
