@@ -130,6 +130,10 @@ class PruneWhich(StoreTestCase):
         self.assertEqual(rows[("boot", "1")]["file"], KERNEL)
         # by digest, in either case, gives the same answer
         self.assertEqual(self.okjson("which", kernel_sha.upper()), found)
+        # --no-history: what runs and can be rolled back to now, no channel history read
+        now_only = self.okjson("which", kernel_sha, "--no-history")["versions"]
+        self.assertEqual([(r["version"], r["running"], r["stack"], r["ran"]) for r in now_only
+                          if r["name"] == "boot"], [("1", ["staging"], ["prod"], [])])
         cmdline = self.okjson("which", fixture("cmdline.txt"))
         self.assertEqual(len(cmdline["versions"]), 5)
         running = [r["version"] for r in cmdline["versions"] if r["running"]]
