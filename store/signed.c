@@ -78,13 +78,68 @@ static int sha256_hex(char out[65], const void *bytes, size_t len)
     return 0;
 }
 
+int imgstore_store__policy_link_verify(imgstore_policy **out, const imgstore_policy *previous,
+                                       const imgstore_policy_link *link,
+                                       const char *pinned_first_sha256)
+{
+    imgstore_policy *policy = NULL;
+    imgstore_trust_status status;
+    char digest[65];
+    int err;
+
+    *out = NULL;
+    if (!imgstore_schema_policy_is_canonical(link->policy, link->policy_len) ||
+        imgstore_schema_policy_parse(&policy, link->policy, link->policy_len) < 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "policy %llu is damaged or not canonical",
+                                 (unsigned long long)link->version);
+        goto done;
+    }
+    if (policy->version != (previous ? previous->version + 1 : 1) ||
+        policy->version != link->version) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "policy %llu follows policy %llu; versions must start at 1 "
+                                 "and grow by one",
+                                 (unsigned long long)policy->version,
+                                 (unsigned long long)(previous ? previous->version : 0));
+        goto done;
+    }
+    if (!previous && pinned_first_sha256) {
+        if ((err = sha256_hex(digest, link->policy, link->policy_len)) < 0)
+            goto done;
+        if (strcmp(digest, pinned_first_sha256) != 0) {
+            err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                     "policy 1 has sha256 %s, not the pinned %s: this is "
+                                     "not the store first seen under this id",
+                                     digest, pinned_first_sha256);
+            goto done;
+        }
+    }
+    /* policy 1 vouches for itself (it is the root of trust); every later one needs its
+     * predecessor's root keys */
+    if ((err = imgstore_store_signatures_count(
+             &status, previous ? previous : policy, IMGSTORE_ROLE_ROOT,
+             (const char *const *)link->signatures, link->signature_count, link->policy,
+             link->policy_len)) < 0)
+        goto done;
+    if (!status.trusted || status.invalid) {
+        err = imgstore_error_set(
+            IMGSTORE_EVERIFY, "policy %llu has %zu of the %u root signatures it needs%s%s",
+            (unsigned long long)policy->version, status.valid, status.threshold,
+            status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
+        goto done;
+    }
+    *out = policy;
+    policy = NULL;
+done:
+    imgstore_policy_free(policy);
+    return err;
+}
+
 int imgstore_store_policy_chain_verify(imgstore_policy **current_out,
                                        const imgstore_policy_link *links, size_t count,
                                        const char *pinned_first_sha256)
 {
     imgstore_policy *previous = NULL, *policy = NULL;
-    imgstore_trust_status status;
-    char digest[65];
     int err = 0;
 
     if (current_out)
@@ -92,48 +147,9 @@ int imgstore_store_policy_chain_verify(imgstore_policy **current_out,
     if (count == 0)
         return imgstore_error_set(IMGSTORE_EVERIFY, "no trust policy");
     for (size_t i = 0; i < count; i++) {
-        const imgstore_policy_link *l = &links[i];
-
-        if (!imgstore_schema_policy_is_canonical(l->policy, l->policy_len) ||
-            (err = imgstore_schema_policy_parse(&policy, l->policy, l->policy_len)) < 0) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY, "policy %llu is damaged or not canonical",
-                                     (unsigned long long)l->version);
+        if ((err = imgstore_store__policy_link_verify(&policy, previous, &links[i],
+                                                      pinned_first_sha256)) < 0)
             goto done;
-        }
-        if (policy->version != (previous ? previous->version + 1 : 1) ||
-            policy->version != l->version) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                     "policy %llu follows policy %llu; versions must start at 1 "
-                                     "and grow by one",
-                                     (unsigned long long)policy->version,
-                                     (unsigned long long)(previous ? previous->version : 0));
-            goto done;
-        }
-        if (i == 0 && pinned_first_sha256) {
-            if ((err = sha256_hex(digest, l->policy, l->policy_len)) < 0)
-                goto done;
-            if (strcmp(digest, pinned_first_sha256) != 0) {
-                err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                         "policy 1 has sha256 %s, not the pinned %s: this is "
-                                         "not the store first seen under this id",
-                                         digest, pinned_first_sha256);
-                goto done;
-            }
-        }
-        /* policy 1 vouches for itself (it is the root of trust); every later one needs its
-         * predecessor's root keys */
-        if ((err = imgstore_store_signatures_count(
-                 &status, previous ? previous : policy, IMGSTORE_ROLE_ROOT,
-                 (const char *const *)l->signatures, l->signature_count, l->policy,
-                 l->policy_len)) < 0)
-            goto done;
-        if (!status.trusted || status.invalid) {
-            err = imgstore_error_set(
-                IMGSTORE_EVERIFY, "policy %llu has %zu of the %u root signatures it needs%s%s",
-                (unsigned long long)policy->version, status.valid, status.threshold,
-                status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
-            goto done;
-        }
         imgstore_policy_free(previous);
         previous = policy;
         policy = NULL;
@@ -266,22 +282,33 @@ int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sig
 }
 
 /* Append (or, for the same version again, replace) the policy held by `tree`. */
+int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
+                                   const git_tree *tree)
+{
+    imgstore_policy *policy = NULL;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    if ((err = read_signed(&out->policy, &out->policy_len, &out->signatures, &out->signature_count,
+                           store, tree, "trust/policy.json", "trust/signatures", 64 * 1024)) < 0)
+        return err;
+    /* an unparseable policy is still handed out: the verifier names it */
+    out->version = imgstore_schema_policy_parse(&policy, out->policy, out->policy_len) == 0
+                       ? policy->version
+                       : 0;
+    imgstore_policy_free(policy);
+    return 0;
+}
+
 static int chain_add(imgstore_policy_link **links, size_t *count, imgstore_store *store,
                      const git_tree *tree)
 {
     imgstore_policy_link link = {0};
-    imgstore_policy *policy = NULL;
     imgstore_policy_link *grown;
     int err;
 
-    if ((err = read_signed(&link.policy, &link.policy_len, &link.signatures, &link.signature_count,
-                           store, tree, "trust/policy.json", "trust/signatures", 64 * 1024)) < 0)
+    if ((err = imgstore_store__policy_link_at(&link, store, tree)) < 0)
         return err;
-    /* an unparseable policy is still handed out: the verifier names it */
-    link.version = imgstore_schema_policy_parse(&policy, link.policy, link.policy_len) == 0
-                       ? policy->version
-                       : 0;
-    imgstore_policy_free(policy);
     if (*count > 0 && (*links)[*count - 1].version == link.version && link.version != 0) {
         free((*links)[*count - 1].policy);
         imgstore_strings_free((*links)[*count - 1].signatures,
