@@ -447,6 +447,13 @@ done:
     return err;
 }
 
+static bool changed(const git_tree *parent, const git_tree *tree, const char *path)
+{
+    git_oid was = imgstore_store__id_at(parent, path), is = imgstore_store__id_at(tree, path);
+
+    return !git_oid_equal(&was, &is);
+}
+
 /* "<channel>.json" or "<channel>.sigs" in channels/<name>. */
 static int channel_entry_changed(range_ctx *ctx, const git_tree *parent, const git_tree *tree,
                                  const char *dir, const char *entry)
@@ -460,7 +467,14 @@ static int channel_entry_changed(range_ctx *ctx, const git_tree *parent, const g
         snprintf(channel, sizeof(channel), "%.*s", (int)(len - 5), entry);
         if (imgstore_schema_check_name(IMGSTORE_NAME_CHANNEL, channel) < 0)
             return refuse(ctx, "%s", imgstore_error_last());
-        /* a .json and its .sigs changed together are checked twice; both are small */
+        if (strcmp(entry + len - 5, ".sigs") == 0) {
+            char json[300];
+
+            /* a move changes both: its .json entry checks the state once */
+            snprintf(json, sizeof(json), "%s/%s.json", dir, channel);
+            if (changed(parent, tree, json))
+                return 0;
+        }
         return check_state(ctx, parent, tree, name, channel);
     }
     return refusef(ctx, "unexpected entry %s/%s", dir, entry);
@@ -489,13 +503,6 @@ static int channel_dir_changed(range_ctx *ctx, const git_tree *parent, const git
         return refuse(ctx, "%s", imgstore_error_last());
     snprintf(path, sizeof(path), "channels/%s", entry);
     return changed_entries(ctx, parent, tree, path, channel_entry_changed, channel_entry_removed);
-}
-
-static bool changed(const git_tree *parent, const git_tree *tree, const char *path)
-{
-    git_oid was = imgstore_store__id_at(parent, path), is = imgstore_store__id_at(tree, path);
-
-    return !git_oid_equal(&was, &is);
 }
 
 static int check_commit(range_ctx *ctx, const git_oid *oid)
