@@ -55,7 +55,7 @@ d = json.load(open(path))
 a = d["last_advance"]
 print("%-6s %9d versions: first sync %7.1f s; one version + deploy: sync %6.0f ms "
       "(%d commits, %d versions, %d states, %d bytes hashed), visible %5.2f s after the deploy"
-      % (label, versions, t1 - t0, d["last_duration_seconds"] * 1000, a["commits"], a["versions"],
+      % (label, versions, t1 - t0, a["duration_seconds"] * 1000, a["commits"], a["versions"],
          a["states"], a["bytes_hashed"], t3 - t2))
 PY
 }

@@ -32,6 +32,7 @@ struct imgstore_server__mirror {
     char *last_error;                   /* NULL after a good sync */
     uint64_t syncs, failures;
     imgstore_mirror_stats last_advance; /* what the last sync that moved the tip checked */
+    double last_advance_duration;       /* and the seconds it took */
 };
 
 static int sync_once(imgstore_server__mirror *m)
@@ -76,8 +77,10 @@ static int sync_once(imgstore_server__mirror *m)
         m->last_error = NULL;
         m->refused[0] = '\0';
         snprintf(m->tip, sizeof(m->tip), "%s", stats.to);
-        if (stats.advanced)
+        if (stats.advanced) {
             m->last_advance = stats;
+            m->last_advance_duration = seconds;
+        }
     }
     pthread_mutex_unlock(&m->lock);
     free(error);
@@ -178,7 +181,8 @@ json_t *imgstore_server__mirror_status(imgstore_server__mirror *m)
 
     pthread_mutex_lock(&m->lock);
     status = json_pack(
-        "{s:s, s:s?, s:I, s:o, s:o, s:f, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}",
+        "{s:s, s:s?, s:I, s:o, s:o, s:f, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, "
+        "s:f}}",
         "primary", m->url, "primary_http", m->server->config->mirror_primary_http, "interval",
         (json_int_t)m->interval, "last_sync", time_or_null(m->last_attempt), "last_success",
         time_or_null(m->last_success), "last_duration_seconds", m->last_duration, "tip",
@@ -187,7 +191,8 @@ json_t *imgstore_server__mirror_status(imgstore_server__mirror *m)
         (json_int_t)m->failures, "last_advance", "commits", (json_int_t)m->last_advance.commits,
         "versions", (json_int_t)m->last_advance.versions, "states",
         (json_int_t)m->last_advance.states, "policies", (json_int_t)m->last_advance.policies,
-        "bytes_hashed", (json_int_t)m->last_advance.bytes_hashed);
+        "bytes_hashed", (json_int_t)m->last_advance.bytes_hashed, "duration_seconds",
+        m->last_advance_duration);
     pthread_mutex_unlock(&m->lock);
     return status;
 }
