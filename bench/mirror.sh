@@ -44,7 +44,7 @@ measure() { # LABEL SOURCE-STORE
   "$bin" deploy --repo "$primary" app mirror.1 --channel prod >/dev/null
   t2=$(now)
   tip=$(git --git-dir="$primary" rev-parse main)
-  until [ "$(status "$addr" | field 'd["tip"]')" = "$tip" ]; do sleep 0.01; done
+  until status "$addr" | grep -q "\"tip\":\"$tip\""; do sleep 0.01; done
   t3=$(now)
   status "$addr" >"$work/$1.status"
   kill "$pid"; wait "$pid" || true
