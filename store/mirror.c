@@ -333,6 +333,7 @@ static int fetch_local(git_oid *out, imgstore_store *store, const char *url, con
         err = imgstore_store__git_error(rc, "cannot start a pack");
         goto done;
     }
+    git_packbuilder_set_threads(c.pb, 0); /* one per core, as gc */
     /* the new commits, newest first, down to one the replica has (or the first) */
     at = *out;
     while (!git_odb_exists(c.to, &at)) {
