@@ -170,8 +170,8 @@ static int check_policy(imgstore_policy **next_out, range_ctx *ctx, const git_tr
                       "trust/ changed but policy %llu stayed policy %llu: a change to the "
                       "policy or its root signatures is a new policy version",
                       (unsigned long long)link.version, (unsigned long long)link.version);
-    else if ((err = imgstore_store__policy_link_verify(next_out, ctx->policy, &link,
-                                                       ctx->policy ? NULL : ctx->pinned)) < 0)
+    else if ((err = imgstore_trust_policy_link_verify(next_out, ctx->policy, &link,
+                                                      ctx->policy ? NULL : ctx->pinned)) < 0)
         err = refuse(ctx, "%s", imgstore_error_last());
     else
         ctx->stats->policies++;
@@ -388,7 +388,7 @@ static int check_state(range_ctx *ctx, const git_tree *parent, const git_tree *t
                       (unsigned long long)state->sequence);
         goto done;
     }
-    if ((err = imgstore_store_signatures_count(&status, ctx->policy, IMGSTORE_ROLE_DEPLOY,
+    if ((err = imgstore_trust_signatures_count(&status, ctx->policy, IMGSTORE_ROLE_DEPLOY,
                                                (const char *const *)sigs, sig_count, bytes, len)) <
             0 ||
         !status.trusted || status.invalid) {
@@ -413,13 +413,13 @@ static int check_state(range_ctx *ctx, const git_tree *parent, const git_tree *t
         goto done;
     }
     /* the stack is signed, but a deploy key must not plant a target: derive it as the
-     * primary had to (imgstore_store_stack_next), when both states carry one */
+     * primary had to (imgstore_trust_stack_next), when both states carry one */
     if (before && before->has_stack && state->has_stack &&
         state->sequence == before->sequence + 1) {
         const char *expected[IMGSTORE_CHANNEL_STACK_MAX];
         size_t count = 0;
 
-        if (imgstore_store_stack_next(expected, &count, before->version,
+        if (imgstore_trust_stack_next(expected, &count, before->version,
                                       (const char *const *)before->stack, before->stack_count,
                                       state->action, state->version) < 0 ||
             count != state->stack_count) {

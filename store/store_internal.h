@@ -299,14 +299,6 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
 int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
                                    const git_tree *tree);
 
-/** One step of imgstore_store_policy_chain_verify (signed.c): `link` is policy 1 (previous
- * NULL; its bytes must hash to `pinned_first_sha256` when given) or previous's successor,
- * canonical and signed by a threshold of previous's root keys (policy 1: its own). *out
- * (caller frees) gets the parsed policy. 0 or IMGSTORE_EVERIFY naming the break. */
-int imgstore_store__policy_link_verify(imgstore_policy **out, const imgstore_policy *previous,
-                                       const imgstore_policy_link *link,
-                                       const char *pinned_first_sha256);
-
 /** Remember that the policy chain ending in the trust/ tree `trust` checked out, so that
  * readers do not walk it again (trust_verify.c, the memo): for a caller that has checked
  * every step of it, as a replica does before it takes a commit. Best effort. */
