@@ -314,6 +314,16 @@ class Mirror(ServerTestCase):
             status, headers, data = redirecting.request(method, path, body={})
             self.assertJsonError(status, data, 307, "read_only")
             self.assertEqual(headers["location"], "https://primary.example" + path)
+        # and the OCI distribution writes (/v2, its own error format)
+        for method, path in [("PUT", "/v2/demo/manifests/2"), ("POST", "/v2/demo/blobs/uploads/"),
+                             ("PATCH", "/v2/demo/blobs/uploads/x"),
+                             ("DELETE", "/v2/demo/blobs/uploads/x")]:
+            status, _, data = refusing.request(method, path, body=b"{}")
+            self.assertEqual(status, 403, (method, path, data[:300]))
+            self.assertIn(b"read replica of", data)
+            status, headers, _ = redirecting.request(method, path, body=b"{}")
+            self.assertEqual(status, 307, (method, path))
+            self.assertEqual(headers["location"], "https://primary.example" + path)
         # the CLI says so in one line
         rc, out, err = run("deploy", "demo", "1", "--channel", "prod", "--server", refusing.url)
         self.assertNotEqual(rc, EXIT_OK)
