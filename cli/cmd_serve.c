@@ -12,17 +12,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_LISTEN = OPT_FIRST_LOCAL, OPT_CONFIG, OPT_TLS_CERT, OPT_TLS_KEY, OPT_SET };
+enum {
+    OPT_LISTEN = OPT_FIRST_LOCAL,
+    OPT_CONFIG,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_SET,
+    OPT_MIRROR_OF,
+    OPT_TRUST_POLICY
+};
 
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {CLI_COMMON_OPTIONS,
-                                            {"listen", required_argument, NULL, OPT_LISTEN},
-                                            {"config", required_argument, NULL, OPT_CONFIG},
-                                            {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-                                            {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-                                            {"set", required_argument, NULL, OPT_SET},
-                                            {NULL, 0, NULL, 0}};
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS,
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"set", required_argument, NULL, OPT_SET},
+        {"mirror-of", required_argument, NULL, OPT_MIRROR_OF},
+        {"trust-policy-sha256", required_argument, NULL, OPT_TRUST_POLICY},
+        {NULL, 0, NULL, 0}};
     /* flags override the file whatever their order: remember them, apply them after it */
     const char *keys[64], *values[64];
     char *sets[64] = {0};
@@ -64,9 +75,11 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
             flag_count++;
             continue;
         }
-        keys[flag_count] = opt == OPT_LISTEN     ? "listen"
-                           : opt == OPT_TLS_CERT ? "tls_cert"
-                                                 : "tls_key";
+        keys[flag_count] = opt == OPT_LISTEN         ? "listen"
+                           : opt == OPT_TLS_CERT     ? "tls_cert"
+                           : opt == OPT_MIRROR_OF    ? "mirror_of"
+                           : opt == OPT_TRUST_POLICY ? "mirror_policy_sha256"
+                                                     : "tls_key";
         values[flag_count++] = optarg;
     }
     if (code >= 0)
@@ -91,6 +104,8 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
         err = imgstore_server_config_set(config, "repo", default_repo);
     if (err < 0)
         goto done;
+    if (imgstore_server_config_mirror_of(config))
+        goto start; /* a read replica signs nothing, and its store comes from its primary */
     /* the server signs what is pushed and deployed through it with the CLI's keys */
     err = cli_signers_load(&signers, ctx);
     if (err == IMGSTORE_ENOTFOUND && ctx->key_path_count == 0 && !ctx->agent) {
@@ -113,6 +128,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
         goto done;
     imgstore_store_free(store);
     store = NULL;
+start:
     /* block the stop signals in every thread; this one waits for them below */
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);

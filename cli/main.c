@@ -219,18 +219,27 @@ static const command commands[] = {
      "  imgstore which build/app.xen",
      USES_JSON},
     {"serve", cli_cmd_serve,
-     "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...",
+     "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...\n"
+     "       [--mirror-of URL [--trust-policy-sha256 HEX]]",
      "Serve the store over HTTP (docs/api.md), signing what is pushed and deployed through it\n"
-     "with --key; stops, draining requests, on SIGTERM or SIGINT.\n"
+     "with --key; stops, draining requests, on SIGTERM or SIGINT. With --mirror-of, serve a\n"
+     "read replica of another store instead: it follows the primary by git fetch, verifies\n"
+     "everything new before it serves it, and refuses writes (docs/server.md).\n"
      "\n"
      "  --listen ADDR:PORT  where to listen (default 127.0.0.1:8080; port 0: any free one)\n"
      "  --config FILE       the config file (docs/server.md)\n"
      "  --tls-cert PEM      serve HTTPS with this certificate chain ...\n"
      "  --tls-key PEM       ... and this private key\n"
      "  --set K=V           any config key, as in the file (repeatable)\n"
+     "  --mirror-of URL     be a read replica of the store at URL: a path, file://, git://,\n"
+     "                      ssh:// or https:// git remote (config mirror_of)\n"
+     "  --trust-policy-sha256 HEX\n"
+     "                      the primary's policy 1 must hash to HEX (else trusted on the\n"
+     "                      first sync; config mirror_policy_sha256)\n"
      "\n"
      "Example:\n"
-     "  imgstore serve --listen 0.0.0.0:8080 --config /etc/imgstore/serve.conf",
+     "  imgstore serve --listen 0.0.0.0:8080 --config /etc/imgstore/serve.conf\n"
+     "  imgstore serve --repo /srv/replica.git --mirror-of git://primary/store.git",
      USES_KEY | USES_ACTOR},
     {"watch", cli_cmd_watch, "watch NAME --channel C --server URL",
      "Follow a channel on a server (long-poll): one line per move,\n"

@@ -42,6 +42,7 @@ int imgstore_server_config_new(imgstore_server_config **out)
     config->stream_concurrency = 4;
     config->answer_cache_bytes = 8 * 1024 * 1024;
     config->gc_interval = 60;
+    config->mirror_interval = 10;
     *out = config;
     return 0;
 }
@@ -55,6 +56,9 @@ void imgstore_server_config_free(imgstore_server_config *config)
     free(config->cache_dir);
     free(config->tls_cert);
     free(config->tls_key);
+    free(config->mirror_of);
+    free(config->mirror_primary_http);
+    free(config->mirror_policy_sha256);
     free(config->tokens);
     free(config);
 }
@@ -62,6 +66,11 @@ void imgstore_server_config_free(imgstore_server_config *config)
 const char *imgstore_server_config_repo(const imgstore_server_config *config)
 {
     return config->repo;
+}
+
+const char *imgstore_server_config_mirror_of(const imgstore_server_config *config)
+{
+    return config->mirror_of;
 }
 
 int imgstore_server__config_copy(imgstore_server_config **out, const imgstore_server_config *config)
@@ -78,10 +87,17 @@ int imgstore_server__config_copy(imgstore_server_config **out, const imgstore_se
     copy->cache_dir = config->cache_dir ? strdup(config->cache_dir) : NULL;
     copy->tls_cert = config->tls_cert ? strdup(config->tls_cert) : NULL;
     copy->tls_key = config->tls_key ? strdup(config->tls_key) : NULL;
+    copy->mirror_of = config->mirror_of ? strdup(config->mirror_of) : NULL;
+    copy->mirror_primary_http =
+        config->mirror_primary_http ? strdup(config->mirror_primary_http) : NULL;
+    copy->mirror_policy_sha256 =
+        config->mirror_policy_sha256 ? strdup(config->mirror_policy_sha256) : NULL;
     copy->tokens = calloc(config->token_count + 1, sizeof(*copy->tokens));
     ok = (!config->repo || copy->repo) && copy->listen && (!config->cache_dir || copy->cache_dir) &&
          (!config->tls_cert || copy->tls_cert) && (!config->tls_key || copy->tls_key) &&
-         copy->tokens;
+         (!config->mirror_of || copy->mirror_of) &&
+         (!config->mirror_primary_http || copy->mirror_primary_http) &&
+         (!config->mirror_policy_sha256 || copy->mirror_policy_sha256) && copy->tokens;
     if (!ok) {
         imgstore_server_config_free(copy);
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -270,6 +286,7 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         NUMBER(stream_concurrency, false, 1, 1024),
         NUMBER(answer_cache_bytes, true, 0, 1ull << 30),
         NUMBER(gc_interval, false, 0, 86400),
+        NUMBER(mirror_interval, false, 1, 86400),
 #undef NUMBER
     };
     int err;
@@ -286,6 +303,21 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         return set_string(&config->tls_key, key, value);
     if (strcmp(key, "token") == 0)
         return add_token(config, value);
+    if (strcmp(key, "mirror_of") == 0)
+        return set_string(&config->mirror_of, key, value);
+    if (strcmp(key, "mirror_primary_http") == 0) {
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+            return imgstore_error_set(
+                IMGSTORE_EINVALID, "%s: expected an http:// or https:// URL, not '%s'", key, value);
+        return set_string(&config->mirror_primary_http, key, value);
+    }
+    if (strcmp(key, "mirror_policy_sha256") == 0) {
+        uint8_t digest[32];
+
+        if (hex_digest(digest, value) < 0)
+            return imgstore_error_set(IMGSTORE_EINVALID, "%s: expected 64 hex digits", key);
+        return set_string(&config->mirror_policy_sha256, key, value);
+    }
     if (strcmp(key, "anonymous_scopes") == 0)
         return imgstore_server__scopes_parse(&config->anonymous_scopes, value);
     if (strcmp(key, "read_public") == 0) {

@@ -16,8 +16,8 @@ static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 #define BUCKET_COUNT (sizeof(buckets) / sizeof(buckets[0]))
 
 static const char *const counter_names[] = {
-    "verification_failures", "cache_hits",          "cache_misses", "stream_aborts",
-    "answer_cache_hits",     "answer_cache_misses", "gc_runs",      "gc_failures"};
+    "verification_failures", "cache_hits", "cache_misses", "stream_aborts", "answer_cache_hits",
+    "answer_cache_misses",   "gc_runs",    "gc_failures",  "mirror_syncs",  "mirror_failures"};
 static const char *const gauge_names[] = {"uploads_in_progress", "waiters", "streams"};
 #define COUNTER_COUNT (sizeof(counter_names) / sizeof(counter_names[0]))
 #define GAUGE_COUNT   (sizeof(gauge_names) / sizeof(gauge_names[0]))
@@ -52,6 +52,7 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_MANIFEST] = "/v1/images/{name}/{version}/manifest",
         [ROUTE_SIGNATURES] = "/v1/images/{name}/{version}/signatures",
         [ROUTE_CHANNEL_SIGNED] = "/v1/channels/{name}/{channel}/signed",
+        [ROUTE_MIRROR] = "/v1/mirror",
         [ROUTE_OCI_BASE] = "/v2/",
         [ROUTE_OCI_TOKEN] = "/v2/token",
         [ROUTE_OCI_MANIFEST] = "/v2/{name}/manifests/{reference}",

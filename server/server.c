@@ -136,6 +136,48 @@ static enum MHD_Result route_readyz(imgstore_server__request *req)
     return imgstore_server__reply_json(req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ready"));
 }
 
+/* GET /v1/mirror: what a read replica last did (docs/server.md, "Read replicas"). */
+static enum MHD_Result route_mirror(imgstore_server__request *req)
+{
+    if (!req->server->mirror)
+        return imgstore_server__reply_status(req, MHD_HTTP_NOT_FOUND, "not_found",
+                                             "this server is not a read replica (mirror_of)");
+    return imgstore_server__reply_json(req, MHD_HTTP_OK,
+                                       imgstore_server__mirror_status(req->server->mirror));
+}
+
+/*
+ * A replica takes nothing but its primary's verified commits: every write (all of them are
+ * POSTs) is sent to the primary with a 307 when mirror_primary_http names it, which keeps
+ * the method and body as curl and libcurl clients follow it, else refused with 403 naming
+ * the primary. Before auth: the primary decides who may write.
+ */
+static enum MHD_Result refuse_write(imgstore_server__request *req)
+{
+    const imgstore_server_config *config = req->server->config;
+    const char *base = config->mirror_primary_http;
+
+    if (base) {
+        size_t base_len = strlen(base);
+
+        while (base_len > 0 && base[base_len - 1] == '/')
+            base_len--;
+        if (base_len + strlen(req->url) < sizeof(req->extra_header_value)) {
+            memcpy(req->extra_header_value, base, base_len);
+            strcpy(req->extra_header_value + base_len, req->url); /* fits: checked above */
+            req->extra_header_name = MHD_HTTP_HEADER_LOCATION;
+            return imgstore_server__reply_status(
+                req, MHD_HTTP_TEMPORARY_REDIRECT, "read_only",
+                "this server is a read replica of %s: write to the primary at %s",
+                config->mirror_of, req->extra_header_value);
+        }
+    }
+    return imgstore_server__reply_status(req, MHD_HTTP_FORBIDDEN, "read_only",
+                                         "this server is a read replica of %s: write to the "
+                                         "primary%s%s",
+                                         config->mirror_of, base ? " at " : "", base ? base : "");
+}
+
 static enum MHD_Result route_metrics(imgstore_server__request *req)
 {
     char *text = NULL;
@@ -243,6 +285,13 @@ static const struct {
      {0},
      {ROUTE_ROLLBACK, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
       imgstore_server__route_rollback},
+     {0},
+     {0},
+     {0}},
+    {{"v1", "mirror"},
+     2,
+     {ROUTE_MIRROR, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, route_mirror},
+     {0},
      {0},
      {0},
      {0}},
@@ -503,6 +552,8 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
     if (!method_ok)
         return imgstore_server__reply_status(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                              "%s is not allowed here", req->method);
+    if (req->server->mirror && entry->method)
+        return refuse_write(req);
     if (entry->scope && !imgstore_server__authorize(req, entry->scope, &result))
         return result;
     /* refuse an oversize body before reading a byte of it */
@@ -543,6 +594,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     switch (req->route) {
     case ROUTE_HEALTHZ:
     case ROUTE_METRICS:
+    case ROUTE_MIRROR:
     case ROUTE_OCI_BASE:
         return RUN_INLINE;
     case ROUTE_CHANNEL: /* a watch waits: never on a polling thread */
@@ -941,6 +993,16 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     if ((err = imgstore_server__config_copy(&server->config, config)) < 0 ||
         (err = imgstore_server__metrics_new(&server->metrics)) < 0)
         goto done;
+    if (config->mirror_of) {
+        /* a replica with no store yet takes its first state before it listens; one that has
+         * a store serves it at once and syncs in the background */
+        bool first = imgstore_store_open(&store, config->repo) < 0;
+
+        imgstore_store_free(store);
+        store = NULL;
+        if ((err = imgstore_server__mirror_start(&server->mirror, server, first)) < 0)
+            goto done;
+    }
     if ((err = imgstore_store_open(&store, config->repo)) < 0)
         goto done;
     imgstore_store_set_auto_gc(store, false); /* no request waits for a gc: maintenance.c */
@@ -1019,9 +1081,11 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
                  ntohs(((struct sockaddr_in *)&addr)->sin_port));
     }
     imgstore_log(IMGSTORE_LOG_INFO, "server",
-                 "listening address=%s scheme=%s repo=%s cache=%s tokens=%zu", server->address,
+                 "listening address=%s scheme=%s repo=%s cache=%s tokens=%zu%s%s", server->address,
                  server->tls_cert_pem ? "https" : "http", config->repo,
-                 config->cache_max_bytes ? cache_dir : "off", config->token_count);
+                 config->cache_max_bytes ? cache_dir : "off", config->token_count,
+                 config->mirror_of ? " mirror_of=" : "",
+                 config->mirror_of ? config->mirror_of : "");
     *out = server;
     server = NULL;
 done:
@@ -1071,6 +1135,7 @@ void imgstore_server_stop(imgstore_server *server)
         MHD_stop_daemon(server->daemon);
     }
     imgstore_server__workers_free(server->workers);
+    imgstore_server__mirror_stop(server->mirror);
     imgstore_server__maintenance_stop(server->maintenance);
     imgstore_server__oci_free(server->oci);
     for (size_t i = 0; i < server->pool_count; i++)

@@ -42,6 +42,10 @@ int imgstore_server_config_load(imgstore_server_config *config, const char *path
 /** The configured repository path, or NULL when none was set. Borrowed from `config`. */
 const char *imgstore_server_config_repo(const imgstore_server_config *config);
 
+/** The primary store a read replica follows ("mirror_of"), or NULL when this server is not
+ * a replica. Borrowed from `config`. */
+const char *imgstore_server_config_mirror_of(const imgstore_server_config *config);
+
 /** Free a configuration. NULL-safe. */
 void imgstore_server_config_free(imgstore_server_config *config);
 

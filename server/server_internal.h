@@ -49,6 +49,10 @@ struct imgstore_server_config {
     uint64_t fill_concurrency, stream_concurrency;
     uint64_t answer_cache_bytes; /* encoded read answers kept (answers.c); 0: none */
     uint64_t gc_interval;        /* seconds between checks for packing (maintenance.c); 0: never */
+    char *mirror_of;             /* a read replica of this primary store (mirror.c); NULL: not */
+    char *mirror_primary_http;   /* where writes are redirected (307); NULL: refused (403) */
+    char *mirror_policy_sha256;  /* policy 1's pinned digest; NULL: trust on first sync */
+    uint64_t mirror_interval;    /* seconds between syncs */
     unsigned anonymous_scopes;   /* what a request without a token may do */
     imgstore_server__token *tokens;
     size_t token_count;
@@ -81,6 +85,7 @@ typedef enum {
     ROUTE_MANIFEST,
     ROUTE_SIGNATURES,
     ROUTE_CHANNEL_SIGNED,
+    ROUTE_MIRROR,
     ROUTE_OCI_BASE,
     ROUTE_OCI_TOKEN,
     ROUTE_OCI_MANIFEST,
@@ -194,6 +199,23 @@ int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const
 /** Stop the thread, waiting for a gc in progress. NULL-safe. */
 void imgstore_server__maintenance_stop(imgstore_server__maintenance *m);
 
+/* ---- read replicas (mirror.c) ------------------------------------------------------- */
+
+typedef struct imgstore_server__mirror imgstore_server__mirror;
+
+/** Start the thread that syncs the replica config->repo from config->mirror_of every
+ * mirror_interval seconds; with `first_sync`, one sync runs before this returns and its
+ * failure is the start's (a replica with nothing to serve). */
+int imgstore_server__mirror_start(imgstore_server__mirror **out, imgstore_server *server,
+                                  bool first_sync);
+
+/** Stop the thread, waiting for a sync in progress. NULL-safe. */
+void imgstore_server__mirror_stop(imgstore_server__mirror *m);
+
+/** The replica's status (GET /v1/mirror): primary, last sync and success, tip, last error.
+ * New reference; NULL when out of memory. */
+json_t *imgstore_server__mirror_status(imgstore_server__mirror *m);
+
 struct imgstore_server {
     imgstore_server_config *config;
     imgstore_signers signers; /* borrowed from the program */
@@ -206,6 +228,7 @@ struct imgstore_server {
     imgstore_server__answers *answers;
     imgstore_server__workers *workers;
     imgstore_server__maintenance *maintenance;
+    imgstore_server__mirror *mirror;  /* NULL unless this server is a read replica */
     struct imgstore_server__oci *oci; /* /v2 upload sessions, staged blobs, lookups (oci.c) */
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
@@ -249,8 +272,9 @@ typedef struct imgstore_server__request {
     char *answer_key; /* set by a miss in the answer cache: a 200 answer is stored under it */
     size_t answer_key_len;
     char answer_tip[41];           /* the tip the answer is built from */
-    const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
-    char extra_header_value[640];  /* a Link header with two names */
+    const char *extra_header_name; /* one more header on an error answer (416's Content-Range,
+                                      a replica's 307 Location, a Link header with two names) */
+    char extra_header_value[4096];
     bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
     bool begun;         /* routed and authorised */
     bool path_has_nul;  /* a raw NUL cut the path short (path_has_nul in server.c) */

@@ -237,6 +237,7 @@ static int backend_read(void **data, size_t *len, git_object_t *type, git_odb_ba
         return GIT_ERROR;
     }
     memcpy(*data, obj.data, obj.len);
+    ((char *)*data)[obj.len] = '\0'; /* as libgit2's own backends: its parsers may rely on it */
     *len = obj.len;
     imgstore_store__chunk_buf_clear(&obj);
     return 0;

@@ -86,9 +86,23 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
                              const char *path, uint64_t offset, uint64_t length,
                              imgstore_write_fn write, void *payload)
 {
+    git_tree *tip = NULL;
+    int err;
+
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        return err;
+    err = imgstore_store__file_read_at(store, tip, manifest, path, offset, length, write, payload);
+    git_tree_free(tip);
+    return err;
+}
+
+int imgstore_store__file_read_at(imgstore_store *store, const git_tree *root,
+                                 const imgstore_manifest *manifest, const char *path,
+                                 uint64_t offset, uint64_t length, imgstore_write_fn write,
+                                 void *payload)
+{
     const imgstore_manifest_file *file = find_file(manifest, path);
     imgstore_store__readahead *ra = NULL;
-    git_tree *tip = NULL;
     git_tree_entry *dir = NULL;
     git_tree *chunks = NULL;
     git_oid *oids = NULL;
@@ -108,9 +122,7 @@ int imgstore_store_file_read(imgstore_store *store, const imgstore_manifest *man
         return 0;
     snprintf(tree_path, sizeof(tree_path), "images/%s/%s/files/%s", manifest->name,
              manifest->version, path);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
-        goto done;
-    if ((rc = git_tree_entry_bypath(&dir, tip, tree_path)) < 0 ||
+    if ((rc = git_tree_entry_bypath(&dir, root, tree_path)) < 0 ||
         (rc = git_tree_lookup(&chunks, store->repo, git_tree_entry_id(dir))) < 0) {
         imgstore_store__git_error(rc, "%s: chunk tree missing or damaged", tree_path);
         err = imgstore_error_set(IMGSTORE_EVERIFY, "%s", imgstore_error_last());
@@ -162,7 +174,6 @@ done:
     free(oids);
     git_tree_free(chunks);
     git_tree_entry_free(dir);
-    git_tree_free(tip);
     return err;
 }
 

@@ -136,12 +136,10 @@ int imgstore_store__tip_tree(git_tree **out, imgstore_store *store)
     return 0;
 }
 
-int imgstore_store_open(imgstore_store **out, const char *path)
+int imgstore_store__open_repo(imgstore_store **out, const char *path)
 {
     imgstore_store *store = NULL;
-    git_tree *tip = NULL;
     git_odb *odb = NULL;
-    const git_tree_entry *marker;
     struct stat st;
     int err, rc;
 
@@ -168,8 +166,31 @@ int imgstore_store_open(imgstore_store **out, const char *path)
     if ((err = imgstore_store__odb_open(&odb, store)) < 0)
         goto done;
     git_repository_set_odb(store->repo, odb);
+    *out = store;
+    store = NULL;
+done:
+    git_odb_free(odb);
+    if (store) {
+        git_repository_free(store->repo);
+        free(store->path);
+        free(store);
+    }
+    if (err < 0)
+        git_libgit2_shutdown();
+    return err;
+}
+
+int imgstore_store_open(imgstore_store **out, const char *path)
+{
+    imgstore_store *store = NULL;
+    git_tree *tip = NULL;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_store__open_repo(&store, path)) < 0)
+        return err;
     if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
-        !(marker = git_tree_entry_byname(tip, IMGSTORE_STORE_MARKER))) {
+        !git_tree_entry_byname(tip, IMGSTORE_STORE_MARKER)) {
         err = imgstore_error_set(IMGSTORE_EINVALID,
                                  "%s is a git repository but not an imgstore store (no %s on %s)",
                                  path, IMGSTORE_STORE_MARKER, IMGSTORE_STORE_REF);
@@ -178,15 +199,8 @@ int imgstore_store_open(imgstore_store **out, const char *path)
     *out = store;
     store = NULL;
 done:
-    git_odb_free(odb);
     git_tree_free(tip);
-    if (store) {
-        git_repository_free(store->repo);
-        free(store->path);
-        free(store);
-    }
-    if (err < 0)
-        git_libgit2_shutdown();
+    imgstore_store_free(store);
     return err;
 }
 
@@ -593,7 +607,7 @@ int imgstore_store__write_blob(git_oid *out, imgstore_store *store, const void *
     return rc < 0 ? imgstore_store__git_error(rc, "cannot write a blob") : 0;
 }
 
-static int lock_store(int *out, imgstore_store *store)
+int imgstore_store__lock(int *out, imgstore_store *store)
 {
     char path[4096];
     int fd;
@@ -627,7 +641,7 @@ static void remove_stale_ref_lock(imgstore_store *store)
     unlink(path);
 }
 
-static int sync_store(imgstore_store *store)
+int imgstore_store__sync(imgstore_store *store)
 {
     int fd = open(store->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc;
@@ -708,7 +722,7 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
     if ((err = imgstore_store__commit_create(&commit_oid, store, store->repo, sig, message, tree,
                                              parent, key)) < 0)
         goto done;
-    if ((err = sync_store(store)) < 0)
+    if ((err = imgstore_store__sync(store)) < 0)
         goto done;
     rc = git_reference_create_matching(&moved, store->repo, IMGSTORE_STORE_REF, &commit_oid, 1,
                                        git_reference_target(head), message);
@@ -725,7 +739,7 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
         err = imgstore_store__git_error(rc, "%s: cannot move %s", store->path, IMGSTORE_STORE_REF);
         goto done;
     }
-    err = sync_store(store);
+    err = imgstore_store__sync(store);
 done:
     free(message);
     git_reference_free(moved);
@@ -745,7 +759,7 @@ int imgstore_store__commit(imgstore_store *store, const char *actor, const imgst
 
     if ((err = imgstore_store__actor_signature(&sig, actor)) < 0)
         return err;
-    if ((err = lock_store(&lock_fd, store)) < 0)
+    if ((err = imgstore_store__lock(&lock_fd, store)) < 0)
         goto done;
     err = RACE_LOST;
     for (int attempt = 0; attempt < COMMIT_RETRIES && err == RACE_LOST; attempt++)

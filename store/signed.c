@@ -125,22 +125,33 @@ int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sig
 }
 
 /* Append (or, for the same version again, replace) the policy held by `tree`. */
+int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
+                                   const git_tree *tree)
+{
+    imgstore_policy *policy = NULL;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    if ((err = read_signed(&out->policy, &out->policy_len, &out->signatures, &out->signature_count,
+                           store, tree, "trust/policy.json", "trust/signatures", 64 * 1024)) < 0)
+        return err;
+    /* an unparseable policy is still handed out: the verifier names it */
+    out->version = imgstore_schema_policy_parse(&policy, out->policy, out->policy_len) == 0
+                       ? policy->version
+                       : 0;
+    imgstore_policy_free(policy);
+    return 0;
+}
+
 static int chain_add(imgstore_policy_link **links, size_t *count, imgstore_store *store,
                      const git_tree *tree)
 {
     imgstore_policy_link link = {0};
-    imgstore_policy *policy = NULL;
     imgstore_policy_link *grown;
     int err;
 
-    if ((err = read_signed(&link.policy, &link.policy_len, &link.signatures, &link.signature_count,
-                           store, tree, "trust/policy.json", "trust/signatures", 64 * 1024)) < 0)
+    if ((err = imgstore_store__policy_link_at(&link, store, tree)) < 0)
         return err;
-    /* an unparseable policy is still handed out: the verifier names it */
-    link.version = imgstore_schema_policy_parse(&policy, link.policy, link.policy_len) == 0
-                       ? policy->version
-                       : 0;
-    imgstore_policy_free(policy);
     if (*count > 0 && (*links)[*count - 1].version == link.version && link.version != 0) {
         free((*links)[*count - 1].policy);
         imgstore_strings_free((*links)[*count - 1].signatures,

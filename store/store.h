@@ -581,4 +581,52 @@ int imgstore_store_gc_due(bool *out, imgstore_store *store);
  */
 void imgstore_store_set_auto_gc(imgstore_store *store, bool enabled);
 
+/* ---- read replicas (mirror.c, mirror_verify.c; docs/server.md "Read replicas") -------- */
+
+typedef struct {
+    const char *url;           /* the primary's store: a path, file://, git://, ssh://, https:// */
+    const char *policy_sha256; /* hex: policy 1 must hash to it; NULL: trust on first use */
+} imgstore_mirror_opts;
+
+/* What one sync found and checked. */
+typedef struct {
+    bool advanced;             /* refs/heads/main moved */
+    char from[41];             /* the replica's tip before ("" when it was empty) */
+    char to[41];               /* the tip it serves now (on failure: the fetched one refused) */
+    uint64_t commits;          /* new commits checked */
+    uint64_t unsigned_commits; /* of them, without a commit signature (a keyless server's) */
+    uint64_t policies;         /* new policies checked against their predecessor */
+    uint64_t versions;         /* new versions: manifest, signatures, every chunk and file hashed */
+    uint64_t signatures;       /* versions whose signatures changed, checked again */
+    uint64_t states;           /* channel states checked */
+    uint64_t bytes_hashed;     /* image bytes re-hashed */
+} imgstore_mirror_stats;
+
+/**
+ * Check every commit after `from` (40 hex; NULL: from the first commit) up to `to` before a
+ * replica takes them (docs/security.md, "Read replicas"): one line of single-parent commits
+ * descending from `from` (anything else is a rewritten history), commit signatures by keys of
+ * the policy when present, each new policy signed by its predecessor's roots (policy 1
+ * hashing to `policy_sha256` when given), every new version's manifest, release signatures
+ * and every chunk and file digest, existing versions unchanged, every new channel state's
+ * deploy signatures, pinned manifest and a sequence that never goes backwards. Costs what
+ * is new, never the whole store. Counts in *out (may be NULL). Returns 0 or IMGSTORE_EVERIFY
+ * naming the commit and what is wrong, IMGSTORE_ENOTFOUND (no such commit), IMGSTORE_ERROR.
+ */
+int imgstore_store_verify_range(imgstore_mirror_stats *out, imgstore_store *store, const char *from,
+                                const char *to, const char *policy_sha256);
+
+/**
+ * One sync of the replica at `repo_path` (created as an empty bare repository when missing)
+ * from its primary: fetch the primary's refs/heads/main into refs/imgstore-mirror/main,
+ * imgstore_store_verify_range from the replica's tip to the fetched one, and only then move
+ * refs/heads/main (compare-and-swap, durable). A refused fetch leaves the replica as it was;
+ * the objects fetched stay unreferenced. *out (may be NULL) says what was checked. Returns 0,
+ * IMGSTORE_EVERIFY (the primary's new history does not check out: nothing taken),
+ * IMGSTORE_ELOCKED (another sync of this replica is running), IMGSTORE_EINVALID (bad url),
+ * IMGSTORE_ERROR (the fetch failed: the message has libgit2's).
+ */
+int imgstore_store_mirror_sync(imgstore_mirror_stats *out, const char *repo_path,
+                               const imgstore_mirror_opts *opts);
+
 #endif

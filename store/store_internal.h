@@ -112,6 +112,17 @@ typedef int (*imgstore_store__edit_fn)(git_oid *tree_out, char **message_out, gi
 int imgstore_store__commit(imgstore_store *store, const char *actor, const imgstore_sign_key *key,
                            imgstore_store__edit_fn edit, void *payload);
 
+/** Take the writers' flock on <repo>/imgstore.lock (waits up to a minute): *out is the fd
+ * to close. 0, IMGSTORE_ELOCKED, IMGSTORE_ERROR. */
+int imgstore_store__lock(int *out, imgstore_store *store);
+
+/** syncfs() the file system holding the store. 0 or IMGSTORE_ERROR. */
+int imgstore_store__sync(imgstore_store *store);
+
+/** Open the git repository at `path` as a store handle without asking for a tip: a replica
+ * before its first sync is an empty repository (mirror.c). */
+int imgstore_store__open_repo(imgstore_store **out, const char *path);
+
 /** The git author/committer for `actor` ("Name <email>", "user@host" or a plain name). */
 int imgstore_store__actor_signature(git_signature **out, const char *actor);
 
@@ -128,6 +139,18 @@ int imgstore_store__commit_create(git_oid *out, imgstore_store *store, git_repos
  * id, schema, and that it names the image and version it is stored under. */
 int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
                                   const git_tree *root, const char *name, const char *version);
+
+/** imgstore_store_file_read on the version as stored in `root` rather than at the tip: what
+ * a replica checks in a commit it has fetched but not yet taken (mirror_verify.c). */
+int imgstore_store__file_read_at(imgstore_store *store, const git_tree *root,
+                                 const imgstore_manifest *manifest, const char *path,
+                                 uint64_t offset, uint64_t length, imgstore_write_fn write,
+                                 void *payload);
+
+/** Re-hash every chunk and every whole file of `manifest` as stored in `root` (verify.c);
+ * *bytes_out (may be NULL) gets the bytes hashed. 0, IMGSTORE_EVERIFY naming the file. */
+int imgstore_store__verify_files_at(uint64_t *bytes_out, imgstore_store *store,
+                                    const git_tree *root, const imgstore_manifest *manifest);
 
 /* A chunk's bytes in memory, from whichever reader produced them (chunk_read.c). */
 typedef struct {
@@ -259,6 +282,11 @@ int imgstore_store__policy_load(imgstore_policy **out, char *digest_out, imgstor
 int imgstore_store__policy_first(imgstore_policy *out, imgstore_sign_pubkey *pub,
                                  char **key_line_out);
 
+/** Index of `signer` among `role`'s keys in `policy`, or -1. Unparseable policy keys never
+ * match. */
+int imgstore_store__role_index(const imgstore_policy *policy, imgstore_role role,
+                               const imgstore_sign_pubkey *signer);
+
 /** 0 when `key` holds `role` in `policy`, else IMGSTORE_EVERIFY naming the key. */
 int imgstore_store__key_check_role(const imgstore_policy *policy, imgstore_role role,
                                    const imgstore_sign_key *key);
@@ -287,6 +315,16 @@ int imgstore_store__signatures_check_at(imgstore_trust_status *out, imgstore_sto
 int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,
                                    const char *name, const char *version);
+
+/** The policy stored in `tree` with its root signatures, as imgstore_store_policy_chain
+ * lists each (signed.c). *out's members are freed as imgstore_policy_chain_free does. */
+int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
+                                   const git_tree *tree);
+
+/** Remember that the policy chain ending in the trust/ tree `trust` checked out, so that
+ * readers do not walk it again (trust_verify.c, the memo): for a caller that has checked
+ * every step of it, as a replica does before it takes a commit. Best effort. */
+void imgstore_store__policy_chain_memo(imgstore_store *store, const git_oid *trust);
 
 /** Walk the policy chain (trust_verify.c): 0 when every policy in history is signed by a
  * threshold of its predecessor's root keys, else IMGSTORE_EVERIFY naming the first break.

@@ -81,9 +81,8 @@ done:
     return err;
 }
 
-/* Index of `signer` among the role's keys, or -1. Unparseable policy keys never match. */
-static int role_index(const imgstore_policy *policy, imgstore_role role,
-                      const imgstore_sign_pubkey *signer)
+int imgstore_store__role_index(const imgstore_policy *policy, imgstore_role role,
+                               const imgstore_sign_pubkey *signer)
 {
     const imgstore_policy_role *r = &policy->roles[role];
 
@@ -103,7 +102,7 @@ int imgstore_store__key_check_role(const imgstore_policy *policy, imgstore_role 
     imgstore_sign_pubkey pub;
 
     imgstore_sign_key_public(&pub, key);
-    if (role_index(policy, role, &pub) >= 0)
+    if (imgstore_store__role_index(policy, role, &pub) >= 0)
         return 0;
     return imgstore_error_set(IMGSTORE_EVERIFY,
                               "key %s is not a %s key of trust policy %llu (imgstore trust show "
@@ -154,7 +153,7 @@ int imgstore_store__signatures_check(imgstore_trust_status *out, imgstore_store 
             if (strcmp(expect_name, file) != 0)
                 check = imgstore_error_set(IMGSTORE_EVERIFY,
                                            "signed by another key than its name says");
-            else if ((index = role_index(policy, role, &signer)) < 0)
+            else if ((index = imgstore_store__role_index(policy, role, &signer)) < 0)
                 continue; /* a sound signature by a key the policy no longer trusts: revoked,
                              not damage; it just does not count */
         }

@@ -223,6 +223,11 @@ static void chain_memo_write(imgstore_store *store, const git_oid *trust)
         unlink(tmp);
 }
 
+void imgstore_store__policy_chain_memo(imgstore_store *store, const git_oid *trust)
+{
+    chain_memo_write(store, trust);
+}
+
 int imgstore_store__policy_chain_check(imgstore_store *store)
 {
     trust_ctx ctx = {store, first_failure, NULL, 0};

@@ -26,7 +26,7 @@ static int hash_write(const void *buf, size_t len, void *payload)
 
 /* Chunks are checked as they are read; this adds the whole-file digest, which also proves
  * the manifest's file entry agrees with its own chunk list. */
-static int verify_file(imgstore_store *store, const imgstore_manifest *m,
+static int verify_file(imgstore_store *store, const git_tree *root, const imgstore_manifest *m,
                        const imgstore_manifest_file *file, uint64_t *bytes)
 {
     hash_sink sink = {NULL, 0};
@@ -35,7 +35,8 @@ static int verify_file(imgstore_store *store, const imgstore_manifest *m,
 
     if ((err = imgstore_sha256_new(&sink.sha)) < 0)
         return err;
-    err = imgstore_store_file_read(store, m, file->path, 0, UINT64_MAX, hash_write, &sink);
+    err =
+        imgstore_store__file_read_at(store, root, m, file->path, 0, UINT64_MAX, hash_write, &sink);
     *bytes += sink.bytes;
     imgstore_sha256_final_hex(sink.sha, hex);
     imgstore_sha256_free(sink.sha);
@@ -45,17 +46,31 @@ static int verify_file(imgstore_store *store, const imgstore_manifest *m,
     return err;
 }
 
+int imgstore_store__verify_files_at(uint64_t *bytes_out, imgstore_store *store,
+                                    const git_tree *root, const imgstore_manifest *manifest)
+{
+    uint64_t bytes = 0;
+    int err = 0;
+
+    for (size_t i = 0; i < manifest->file_count && err == 0; i++)
+        err = verify_file(store, root, manifest, &manifest->files[i], &bytes);
+    if (bytes_out)
+        *bytes_out = bytes;
+    return err;
+}
+
 static int verify_version(imgstore_store *store, const char *name, const char *version,
                           imgstore_verify_fn report, void *payload)
 {
     imgstore_verify_result result = {name, version, 0, "", 0, "version", 0, 0};
     imgstore_manifest *m = NULL;
+    git_tree *tip = NULL;
     int err;
 
-    if ((err = imgstore_store_manifest_get(&m, NULL, store, name, version)) == 0) {
-        for (size_t i = 0; i < m->file_count && err == 0; i++)
-            err = verify_file(store, m, &m->files[i], &result.bytes);
-    }
+    if ((err = imgstore_store__tip_tree(&tip, store)) == 0 &&
+        (err = imgstore_store__manifest_load(&m, NULL, store, tip, name, version)) == 0)
+        err = imgstore_store__verify_files_at(&result.bytes, store, tip, m);
+    git_tree_free(tip);
     if (err == 0) {
         imgstore_trust_status trust;
 

@@ -57,13 +57,68 @@ int imgstore_trust_signatures_count(imgstore_trust_status *out, const imgstore_p
     return 0;
 }
 
+int imgstore_trust_policy_link_verify(imgstore_policy **out, const imgstore_policy *previous,
+                                      const imgstore_policy_link *link,
+                                      const char *pinned_first_sha256)
+{
+    imgstore_policy *policy = NULL;
+    imgstore_trust_status status;
+    char digest[65];
+    int err;
+
+    *out = NULL;
+    if (!imgstore_schema_policy_is_canonical(link->policy, link->policy_len) ||
+        imgstore_schema_policy_parse(&policy, link->policy, link->policy_len) < 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "policy %llu is damaged or not canonical",
+                                 (unsigned long long)link->version);
+        goto done;
+    }
+    if (policy->version != (previous ? previous->version + 1 : 1) ||
+        policy->version != link->version) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "policy %llu follows policy %llu; versions must start at 1 "
+                                 "and grow by one",
+                                 (unsigned long long)policy->version,
+                                 (unsigned long long)(previous ? previous->version : 0));
+        goto done;
+    }
+    if (!previous && pinned_first_sha256) {
+        if ((err = imgstore_sha256_hex(digest, link->policy, link->policy_len)) < 0)
+            goto done;
+        if (strcmp(digest, pinned_first_sha256) != 0) {
+            err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                     "policy 1 has sha256 %s, not the pinned %s: this is "
+                                     "not the store first seen under this id",
+                                     digest, pinned_first_sha256);
+            goto done;
+        }
+    }
+    /* policy 1 vouches for itself (it is the root of trust); every later one needs its
+     * predecessor's root keys */
+    if ((err = imgstore_trust_signatures_count(
+             &status, previous ? previous : policy, IMGSTORE_ROLE_ROOT,
+             (const char *const *)link->signatures, link->signature_count, link->policy,
+             link->policy_len)) < 0)
+        goto done;
+    if (!status.trusted || status.invalid) {
+        err = imgstore_error_set(
+            IMGSTORE_EVERIFY, "policy %llu has %zu of the %u root signatures it needs%s%s",
+            (unsigned long long)policy->version, status.valid, status.threshold,
+            status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
+        goto done;
+    }
+    *out = policy;
+    policy = NULL;
+done:
+    imgstore_policy_free(policy);
+    return err;
+}
+
 int imgstore_trust_policy_chain_verify(imgstore_policy **current_out,
                                        const imgstore_policy_link *links, size_t count,
                                        const char *pinned_first_sha256)
 {
     imgstore_policy *previous = NULL, *policy = NULL;
-    imgstore_trust_status status;
-    char digest[65];
     int err = 0;
 
     if (current_out)
@@ -71,48 +126,9 @@ int imgstore_trust_policy_chain_verify(imgstore_policy **current_out,
     if (count == 0)
         return imgstore_error_set(IMGSTORE_EVERIFY, "no trust policy");
     for (size_t i = 0; i < count; i++) {
-        const imgstore_policy_link *l = &links[i];
-
-        if (!imgstore_schema_policy_is_canonical(l->policy, l->policy_len) ||
-            (err = imgstore_schema_policy_parse(&policy, l->policy, l->policy_len)) < 0) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY, "policy %llu is damaged or not canonical",
-                                     (unsigned long long)l->version);
+        if ((err = imgstore_trust_policy_link_verify(&policy, previous, &links[i],
+                                                     pinned_first_sha256)) < 0)
             goto done;
-        }
-        if (policy->version != (previous ? previous->version + 1 : 1) ||
-            policy->version != l->version) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                     "policy %llu follows policy %llu; versions must start at 1 "
-                                     "and grow by one",
-                                     (unsigned long long)policy->version,
-                                     (unsigned long long)(previous ? previous->version : 0));
-            goto done;
-        }
-        if (i == 0 && pinned_first_sha256) {
-            if ((err = imgstore_sha256_hex(digest, l->policy, l->policy_len)) < 0)
-                goto done;
-            if (strcmp(digest, pinned_first_sha256) != 0) {
-                err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                         "policy 1 has sha256 %s, not the pinned %s: this is "
-                                         "not the store first seen under this id",
-                                         digest, pinned_first_sha256);
-                goto done;
-            }
-        }
-        /* policy 1 vouches for itself (it is the root of trust); every later one needs its
-         * predecessor's root keys */
-        if ((err = imgstore_trust_signatures_count(
-                 &status, previous ? previous : policy, IMGSTORE_ROLE_ROOT,
-                 (const char *const *)l->signatures, l->signature_count, l->policy,
-                 l->policy_len)) < 0)
-            goto done;
-        if (!status.trusted || status.invalid) {
-            err = imgstore_error_set(
-                IMGSTORE_EVERIFY, "policy %llu has %zu of the %u root signatures it needs%s%s",
-                (unsigned long long)policy->version, status.valid, status.threshold,
-                status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
-            goto done;
-        }
         imgstore_policy_free(previous);
         previous = policy;
         policy = NULL;
@@ -122,7 +138,6 @@ int imgstore_trust_policy_chain_verify(imgstore_policy **current_out,
         previous = NULL;
     }
 done:
-    imgstore_policy_free(policy);
     imgstore_policy_free(previous);
     return err;
 }

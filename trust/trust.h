@@ -64,6 +64,17 @@ int imgstore_trust_policy_chain_verify(imgstore_policy **current_out,
                                        const imgstore_policy_link *links, size_t count,
                                        const char *pinned_first_sha256);
 
+/**
+ * One step of imgstore_trust_policy_chain_verify: `link` is policy 1 (`previous` NULL; its
+ * bytes must hash to `pinned_first_sha256` when given) or the successor of `previous`,
+ * canonical and signed by a threshold of previous's root keys (policy 1: its own). What a
+ * read replica checks for each new policy it fetches (store/mirror_verify.c). *out (caller
+ * frees) gets the parsed policy. Returns 0 or IMGSTORE_EVERIFY naming the break.
+ */
+int imgstore_trust_policy_link_verify(imgstore_policy **out, const imgstore_policy *previous,
+                                      const imgstore_policy_link *link,
+                                      const char *pinned_first_sha256);
+
 /* ---- rollback stack (stack.c) ----------------------------------------------------------- */
 
 /**

@@ -55,6 +55,8 @@ class Auth(ServerTestCase):
             ("GET", "/readyz", "/readyz", None, None, None, ok),
             ("GET", "/metrics", "/metrics", None, None, "read", ok),
             ("GET", "/v1/trust", "/v1/trust", None, None, "read,deploy", ok),
+            # served only by a read replica (test_mirror.py); this server is not one
+            ("GET", "/v1/mirror", "/v1/mirror", None, None, "read", (404,)),
             ("GET", "/v1/images", "/v1/images", None, None, "read", ok),
             ("GET", "/v1/images/app", image, None, None, "read", ok),
             ("POST", "/v1/images/app", image, form2, {"Content-Type": ctype2}, "push", (201,)),
