@@ -19,7 +19,7 @@ static bool digest_equal(const uint8_t *a, const uint8_t *b)
     return diff == 0;
 }
 
-static int token_digest(uint8_t *out, const char *token)
+int imgstore_server__token_digest(uint8_t out[32], const char *token)
 {
     imgstore_sha256 *sha = NULL;
     char hex[65];
@@ -39,13 +39,33 @@ static int token_digest(uint8_t *out, const char *token)
     return 0;
 }
 
+const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
+                                                          const uint8_t digest[32])
+{
+    const imgstore_server__token *found = NULL;
+
+    for (size_t i = 0; i < config->token_count; i++) {
+        if (digest_equal(digest, config->tokens[i].digest) && !found)
+            found = &config->tokens[i];
+    }
+    return found;
+}
+
+unsigned imgstore_server__scopes_granted(const imgstore_server_config *config,
+                                         const imgstore_server__token *token)
+{
+    unsigned granted = token ? token->scopes : config->anonymous_scopes;
+
+    return granted & IMGSTORE_SERVER_SCOPE_ADMIN ? ~0u : granted;
+}
+
 /* Which token the request presents: 0 (none), 1 (a configured one, in *out), -1 (bad). */
 static int identify(const imgstore_server__token **out, imgstore_server__request *req)
 {
     const imgstore_server_config *config = req->server->config;
     const char *header =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    const imgstore_server__token *found = NULL;
+    const imgstore_server__token *found;
     uint8_t digest[32];
 
     *out = NULL;
@@ -53,12 +73,9 @@ static int identify(const imgstore_server__token **out, imgstore_server__request
         return 0;
     if (strncmp(header, "Bearer ", 7) != 0 || !header[7] || strlen(header) > 512)
         return -1;
-    if (token_digest(digest, header + 7) < 0)
+    if (imgstore_server__token_digest(digest, header + 7) < 0)
         return -1;
-    for (size_t i = 0; i < config->token_count; i++) {
-        if (digest_equal(digest, config->tokens[i].digest) && !found)
-            found = &config->tokens[i];
-    }
+    found = imgstore_server__token_find(config, digest);
     *out = found;
     return found ? 1 : -1;
 }
@@ -90,9 +107,7 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
         return false;
     }
     req->token = token;
-    granted = token ? token->scopes : req->server->config->anonymous_scopes;
-    if (granted & IMGSTORE_SERVER_SCOPE_ADMIN)
-        granted = ~0u;
+    granted = imgstore_server__scopes_granted(req->server->config, token);
     if (granted & scope) /* any one of the route's scopes will do */
         return true;
     if (!token)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,7 +102,7 @@ const char *imgstore_server__actor(const imgstore_server__request *req)
 
 /* BODY_SIGNED: a JSON body carrying signatures the client made; a signature the store
  * refuses is the request's fault there (403 untrusted_key, not 500: http.c) */
-typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD } body_kind;
+typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD, BODY_FORM } body_kind;
 
 typedef struct {
     imgstore_server__route route;
@@ -233,6 +234,29 @@ static const struct {
       imgstore_server__route_channel_signed},
      {ROUTE_CHANNEL_SIGNED, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_SIGNED,
       imgstore_server__route_channel_put_signed}},
+    /* the status page (route_ui.c): its handlers authorise themselves (a cookie, or a
+     * redirect to the login form), so scope 0 here; a form body is capped as JSON is */
+    {{""}, 1, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}},
+    {{"ui"}, 1, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}},
+    {{"ui", ""}, 2, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}},
+    {{"ui", "style.css"},
+     2,
+     {ROUTE_UI_LOGIN, NULL, 0, BODY_NONE, imgstore_server__route_ui_style},
+     {0}},
+    {{"ui", "login"},
+     2,
+     {ROUTE_UI_LOGIN, NULL, 0, BODY_NONE, imgstore_server__route_ui_login_form},
+     {ROUTE_UI_LOGIN, "POST", 0, BODY_FORM, imgstore_server__route_ui_login}},
+    {{"ui", "logout"},
+     2,
+     {0},
+     {ROUTE_UI_LOGIN, "POST", 0, BODY_FORM, imgstore_server__route_ui_logout}},
+    {{"ui", "images", "*"}, 3, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}},
+    {{"ui", "images", "*", "*"}, 4, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}},
+    {{"ui", "channels", "*", "*"},
+     4,
+     {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui},
+     {0}},
 };
 
 /* Split the raw path into segments; literal ones are compared raw, parameters decoded. */
@@ -419,6 +443,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     switch (req->route) {
     case ROUTE_HEALTHZ:
     case ROUTE_METRICS:
+    case ROUTE_UI_LOGIN: /* the form and the stylesheet: no store read */
         return RUN_INLINE;
     case ROUTE_CHANNEL: /* a watch waits: never on a polling thread */
         if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "wait"))
@@ -432,6 +457,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     case ROUTE_MANIFEST:
     case ROUTE_SIGNATURES:
     case ROUTE_CHANNEL_SIGNED:
+    case ROUTE_UI:
         return RUN_CACHED_INLINE;
     default:
         return RUN_WORKER;
@@ -553,7 +579,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return result;
         if (entry->body == BODY_UPLOAD)
             return imgstore_server__upload_begin(req);
-        return MHD_YES; /* BODY_JSON, BODY_SIGNED: wait for the body */
+        return MHD_YES; /* BODY_JSON, BODY_SIGNED, BODY_FORM: wait for the body */
     }
     if (req->held)
         return pick_up(req, upload_data_size);
@@ -778,6 +804,12 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     pthread_cond_init(&server->changed, NULL);
     if (signers)
         server->signers = *signers;
+    /* the status page's session cookies are signed with a key no restart keeps (ui_auth.c) */
+    if (getrandom(server->session_key, sizeof(server->session_key), 0) !=
+        (ssize_t)sizeof(server->session_key)) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "getrandom: %s", strerror(errno));
+        goto done;
+    }
     if ((err = imgstore_server__config_copy(&server->config, config)) < 0 ||
         (err = imgstore_server__metrics_new(&server->metrics)) < 0)
         goto done;
