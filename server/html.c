@@ -220,6 +220,8 @@ const char imgstore_server__html_stylesheet[] =
     "vertical-align:top}\n"
     "th{background:#eef0f4;font-weight:600;font-size:.85rem;color:var(--muted)}\n"
     "td a{color:var(--accent)}\n"
+    "td.nowrap,td code.name{white-space:nowrap}\n"
+    "td.digest{font-size:12px;min-width:17em}\n"
     "code,.digest{font:13px/1.4 ui-monospace,'DejaVu Sans Mono',monospace;word-break:break-all}\n"
     "dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1.2rem;background:"
     "var(--card);border:1px solid var(--line);padding:.8rem 1rem;margin:0}\n"

@@ -81,7 +81,8 @@ static void size_cell(imgstore_server__html *html, uint64_t bytes)
 {
     char human[32];
 
-    imgstore_server__html_fmt(html, "<td title=\"%llu bytes\">%s</td>", (unsigned long long)bytes,
+    imgstore_server__html_fmt(html, "<td class=\"nowrap\" title=\"%llu bytes\">%s</td>",
+                              (unsigned long long)bytes,
                               imgstore_size_human(human, sizeof(human), bytes));
 }
 
@@ -338,8 +339,9 @@ static int version_page(imgstore_server__html *html, imgstore_store *store, cons
     for (size_t i = 0; i < m->file_count; i++) {
         const imgstore_manifest_file *f = &m->files[i];
 
-        imgstore_server__html_fmt(html, "<tr><td><code>%s</code></td><td>%s</td><td>%s</td><td>",
-                                  f->path, f->info.kind, f->info.format);
+        imgstore_server__html_fmt(
+            html, "<tr><td><code class=\"name\">%s</code></td><td>%s</td><td>%s</td><td>", f->path,
+            f->info.kind, f->info.format);
         file_details(html, &f->info);
         imgstore_server__html_raw(html, "</td>");
         size_cell(html, f->size);
@@ -419,7 +421,8 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
         commit[sizeof(commit) - 1] = '\0';
         imgstore_server__html_fmt(
             html,
-            "<tr><td>%llu</td><td>%s</td><td>%s</td><td><a href=\"/ui/images/%s/%s\">%s</a></td>"
+            "<tr><td>%llu</td><td class=\"nowrap\">%s</td><td>%s</td><td><a "
+            "href=\"/ui/images/%s/%s\">%s</a></td>"
             "<td>%s</td><td>%s</td><td>%s</td><td>%zu</td><td><code>%s</code></td></tr>\n",
             (unsigned long long)e->op, s ? s->time : when, s ? s->action : e->action, name,
             e->version ? e->version : "", e->version ? e->version : "",
