@@ -30,9 +30,10 @@ static page_kind kind_of(const imgstore_server__request *req)
     return PAGE_IMAGES;
 }
 
+/* Who signed in through the login form (a bearer client has no session to end). */
 static const char *user_of(const imgstore_server__request *req)
 {
-    return req->token ? req->token->name : NULL;
+    return req->answer_variant;
 }
 
 static enum MHD_Result error_page(imgstore_server__request *req, int err)
