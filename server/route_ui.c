@@ -5,9 +5,10 @@
  * signatures (/ui/images/{name}/{version}), and one channel's state, deploy signatures and
  * a page of its moves with who made each and why (/ui/channels/{name}/{channel}).
  *
- * Every page is a function of the store's tip, its path, its ?before= and the signed-in
- * name, so it goes through the answer cache as the API's reads do. Lists are pages of the
- * store's indexes (versions_page, history_query): no page walks all versions or commits.
+ * Every page is a function of the store's tip, its path, its ?before= and ?limit= and the
+ * signed-in name, so it goes through the answer cache as the API's reads do. Lists are pages
+ * of the store's indexes (versions_page, history_query): no page walks all versions or
+ * commits.
  * Not responsible for who may look (ui_auth.c) nor for how markup is escaped (html.c).
  */
 #include "server/server_internal.h"
@@ -16,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VERSIONS_PER_PAGE 50
+#define VERSIONS_PER_PAGE 50 /* ?limit= changes it, up to PAGE_MAX */
 #define MOVES_PER_PAGE    25
+#define PAGE_MAX          200
 
 typedef enum { PAGE_IMAGES, PAGE_IMAGE, PAGE_VERSION, PAGE_CHANNEL } page_kind;
 
@@ -201,7 +203,7 @@ static int image_channels(imgstore_server__html *html, imgstore_store *store, co
 }
 
 static int image_page(imgstore_server__html *html, imgstore_store *store, const char *name,
-                      uint64_t before)
+                      uint64_t before, size_t limit)
 {
     imgstore_version_row *rows = NULL;
     size_t count = 0, total = 0;
@@ -209,7 +211,7 @@ static int image_page(imgstore_server__html *html, imgstore_store *store, const 
 
     if ((err = imgstore_store_versions_page(&rows, &count, &total, store, name,
                                             before ? (size_t)before : SIZE_MAX,
-                                            VERSIONS_PER_PAGE)) < 0)
+                                            limit ? limit : VERSIONS_PER_PAGE)) < 0)
         return err;
     crumbs(html, name, NULL);
     imgstore_server__html_fmt(html, "<h1>%s</h1>\n", name);
@@ -233,11 +235,13 @@ static int image_page(imgstore_server__html *html, imgstore_store *store, const 
     if (before)
         imgstore_server__html_fmt(html, "<a href=\"/ui/images/%s\" id=\"newest\">Newest</a>", name);
     /* rows count from the oldest (0): the last row's position is the next page's before */
-    if (count && rows[count - 1].row > 0)
-        imgstore_server__html_fmt(html,
-                                  "<a href=\"/ui/images/%s?before=%zu\" id=\"older\">Older "
-                                  "versions</a>",
-                                  name, rows[count - 1].row);
+    if (count && rows[count - 1].row > 0) {
+        imgstore_server__html_fmt(html, "<a href=\"/ui/images/%s?before=%zu", name,
+                                  rows[count - 1].row);
+        if (limit)
+            imgstore_server__html_fmt(html, "&amp;limit=%zu", limit);
+        imgstore_server__html_raw(html, "\" id=\"older\">Older versions</a>");
+    }
     imgstore_server__html_raw(html, "</p>\n");
 done:
     imgstore_version_rows_free(rows, count);
@@ -370,9 +374,10 @@ static void agent_reports(imgstore_server__html *html, const char *name, const c
 }
 
 static int channel_page(imgstore_server__html *html, imgstore_store *store, const char *name,
-                        const char *channel, uint64_t before)
+                        const char *channel, uint64_t before, size_t limit)
 {
-    imgstore_history_query q = {.channel = channel, .before = before, .limit = MOVES_PER_PAGE};
+    imgstore_history_query q = {
+        .channel = channel, .before = before, .limit = limit ? limit : MOVES_PER_PAGE};
     imgstore_history_entry *entries = NULL;
     imgstore_channel_state *state = NULL;
     imgstore_trust_status trust;
@@ -434,11 +439,13 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
     if (before)
         imgstore_server__html_fmt(html, "<a href=\"/ui/channels/%s/%s\" id=\"newest\">Newest</a>",
                                   name, channel);
-    if (next)
-        imgstore_server__html_fmt(html,
-                                  "<a href=\"/ui/channels/%s/%s?before=%llu\" id=\"older\">Older "
-                                  "moves</a>",
-                                  name, channel, (unsigned long long)next);
+    if (next) {
+        imgstore_server__html_fmt(html, "<a href=\"/ui/channels/%s/%s?before=%llu", name, channel,
+                                  (unsigned long long)next);
+        if (limit)
+            imgstore_server__html_fmt(html, "&amp;limit=%zu", limit);
+        imgstore_server__html_raw(html, "\" id=\"older\">Older moves</a>");
+    }
     imgstore_server__html_raw(html, "</p>\n");
     agent_reports(html, name, channel);
 done:
@@ -449,11 +456,12 @@ done:
 
 /* ---- the route ------------------------------------------------------------------------ */
 
-static int check_args(imgstore_server__request *req, page_kind kind, uint64_t *before)
+static int check_args(imgstore_server__request *req, page_kind kind, uint64_t *before,
+                      uint64_t *limit)
 {
     int err = 0;
 
-    *before = 0;
+    *before = *limit = 0;
     if (kind != PAGE_IMAGES &&
         (err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, req->segments[2])) < 0)
         return err;
@@ -465,6 +473,10 @@ static int check_args(imgstore_server__request *req, page_kind kind, uint64_t *b
         return err;
     if ((err = imgstore_server__query_u64(before, req, "before")) < 0 && err != IMGSTORE_ENOTFOUND)
         return err;
+    if ((err = imgstore_server__query_u64(limit, req, "limit")) < 0 && err != IMGSTORE_ENOTFOUND)
+        return err;
+    if (err == 0 && (*limit == 0 || *limit > PAGE_MAX))
+        return imgstore_error_set(IMGSTORE_EINVALID, "query limit: 1 to %d", PAGE_MAX);
     return 0;
 }
 
@@ -473,14 +485,14 @@ enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req)
     imgstore_server__html html = {0};
     page_kind kind = kind_of(req);
     imgstore_store *store;
-    uint64_t before;
+    uint64_t before, limit;
     enum MHD_Result result;
     int err;
 
     if (!imgstore_server__ui_authorize(req, &result))
         return result;
     /* the arguments are checked before they become part of a cache key */
-    if ((err = check_args(req, kind, &before)) < 0)
+    if ((err = check_args(req, kind, &before, &limit)) < 0)
         return error_page(req, err);
     if (imgstore_server__answer_cached(req, &result))
         return result;
@@ -496,13 +508,13 @@ enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req)
         err = images_page(&html, store);
         break;
     case PAGE_IMAGE:
-        err = image_page(&html, store, req->segments[2], before);
+        err = image_page(&html, store, req->segments[2], before, (size_t)limit);
         break;
     case PAGE_VERSION:
         err = version_page(&html, store, req->segments[2], req->segments[3]);
         break;
     case PAGE_CHANNEL:
-        err = channel_page(&html, store, req->segments[2], req->segments[3], before);
+        err = channel_page(&html, store, req->segments[2], req->segments[3], before, (size_t)limit);
         break;
     }
     if (err < 0) {
