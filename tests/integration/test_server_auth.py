@@ -34,6 +34,7 @@ class Auth(ServerTestCase):
         ctype, form = multipart([("f.bin", b"upload %d" % self.uploads)])
         ctype2, form2 = multipart([("g.bin", b"unversioned %d" % self.uploads)])
         ok = (200,)
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
         bad_signature = json.dumps({"signatures": ["not a signature"]}).encode()
         bad_state = json.dumps({"state": "{}", "signatures": ["not a signature"]}).encode()
         image, version, channel = "/v1/images/{name}", "/v1/images/{name}/{version}", \
@@ -73,6 +74,17 @@ class Auth(ServerTestCase):
             # served: a rollback may find nothing to roll back to (404)
             ("POST", "/v1/channels/app/prod/rollback", channel + "/rollback", b"{}", None,
              "deploy", (200, 404)),
+            # the status page: a bearer token as above; without one, the login form (303)
+            ("GET", "/", "/", None, None, "read", ok),
+            ("GET", "/ui/", "/ui/", None, None, "read", ok),
+            ("GET", "/ui/images/app", "/ui/images/{name}", None, None, "read", ok),
+            ("GET", "/ui/images/app/1.0", "/ui/images/{name}/{version}", None, None, "read", ok),
+            ("GET", "/ui/channels/app/prod", "/ui/channels/{name}/{channel}", None, None, "read",
+             ok),
+            ("GET", "/ui/login", "/ui/login", None, None, None, ok),
+            ("POST", "/ui/login", "/ui/login", b"token=imgstore_nope", form_type, None, (401,)),
+            ("POST", "/ui/logout", "/ui/logout", b"", form_type, None, (303,)),
+            ("GET", "/ui/style.css", "/ui/style.css", None, None, None, ok),
         ]
 
     def test_covers_the_openapi(self):
@@ -98,7 +110,10 @@ class Auth(ServerTestCase):
                                                          headers=headers, token=token)
                 what = "%s %s as %s" % (method, path, who)
                 if scope is None:
-                    self.assertEqual(status, 200, what)
+                    self.assertIn(status, served, what)
+                elif who is None and (path == "/" or path.startswith("/ui/")):
+                    self.assertEqual(status, 303, what)  # to the status page's login form
+                    self.assertEqual(hdrs["location"], "/ui/login?next=" + path, what)
                 elif who is None or who == "bad":
                     self.assertEqual(status, 401, what)
                     self.assertTrue(hdrs.get("www-authenticate", "").startswith("Bearer"), what)
