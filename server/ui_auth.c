@@ -6,12 +6,12 @@
  * digest>.<HMAC-SHA256>", signed with a key drawn at server start. Why a session and not
  * the token itself: the token (which may carry push, deploy or admin) never rests in the
  * browser's cookie jar; the cookie ends after IMGSTORE_SERVER_SESSION_SECONDS; it names the
- * token by the digest the config holds and every request looks it up again, so a session has
- * the token's current scopes and ends with it; and it is stateless (no table to bound,
- * nothing shared between threads). A restart draws a new key and so signs everyone out. The cookie is HttpOnly (no script
- * reads it; the pages have none), SameSite=Strict (no other site's page or form sends it),
- * Secure under TLS, and only the status page reads it: the API answers bearer tokens only,
- * so a cookie can never push, deploy or sign.
+ * token by the digest the config holds and every request looks it up again, so a session
+ * has the token's current scopes and ends with it; and it is stateless (no table to bound,
+ * nothing shared between threads). A restart draws a new key and so signs everyone out. The
+ * cookie is HttpOnly (no script reads it; the pages have none), SameSite=Strict (no other
+ * site's page or form sends it), Secure under TLS, and only the status page reads it: the
+ * API answers bearer tokens only, so a cookie can never push, deploy or sign.
  *
  * Not responsible for the pages themselves (route_ui.c) nor for the HTML (html.c).
  */
