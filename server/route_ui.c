@@ -206,6 +206,7 @@ static int image_page(imgstore_server__html *html, imgstore_store *store, const 
                       uint64_t before, size_t limit)
 {
     imgstore_version_row *rows = NULL;
+    imgstore_trust_status trust;
     size_t count = 0, total = 0;
     int err;
 
@@ -220,7 +221,8 @@ static int image_page(imgstore_server__html *html, imgstore_store *store, const 
     imgstore_server__html_fmt(html,
                               "<h2>Versions</h2>\n<p class=\"muted\">%zu versions, newest "
                               "first.</p>\n<table id=\"versions\"><tr><th>Version</th>"
-                              "<th>Created</th><th>Files</th><th>Size</th></tr>\n",
+                              "<th>Created</th><th>Files</th><th>Size</th>"
+                              "<th>Release signatures</th></tr>\n",
                               total);
     for (size_t i = 0; i < count; i++) {
         imgstore_server__html_fmt(html,
@@ -229,7 +231,16 @@ static int image_page(imgstore_server__html *html, imgstore_store *store, const 
                                   name, rows[i].version, rows[i].version, rows[i].created,
                                   rows[i].files);
         size_cell(html, rows[i].size);
-        imgstore_server__html_raw(html, "</tr>\n");
+        /* a pending version (too few release signatures) stands out in the list: one
+         * signature check per row of the page */
+        if ((err = imgstore_store_version_trust(&trust, store, name, rows[i].version)) < 0)
+            goto done;
+        imgstore_server__html_fmt(html,
+                                  "<td><span class=\"badge %s\">%s %zu of %u</span></td>"
+                                  "</tr>\n",
+                                  trust.trusted ? "ok" : "bad",
+                                  trust.trusted ? "verified" : "pending", trust.valid,
+                                  trust.threshold);
     }
     imgstore_server__html_raw(html, "</table>\n<p class=\"pager\">");
     if (before)
