@@ -296,6 +296,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.assertIn("2.0", versions)
         self.assertIn("1.0", versions)
         self.assertLess(versions.index("2.0"), versions.index("1.0"))  # newest first
+        self.assertIn("verified 1 of 1", versions)
         self.assertIn("prod", b.text("#channels"))
         self.shoot(b, tag + "-image")
 

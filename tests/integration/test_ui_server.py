@@ -12,7 +12,7 @@ signed in, and follow every move of the tip.
 import re
 import urllib.parse
 
-from imgstore_testlib import ServerTestCase, main, new_token
+from imgstore_testlib import ServerTestCase, main, multipart, new_token
 
 
 def form(**fields):
@@ -160,6 +160,24 @@ class StatusPage(ServerTestCase):
         _, channel = self.page("/ui/channels/app/prod?limit=2", alice)
         self.assertIn('id="runs">3.0</a>', channel)
         self.assertIn(">three<", channel)
+
+    def test_a_pending_version_stands_out(self):
+        """A version stored without its release signatures (a key-less server's upload) is
+        shown pending in the list and not trusted on its page; signed ones verified."""
+        admin, line = new_token("admin", "ops")
+        keyless = self.serve(line, env={"XDG_CONFIG_HOME": self.path("nokey")})
+        ctype, body = multipart([("app.img", b"\x01" * 4096)])
+        status, _, data = keyless.request("POST", "/v1/images/app/4.0", body=body,
+                                          headers={"Content-Type": ctype}, token=admin)
+        self.assertEqual(status, 201, data)
+        cookie = self.session(self.read)
+        _, page = self.page("/ui/images/app?limit=2", cookie)
+        rows = re.findall(r'<tr><td><a href="/ui/images/app/([^"]+)">.*?</tr>', page)
+        self.assertEqual(rows, ["4.0", "3.0"], page)
+        self.assertRegex(page, r'app/4\.0">4\.0</a>.*?badge bad">pending 0 of 1<')
+        self.assertRegex(page, r'app/3\.0">3\.0</a>.*?badge ok">verified 1 of 1<')
+        _, page = self.page("/ui/images/app/4.0", cookie)
+        self.assertIn("not trusted: 0 of 1 signatures needed", page)
 
 
 if __name__ == "__main__":
