@@ -12,6 +12,7 @@
  * Not responsible for who may look (ui_auth.c) nor for how markup is escaped (html.c).
  */
 #include "server/server_internal.h"
+#include "sign/sign.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,46 @@ static void size_cell(imgstore_server__html *html, uint64_t bytes)
                               imgstore_size_human(human, sizeof(human), bytes));
 }
 
+/* The trust policy every status on the pages is judged under: its roles' thresholds and
+ * keys (by fingerprint, as `imgstore trust show` and ssh-keygen name them). */
+static int policy_section(imgstore_server__html *html, imgstore_store *store)
+{
+    imgstore_policy *policy = NULL;
+    char digest[65];
+    int err;
+
+    if ((err = imgstore_store_policy_get(&policy, digest, store)) < 0)
+        return err;
+    imgstore_server__html_fmt(html, "<h2>Trust policy</h2>\n<table id=\"policy\"><tr><th>Role</th>"
+                                    "<th>Signatures needed</th><th>Keys</th></tr>\n");
+    for (int role = 0; role < IMGSTORE_ROLE_COUNT; role++) {
+        const imgstore_policy_role *r = &policy->roles[role];
+
+        imgstore_server__html_fmt(html, "<tr><td>%s</td><td>%u of %zu</td><td>",
+                                  imgstore_schema_role_name((imgstore_role)role), r->threshold,
+                                  r->key_count);
+        for (size_t k = 0; k < r->key_count; k++) {
+            imgstore_sign_pubkey key;
+            char id[IMGSTORE_SIGN_KEYID_MAX];
+
+            if (imgstore_sign_pubkey_parse(&key, r->keys[k]) < 0) {
+                imgstore_error_clear(); /* a policy the store took holds parsable keys */
+                continue;
+            }
+            imgstore_sign_pubkey_fingerprint(id, &key);
+            imgstore_server__html_fmt(html, "%s<code>%s</code> %s", k ? "<br>" : "", id,
+                                      key.comment);
+        }
+        imgstore_server__html_raw(html, "</td></tr>\n");
+    }
+    imgstore_server__html_fmt(html,
+                              "</table>\n<p class=\"muted\">Policy version %llu, SHA-256 "
+                              "<code>%s</code>.</p>\n",
+                              (unsigned long long)policy->version, digest);
+    imgstore_policy_free(policy);
+    return 0;
+}
+
 /* ---- / and /ui/ ------------------------------------------------------------------------- */
 
 static int images_page(imgstore_server__html *html, imgstore_store *store)
@@ -144,6 +185,8 @@ static int images_page(imgstore_server__html *html, imgstore_store *store)
     if (count)
         imgstore_server__html_raw(html, "</table>\n");
     imgstore_strings_free(names, count);
+    if (err == 0)
+        err = policy_section(html, store);
     return err;
 }
 

@@ -288,6 +288,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.assertIn("app", images)
         self.assertIn("web", images)
         self.assertIn("prod: 1.0", images)
+        self.assertIn("release 1 of 1 SHA256:", b.text("#policy"))
         self.shoot(b, tag + "-images")
 
         b.click("#images a[href='/ui/images/app']")

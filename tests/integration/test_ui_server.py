@@ -178,6 +178,12 @@ class StatusPage(ServerTestCase):
         self.assertRegex(page, r'app/3\.0">3\.0</a>.*?badge ok">verified 1 of 1<')
         _, page = self.page("/ui/images/app/4.0", cookie)
         self.assertIn("not trusted: 0 of 1 signatures needed", page)
+        # what "of 1" is judged by: the policy's roles, thresholds and keys
+        _, page = self.page("/", cookie)
+        policy = page[page.index('id="policy"'):]
+        for role in ("root", "release", "deploy"):
+            self.assertRegex(policy, r"<td>%s</td><td>1 of 1</td><td><code>SHA256:" % role)
+        self.assertIn("Policy version 1", policy)
 
 
 if __name__ == "__main__":
