@@ -434,6 +434,7 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
         .channel = channel, .before = before, .limit = limit ? limit : MOVES_PER_PAGE};
     imgstore_history_entry *entries = NULL;
     imgstore_channel_state *state = NULL;
+    imgstore_policy *policy = NULL;
     imgstore_trust_status trust;
     size_t count = 0;
     uint64_t next = 0;
@@ -441,7 +442,8 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
 
     if ((err = imgstore_store_channel_get(&state, store, name, channel)) < 0 ||
         (err = imgstore_store_channel_trust(&trust, store, name, channel)) < 0 ||
-        (err = imgstore_store_history_query(&entries, &count, &next, store, name, &q)) < 0)
+        (err = imgstore_store_history_query(&entries, &count, &next, store, name, &q)) < 0 ||
+        (err = imgstore_store_policy_get(&policy, NULL, store)) < 0)
         goto done;
     crumbs(html, name, NULL);
     imgstore_server__html_fmt(html,
@@ -467,10 +469,11 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
             imgstore_server__html_fmt(html, "%s%s", i ? ", then " : "", state->stack[i]);
         imgstore_server__html_raw(html, "</dd>");
     }
-    imgstore_server__html_raw(html, "</dl>\n<h2>History</h2>\n<table id=\"history\"><tr><th>#</th>"
-                                    "<th>Time</th><th>Action</th><th>Version</th><th>From</th>"
-                                    "<th>By</th><th>Why</th><th>Signatures</th><th>Commit</th>"
-                                    "</tr>\n");
+    imgstore_server__html_raw(html,
+                              "</dl>\n<h2>History</h2>\n<table id=\"history\"><tr><th>#</th>"
+                              "<th>Time</th><th>Action</th><th>Version</th><th>From</th>"
+                              "<th>By</th><th>Why</th><th>Deploy signatures</th><th>Commit</th>"
+                              "</tr>\n");
     for (size_t i = 0; i < count; i++) {
         const imgstore_history_entry *e = &entries[i];
         const imgstore_channel_state *s = e->state;
@@ -482,12 +485,24 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
         imgstore_server__html_fmt(
             html,
             "<tr><td>%llu</td><td class=\"nowrap\">%s</td><td>%s</td><td><a "
-            "href=\"/ui/images/%s/%s\">%s</a></td>"
-            "<td>%s</td><td>%s</td><td>%s</td><td>%zu</td><td><code>%s</code></td></tr>\n",
+            "href=\"/ui/images/%s/%s\">%s</a></td><td>%s</td><td>%s</td><td>%s</td><td>",
             (unsigned long long)e->op, s ? s->time : when, s ? s->action : e->action, name,
             e->version ? e->version : "", e->version ? e->version : "",
             s && s->previous_version ? s->previous_version : "", s ? s->actor : e->actor,
-            s && s->reason ? s->reason : "", e->signature_count, commit);
+            s && s->reason ? s->reason : "");
+        /* each move's stored signatures over its exact bytes, checked under the current
+         * policy (a key removed since no longer counts), as a remote client checks them */
+        if (e->state_bytes &&
+            imgstore_store_signatures_count(&trust, policy, IMGSTORE_ROLE_DEPLOY,
+                                            (const char *const *)e->signatures, e->signature_count,
+                                            e->state_bytes, e->state_len) == 0)
+            imgstore_server__html_fmt(
+                html, "<span class=\"badge %s\">%s %zu of %u</span>", trust.trusted ? "ok" : "bad",
+                trust.trusted ? "verified" : "not trusted", trust.valid, trust.threshold);
+        else
+            imgstore_server__html_fmt(html, "%zu", e->signature_count);
+        imgstore_error_clear();
+        imgstore_server__html_fmt(html, "</td><td><code>%s</code></td></tr>\n", commit);
     }
     imgstore_server__html_raw(html, "</table>\n<p class=\"pager\">");
     if (before)
@@ -503,6 +518,7 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
     imgstore_server__html_raw(html, "</p>\n");
     agent_reports(html, name, channel);
 done:
+    imgstore_policy_free(policy);
     imgstore_history_free(entries, count);
     imgstore_channel_state_free(state);
     return err;

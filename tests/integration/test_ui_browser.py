@@ -318,6 +318,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.assertIn("carol", history)
         self.assertIn("release 2.0", history)
         self.assertIn("alice", history)
+        self.assertIn("verified 1 of 1", history)
         self.assertIn("verified: 1 of 1", b.text("#deploy"))
         self.assertIn("No agent reports", b.text("#agents"))
         self.shoot(b, tag + "-channel")

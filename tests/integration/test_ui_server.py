@@ -185,6 +185,22 @@ class StatusPage(ServerTestCase):
             self.assertRegex(policy, r"<td>%s</td><td>1 of 1</td><td><code>SHA256:" % role)
         self.assertIn("Policy version 1", policy)
 
+    def test_each_move_is_checked_under_the_current_policy(self):
+        """Every move in the channel's history shows its deploy signatures checked over its
+        stored bytes under the current policy: all verified, until the policy asks for two
+        deploy signatures, after which the old moves (and the live state) have too few."""
+        cookie = self.session(self.read)
+        _, page = self.page("/ui/channels/app/prod", cookie)
+        history = page[page.index('id="history"'):]
+        self.assertEqual(history.count('badge ok">verified 1 of 1<'), 3, history)
+        self.ok("key", "generate", "--out", self.path("second.key"))
+        self.ok("trust", "add-key", "deploy", self.path("second.key.pub"))
+        self.ok("trust", "set-threshold", "deploy", "2")
+        _, page = self.page("/ui/channels/app/prod", cookie)
+        history = page[page.index('id="history"'):]
+        self.assertEqual(history.count('badge bad">not trusted 1 of 2<'), 3, history)
+        self.assertIn("not trusted: 1 of 2 signatures needed", page)
+
 
 if __name__ == "__main__":
     main()
