@@ -556,6 +556,7 @@ enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req)
     page_kind kind = kind_of(req);
     imgstore_store *store;
     uint64_t before, limit;
+    char *title;
     enum MHD_Result result;
     int err;
 
@@ -568,11 +569,14 @@ enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req)
         return result;
     if ((err = imgstore_server__store(&store, req)) < 0)
         return error_page(req, err);
-    imgstore_server__html_begin(&html,
-                                kind == PAGE_IMAGES  ? "Images"
-                                : kind == PAGE_IMAGE ? req->segments[2]
-                                                     : req->segments[3],
-                                user_of(req));
+    title = kind == PAGE_IMAGES    ? strdup("Images")
+            : kind == PAGE_IMAGE   ? strdup(req->segments[2])
+            : kind == PAGE_VERSION ? imgstore_strfmt("%s %s", req->segments[2], req->segments[3])
+                                   : imgstore_strfmt("%s · %s", req->segments[2], req->segments[3]);
+    if (!title)
+        return error_page(req, imgstore_error_set(IMGSTORE_ERROR, "out of memory"));
+    imgstore_server__html_begin(&html, title, user_of(req));
+    free(title);
     switch (kind) {
     case PAGE_IMAGES:
         err = images_page(&html, store);
