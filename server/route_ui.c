@@ -13,6 +13,7 @@
  */
 #include "server/server_internal.h"
 #include "sign/sign.h"
+#include "trust/trust.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,7 +494,7 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
         /* each move's stored signatures over its exact bytes, checked under the current
          * policy (a key removed since no longer counts), as a remote client checks them */
         if (e->state_bytes &&
-            imgstore_store_signatures_count(&trust, policy, IMGSTORE_ROLE_DEPLOY,
+            imgstore_trust_signatures_count(&trust, policy, IMGSTORE_ROLE_DEPLOY,
                                             (const char *const *)e->signatures, e->signature_count,
                                             e->state_bytes, e->state_len) == 0)
             imgstore_server__html_fmt(
