@@ -132,7 +132,7 @@ int imgstore_server__session_check(const imgstore_server__token **out,
         return imgstore_error_set(IMGSTORE_EINVALID, "session not signed by this server");
     if ((int64_t)expires <= now)
         return imgstore_error_set(IMGSTORE_ENOTFOUND, "session expired");
-    if (!(*out = imgstore_server__token_find(config, digest)))
+    if (!(*out = imgstore_server__token_find_digest(config, digest)))
         return imgstore_error_set(IMGSTORE_ENOTFOUND, "the session's token is not configured");
     return 0;
 }
@@ -375,7 +375,7 @@ enum MHD_Result imgstore_server__route_ui_login(imgstore_server__request *req)
                                     "token") < 0 ||
         !*token_text || strlen(token_text) > 512 ||
         imgstore_server__token_digest(digest, token_text) < 0 ||
-        !(token = imgstore_server__token_find(req->server->config, digest))) {
+        !(token = imgstore_server__token_find_digest(req->server->config, digest))) {
         imgstore_error_clear();
         result = login_page(req, MHD_HTTP_UNAUTHORIZED, "That token is not valid here.", next);
     } else if (!(imgstore_server__scopes_granted(req->server->config, token) &
