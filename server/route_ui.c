@@ -419,9 +419,12 @@ done:
 
 static void agent_reports(imgstore_server__html *html, const char *name, const char *channel)
 {
-    /* TODO(#12): the agents' reports per host (POST/GET /v1/channels/{name}/{channel}/reports)
-     * are not in this store yet; once the store reads them, list host, version, state and
-     * time here */
+    /* TODO(#12): the agents' reports per host (issue #11: POST/GET
+     * /v1/channels/{name}/{channel}/reports and imgstore_store_reports_get(), on branch agent,
+     * not on main when this landed). Once the store reads them: list each host's latest
+     * report (host, state, version, attempted, message, time, by) marked as unsigned claims,
+     * and take the channel page out of the answer cache, because reports live beside the store
+     * and not in its history (they do not move the tip). */
     (void)name;
     (void)channel;
     imgstore_server__html_raw(html, "<h2>Agents</h2>\n<p class=\"muted\" id=\"agents\">No agent "
