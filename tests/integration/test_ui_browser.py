@@ -156,6 +156,8 @@ class Browser:
                                                  "goog:chromeOptions": options}}}
         try:
             self.session = self._call("POST", "/session", caps)["sessionId"]
+            # finding an element waits for the page a click or a form led to
+            self.call("POST", "/timeouts", {"implicit": 20000})
         except Exception:
             self.close()
             raise
@@ -177,8 +179,15 @@ class Browser:
     def go(self, url):
         self.call("POST", "/url", {"url": url})
 
-    def url(self):
-        return self.call("GET", "/url")
+    def url(self, expect=None, timeout=20):
+        """The current URL; with `expect`, once it is that (a click's navigation may still be
+        under way on a loaded machine), else whatever it is at the timeout."""
+        deadline = time.time() + timeout
+        while True:
+            url = self.call("GET", "/url")
+            if expect is None or url == expect or time.time() > deadline:
+                return url
+            time.sleep(0.1)
 
     def title(self):
         return self.call("GET", "/title")
@@ -187,8 +196,13 @@ class Browser:
         return self.call("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
 
     def find_all(self, css):
-        return [e[ELEMENT] for e in
-                self.call("POST", "/elements", {"using": "css selector", "value": css})]
+        """Every element now (no waiting: none is a valid answer)."""
+        self.call("POST", "/timeouts", {"implicit": 0})
+        try:
+            return [e[ELEMENT] for e in
+                    self.call("POST", "/elements", {"using": "css selector", "value": css})]
+        finally:
+            self.call("POST", "/timeouts", {"implicit": 20000})
 
     def text(self, css="body"):
         return self.call("GET", "/element/%s/text" % self.find(css))
@@ -257,6 +271,9 @@ class StatusPageInABrowser(ServerTestCase):
         self.token, line = new_token("read", "viewer")
         self.server = self.serve(line)
 
+    def assertAt(self, b, path):
+        self.assertEqual(b.url(self.server.url + path), self.server.url + path)
+
     def browser(self, javascript=True):
         b = Browser(self.tmp, javascript)
         self.addCleanup(b.close)
@@ -283,7 +300,7 @@ class StatusPageInABrowser(ServerTestCase):
 
     def walk(self, b, tag):
         """Images -> app -> 1.0 -> prod, by the links, checking what each page says."""
-        self.assertEqual(b.url(), self.server.url + "/")
+        self.assertAt(b, "/")
         images = b.text("#images")
         self.assertIn("app", images)
         self.assertIn("web", images)
@@ -292,7 +309,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.shoot(b, tag + "-images")
 
         b.click("#images a[href='/ui/images/app']")
-        self.assertEqual(b.url(), self.server.url + "/ui/images/app")
+        self.assertAt(b, "/ui/images/app")
         versions = b.text("#versions")
         self.assertIn("2.0", versions)
         self.assertIn("1.0", versions)
@@ -310,7 +327,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.shoot(b, tag + "-version")
 
         b.click("#running a")
-        self.assertEqual(b.url(), self.server.url + "/ui/channels/app/prod")
+        self.assertAt(b, "/ui/channels/app/prod")
         self.assertEqual(b.text("#runs"), "1.0")
         self.assertIn("rollback by carol", b.text("#last-move"))
         self.assertEqual(b.text("#reason"), HOSTILE_REASON)
@@ -354,7 +371,7 @@ class StatusPageInABrowser(ServerTestCase):
         self.assertEqual([c for c in b.cookies() if c["name"] == "imgstore_session"], [])
         b.type("#token", self.token)
         b.click("#sign-in")
-        self.assertEqual(b.url(), self.server.url + "/ui/channels/app/prod")
+        self.assertAt(b, "/ui/channels/app/prod")
         cookie = [c for c in b.cookies() if c["name"] == "imgstore_session"]
         self.assertEqual(len(cookie), 1, b.cookies())
         self.assertTrue(cookie[0]["httpOnly"])
