@@ -20,12 +20,21 @@
 #define CLI_EXIT_VERIFY 3
 
 /* Options every subcommand takes; their getopt_long values. */
-enum { OPT_REPO = 1000, OPT_JSON, OPT_HELP, OPT_ACTOR, OPT_KEY, OPT_AGENT, OPT_FIRST_LOCAL };
+enum {
+    OPT_REPO = 1000,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_ACTOR,
+    OPT_KEY,
+    OPT_AGENT,
+    OPT_QUIET,
+    OPT_FIRST_LOCAL
+};
 
 #define CLI_COMMON_OPTIONS                                                                         \
     {"repo", required_argument, NULL, OPT_REPO}, {"json", no_argument, NULL, OPT_JSON},            \
         {"help", no_argument, NULL, OPT_HELP}, {"key", required_argument, NULL, OPT_KEY},          \
-        {"agent", no_argument, NULL, OPT_AGENT},                                                   \
+        {"agent", no_argument, NULL, OPT_AGENT}, {"quiet", no_argument, NULL, OPT_QUIET},          \
     {                                                                                              \
         "actor", required_argument, NULL, OPT_ACTOR                                                \
     }
@@ -40,6 +49,7 @@ typedef struct {
     const char *key_paths[CLI_KEYS_MAX]; /* --key FILE, in order */
     size_t key_path_count;
     bool agent; /* --agent: sign with the ssh-agent's first Ed25519 key */
+    bool quiet; /* -q, --quiet: no progress on stderr */
 } cli_ctx;
 
 /* Settings a command parsed from argv; NULL: environment, then config file. */
@@ -69,6 +79,14 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_token(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_which(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_version(cli_ctx *ctx, int argc, char **argv);
+
+/**
+ * The hidden `imgstore __complete images|channels NAME|versions NAME` of the shell
+ * completions (contrib/completion): names from the store's trees and version index, one a
+ * line, never a walk of all versions. Prints nothing (exit 0) when there is no store.
+ */
+int cli_complete_store(cli_ctx *ctx, int argc, char **argv);
 
 /** Generate a key, save it unencrypted at `path` (0600) with `path`.pub beside it. */
 int cli_key_create(imgstore_sign_key **out, const char *path, const char *comment);
@@ -186,14 +204,16 @@ int cli_default_image_name(char **name_out, char **version_out, const char *path
 /** Human size: "14.2 MiB". */
 const char *cli_human_size(char *buf, size_t cap, uint64_t bytes);
 
-/* Progress bar on stderr, only when it is a terminal and output is not --json. */
+/* Progress on stderr: bytes, percent, rate and time left, only when stderr is a terminal and
+ * neither --json nor --quiet was given (docs/cli.md, "Progress"). */
 typedef struct {
     const char *label;
     bool enabled;
     double start, last_draw;
 } cli_progress;
 
-void cli_progress_init(cli_progress *p, const char *label, bool json);
+/** Start a progress line for `label` (borrowed); `ctx` NULL: never drawn. */
+void cli_progress_init(cli_progress *p, const char *label, const cli_ctx *ctx);
 void cli_progress_update(uint64_t done, uint64_t total, void *payload); /* imgstore_progress_fn */
 void cli_progress_done(cli_progress *p);
 

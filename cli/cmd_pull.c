@@ -110,7 +110,7 @@ static int pull_to_stdout(imgstore_store *store, const imgstore_manifest *m)
                                   "%s %s has %zu files; choose one with --file to write it to "
                                   "stdout",
                                   m->name, m->version, m->file_count);
-    cli_progress_init(&progress, m->name, true);
+    cli_progress_init(&progress, m->name, NULL);
     sink.progress = &progress;
     sink.total = m->files[0].size;
     return imgstore_store_file_read(store, m, m->files[0].path, 0, UINT64_MAX, sink_write, &sink);
@@ -305,7 +305,7 @@ int cli_pull_write(const cli_ctx *ctx, const cli_pull_args *args, imgstore_manif
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
     /* stage and verify every file before any destination changes */
-    cli_progress_init(&bar, m->name, ctx->json);
+    cli_progress_init(&bar, m->name, ctx);
     for (size_t i = 0; i < m->file_count && err == 0; i++) {
         err = source->stage(&staged[i], &m->files[i], dests[i], &progress, source->payload);
         progress.done += m->files[i].size;

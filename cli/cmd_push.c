@@ -206,7 +206,7 @@ int cli_cmd_push(cli_ctx *ctx, int argc, char **argv)
     if (!(actor = cli_actor(ctx)))
         goto oom;
     opts.actor = actor;
-    cli_progress_init(&progress, opts.name, ctx->json);
+    cli_progress_init(&progress, opts.name, ctx);
     opts.progress = cli_progress_update;
     opts.progress_payload = &progress;
     /* the store first: on a new machine the answer is `imgstore init`, which makes the key

@@ -37,6 +37,10 @@ bool cli_common_option(cli_ctx *ctx, int opt, const char *arg, int *exit_out)
     case OPT_AGENT:
         ctx->agent = true;
         return true;
+    case OPT_QUIET:
+    case 'q':
+        ctx->quiet = true;
+        return true;
     case OPT_HELP:
         cli_usage(ctx, stdout);
         *exit_out = CLI_EXIT_OK;
@@ -66,8 +70,12 @@ static int option_error(const cli_ctx *ctx, char **argv, const char *short_optio
 int cli_next_option(cli_ctx *ctx, int argc, char **argv, const char *short_options,
                     const struct option *options, cli_remote_args *remote, int *code)
 {
+    char shorts[32];
     int opt;
 
+    /* -q is --quiet for every command, as in git and curl */
+    snprintf(shorts, sizeof(shorts), "q%s", short_options);
+    short_options = shorts;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
         if (opt == '?' || opt == ':') {
@@ -314,36 +322,58 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void cli_progress_init(cli_progress *p, const char *label, bool json)
+void cli_progress_init(cli_progress *p, const char *label, const cli_ctx *ctx)
 {
     p->label = label;
-    p->enabled = !json && isatty(STDERR_FILENO);
+    p->enabled = ctx && !ctx->json && !ctx->quiet && isatty(STDERR_FILENO);
     p->start = now_seconds();
     p->last_draw = 0;
 }
 
+/* "1:02:03", "4:05": time left at the average rate so far; "--:--" before there is one. */
+static const char *eta_text(char *buf, size_t cap, uint64_t left, double rate)
+{
+    double seconds = rate > 0 ? (double)left / rate : -1;
+    unsigned long s;
+
+    if (left == 0)
+        seconds = 0;
+    if (seconds < 0 || seconds > 360000)
+        return "--:--";
+    s = (unsigned long)(seconds + 0.5);
+    if (s >= 3600)
+        snprintf(buf, cap, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, cap, "%lu:%02lu", s / 60, s % 60);
+    return buf;
+}
+
 void cli_progress_update(uint64_t done, uint64_t total, void *payload)
 {
+    static const char bar[] = "================";
     cli_progress *p = payload;
-    double now = now_seconds();
-    char done_text[32], rate_text[32];
-    double rate;
+    double now = now_seconds(), rate;
+    char done_text[32], total_text[32], rate_text[32], eta[32];
 
-    if (!p->enabled || now - p->last_draw < 0.1)
+    /* at most ten lines a second, and always the last one */
+    if (!p->enabled || (now - p->last_draw < 0.1 && !(total > 0 && done >= total)))
         return;
     p->last_draw = now;
-    rate = now > p->start ? (double)done / (now - p->start) : 0;
+    rate = now - p->start > 0.001 ? (double)done / (now - p->start) : 0;
     cli_human_size(done_text, sizeof(done_text), done);
     cli_human_size(rate_text, sizeof(rate_text), (uint64_t)rate);
     if (total > 0) {
-        int width = 30, filled = (int)((double)done / (double)total * width);
+        int width = (int)sizeof(bar) - 1;
+        int filled = done >= total ? width : (int)((double)done / (double)total * width);
 
-        fprintf(stderr, "\r%-20.20s [%-*.*s] %3d%% %s %s/s ", p->label, width,
-                filled > width ? width : filled,
-                "==============================", (int)((double)done * 100 / (double)total),
-                done_text, rate_text);
+        cli_human_size(total_text, sizeof(total_text), total);
+        /* under 80 columns: label 14, bar 16, numbers 44 */
+        fprintf(stderr, "\r%-14.14s [%-*.*s] %3d%% %s / %s %s/s ETA %s\033[K", p->label, width,
+                filled, bar, done >= total ? 100 : (int)((double)done * 100 / (double)total),
+                done_text, total_text, rate_text,
+                eta_text(eta, sizeof(eta), done >= total ? 0 : total - done, rate));
     } else {
-        fprintf(stderr, "\r%-20.20s %s %s/s ", p->label, done_text, rate_text);
+        fprintf(stderr, "\r%-14.14s %s %s/s\033[K", p->label, done_text, rate_text);
     }
 }
 

@@ -3,17 +3,20 @@
  * subcommand parses its own options in cmd_*.c.
  */
 #include "cli/cli.h"
+#include "imgstore_version.h" /* generated at build time: cmake/version.cmake */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* What a command does with the options every command accepts (CLI_COMMON_OPTIONS), so that
  * its --help says it (issue #10: every option the parser takes is in --help). */
 enum {
-    USES_KEY = 1u << 0,    /* signs: --key, --agent */
-    USES_ACTOR = 1u << 1,  /* records who acts: --actor */
-    USES_JSON = 1u << 2,   /* --json */
-    USES_REMOTE = 1u << 3, /* --server, --token, --trust-policy-sha256 */
+    USES_KEY = 1u << 0,      /* signs: --key, --agent */
+    USES_ACTOR = 1u << 1,    /* records who acts: --actor */
+    USES_JSON = 1u << 2,     /* --json */
+    USES_REMOTE = 1u << 3,   /* --server, --token, --trust-policy-sha256 */
+    USES_PROGRESS = 1u << 4, /* draws progress on a terminal: -q, --quiet */
 };
 
 typedef struct {
@@ -66,7 +69,7 @@ static const command commands[] = {
      "\n"
      "Example:\n"
      "  imgstore pull app --channel prod -o /srv/images/",
-     USES_JSON | USES_REMOTE},
+     USES_JSON | USES_REMOTE | USES_PROGRESS},
     {"ls", cli_cmd_ls, "ls [NAME] [--limit N] [--before ROW] [--all]",
      "List images (versions, newest, what each channel runs), or the versions of NAME,\n"
      "newest first, a page at a time.\n"
@@ -248,7 +251,16 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore token create --scope read,push --name ci",
      USES_JSON},
+    {"version", cli_cmd_version, "version",
+     "Print imgstore's version: the release, and the git commit it was built from when the\n"
+     "build had one (as imgstore --version does).\n"
+     "\n"
+     "Example:\n"
+     "  imgstore version --json",
+     USES_JSON},
 };
+
+#define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
 
 static void print_help(FILE *out)
 {
@@ -258,24 +270,27 @@ static void print_help(FILE *out)
             "Commands (imgstore COMMAND --help for every option and an example):\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %s\n", commands[i].synopsis);
-    fprintf(out, "\nEvery command takes --repo PATH (default: $IMGSTORE_REPO, else\n"
-                 "~/.local/share/imgstore/store.git), --actor NAME (default: $IMGSTORE_ACTOR,\n"
-                 "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
-                 "3 verification failed.\n"
-                 "Signing commands (init, push, sign, deploy, rollback, trust, prune) take\n"
-                 "--key FILE (repeatable) or --agent; default $IMGSTORE_KEY, else\n"
-                 "~/.config/imgstore/key.\n"
-                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show\n"
-                 "and watch run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
-                 "server = URL in ~/.config/imgstore/config), with --token T (or\n"
-                 "$IMGSTORE_TOKEN, token = T); everything the server hands out is verified here\n"
-                 "(docs/cli.md, Remote mode).\n");
+    fprintf(out,
+            "\nEvery command takes --repo PATH (default: $IMGSTORE_REPO, else\n"
+            "~/.local/share/imgstore/store.git), --actor NAME (default: $IMGSTORE_ACTOR,\n"
+            "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
+            "3 verification failed.\n"
+            "Signing commands (init, push, sign, deploy, rollback, trust, prune) take\n"
+            "--key FILE (repeatable) or --agent; default $IMGSTORE_KEY, else\n"
+            "~/.config/imgstore/key.\n"
+            "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show\n"
+            "and watch run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
+            "server = URL in ~/.config/imgstore/config), with --token T (or\n"
+            "$IMGSTORE_TOKEN, token = T); everything the server hands out is verified here\n"
+            "(docs/cli.md, Remote mode). push and pull draw progress on a terminal\n"
+            "(-q, --quiet: none). imgstore --version prints the version; man imgstore-COMMAND\n"
+            "has each command's page.\n");
 }
 
 /* The options every command accepts, said as they apply to `c`. */
 static void print_common_options(const command *c, FILE *out)
 {
-    char unused[64] = "";
+    char unused[96] = "";
 
     fprintf(out, "\nCommon options:\n"
                  "  --repo PATH         the store (default $IMGSTORE_REPO, else\n"
@@ -289,12 +304,17 @@ static void print_common_options(const command *c, FILE *out)
     if (c->uses & USES_ACTOR)
         fprintf(out, "  --actor NAME        who acts, recorded in commits (default\n"
                      "                      $IMGSTORE_ACTOR, else user@host)\n");
+    if (c->uses & USES_PROGRESS)
+        fprintf(out, "  -q, --quiet         no progress line on stderr (drawn only on a terminal,\n"
+                     "                      and never with --json)\n");
     if (!(c->uses & USES_JSON))
         strcat(unused, ", --json");
     if (!(c->uses & USES_KEY))
         strcat(unused, ", --key FILE, --agent");
     if (!(c->uses & USES_ACTOR))
         strcat(unused, ", --actor NAME");
+    if (!(c->uses & USES_PROGRESS))
+        strcat(unused, ", -q, --quiet");
     if (*unused)
         fprintf(out, "  %s: taken by every command, unused by %s\n", unused + 2, c->name);
     fprintf(out, "  --help              this help\n");
@@ -318,25 +338,140 @@ void cli_usage(const cli_ctx *ctx, FILE *out)
     }
 }
 
+int cli_cmd_version(cli_ctx *ctx, int argc, char **argv)
+{
+    int code, first = cli_parse_common(ctx, argc, argv, &code);
+
+    if (first < 0)
+        return code;
+    if (first < argc)
+        return cli_usage_error(ctx, "takes no arguments");
+    if (ctx->json)
+        return cli_print_json(json_pack("{s:s, s:s}", "version", IMGSTORE_VERSION, "git",
+                                        IMGSTORE_GIT_DESCRIBE))
+                   ? cli_fail(ctx, IMGSTORE_ERROR)
+                   : CLI_EXIT_OK;
+    printf("imgstore %s%s%s%s\n", IMGSTORE_VERSION, *IMGSTORE_GIT_DESCRIBE ? " (git " : "",
+           IMGSTORE_GIT_DESCRIBE, *IMGSTORE_GIT_DESCRIBE ? ")" : "");
+    return CLI_EXIT_OK;
+}
+
+/* ---- __complete: what the shell completions ask (contrib/completion) ------------------- */
+
+/* The options of a command's --help, one a line with the value it takes ("--channel C",
+ * "-o DIR|FILE|-"): every line of the help that starts with an option column. Read from the
+ * help text itself so that completion, man pages and --help never disagree. */
+static int complete_options(const command *c)
+{
+    cli_ctx ctx = {.command = c->name};
+    char *text = NULL, *line, *save = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    if (!out)
+        return CLI_EXIT_FAIL;
+    cli_usage(&ctx, out);
+    fclose(out);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *column, *end, *next;
+
+        if (strncmp(line, "  -", 3) != 0 || strstr(line, "taken by every command"))
+            continue;
+        column = line + 2;
+        end = strstr(column, "  "); /* the description, when on the same line */
+        if (end)
+            *end = '\0';
+        for (char *opt = column; opt; opt = next) {
+            next = strstr(opt, ", ");
+            if (next) {
+                *next = '\0';
+                next += 2;
+            }
+            /* "-o, --output DIR": the short one takes the long one's value */
+            if (next && opt[1] != '-' && strchr(next, ' '))
+                printf("%s%s\n", opt, strchr(next, ' '));
+            else
+                printf("%s\n", opt);
+        }
+    }
+    free(text);
+    return CLI_EXIT_OK;
+}
+
+/* The words that may follow a command with subcommands, read from its synopsis:
+ * "key generate [...] | key show [FILE]" gives generate and show. */
+static int complete_subcommands(const command *c)
+{
+    char *synopsis = strdup(c->synopsis), *part, *save = NULL;
+
+    if (!synopsis)
+        return CLI_EXIT_FAIL;
+    for (part = strtok_r(synopsis, "|", &save); part; part = strtok_r(NULL, "|", &save)) {
+        size_t skip = strspn(part, " \n"), len;
+
+        part += skip;
+        if (strncmp(part, c->name, strlen(c->name)) == 0 && part[strlen(c->name)] == ' ')
+            part += strlen(c->name) + 1;
+        len = strspn(part, "abcdefghijklmnopqrstuvwxyz-");
+        if (len > 0 && part[0] != '-' && (part[len] == ' ' || part[len] == '\0'))
+            printf("%.*s\n", (int)len, part);
+    }
+    free(synopsis);
+    return CLI_EXIT_OK;
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; name && i < COMMAND_COUNT; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+/* imgstore __complete commands | options CMD | subcommands CMD | images | channels NAME |
+ * versions NAME: hidden, for the completions; never an error message on a terminal. */
+static int complete(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "";
+    const command *c = find_command(argc > 2 ? argv[2] : NULL);
+
+    if (strcmp(what, "commands") == 0) {
+        for (size_t i = 0; i < COMMAND_COUNT; i++)
+            printf("%s\n", commands[i].name);
+        printf("help\n");
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(what, "options") == 0)
+        return c ? complete_options(c) : CLI_EXIT_USAGE;
+    if (strcmp(what, "subcommands") == 0)
+        return c ? complete_subcommands(c) : CLI_EXIT_USAGE;
+    ctx->command = "__complete";
+    return cli_complete_store(ctx, argc, argv);
+}
+
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {0};
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
+        if (argc > 2 && strcmp(argv[1], "help") == 0 && find_command(argv[2])) {
+            ctx.command = find_command(argv[2])->name; /* git's "help COMMAND" */
+            cli_usage(&ctx, stdout);
+            return CLI_EXIT_OK;
+        }
         print_help(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("imgstore %s\n", IMGSTORE_VERSION);
-        return CLI_EXIT_OK;
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        ctx.command = "version";
+        return cli_cmd_version(&ctx, 1, argv + 1);
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(commands[i].name, argv[1]) == 0) {
-            ctx.command = commands[i].name;
-            return commands[i].fn(&ctx, argc - 1, argv + 1);
-        }
-    }
+    if (strcmp(argv[1], "__complete") == 0)
+        return complete(&ctx, argc - 1, argv + 1);
+    if ((ctx.command = find_command(argv[1]) ? find_command(argv[1])->name : NULL))
+        return find_command(argv[1])->fn(&ctx, argc - 1, argv + 1);
     fprintf(stderr, "imgstore: unknown command '%s' (see imgstore --help)\n", argv[1]);
     return CLI_EXIT_USAGE;
 }

@@ -35,7 +35,7 @@ int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv)
         (opts.kind && (err = imgstore_schema_check_kind(opts.kind)) < 0) ||
         (err = cli_client_open(&client, &args.remote)) < 0)
         goto done;
-    cli_progress_init(&progress, args.name, ctx->json);
+    cli_progress_init(&progress, args.name, ctx);
     imgstore_client_set_progress(client, cli_progress_update, &progress, 0, 0);
     err = imgstore_client_push(&m, &created, client, &opts);
     cli_progress_done(&progress);
