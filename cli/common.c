@@ -311,19 +311,7 @@ int cli_print_json(json_t *value)
 
 const char *cli_human_size(char *buf, size_t cap, uint64_t bytes)
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)bytes;
-    int u = 0;
-
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
-    else
-        snprintf(buf, cap, "%.1f %s", v, units[u]);
-    return buf;
+    return imgstore_size_human(buf, cap, bytes);
 }
 
 static double now_seconds(void)

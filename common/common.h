@@ -85,6 +85,9 @@ void imgstore_time_rfc3339(char *buf, size_t cap, int64_t unix_seconds);
 /** Parse RFC 3339 UTC ("...Z" or "+00:00") or "@<unix seconds>"; IMGSTORE_EINVALID if bad. */
 int imgstore_time_parse(int64_t *out, const char *text);
 
+/** `bytes` for people ("512 B", "14.2 MiB") into buf; returns buf. The CLI and the status page. */
+const char *imgstore_size_human(char *buf, size_t cap, uint64_t bytes);
+
 /** Parse a decimal count: 1 to 19 digits, nothing else. 0 or IMGSTORE_EINVALID (no message). */
 int imgstore_parse_u64(uint64_t *out, const char *text);
 

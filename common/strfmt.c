@@ -26,6 +26,23 @@ char *imgstore_strfmt(const char *fmt, ...)
     return out;
 }
 
+const char *imgstore_size_human(char *buf, size_t cap, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[u]);
+    return buf;
+}
+
 int imgstore_parse_u64(uint64_t *out, const char *text)
 {
     uint64_t number = 0;

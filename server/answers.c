@@ -123,8 +123,9 @@ static void on_response_freed(void *payload)
 /* The query arguments that select part of an answer (pages of lists and history). */
 static const char *const PAGE_ARGS[] = {"limit", "before", "at"};
 
-/* (tip, route, decoded path segments, page arguments): segments are names we checked,
- * without NUL; the page arguments are whatever the client sent (the route checks them). */
+/* (tip, route, decoded path segments, page arguments, variant): segments are names we
+ * checked, without NUL; the page arguments are whatever the client sent (the route checks
+ * them); the variant is what else the answer shows (a status page's signed-in name). */
 static char *make_key(size_t *len_out, const char *tip, const imgstore_server__request *req)
 {
     const char *page[sizeof(PAGE_ARGS) / sizeof(PAGE_ARGS[0])];
@@ -137,6 +138,7 @@ static char *make_key(size_t *len_out, const char *tip, const imgstore_server__r
         page[i] = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, PAGE_ARGS[i]);
         len += page[i] ? strlen(PAGE_ARGS[i]) + strlen(page[i]) + 2 : 0;
     }
+    len += req->answer_variant ? strlen(req->answer_variant) + 2 : 0;
     if (!(key = malloc(len + 1)))
         return NULL;
     at = key + sprintf(key, "%s %d", tip, (int)req->route);
@@ -145,6 +147,8 @@ static char *make_key(size_t *len_out, const char *tip, const imgstore_server__r
     for (size_t i = 0; i < sizeof(page) / sizeof(page[0]); i++)
         if (page[i])
             at += sprintf(at, "?%s=%s", PAGE_ARGS[i], page[i]);
+    if (req->answer_variant)
+        at += sprintf(at, "#%s", req->answer_variant);
     *len_out = (size_t)(at - key);
     return key;
 }
@@ -172,6 +176,8 @@ static enum MHD_Result reply_hit(imgstore_server__request *req, answer *a)
     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, a->cache_control);
     if (a->etag[0])
         MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, a->etag);
+    if (strncmp(a->content_type, "text/html", 9) == 0)
+        imgstore_server__html_headers(response);
     return imgstore_server__queue(req, status, response, bytes);
 }
 

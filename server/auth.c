@@ -19,7 +19,7 @@ static bool digest_equal(const uint8_t *a, const uint8_t *b)
     return diff == 0;
 }
 
-static int token_digest(uint8_t *out, const char *token)
+int imgstore_server__token_digest(uint8_t out[32], const char *token)
 {
     imgstore_sha256 *sha = NULL;
     char hex[65];
@@ -37,6 +37,26 @@ static int token_digest(uint8_t *out, const char *token)
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
+}
+
+const imgstore_server__token *
+imgstore_server__token_find_digest(const imgstore_server_config *config, const uint8_t digest[32])
+{
+    const imgstore_server__token *found = NULL;
+
+    for (size_t i = 0; i < config->token_count; i++) {
+        if (digest_equal(digest, config->tokens[i].digest) && !found)
+            found = &config->tokens[i];
+    }
+    return found;
+}
+
+unsigned imgstore_server__scopes_granted(const imgstore_server_config *config,
+                                         const imgstore_server__token *token)
+{
+    unsigned granted = token ? token->scopes : config->anonymous_scopes;
+
+    return granted & IMGSTORE_SERVER_SCOPE_ADMIN ? ~0u : granted;
 }
 
 /* Which token the request presents: 0 (none), 1 (a configured one, in *out), -1 (bad). */
@@ -57,16 +77,11 @@ static int identify(const imgstore_server__token **out, imgstore_server__request
 const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
                                                           const char *token)
 {
-    const imgstore_server__token *found = NULL;
     uint8_t digest[32];
 
-    if (strlen(token) > 505 || token_digest(digest, token) < 0)
+    if (strlen(token) > 505 || imgstore_server__token_digest(digest, token) < 0)
         return NULL;
-    for (size_t i = 0; i < config->token_count; i++) {
-        if (digest_equal(digest, config->tokens[i].digest) && !found)
-            found = &config->tokens[i];
-    }
-    return found;
+    return imgstore_server__token_find_digest(config, digest);
 }
 
 static const char *scope_name(unsigned scope)
@@ -111,9 +126,7 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
         return false;
     }
     req->token = token;
-    granted = token ? token->scopes : req->server->config->anonymous_scopes;
-    if (granted & IMGSTORE_SERVER_SCOPE_ADMIN)
-        granted = ~0u;
+    granted = imgstore_server__scopes_granted(req->server->config, token);
     if (granted & scope) /* any one of the route's scopes will do */
         return true;
     if (!token)

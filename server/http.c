@@ -151,6 +151,8 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
     if (etag)
         MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, etag);
+    if (strncmp(content_type, "text/html", 9) == 0)
+        imgstore_server__html_headers(response);
     if (req->extra_header_name)
         MHD_add_response_header(response, req->extra_header_name, req->extra_header_value);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)

@@ -59,6 +59,8 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_OCI_BLOB] = "/v2/{name}/blobs/{digest}",
         [ROUTE_OCI_UPLOAD] = "/v2/{name}/blobs/uploads/{id}",
         [ROUTE_OCI_TAGS] = "/v2/{name}/tags/list",
+        [ROUTE_UI] = "/ui",
+        [ROUTE_UI_LOGIN] = "/ui/login",
     };
 
     return route < ROUTE_COUNT ? names[route] : "other";

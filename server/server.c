@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,8 +103,17 @@ const char *imgstore_server__actor(const imgstore_server__request *req)
 /* BODY_SIGNED: a JSON body carrying signatures the client made; a signature the store
  * refuses is the request's fault there (403 untrusted_key, not 500: http.c) */
 /* BODY_BLOB: bytes of an OCI blob upload, staged to its session's file (oci.c);
- * BODY_MANIFEST: an OCI manifest, gathered as JSON bodies are, up to its own cap */
-typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD, BODY_BLOB, BODY_MANIFEST } body_kind;
+ * BODY_MANIFEST: an OCI manifest, gathered as JSON bodies are, up to its own cap;
+ * BODY_FORM: the status page's login form, gathered as JSON bodies are */
+typedef enum {
+    BODY_NONE,
+    BODY_JSON,
+    BODY_SIGNED,
+    BODY_UPLOAD,
+    BODY_BLOB,
+    BODY_MANIFEST,
+    BODY_FORM
+} body_kind;
 
 typedef struct {
     imgstore_server__route route;
@@ -393,6 +403,53 @@ static const struct {
       imgstore_server__route_oci_upload},
      {ROUTE_OCI_UPLOAD, "DELETE", IMGSTORE_SERVER_SCOPE_PUSH, BODY_NONE,
       imgstore_server__route_oci_upload}},
+    /* the status page (route_ui.c): its handlers authorise themselves (a cookie, or a
+     * redirect to the login form), so scope 0 here; a form body is capped as JSON is */
+    {{""}, 1, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}, {0}, {0}, {0}},
+    {{"ui"}, 1, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}, {0}, {0}, {0}},
+    {{"ui", ""}, 2, {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui}, {0}, {0}, {0}, {0}},
+    {{"ui", "style.css"},
+     2,
+     {ROUTE_UI_LOGIN, NULL, 0, BODY_NONE, imgstore_server__route_ui_style},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"ui", "login"},
+     2,
+     {ROUTE_UI_LOGIN, NULL, 0, BODY_NONE, imgstore_server__route_ui_login_form},
+     {ROUTE_UI_LOGIN, "POST", 0, BODY_FORM, imgstore_server__route_ui_login},
+     {0},
+     {0},
+     {0}},
+    {{"ui", "logout"},
+     2,
+     {0},
+     {ROUTE_UI_LOGIN, "POST", 0, BODY_FORM, imgstore_server__route_ui_logout},
+     {0},
+     {0},
+     {0}},
+    {{"ui", "images", "*"},
+     3,
+     {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"ui", "images", "*", "*"},
+     4,
+     {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"ui", "channels", "*", "*"},
+     4,
+     {ROUTE_UI, NULL, 0, BODY_NONE, imgstore_server__route_ui},
+     {0},
+     {0},
+     {0},
+     {0}},
 };
 
 /* Split the raw path into segments; literal ones are compared raw, parameters decoded. */
@@ -596,6 +653,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     case ROUTE_METRICS:
     case ROUTE_MIRROR:
     case ROUTE_OCI_BASE:
+    case ROUTE_UI_LOGIN: /* the form and the stylesheet: no store read */
         return RUN_INLINE;
     case ROUTE_CHANNEL: /* a watch waits: never on a polling thread */
         if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "wait"))
@@ -609,6 +667,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     case ROUTE_MANIFEST:
     case ROUTE_SIGNATURES:
     case ROUTE_CHANNEL_SIGNED:
+    case ROUTE_UI:
         return RUN_CACHED_INLINE;
     default:
         return RUN_WORKER;
@@ -748,7 +807,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return imgstore_server__upload_begin(req);
         if (entry->body == BODY_BLOB)
             return imgstore_server__oci_blob_begin(req);
-        return MHD_YES; /* BODY_JSON, BODY_SIGNED: wait for the body */
+        return MHD_YES; /* BODY_JSON, BODY_SIGNED, BODY_MANIFEST, BODY_FORM: wait for the body */
     }
     if (req->held)
         return pick_up(req, upload_data, upload_data_size);
@@ -990,6 +1049,12 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
     pthread_cond_init(&server->changed, NULL);
     if (signers)
         server->signers = *signers;
+    /* the status page's session cookies are signed with a key no restart keeps (ui_auth.c) */
+    if (getrandom(server->session_key, sizeof(server->session_key), 0) !=
+        (ssize_t)sizeof(server->session_key)) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "getrandom: %s", strerror(errno));
+        goto done;
+    }
     if ((err = imgstore_server__config_copy(&server->config, config)) < 0 ||
         (err = imgstore_server__metrics_new(&server->metrics)) < 0)
         goto done;

@@ -92,6 +92,8 @@ typedef enum {
     ROUTE_OCI_BLOB,
     ROUTE_OCI_UPLOAD,
     ROUTE_OCI_TAGS,
+    ROUTE_UI,       /* the status page's pages (route_ui.c) */
+    ROUTE_UI_LOGIN, /* its login, logout and stylesheet (ui_auth.c) */
     ROUTE_COUNT
 } imgstore_server__route;
 
@@ -241,8 +243,9 @@ struct imgstore_server {
     pthread_cond_t changed;
     uint64_t generation; /* bumped by every deploy and rollback made through this server */
     uint64_t waiters, streams, inflight;
-    uint64_t uploads;   /* in progress, at most config->max_uploads */
-    uint64_t suspended; /* connections handed to a worker: all resumed before MHD stops */
+    uint64_t uploads;        /* in progress, at most config->max_uploads */
+    uint64_t suspended;      /* connections handed to a worker: all resumed before MHD stops */
+    uint8_t session_key[32]; /* signs the status page's session cookies (ui_auth.c) */
     bool stopping;
     bool closing; /* the drain is over: nothing is suspended any more */
 };
@@ -272,6 +275,8 @@ typedef struct imgstore_server__request {
     char *answer_key; /* set by a miss in the answer cache: a 200 answer is stored under it */
     size_t answer_key_len;
     char answer_tip[41];           /* the tip the answer is built from */
+    const char *answer_variant;    /* what else the answer depends on (the page's signed-in
+                                      name), part of the key; NULL: nothing */
     const char *extra_header_name; /* one more header on an error answer (416's Content-Range,
                                       a replica's 307 Location, a Link header with two names) */
     char extra_header_value[4096];
@@ -495,6 +500,111 @@ enum MHD_Result imgstore_server__send_file(imgstore_server__request *req,
                                            const imgstore_manifest_file *file,
                                            const char *content_type, const char *digest_header);
 
+/**
+ * The token whose SHA-256 is `digest`, compared with every configured digest in constant
+ * time without stopping at a match; NULL when none. Borrowed from `config`.
+ */
+const imgstore_server__token *
+imgstore_server__token_find_digest(const imgstore_server_config *config, const uint8_t digest[32]);
+
+/** SHA-256 of a presented token (the form the config holds). 0 or IMGSTORE_ERROR. */
+int imgstore_server__token_digest(uint8_t out[32], const char *token);
+
+/** The scopes `token` grants (NULL: the anonymous ones), admin widened to every scope. */
+unsigned imgstore_server__scopes_granted(const imgstore_server_config *config,
+                                         const imgstore_server__token *token);
+
+/* ---- the status page (html.c, ui_auth.c, route_ui.c) ---------------------------------- */
+
+/* An HTML document being built. Every helper is a no-op once `err` is set, so a page is
+ * built without checking each call and checked once at the end. */
+typedef struct {
+    char *data; /* NUL-terminated */
+    size_t len, cap;
+    int err; /* 0, IMGSTORE_ERROR (out of memory) or IMGSTORE_EINVALID (past the cap) */
+} imgstore_server__html;
+
+#define IMGSTORE_SERVER_HTML_MAX (4u << 20) /* a page is paged well below this */
+
+/** Append trusted markup (a literal of ours), unescaped. */
+void imgstore_server__html_raw(imgstore_server__html *html, const char *markup);
+
+/**
+ * Append text as HTML: stored text may be hostile, so control characters, bidi overrides
+ * and bytes that are not UTF-8 are shown as the CLI shows them (\x1b, \u202e:
+ * imgstore_schema_text_escape) and & < > " ' become entities, safe in element content and
+ * in quoted attribute values. NULL appends nothing.
+ */
+void imgstore_server__html_text(imgstore_server__html *html, const char *text);
+
+/**
+ * Append markup from a format of ours whose %s arguments are text, each escaped as by
+ * imgstore_server__html_text(). Conversions: %s %d %u %zu %llu %%; any other sets
+ * IMGSTORE_EINVALID (a programming error the unit tests catch).
+ */
+void imgstore_server__html_fmt(imgstore_server__html *html, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/** The document's head, the site header (with `user` signed in and a logout button, or
+ * none: NULL) and the opening of <main>; `title` is text. */
+void imgstore_server__html_begin(imgstore_server__html *html, const char *title, const char *user);
+
+/** Close <main>, the footer and the document. */
+void imgstore_server__html_end(imgstore_server__html *html);
+
+/** Free the document's bytes. NULL-safe; the struct may be reused after. */
+void imgstore_server__html_free(imgstore_server__html *html);
+
+/** The status page's stylesheet (served at /ui/style.css). */
+extern const char imgstore_server__html_stylesheet[];
+
+/**
+ * The headers every HTML answer carries: a Content-Security-Policy that allows our own
+ * stylesheet and forms and nothing else (no script, no frame, no outside fetch), nosniff,
+ * no referrer, no framing. Called for every text/html answer, cached ones included.
+ */
+void imgstore_server__html_headers(struct MHD_Response *response);
+
+/** Answer a built page (`html` freed) with `status`; an error in it answers 500. */
+enum MHD_Result imgstore_server__reply_html(imgstore_server__request *req, unsigned status,
+                                            imgstore_server__html *html);
+
+#define IMGSTORE_SERVER_SESSION_SECONDS (12 * 3600)
+#define IMGSTORE_SERVER_SESSION_COOKIE  "imgstore_session"
+
+/**
+ * A session cookie value for the token of `digest` that ends at `expires` (unix seconds):
+ * "v1.<expires>.<digest hex>.<HMAC-SHA256 under key, hex>". `out` holds 150 bytes.
+ */
+void imgstore_server__session_make(char *out, size_t cap, const uint8_t key[32],
+                                   const uint8_t digest[32], int64_t expires);
+
+/**
+ * The configured token a session cookie names, if its MAC is ours, it has not expired at
+ * `now` and the token is still configured. Returns 0 (*out set), IMGSTORE_EINVALID
+ * (malformed or forged) or IMGSTORE_ENOTFOUND (expired, or the token was removed).
+ */
+int imgstore_server__session_check(const imgstore_server__token **out,
+                                   const imgstore_server_config *config, const uint8_t key[32],
+                                   const char *cookie, int64_t now);
+
+/**
+ * The value of `key` in an application/x-www-form-urlencoded body of `len` bytes, decoded
+ * ('+' is a space, %XX a byte); *out freed with free(). Returns 0, IMGSTORE_ENOTFOUND,
+ * IMGSTORE_EINVALID (malformed escape, NUL).
+ */
+int imgstore_server__form_value(char **out, const char *body, size_t len, const char *key);
+
+/** True when `target` is a path of ours to return to after the login (no other origin). */
+bool imgstore_server__ui_next_ok(const char *target);
+
+/**
+ * Who may see a status page: a bearer token (as the API: 401/403 in JSON), else the session
+ * cookie, else the anonymous scopes; `read` is needed. Returns true with req->token set, or
+ * answers itself (a redirect to the login page, or a 403 page) and returns false.
+ */
+bool imgstore_server__ui_authorize(imgstore_server__request *req, enum MHD_Result *result_out);
+
 /* ---- routes (route_*.c) --------------------------------------------------------------- */
 
 enum MHD_Result imgstore_server__route_images(imgstore_server__request *req);
@@ -519,6 +629,12 @@ enum MHD_Result imgstore_server__route_oci_manifest_put(imgstore_server__request
 enum MHD_Result imgstore_server__route_oci_blob(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_tags(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_oci_upload(imgstore_server__request *req);
+/* the status page: GET /, /ui/, /ui/images/{name}[/{version}], /ui/channels/{name}/{channel} */
+enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_ui_style(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_ui_login_form(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_ui_login(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_ui_logout(imgstore_server__request *req);
 
 /* ---- multipart/form-data (multipart.c) ------------------------------------------------ */
 

@@ -253,7 +253,8 @@ class Api(ServerTestCase):
 
     def test_unknown_things_are_json_404_and_405(self):
         for path in ("/v1/images/nope", "/v1/images/demo/9.9", "/v1/images/demo/1.0/files/nope",
-                     "/v1/channels/demo/nope", "/v1/nothing", "/", "/v1/images/demo/1.0/x/y"):
+                     "/v1/channels/demo/nope", "/v1/nothing", "/ui/nothing",
+                     "/v1/images/demo/1.0/x/y"):  # "/" is the status page (issue #12)
             status, _, body = self.server.request("GET", path, token=self.reader)
             self.assertJsonError(status, body, 404, "not_found")
         status, _, body = self.server.request("DELETE", "/v1/images/demo", token=self.boss)

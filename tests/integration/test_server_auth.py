@@ -46,6 +46,7 @@ class Auth(ServerTestCase):
         ctype, form = multipart([("f.bin", b"upload %d" % self.uploads)])
         ctype2, form2 = multipart([("g.bin", b"unversioned %d" % self.uploads)])
         ok = (200,)
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
         bad_signature = json.dumps({"signatures": ["not a signature"]}).encode()
         bad_state = json.dumps({"state": "{}", "signatures": ["not a signature"]}).encode()
         image, version, channel = "/v1/images/{name}", "/v1/images/{name}/{version}", \
@@ -112,6 +113,17 @@ class Auth(ServerTestCase):
             ("DELETE", "/v2/app/blobs/uploads/" + "0" * 32, "/v2/{name}/blobs/uploads/{id}",
              None, None, "push", (404,)),
             ("GET", "/v2/app/tags/list", "/v2/{name}/tags/list", None, None, "read", ok),
+            # the status page: a bearer token as above; without one, the login form (303)
+            ("GET", "/", "/", None, None, "read", ok),
+            ("GET", "/ui/", "/ui/", None, None, "read", ok),
+            ("GET", "/ui/images/app", "/ui/images/{name}", None, None, "read", ok),
+            ("GET", "/ui/images/app/1.0", "/ui/images/{name}/{version}", None, None, "read", ok),
+            ("GET", "/ui/channels/app/prod", "/ui/channels/{name}/{channel}", None, None, "read",
+             ok),
+            ("GET", "/ui/login", "/ui/login", None, None, None, ok),
+            ("POST", "/ui/login", "/ui/login", b"token=imgstore_nope", form_type, None, (401,)),
+            ("POST", "/ui/logout", "/ui/logout", b"", form_type, None, (303,)),
+            ("GET", "/ui/style.css", "/ui/style.css", None, None, None, ok),
         ]
 
     def test_covers_the_openapi(self):
@@ -139,7 +151,10 @@ class Auth(ServerTestCase):
                                                          headers=headers, token=token)
                 what = "%s %s as %s" % (method, path, who)
                 if scope is None:
-                    self.assertEqual(status, 200, what)
+                    self.assertIn(status, served, what)
+                elif who is None and (path == "/" or path.startswith("/ui/")):
+                    self.assertEqual(status, 303, what)  # to the status page's login form
+                    self.assertEqual(hdrs["location"], "/ui/login?next=" + path, what)
                 elif who is None or who == "bad":
                     self.assertEqual(status, 401, what)
                     self.assertTrue(hdrs.get("www-authenticate", "").startswith("Bearer"), what)

@@ -56,6 +56,21 @@ class Tls(ServerTestCase):
         self.assertNotEqual(rc, 0)
         self.assertNotEqual(out, b"200")
 
+    def test_status_page_session_cookie_is_secure_over_https(self):
+        """The status page's session cookie (issue #12) is marked Secure under TLS, so a
+        browser never sends it over plain HTTP."""
+        token, line = new_token("read", "reader")
+        server = self.serve(line, args=("--tls-cert", self.cert, "--tls-key", self.key))
+        rc, out, err = curl("-i", "--cacert", self.cert, "--data-urlencode", "token=" + token,
+                            "https://%s/ui/login" % server.address)
+        self.assertEqual(rc, 0, err)
+        head = out.decode().split("\r\n\r\n")[0]
+        self.assertIn("303", head.splitlines()[0])
+        cookie = [l for l in head.splitlines() if l.lower().startswith("set-cookie:")]
+        self.assertEqual(len(cookie), 1, head)
+        for attr in ("HttpOnly", "SameSite=Strict", "Secure"):
+            self.assertIn(attr, [a.strip() for a in cookie[0].split(";")], cookie[0])
+
 
 if __name__ == "__main__":
     main()

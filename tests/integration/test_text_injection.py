@@ -90,6 +90,32 @@ class TextInjection(ServerTestCase):
         data = json.loads(self.ok("history", "app", "--json"))
         self.assertTrue(any("\x1b[2J" in e["summary"] for e in data["entries"]), data)
 
+    def test_stored_markup_is_text_on_the_status_page(self):
+        """The status page (issue #12) shows stored text as text: markup in a label, a
+        source and a reason arrives escaped, never as elements or attributes, and the page
+        forbids script and outside loads whatever it holds."""
+        label = "<script>alert(1)</script>"
+        source = "https://x/\"><img src=x onerror=alert(2)>"
+        reason = "<b onmouseover='alert(3)'>boot</b> & \"loop\""
+        self.push(self.file, "--name", "app", "--version", "3", "--kind", "unknown",
+                  "--label", "ci.job=" + label, "--source", source + "@1")
+        self.ok("deploy", "app", "3", "--channel", "prod", "--reason", reason)
+        for path in ("/", "/ui/images/app", "/ui/images/app/3", "/ui/channels/app/prod"):
+            status, headers, data = self.server.request("GET", path, token=self.admin)
+            self.assertEqual(status, 200, path)
+            page = data.decode()
+            self.assertTrue(headers["content-type"].startswith("text/html"), path)
+            self.assertIn("script-src", headers["content-security-policy"].replace(
+                "default-src 'none'", "script-src"), path)
+            for raw in ("<script", "<img", "<b onmouseover", "onmouseover='"):
+                self.assertNotIn(raw, page, path)
+        page = self.server.request("GET", "/ui/images/app/3", token=self.admin)[2].decode()
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", page)
+        self.assertIn("https://x/&quot;&gt;&lt;img src=x onerror=alert(2)&gt;", page)
+        page = self.server.request("GET", "/ui/channels/app/prod", token=self.admin)[2].decode()
+        self.assertIn("&lt;b onmouseover=&#39;alert(3)&#39;&gt;boot&lt;/b&gt; &amp; "
+                      "&quot;loop&quot;", page)
+
 
 if __name__ == "__main__":
     main()
