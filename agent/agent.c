@@ -437,7 +437,7 @@ static int commit(imgstore_agent *agent)
 
 /* Tell the channel: a signed rollback when this agent may move it, else (and also) a report.
  * Written down first as pending, so that a crash after going back still tells. */
-static void tell_failure(imgstore_agent *agent)
+void imgstore_agent__tell_failure(imgstore_agent *agent)
 {
     json_t *failed = json_object_get(agent->state, "failed");
     const char *version = json_string_value(json_object_get(failed, "version"));
@@ -508,7 +508,7 @@ static int go_back(imgstore_agent *agent, const char *why)
     state_set_str(agent, "phase", err < 0 ? "degraded" : "running");
     if ((err = imgstore_agent__state_save(agent)) < 0 || !step(agent, "back-tell"))
         goto done;
-    tell_failure(agent);
+    imgstore_agent__tell_failure(agent);
 done:
     if (agent->stopped && err == 0)
         err = STOPPED(agent);
@@ -612,6 +612,6 @@ int imgstore_agent__recover(imgstore_agent *agent)
     }
     if (phase && strcmp(phase, "pulling") == 0)
         set_phase(agent, state_str(agent, "version") ? "running" : "idle");
-    tell_failure(agent); /* a rollback or report a crash kept from being sent */
+    imgstore_agent__tell_failure(agent); /* a rollback or report a crash kept from being sent */
     return 0;
 }

@@ -57,6 +57,9 @@ void imgstore_agent__note_error(imgstore_agent *agent, const char *message);
 /** Sleep `seconds` through ops.sleep, else in steps that notice config.stop. */
 void imgstore_agent__sleep(imgstore_agent *agent, unsigned seconds);
 
+/** Send the rollback or report state.json's "failed" still has pending (agent.c). */
+void imgstore_agent__tell_failure(imgstore_agent *agent);
+
 /** Now as RFC 3339 UTC into buf (32 bytes). */
 void imgstore_agent__now(char *buf);
 

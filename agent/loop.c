@@ -150,6 +150,7 @@ int imgstore_agent_step(imgstore_agent *agent)
     uint64_t after = (uint64_t)json_integer_value(json_object_get(agent->state, "sequence"));
     int err;
 
+    imgstore_agent__tell_failure(agent); /* one a crash or the server's absence kept back */
     /* a move this host has not finished (a pull cut short) is asked for again from its
      * sequence: the server answers at once with the live state */
     err = agent->ops.wait_move(&target, after, agent->config.wait_seconds, agent->ops.payload);

@@ -67,6 +67,7 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_token(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv);
 
 /** Generate a key, save it unencrypted at `path` (0600) with `path`.pub beside it. */
 int cli_key_create(imgstore_sign_key **out, const char *path, const char *comment);

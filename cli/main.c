@@ -211,10 +211,39 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore watch app --channel prod --server https://images.example",
      USES_JSON | USES_REMOTE},
+    {"agent", cli_cmd_agent,
+     "agent --image N --channel C --dir DIR --server URL [--exec-restart CMD]\n"
+     "      [--health CMD|URL] [--health-timeout 60s] [--keep 3] | agent status --dir DIR",
+     "Follow channel C on a server and replace the whole image on this host when it moves\n"
+     "(docs/agent.md): pull the version verified into DIR/versions/V (all files or none),\n"
+     "flip DIR/current (DIR/previous keeps the one before), run the restart hook, then the\n"
+     "health check; when it fails within the timeout, flip back, restart, and roll the channel\n"
+     "back signed (with --key, or the server's key with a deploy-scope token) or report it.\n"
+     "Retries while the server is away; a restart after a crash finishes a half-done swap.\n"
+     "\n"
+     "  --image N           the image to run\n"
+     "  --channel C         the channel to follow\n"
+     "  --dir DIR           the state directory (versions/, current, previous, state.json)\n"
+     "  --exec-restart CMD  run (sh -c) after each flip; IMGSTORE_VERSION, IMGSTORE_KERNEL,\n"
+     "                      IMGSTORE_INITRD, IMGSTORE_CMDLINE, IMGSTORE_UNIKERNEL... set\n"
+     "  --health CMD|URL    healthy when CMD exits 0, or the URL answers 2xx (retried)\n"
+     "  --health-timeout T  how long a new version has to become healthy (default 60s)\n"
+     "  --keep N            old versions kept besides current and previous (default 3)\n"
+     "  --host NAME         this host's name in reports (default: the hostname)\n"
+     "  --once              one round (wait at most 1 s for a move), then exit\n"
+     "  --wait T            long-poll length, at most 60s (default 60s)\n"
+     "\n"
+     "agent status --dir DIR [--json]: what runs, since when, the last check and error.\n"
+     "\n"
+     "Example:\n"
+     "  imgstore agent --server https://images.example --image app --channel prod \\\n"
+     "      --dir /var/lib/imgstore/app --exec-restart 'systemctl restart app-vm' \\\n"
+     "      --health http://127.0.0.1:8080/healthz --health-timeout 60s",
+     USES_KEY | USES_ACTOR | USES_JSON | USES_REMOTE},
     {"token", cli_cmd_token, "token create --scope SCOPES [--name N]",
      "Print a new bearer token for imgstore serve, once, and the config line granting it.\n"
      "\n"
-     "  --scope SCOPES      read, push, deploy, admin, comma-separated (required)\n"
+     "  --scope SCOPES      read, push, deploy, report, admin, comma-separated (required)\n"
      "  --name N            the name the server logs and commits for it (default token)\n"
      "\n"
      "Example:\n"
@@ -236,8 +265,8 @@ static void print_help(FILE *out)
                  "3 verification failed.\n"
                  "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
                  "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n"
-                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show\n"
-                 "and watch run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
+                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show,\n"
+                 "watch and agent run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
                  "server = URL in ~/.config/imgstore/config), with --token T (or\n"
                  "$IMGSTORE_TOKEN, token = T); everything the server hands out is verified here\n"
                  "(docs/cli.md, Remote mode).\n");

@@ -156,6 +156,25 @@ int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust 
                            json_t *signed_state, const char *name, const char *channel,
                            const char *what);
 
+/**
+ * Download one file of a verified manifest into its staging file beside `dest` (resuming what
+ * an earlier, interrupted download left there, HTTP Range) and check its size and sha256;
+ * *staged_out names it (free()), for the caller to rename into place. 0, IMGSTORE_EVERIFY
+ * (nothing is kept to resume), IMGSTORE_ELOCKED, transport errors (kept to resume).
+ */
+int cli_remote_stage_file(char **staged_out, cli_remote *remote, const imgstore_manifest *m,
+                          const imgstore_manifest_file *file, const char *dest);
+
+/**
+ * Move a channel to `version` (a deploy, or with `rollback` a rollback to it): built and
+ * signed here when `signers` holds keys that are all deploy keys of the policy, else asked
+ * of the server, which signs with its own key. *out is the verified state written.
+ */
+int cli_remote_channel_move(imgstore_channel_state **out, cli_remote *remote,
+                            const cli_remote_trust *trust, const cli_signers *signers,
+                            const char *name, const char *channel, const char *version,
+                            bool rollback, const char *actor, const char *reason);
+
 /** Check a name before it goes into a URL (so no escaping is ever needed). */
 int cli_remote_check_names(const char *image, const char *version, const char *channel);
 

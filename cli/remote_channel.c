@@ -302,6 +302,17 @@ static int server_move(imgstore_channel_state **out, cli_remote *remote,
     return err;
 }
 
+int cli_remote_channel_move(imgstore_channel_state **out, cli_remote *remote,
+                            const cli_remote_trust *trust, const cli_signers *signers,
+                            const char *name, const char *channel, const char *version,
+                            bool rollback, const char *actor, const char *reason)
+{
+    if (signers && all_deploy_keys(signers, trust->policy))
+        return signed_move(out, remote, trust, signers, name, channel, version,
+                           rollback ? "rollback" : "deploy", actor, reason);
+    return server_move(out, remote, trust, name, channel, version, rollback, reason);
+}
+
 static int move(cli_ctx *ctx, int argc, char **argv, bool rollback)
 {
     cli_remote remote = {0};

@@ -107,10 +107,8 @@ static int resume_cut(cli_remote *remote, const char *url, partial_sink *sink,
     return err;
 }
 
-/* Download one file into its staging file beside `dest` (resuming what an earlier pull left
- * there) and check it against the manifest; *staged_out names it. */
-static int stage_file(char **staged_out, cli_remote *remote, const imgstore_manifest *m,
-                      const imgstore_manifest_file *file, const char *dest)
+int cli_remote_stage_file(char **staged_out, cli_remote *remote, const imgstore_manifest *m,
+                          const imgstore_manifest_file *file, const char *dest)
 {
     char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL, *url = NULL;
     char digest[65];
@@ -305,7 +303,7 @@ static int remote_stage(char **staged_out, const imgstore_manifest_file *file, c
     src->remote->progress = progress->bar;
     src->remote->progress_base = progress->done;
     src->remote->progress_total = progress->total;
-    return stage_file(staged_out, src->remote, src->m, file, dest);
+    return cli_remote_stage_file(staged_out, src->remote, src->m, file, dest);
 }
 
 static int remote_to_stdout(const imgstore_manifest *m, void *payload)

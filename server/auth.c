@@ -72,6 +72,9 @@ static const char *scope_name(unsigned scope)
         return "push";
     case IMGSTORE_SERVER_SCOPE_DEPLOY:
         return "deploy";
+    case IMGSTORE_SERVER_SCOPE_REPORT:
+    case IMGSTORE_SERVER_SCOPE_REPORT | IMGSTORE_SERVER_SCOPE_DEPLOY:
+        return "report";
     default:
         return "admin";
     }

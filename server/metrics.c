@@ -52,6 +52,7 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_MANIFEST] = "/v1/images/{name}/{version}/manifest",
         [ROUTE_SIGNATURES] = "/v1/images/{name}/{version}/signatures",
         [ROUTE_CHANNEL_SIGNED] = "/v1/channels/{name}/{channel}/signed",
+        [ROUTE_REPORTS] = "/v1/channels/{name}/{channel}/reports",
     };
 
     return route < ROUTE_COUNT ? names[route] : "other";

@@ -214,6 +214,12 @@ static const struct {
      {0},
      {ROUTE_ROLLBACK, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
       imgstore_server__route_rollback}},
+    /* reports: a deploy token may post them too (an agent that may roll back) */
+    {{"v1", "channels", "*", "*", "reports"},
+     5,
+     {ROUTE_REPORTS, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_reports},
+     {ROUTE_REPORTS, "POST", IMGSTORE_SERVER_SCOPE_REPORT | IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
+      imgstore_server__route_report_post}},
     {{"v1", "trust"},
      2,
      {ROUTE_TRUST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_trust},

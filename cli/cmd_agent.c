@@ -1,0 +1,435 @@
+/*
+ * imgstore agent: argv in, the agent module (agent/agent.h) run with its server operations
+ * done by the remote client (remote*.c: every state, manifest and byte verified against the
+ * pinned policy before the agent sees it), and `imgstore agent status` printing a state
+ * directory. The swap, its crash safety and its rollback are agent/'s; this file only wires.
+ */
+#include "agent/agent.h"
+#include "cli/remote.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    OPT_IMAGE = OPT_FIRST_LOCAL,
+    OPT_CHANNEL_A,
+    OPT_DIR,
+    OPT_RESTART,
+    OPT_HEALTH,
+    OPT_HEALTH_TIMEOUT,
+    OPT_KEEP,
+    OPT_HOST,
+    OPT_ONCE,
+    OPT_WAIT,
+};
+
+typedef struct {
+    const char *image, *channel, *dir, *restart, *health, *host;
+    unsigned health_timeout, keep, wait;
+    bool once;
+    cli_remote_args remote;
+} agent_args;
+
+typedef struct {
+    cli_remote remote;
+    cli_remote_trust trust;
+    cli_signers signers;
+    const char *image, *channel;
+    char *actor;
+} agent_server;
+
+static volatile sig_atomic_t agent_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    agent_stop = 1;
+}
+
+/* "60", "60s", "2m": seconds. */
+static int parse_duration(unsigned *out, const char *text)
+{
+    uint64_t n = 0;
+    char *copy = strdup(text ? text : "");
+    size_t len = copy ? strlen(copy) : 0;
+    unsigned scale = 1;
+    int err;
+
+    if (!copy)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if (len > 1 && (copy[len - 1] == 's' || copy[len - 1] == 'm')) {
+        scale = copy[len - 1] == 'm' ? 60 : 1;
+        copy[len - 1] = '\0';
+    }
+    err = imgstore_parse_u64(&n, copy);
+    free(copy);
+    if (err < 0 || n == 0 || n * scale > 86400)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "'%s': expected 1 to 86400 seconds (60, 60s, 2m)", text);
+    *out = (unsigned)(n * scale);
+    return 0;
+}
+
+/* ---- the ops on the remote client -------------------------------------------------------- */
+
+static int reload_trust(agent_server *s)
+{
+    cli_remote_trust_free(&s->trust);
+    memset(&s->trust, 0, sizeof(s->trust));
+    return cli_remote_trust_load(&s->trust, &s->remote);
+}
+
+static int op_wait(imgstore_agent_target **out, uint64_t after, unsigned wait, void *payload)
+{
+    agent_server *s = payload;
+    imgstore_agent_target *t = NULL;
+    cli_remote_manifest m = {0};
+    cli_remote_response resp = {0};
+    json_t *body;
+    json_int_t sequence;
+    char path[512];
+    int err;
+
+    *out = NULL;
+    /* the policy is loaded on first use and again after the server was away (it may have
+     * moved on to a new policy meanwhile) */
+    if (!s->trust.policy && (err = reload_trust(s)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "/v1/channels/%s/%s?wait=%u&after=%llu", s->image, s->channel,
+             wait, (unsigned long long)after);
+    if ((err = cli_remote_call(&s->remote, "GET", path, NULL, CLI_REMOTE_JSON_MAX, &resp)) < 0) {
+        cli_remote_trust_free(&s->trust);
+        memset(&s->trust, 0, sizeof(s->trust));
+        return err;
+    }
+    if (resp.status == 404 || resp.status >= 500) {
+        long status = resp.status;
+
+        cli_remote_response_free(&resp);
+        return status == 404 ? IMGSTORE_ENOTFOUND
+                             : imgstore_error_set(IMGSTORE_ERROR, "%s: HTTP %ld", path, status);
+    }
+    if ((err = cli_remote_status_error(&s->remote, path, &resp)) < 0) {
+        cli_remote_response_free(&resp);
+        return err;
+    }
+    body = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
+    sequence = json_integer_value(json_object_get(body, "sequence"));
+    json_decref(body);
+    cli_remote_response_free(&resp);
+    if (sequence <= (json_int_t)after)
+        return 0;
+    /* the long-poll only says something moved; what moved is believed once verified */
+    if (!(t = calloc(1, sizeof(*t))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    err = cli_remote_channel_fetch(&t->state, NULL, NULL, &s->remote, &s->trust, s->image,
+                                   s->channel, false);
+    if (err == IMGSTORE_EVERIFY && reload_trust(s) == 0)
+        err = cli_remote_channel_fetch(&t->state, NULL, NULL, &s->remote, &s->trust, s->image,
+                                       s->channel, false);
+    if (err == 0)
+        err =
+            cli_remote_manifest_fetch(&m, &s->remote, &s->trust, s->image, t->state->version, true);
+    if (err == 0 && strcmp(m.sha256, t->state->manifest_sha256) != 0)
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s@%s: the manifest has sha256 %s, the channel state pinned %s",
+                                 s->image, t->state->version, m.sha256, t->state->manifest_sha256);
+    if (err < 0) {
+        cli_remote_manifest_free(&m);
+        imgstore_agent_target_free(t);
+        return err;
+    }
+    t->manifest = m.manifest;
+    t->manifest_bytes = m.bytes;
+    t->manifest_len = m.len;
+    m.manifest = NULL;
+    m.bytes = NULL;
+    cli_remote_manifest_free(&m);
+    *out = t;
+    return 0;
+}
+
+static int op_pull(const imgstore_agent_target *t, const imgstore_manifest_file *file,
+                   const char *path, void *payload)
+{
+    agent_server *s = payload;
+    char *staged = NULL;
+    int err;
+
+    if ((err = cli_remote_stage_file(&staged, &s->remote, t->manifest, file, path)) < 0)
+        return err;
+    if (rename(staged, path) < 0)
+        err = imgstore_error_set(IMGSTORE_ERROR, "rename %s: %s", staged, strerror(errno));
+    free(staged);
+    return err;
+}
+
+static int op_rollback(const char *failed, uint64_t failed_sequence, const char *to,
+                       const char *reason, void *payload)
+{
+    agent_server *s = payload;
+    imgstore_channel_state *live = NULL, *moved = NULL;
+    int err;
+
+    if (!s->trust.policy && (err = reload_trust(s)) < 0)
+        return err;
+    if ((err = cli_remote_channel_fetch(&live, NULL, NULL, &s->remote, &s->trust, s->image,
+                                        s->channel, true)) < 0)
+        return err;
+    /* someone (another host's agent, on-call) moved it already: nothing to undo */
+    if (live->sequence != failed_sequence || strcmp(live->version, failed) != 0) {
+        imgstore_channel_state_free(live);
+        return 0;
+    }
+    imgstore_channel_state_free(live);
+    err = cli_remote_channel_move(&moved, &s->remote, &s->trust, &s->signers, s->image, s->channel,
+                                  to, true, s->actor, reason);
+    imgstore_channel_state_free(moved);
+    if (err < 0 && s->remote.last_result == CURLE_OK) {
+        /* an answer that said no (no deploy scope, no key): report instead */
+        imgstore_log(IMGSTORE_LOG_INFO, "agent", "no signed rollback: %s", imgstore_error_last());
+        return IMGSTORE_ENOTFOUND;
+    }
+    if (err == 0)
+        imgstore_log(IMGSTORE_LOG_WARN, "agent", "rolled %s/%s back to %s: %s", s->image,
+                     s->channel, to, reason);
+    return err;
+}
+
+static int op_report(const imgstore_agent_report *r, void *payload)
+{
+    agent_server *s = payload;
+    char *path = imgstore_strfmt("/v1/channels/%s/%s/reports", s->image, s->channel);
+    json_t *body = json_pack("{s:s, s:s}", "host", r->host, "state", r->state), *answer = NULL;
+    int err;
+
+    if (!path || !body) {
+        free(path);
+        json_decref(body);
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
+    if (r->version)
+        json_object_set_new(body, "version", json_string(r->version));
+    if (r->attempted)
+        json_object_set_new(body, "attempted", json_string(r->attempted));
+    if (r->message)
+        json_object_set_new(body, "message", json_string(r->message));
+    err = cli_remote_send_json(&answer, NULL, &s->remote, "POST", path, body);
+    json_decref(answer);
+    free(path);
+    return err;
+}
+
+/* ---- argv -------------------------------------------------------------------------------- */
+
+static int agent_parse(cli_ctx *ctx, int argc, char **argv, agent_args *args, int *code)
+{
+    static const struct option options[] = {
+        CLI_COMMON_OPTIONS,
+        CLI_REMOTE_OPTIONS,
+        {"image", required_argument, NULL, OPT_IMAGE},
+        {"channel", required_argument, NULL, OPT_CHANNEL_A},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"exec-restart", required_argument, NULL, OPT_RESTART},
+        {"health", required_argument, NULL, OPT_HEALTH},
+        {"health-timeout", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+        {"keep", required_argument, NULL, OPT_KEEP},
+        {"host", required_argument, NULL, OPT_HOST},
+        {"once", no_argument, NULL, OPT_ONCE},
+        {"wait", required_argument, NULL, OPT_WAIT},
+        {NULL, 0, NULL, 0}};
+    uint64_t n;
+    int opt;
+
+    *code = -1;
+    memset(args, 0, sizeof(*args));
+    args->health_timeout = 60;
+    args->keep = 3;
+    args->wait = 60;
+    while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
+        switch (opt) {
+        case OPT_IMAGE:
+            args->image = optarg;
+            break;
+        case OPT_CHANNEL_A:
+            args->channel = optarg;
+            break;
+        case OPT_DIR:
+            args->dir = optarg;
+            break;
+        case OPT_RESTART:
+            args->restart = optarg;
+            break;
+        case OPT_HEALTH:
+            args->health = optarg;
+            break;
+        case OPT_HOST:
+            args->host = optarg;
+            break;
+        case OPT_ONCE:
+            args->once = true;
+            break;
+        case OPT_HEALTH_TIMEOUT:
+            if (parse_duration(&args->health_timeout, optarg) < 0) {
+                *code = cli_usage_error(ctx, "--health-timeout %s", imgstore_error_last());
+                return -1;
+            }
+            break;
+        case OPT_WAIT:
+            if (parse_duration(&args->wait, optarg) < 0 || args->wait > 60) {
+                *code = cli_usage_error(ctx, "--wait: 1 to 60 seconds");
+                return -1;
+            }
+            break;
+        case OPT_KEEP:
+            if (imgstore_parse_u64(&n, optarg) < 0 || n > 1000) {
+                *code = cli_usage_error(ctx, "--keep: a number from 0 to 1000");
+                return -1;
+            }
+            args->keep = (unsigned)n;
+            break;
+        default:
+            break;
+        }
+    }
+    return *code >= 0 ? -1 : optind;
+}
+
+static void print_status(const cli_ctx *ctx, json_t *st)
+{
+    json_t *check = json_object_get(st, "last_check"), *error = json_object_get(st, "last_error");
+    json_t *failed = json_object_get(st, "failed");
+    const char *v;
+
+    if (ctx->json) {
+        cli_print_json(json_incref(st));
+        return;
+    }
+#define S(obj, key) cli_safe(json_string_value(json_object_get(obj, key)))
+    printf("image      %s/%s on %s\n", S(st, "image"), S(st, "channel"), S(st, "host"));
+    v = json_string_value(json_object_get(st, "current"));
+    printf("running    %s", v ? cli_safe(v) : "nothing");
+    if (v)
+        printf(" since %s", S(st, "since"));
+    printf(" (move %lld)\n", (long long)json_integer_value(json_object_get(st, "sequence")));
+    v = json_string_value(json_object_get(st, "previous"));
+    printf("previous   %s\n", v ? cli_safe(v) : "none");
+    printf("phase      %s\n", S(st, "phase"));
+    if (json_is_object(json_object_get(st, "trial")))
+        printf("trying     %s since %s\n", S(json_object_get(st, "trial"), "to"),
+               S(json_object_get(st, "trial"), "started"));
+    if (json_is_object(check))
+        printf("last check %s %s %s%s%s\n", S(check, "time"), S(check, "version"),
+               json_is_true(json_object_get(check, "ok")) ? "ok" : "failed",
+               json_string_value(json_object_get(check, "message")) ? ": " : "",
+               S(check, "message"));
+    if (json_is_object(error))
+        printf("last error %s %s\n", S(error, "time"), S(error, "message"));
+    if (json_is_object(failed))
+        printf("failed     %s (move %lld) at %s: %s; %s\n", S(failed, "version"),
+               (long long)json_integer_value(json_object_get(failed, "sequence")),
+               S(failed, "time"), S(failed, "reason"),
+               json_is_true(json_object_get(failed, "pending")) ? "not yet told to the server"
+               : json_is_true(json_object_get(failed, "channel_rolled_back"))
+                   ? "channel rolled back (signed)"
+                   : "reported");
+#undef S
+}
+
+static int agent_status(cli_ctx *ctx, int argc, char **argv)
+{
+    agent_args args;
+    json_t *st = NULL;
+    int code, err;
+    int first = agent_parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (first != argc)
+        return cli_usage_error(ctx, "agent status takes no arguments");
+    if (!args.dir)
+        return cli_usage_error(ctx, "--dir is required");
+    if ((err = imgstore_agent_status(&st, args.dir)) < 0)
+        return cli_fail(ctx, err);
+    print_status(ctx, st);
+    json_decref(st);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv)
+{
+    agent_server server = {0};
+    imgstore_agent *agent = NULL;
+    imgstore_agent_ops ops = {0};
+    imgstore_agent_config config = {0};
+    agent_args args;
+    struct sigaction sa;
+    char hostname[256] = "";
+    int code, err = 0;
+    int first;
+
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return agent_status(ctx, argc - 1, argv + 1);
+    if ((first = agent_parse(ctx, argc, argv, &args, &code)) < 0)
+        return code;
+    if (first != argc)
+        return cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
+    if (!args.image || !args.channel || !args.dir)
+        return cli_usage_error(ctx, "--image, --channel and --dir are required");
+    if (!args.host) {
+        gethostname(hostname, sizeof(hostname) - 1);
+        args.host = hostname;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: a signal ends a long-poll */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    server.image = args.image;
+    server.channel = args.channel;
+    if ((err = cli_remote_check_names(args.image, NULL, args.channel)) < 0 ||
+        (err = cli_remote_open(&server.remote, &args.remote)) < 0)
+        goto done;
+    server.remote.stop = &agent_stop;
+    /* a key is optional: without one, a rollback is asked of the server (deploy scope) */
+    if (ctx->key_path_count || ctx->agent || getenv("IMGSTORE_KEY"))
+        if ((err = cli_signers_load(&server.signers, ctx)) < 0)
+            goto done;
+    if (!(server.actor =
+              ctx->actor ? strdup(ctx->actor) : imgstore_strfmt("imgstore-agent@%s", args.host))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    ops.wait_move = op_wait;
+    ops.pull_file = op_pull;
+    ops.rollback = op_rollback;
+    ops.report = op_report;
+    ops.run = imgstore_agent_run_command;
+    ops.health = imgstore_agent_health_check;
+    ops.payload = &server;
+    config.dir = args.dir;
+    config.image = args.image;
+    config.channel = args.channel;
+    config.host = args.host;
+    config.restart = args.restart;
+    config.health = args.health;
+    config.health_timeout = args.health_timeout;
+    config.keep = args.keep;
+    config.wait_seconds = args.once ? 1 : args.wait;
+    config.stop = &agent_stop;
+    if ((err = imgstore_agent_open(&agent, &config, &ops)) < 0)
+        goto done;
+    imgstore_log(IMGSTORE_LOG_INFO, "agent", "following %s/%s from %s into %s as %s", args.image,
+                 args.channel, server.remote.url, args.dir, args.host);
+    err = args.once ? imgstore_agent_step(agent) : imgstore_agent_run(agent);
+done:
+    imgstore_agent_free(agent);
+    cli_signers_free(&server.signers);
+    cli_remote_trust_free(&server.trust);
+    cli_remote_close(&server.remote);
+    free(server.actor);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
