@@ -509,7 +509,7 @@ static int go_back(imgstore_agent *agent, const char *why)
     state_set_str(agent, "since", now);
     json_object_del(agent->state, "trial");
     /* the fallback unhealthy too: stop looping, say so, wait for a person or a new move */
-    state_set_str(agent, "phase", err < 0 ? "degraded" : "running");
+    state_set_str(agent, "phase", err < 0 ? "degraded" : from ? "running" : "idle");
     if ((err = imgstore_agent__state_save(agent)) < 0 || !step(agent, "back-tell"))
         goto done;
     imgstore_agent__tell_failure(agent);

@@ -154,8 +154,13 @@ int imgstore_agent_step(imgstore_agent *agent)
     /* a move this host has not finished (a pull cut short) is asked for again from its
      * sequence: the server answers at once with the live state */
     err = agent->ops.wait_move(&target, after, agent->config.wait_seconds, agent->ops.payload);
+    if (err == IMGSTORE_ENOTFOUND) {
+        /* no such channel yet: the server answers that at once, so ask again in a while */
+        imgstore_agent__sleep(agent, 5);
+        return 0;
+    }
     if (err < 0 || !target)
-        return err == IMGSTORE_ENOTFOUND ? 0 : err;
+        return err;
     err = imgstore_agent_apply(agent, target);
     imgstore_agent_target_free(target);
     return err;

@@ -254,6 +254,39 @@ class Agent(ServerTestCase):
         self.server = self.serve(*self.lines, args=("--listen", "127.0.0.1:%d" % port))
         self.wait_for("2.0 running", self.running("2.0"), timeout=90)
 
+    def test_reports_need_the_report_scope_and_an_existing_channel(self):
+        self.version("1.0")
+        self.rok("deploy", "app", "1.0", "--channel", "prod")
+        reader, read_line = new_token("read", "reader")
+        server = self.serve(*(self.lines + (read_line,)))
+        body = {"host": "web-3", "state": "ok", "version": "1.0"}
+        status, _, data = server.request("POST", "/v1/channels/app/prod/reports", body,
+                                         token=reader)
+        self.assertIn("lacks the 'report' scope", self.assertJsonError(status, data, 403)["message"])
+        for token in (self.reporter, self.deployer, self.admin):
+            status, _, data = server.request("POST", "/v1/channels/app/prod/reports", body,
+                                             token=token)
+            self.assertEqual(status, 201, data)
+            validate(json.loads(data), "api_report.schema.json")
+        validate(body, "api_report_request.schema.json")
+        status, _, data = server.request("POST", "/v1/channels/app/nosuch/reports", body,
+                                         token=self.reporter)
+        self.assertJsonError(status, data, 404, "not_found")
+        for bad in ({"host": "../x", "state": "ok"}, {"host": "h", "state": "ok", "extra": "1"},
+                    {"host": "h", "state": "ok", "message": "two\nlines"}, {"state": "ok"}):
+            status, _, data = server.request("POST", "/v1/channels/app/prod/reports", bad,
+                                             token=self.reporter)
+            self.assertJsonError(status, data, 400, "invalid")
+        listing = server.get_json("/v1/channels/app/prod/reports?limit=2", token=reader)
+        validate(listing, "api_reports.schema.json")
+        self.assertEqual([h["host"] for h in listing["hosts"]], ["web-3"])
+        self.assertEqual(listing["hosts"][0]["by"], "ops")  # the last one posted
+        self.assertEqual(len(listing["events"]), 2)
+        # kept beside the store, not in its history
+        self.assertNotIn("report", " ".join(self.subjects()))
+        self.assertTrue(os.path.isfile(os.path.join(self.repo, "imgstore-reports", "app", "prod",
+                                                    "hosts", "web-3.json")))
+
     def test_a_second_agent_on_the_directory_is_refused(self):
         self.version("1.0")
         self.rok("deploy", "app", "1.0", "--channel", "prod")
