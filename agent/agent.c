@@ -248,7 +248,14 @@ static int restart_and_check(imgstore_agent *agent, const char *version, const c
             break;
         attempt++;
         spent = (unsigned)(now_seconds() - begun) + slept;
-        if (spent + delay > timeout || (agent->config.stop && *agent->config.stop)) {
+        if (agent->config.stop && *agent->config.stop) {
+            /* asked to stop (systemctl stop): not the version's fault; the trial stays in
+             * state.json and the next start checks it again */
+            agent->stopped = true;
+            err = imgstore_error_set(IMGSTORE_ERROR, "stopped during the health check");
+            break;
+        }
+        if (spent + delay > timeout) {
             imgstore_error_wrap(IMGSTORE_ERROR,
                                 "health check failed on %s after %u attempts: ", version, attempt);
             err = IMGSTORE_ERROR;
@@ -258,7 +265,8 @@ static int restart_and_check(imgstore_agent *agent, const char *version, const c
         if (agent->ops.sleep)
             slept += delay;
     }
-    note_check(agent, version, err == 0, err < 0 ? imgstore_error_last() : NULL);
+    if (!agent->stopped)
+        note_check(agent, version, err == 0, err < 0 ? imgstore_error_last() : NULL);
 done:
     env_free(&env);
     return err;
@@ -496,7 +504,10 @@ static int go_back(imgstore_agent *agent, const char *why)
         goto done;
     imgstore_log(IMGSTORE_LOG_WARN, "agent", "%s@%s failed (%s); back to %s", agent->image, to,
                  why ? why : "interrupted", from ? from : "nothing");
-    err = from ? restart_and_check(agent, from, "rollback") : 0;
+    /* with nothing to go back to, the hook runs without IMGSTORE_VERSION: stop the image */
+    err = restart_and_check(agent, from, "rollback");
+    if (agent->stopped)
+        goto done;
     if (err < 0)
         imgstore_agent__note_error(agent, imgstore_error_last());
     imgstore_agent__now(now);
@@ -582,7 +593,8 @@ int imgstore_agent_apply(imgstore_agent *agent, const imgstore_agent_target *tar
     if ((err = set_phase(agent, "pulling")) < 0)
         return err;
     if ((err = pull(agent, target)) < 0) {
-        if (agent->stopped)
+        /* killed (tests) or asked to stop: the pull resumes on the next start */
+        if (agent->stopped || (agent->config.stop && *agent->config.stop))
             return err;
         imgstore_agent__note_error(agent, imgstore_error_last());
         state_set_str(agent, "phase", current ? "running" : "idle");

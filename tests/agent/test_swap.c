@@ -34,6 +34,8 @@ typedef struct {
     int pulls, rollbacks_posted, rollbacks_applied, reports, restarts;
     char last_report_state[32], last_report_attempted[32], last_reason[128];
     char last_env_kernel[512], last_env_cmdline[256];
+    volatile sig_atomic_t stop_flag; /* SIGTERM, as the CLI's handler sets it */
+    bool stop_in_health;             /* the health check is interrupted by a stop */
     /* kill -9 at checkpoint number `stop_at` (0: never) */
     int checkpoints, stop_at;
     char stopped_at[32];
@@ -188,6 +190,10 @@ static int fake_health(const char *check, char *const *env, unsigned timeout, vo
     (void)timeout;
     (void)payload;
     version_of_health(env_get(env, "IMGSTORE_VERSION"), &unhealthy);
+    if (F.stop_in_health) {
+        F.stop_flag = 1;
+        return imgstore_error_set(IMGSTORE_ERROR, "not yet");
+    }
     return unhealthy ? imgstore_error_set(IMGSTORE_ERROR, "exit 1") : 0;
 }
 
@@ -242,7 +248,8 @@ static imgstore_agent *open_agent(unsigned keep)
                                     .restart = "restart-vm",
                                     .health = "check-vm",
                                     .health_timeout = 5,
-                                    .keep = keep};
+                                    .keep = keep,
+                                    .stop = &F.stop_flag};
     imgstore_agent *agent = NULL;
 
     assert_int_equal(imgstore_agent_open(&agent, &config, &OPS), 0);
@@ -430,6 +437,36 @@ static void the_server_away_is_caught_up_with(void **state)
     cleanup();
 }
 
+static void a_stop_during_the_health_check_is_not_a_failure(void **state)
+{
+    imgstore_agent *agent;
+    json_t *status = NULL;
+
+    (void)state;
+    fresh();
+    deploy("1.0", false);
+    agent = open_agent(3);
+    assert_int_equal(imgstore_agent_step(agent), 0);
+    deploy("2.0", false);
+    F.stop_in_health = true;
+    assert_int_equal(imgstore_agent_step(agent), IMGSTORE_ERROR);
+    imgstore_agent_free(agent);
+    assert_int_equal(F.rollbacks_posted, 0);
+    assert_string_equal(link_of("current"), "2.0");
+    assert_int_equal(imgstore_agent_status(&status, F.dir), 0);
+    assert_string_equal(json_string_value(json_object_get(status, "phase")), "checking");
+    json_decref(status);
+    /* the next start checks 2.0 again and keeps it */
+    F.stop_in_health = false;
+    F.stop_flag = 0;
+    agent = open_agent(3);
+    assert_string_equal(imgstore_agent_current(agent), "2.0");
+    assert_string_equal(link_of("previous"), "1.0");
+    assert_int_equal(F.rollbacks_posted, 0);
+    imgstore_agent_free(agent);
+    cleanup();
+}
+
 static void keep_removes_the_oldest_but_never_current_or_previous(void **state)
 {
     imgstore_agent *agent;
@@ -475,6 +512,8 @@ static void kill_at_every_step(bool unhealthy)
 
     for (n = 1; n < 64; n++) {
         imgstore_agent *agent;
+        json_t *status = NULL;
+        bool had_trial;
         int err;
 
         fresh();
@@ -496,7 +535,15 @@ static void kill_at_every_step(bool unhealthy)
         link_of("current");
         link_of("previous");
         F.stop_at = 0;
-        agent = open_agent(3); /* the restart finishes the swap */
+        assert_int_equal(imgstore_agent_status(&status, F.dir), 0);
+        had_trial = json_is_object(json_object_get(status, "trial"));
+        json_decref(status);
+        /* the restart finishes a swap whose trial was written, before asking the server */
+        F.server_down = had_trial;
+        agent = open_agent(3);
+        F.server_down = false;
+        if (had_trial)
+            assert_string_equal(link_of("current"), unhealthy ? "1.0" : "2.0");
         assert_int_equal(imgstore_agent_step(agent), 0);
         if (unhealthy) {
             assert_string_equal(link_of("current"), "1.0");
@@ -549,6 +596,7 @@ int main(void)
         cmocka_unit_test(an_older_move_is_refused),
         cmocka_unit_test(a_failed_pull_keeps_the_old_version_running),
         cmocka_unit_test(the_server_away_is_caught_up_with),
+        cmocka_unit_test(a_stop_during_the_health_check_is_not_a_failure),
         cmocka_unit_test(keep_removes_the_oldest_but_never_current_or_previous),
         cmocka_unit_test(a_second_agent_on_the_directory_is_refused),
         cmocka_unit_test(kill_at_every_step_of_a_healthy_swap),
