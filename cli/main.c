@@ -265,11 +265,11 @@ static void print_help(FILE *out)
                  "3 verification failed.\n"
                  "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
                  "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n"
-                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify, trust show,\n"
-                 "watch and agent run against a server with --server URL (or $IMGSTORE_SERVER, or\n"
-                 "server = URL in ~/.config/imgstore/config), with --token T (or\n"
-                 "$IMGSTORE_TOKEN, token = T); everything the server hands out is verified here\n"
-                 "(docs/cli.md, Remote mode).\n");
+                 "push, pull, ls, show, diff, history, sign, deploy, rollback, verify,\n"
+                 "trust show, watch and agent run against a server with --server URL (or\n"
+                 "$IMGSTORE_SERVER, or server = URL in ~/.config/imgstore/config), with\n"
+                 "--token T (or $IMGSTORE_TOKEN, token = T); everything the server hands out\n"
+                 "is verified here (docs/cli.md, Remote mode).\n");
 }
 
 /* The options every command accepts, said as they apply to `c`. */

@@ -10,7 +10,7 @@ import re
 from imgstore_testlib import (SOURCE_DIR, ServerTestCase, main, multipart, new_token,
                               sha256)
 
-SCOPES = ["read", "push", "deploy", "admin"]
+SCOPES = ["read", "push", "deploy", "report", "admin"]
 
 
 class Auth(ServerTestCase):
@@ -70,6 +70,12 @@ class Auth(ServerTestCase):
              "deploy", (400,)),
             ("POST", "/v1/channels/app/prod/deploy", channel + "/deploy",
              json.dumps({"version": "1.0"}).encode(), None, "deploy", ok),
+            # host reports (docs/agent.md): posting needs report, which deploy implies
+            ("GET", "/v1/channels/app/prod/reports", channel + "/reports", None, None, "read",
+             ok),
+            ("POST", "/v1/channels/app/prod/reports", channel + "/reports",
+             json.dumps({"host": "h1", "state": "ok", "version": "1.0"}).encode(), None,
+             "report,deploy", (201,)),
             # served: a rollback may find nothing to roll back to (404)
             ("POST", "/v1/channels/app/prod/rollback", channel + "/rollback", b"{}", None,
              "deploy", (200, 404)),
