@@ -360,6 +360,57 @@ static int agent_status(cli_ctx *ctx, int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+/* `imgstore agent reports`: which hosts run what, as they say (unsigned). */
+static int agent_reports(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_remote remote = {0};
+    agent_args args;
+    json_t *body = NULL, *row;
+    char *path = NULL;
+    size_t i;
+    int code, err;
+    int first = agent_parse(ctx, argc, argv, &args, &code);
+
+    if (first < 0)
+        return code;
+    if (first != argc)
+        return cli_usage_error(ctx, "agent reports takes no arguments");
+    if (!args.image || !args.channel)
+        return cli_usage_error(ctx, "--image and --channel are required");
+    if ((err = cli_remote_check_names(args.image, NULL, args.channel)) < 0 ||
+        (err = cli_remote_open(&remote, &args.remote)) < 0)
+        goto done;
+    if (!(path = imgstore_strfmt("/v1/channels/%s/%s/reports", args.image, args.channel))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+        goto done;
+    if (ctx->json) {
+        cli_print_json(json_incref(body));
+        goto done;
+    }
+    json_array_foreach(json_object_get(body, "hosts"), i, row)
+    {
+#define S(key) cli_safe(json_string_value(json_object_get(row, key)))
+        printf("%s %s %s %s", S("host"),
+               json_is_string(json_object_get(row, "version")) ? S("version") : "-", S("state"),
+               S("time"));
+        if (json_is_string(json_object_get(row, "attempted")))
+            printf(" attempted %s", S("attempted"));
+        if (json_is_string(json_object_get(row, "message")))
+            printf(": %s", S("message"));
+        printf("\n");
+#undef S
+    }
+    fprintf(stderr, "(what hosts say about themselves: unsigned, not verified)\n");
+done:
+    json_decref(body);
+    free(path);
+    cli_remote_close(&remote);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
+}
+
 int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv)
 {
     agent_server server = {0};
@@ -374,6 +425,8 @@ int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "status") == 0)
         return agent_status(ctx, argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "reports") == 0)
+        return agent_reports(ctx, argc - 1, argv + 1);
     if ((first = agent_parse(ctx, argc, argv, &args, &code)) < 0)
         return code;
     if (first != argc)

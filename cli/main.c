@@ -213,7 +213,8 @@ static const command commands[] = {
      USES_JSON | USES_REMOTE},
     {"agent", cli_cmd_agent,
      "agent --image N --channel C --dir DIR --server URL [--exec-restart CMD]\n"
-     "      [--health CMD|URL] [--health-timeout 60s] [--keep 3] | agent status --dir DIR",
+     "      [--health CMD|URL] [--health-timeout 60s] [--keep 3] | agent status --dir DIR |\n"
+     "      agent reports --image N --channel C",
      "Follow channel C on a server and replace the whole image on this host when it moves\n"
      "(docs/agent.md): pull the version verified into DIR/versions/V (all files or none),\n"
      "flip DIR/current (DIR/previous keeps the one before), run the restart hook, then the\n"
@@ -234,6 +235,7 @@ static const command commands[] = {
      "  --wait T            long-poll length, at most 60s (default 60s)\n"
      "\n"
      "agent status --dir DIR [--json]: what runs, since when, the last check and error.\n"
+     "agent reports --image N --channel C [--json]: what each host reported (unsigned).\n"
      "\n"
      "Example:\n"
      "  imgstore agent --server https://images.example --image app --channel prod \\\n"

@@ -186,6 +186,12 @@ class Agent(ServerTestCase):
                          ("h1", "1.0", "rolled-back", "2.0"))
         self.assertEqual(host["message"], "agent h1: health check failed on 2.0")
         self.assertEqual(host["by"], "agent-report")
+        rc, out, err = run("agent", "reports", "--image", "app", "--channel", "prod",
+                           "--server", self.server.url, "--token", self.admin)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^h1 1\.0 rolled-back \S+Z attempted 2\.0: agent h1: health "
+                              r"check failed on 2\.0\n$")
+        self.assertIn("unsigned", err)
         events = self.reports()["events"]
         self.assertEqual([e["state"] for e in events][:2], ["rolled-back", "ok"])
         # a reporter may not move channels, nor may a reader report
