@@ -160,6 +160,7 @@ class Agent(ServerTestCase):
         self.assertEqual(newest["action"], "rollback")
         self.assertEqual(newest["version"], "1.0")
         self.assertEqual(newest["state"]["reason"], "agent h1: health check failed on 2.0")
+        self.assertEqual(newest["state"]["actor"], "agent-deploy")  # signed by the server
         self.assertTrue(newest["signed"]["signatures"])
         host = self.reports()["hosts"][0]
         self.assertEqual((host["version"], host["state"], host["attempted"]),
@@ -168,6 +169,22 @@ class Agent(ServerTestCase):
         time.sleep(1.5)
         with open(os.path.join(self.logdir, "restarts")) as f:
             self.assertEqual([l.split()[1] for l in f], ["1.0", "2.0", "1.0"])
+
+    def test_with_a_deploy_key_the_host_signs_the_rollback_itself(self):
+        self.version("1.0")
+        self.version("2.0", "BAD version 2.0\n")
+        self.rok("deploy", "app", "1.0", "--channel", "prod")
+        key = os.path.join(base_env()["XDG_CONFIG_HOME"], "imgstore", "key")  # made by init
+        self.start_agent(self.deployer, "--key", key)
+        self.wait_for("1.0 running", self.running("1.0"))
+        self.rok("deploy", "app", "2.0", "--channel", "prod")
+        self.wait_for("the way back to 1.0",
+                      lambda st: st.get("current") == "1.0" and st.get("failed")
+                      and not st["failed"].get("pending"))
+        newest = self.history()[0]
+        self.assertEqual((newest["action"], newest["version"]), ("rollback", "1.0"))
+        self.assertEqual(newest["state"]["actor"], "imgstore-agent@h1")  # signed on the host
+        self.assertEqual(newest["state"]["reason"], "agent h1: health check failed on 2.0")
 
     def test_without_the_deploy_scope_the_host_reports(self):
         self.version("1.0")
