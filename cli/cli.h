@@ -169,13 +169,6 @@ int cli_pubkey_arg(imgstore_sign_pubkey *out, const char *arg);
 
 /* ---- remembered channel sequences (seen.c) -------------------------------------------- */
 
-/**
- * Refuse a channel state older than one this machine already saw for the same store
- * (replay or rollback attack: IMGSTORE_EVERIFY), else remember its sequence. The memory is
- * $XDG_STATE_HOME/imgstore/seen/<store id>.json (default ~/.local/state/...).
- */
-int cli_seen_check_and_update(const char *store_id, const imgstore_channel_state *state);
-
 /** The last component of a path (borrowed from `path`). */
 const char *cli_base_name(const char *path);
 

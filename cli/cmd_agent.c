@@ -1,17 +1,21 @@
 /*
  * imgstore agent: argv in, the agent module (agent/agent.h) run with its server operations
- * done by the remote client (remote*.c: every state, manifest and byte verified against the
- * pinned policy before the agent sees it), and `imgstore agent status` printing a state
+ * done by the client library (client/client.h: every state and manifest verified against the
+ * pinned policy before the agent sees it; each file's bytes hashed here against the signed
+ * manifest), and `imgstore agent status` printing a state
  * directory. The swap, its crash safety and its rollback are agent/'s; this file only wires.
  */
 #include "agent/agent.h"
 #include "cli/remote.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -33,14 +37,6 @@ typedef struct {
     bool once;
     cli_remote_args remote;
 } agent_args;
-
-typedef struct {
-    cli_remote remote;
-    cli_remote_trust trust;
-    cli_signers signers;
-    const char *image, *channel;
-    char *actor;
-} agent_server;
 
 static volatile sig_atomic_t agent_stop;
 
@@ -74,72 +70,45 @@ static int parse_duration(unsigned *out, const char *text)
     return 0;
 }
 
-/* ---- the ops on the remote client -------------------------------------------------------- */
+/* ---- the ops on the client library ---------------------------------------------------- */
 
-static int reload_trust(agent_server *s)
-{
-    cli_remote_trust_free(&s->trust);
-    memset(&s->trust, 0, sizeof(s->trust));
-    return cli_remote_trust_load(&s->trust, &s->remote);
-}
+typedef struct {
+    imgstore_client *client;
+    cli_signers signers;
+    const char *image, *channel;
+    char *actor;
+} agent_server;
 
 static int op_wait(imgstore_agent_target **out, uint64_t after, unsigned wait, void *payload)
 {
     agent_server *s = payload;
     imgstore_agent_target *t = NULL;
-    cli_remote_manifest m = {0};
-    cli_remote_response resp = {0};
-    json_t *body;
-    json_int_t sequence;
-    char path[512];
+    imgstore_client_manifest m = {0};
+    imgstore_channel_state *state = NULL;
+    time_t began = time(NULL);
     int err;
 
     *out = NULL;
-    /* the policy is loaded on first use and again after the server was away (it may have
-     * moved on to a new policy meanwhile) */
-    if (!s->trust.policy && (err = reload_trust(s)) < 0)
+    if ((err = imgstore_client_watch(&state, s->client, s->image, s->channel, after, wait)) < 0)
         return err;
-    snprintf(path, sizeof(path), "/v1/channels/%s/%s?wait=%u&after=%llu", s->image, s->channel,
-             wait, (unsigned long long)after);
-    if ((err = cli_remote_call(&s->remote, "GET", path, NULL, CLI_REMOTE_JSON_MAX, &resp)) < 0) {
-        cli_remote_trust_free(&s->trust);
-        memset(&s->trust, 0, sizeof(s->trust));
-        return err;
-    }
-    if (resp.status == 404 || resp.status >= 500) {
-        long status = resp.status;
-
-        cli_remote_response_free(&resp);
-        return status == 404 ? IMGSTORE_ENOTFOUND
-                             : imgstore_error_set(IMGSTORE_ERROR, "%s: HTTP %ld", path, status);
-    }
-    if ((err = cli_remote_status_error(&s->remote, path, &resp)) < 0) {
-        cli_remote_response_free(&resp);
-        return err;
-    }
-    body = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
-    sequence = json_integer_value(json_object_get(body, "sequence"));
-    json_decref(body);
-    cli_remote_response_free(&resp);
-    if (sequence <= (json_int_t)after)
+    if (!state) {
+        /* nothing moved; a channel not there yet is answered at once: not a busy loop */
+        if (time(NULL) - began < 1)
+            sleep(1);
         return 0;
-    /* the long-poll only says something moved; what moved is believed once verified */
-    if (!(t = calloc(1, sizeof(*t))))
+    }
+    if (!(t = calloc(1, sizeof(*t)))) {
+        imgstore_channel_state_free(state);
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    err = cli_remote_channel_fetch(&t->state, NULL, NULL, &s->remote, &s->trust, s->image,
-                                   s->channel, false);
-    if (err == IMGSTORE_EVERIFY && reload_trust(s) == 0)
-        err = cli_remote_channel_fetch(&t->state, NULL, NULL, &s->remote, &s->trust, s->image,
-                                       s->channel, false);
-    if (err == 0)
-        err =
-            cli_remote_manifest_fetch(&m, &s->remote, &s->trust, s->image, t->state->version, true);
-    if (err == 0 && strcmp(m.sha256, t->state->manifest_sha256) != 0)
+    }
+    t->state = state;
+    err = imgstore_client_manifest_fetch(&m, s->client, s->image, state->version, true);
+    if (err == 0 && strcmp(m.sha256, state->manifest_sha256) != 0)
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "%s@%s: the manifest has sha256 %s, the channel state pinned %s",
-                                 s->image, t->state->version, m.sha256, t->state->manifest_sha256);
+                                 s->image, state->version, m.sha256, state->manifest_sha256);
     if (err < 0) {
-        cli_remote_manifest_free(&m);
+        imgstore_client_manifest_clear(&m);
         imgstore_agent_target_free(t);
         return err;
     }
@@ -148,23 +117,116 @@ static int op_wait(imgstore_agent_target **out, uint64_t after, unsigned wait, v
     t->manifest_len = m.len;
     m.manifest = NULL;
     m.bytes = NULL;
-    cli_remote_manifest_free(&m);
+    imgstore_client_manifest_clear(&m);
     *out = t;
     return 0;
 }
 
+typedef struct {
+    int fd;
+    uint64_t offset, expect;
+    imgstore_sha256 *sha;
+    const char *file;
+} pull_sink;
+
+static int sink_write(bool restarted, const void *buf, size_t len, void *payload)
+{
+    pull_sink *sink = payload;
+    int err;
+
+    /* asked for a range, got the whole file: start the partial file over */
+    if (restarted) {
+        if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
+                                      strerror(errno));
+        imgstore_sha256_free(sink->sha);
+        sink->sha = NULL;
+        if ((err = imgstore_sha256_new(&sink->sha)) < 0)
+            return err;
+        sink->offset = 0;
+    }
+    if (len > sink->expect - sink->offset)
+        return imgstore_error_set(IMGSTORE_EVERIFY,
+                                  "%s: the server sent more than the %llu bytes the manifest "
+                                  "says",
+                                  sink->file, (unsigned long long)sink->expect);
+    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
+        return err;
+    imgstore_sha256_update(sink->sha, buf, len);
+    sink->offset += len;
+    return 0;
+}
+
+/* The bytes an interrupted pull left, hashed: they are checked with the rest at the end. */
+static int hash_prefix(pull_sink *sink)
+{
+    char buf[65536];
+    uint64_t left = sink->offset;
+
+    while (left > 0) {
+        ssize_t n = read(sink->fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return imgstore_error_set(IMGSTORE_ERROR, "cannot read %s: %s", sink->file,
+                                      n < 0 ? strerror(errno) : "short file");
+        imgstore_sha256_update(sink->sha, buf, (size_t)n);
+        left -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* FILE into PATH.part (resuming what is there), size and sha256 checked, renamed to PATH. */
 static int op_pull(const imgstore_agent_target *t, const imgstore_manifest_file *file,
                    const char *path, void *payload)
 {
     agent_server *s = payload;
-    char *staged = NULL;
-    int err;
+    pull_sink sink = {-1, 0, file->size, NULL, file->path};
+    char *part = imgstore_strfmt("%s.part", path), digest[65];
+    struct stat st;
+    int err = 0;
 
-    if ((err = cli_remote_stage_file(&staged, &s->remote, t->manifest, file, path)) < 0)
-        return err;
-    if (rename(staged, path) < 0)
-        err = imgstore_error_set(IMGSTORE_ERROR, "rename %s: %s", staged, strerror(errno));
-    free(staged);
+    if (!part)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((sink.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
+        fstat(sink.fd, &st) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", part, strerror(errno));
+        goto done;
+    }
+    sink.offset = (uint64_t)st.st_size > file->size ? 0 : (uint64_t)st.st_size;
+    if ((uint64_t)st.st_size > file->size && ftruncate(sink.fd, 0) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot truncate %s: %s", part, strerror(errno));
+        goto done;
+    }
+    if ((err = imgstore_sha256_new(&sink.sha)) < 0 || (err = hash_prefix(&sink)) < 0)
+        goto done;
+    if (lseek(sink.fd, (off_t)sink.offset, SEEK_SET) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot seek in %s: %s", part, strerror(errno));
+        goto done;
+    }
+    if (sink.offset < file->size &&
+        (err = imgstore_client_file_read(s->client, t->manifest->name, t->manifest->version,
+                                         file->path, sink.offset, sink_write, &sink)) < 0)
+        goto done; /* a cut download stays for the next round to resume */
+    imgstore_sha256_final_hex(sink.sha, digest);
+    if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s %s: %s does not match the signed manifest (%llu bytes, "
+                                 "sha256 %.16s..., expected %llu bytes, %.16s...)",
+                                 t->manifest->name, t->manifest->version, file->path,
+                                 (unsigned long long)sink.offset, digest,
+                                 (unsigned long long)file->size, file->sha256);
+        unlink(part);
+        goto done;
+    }
+    if (fsync(sink.fd) < 0 || rename(part, path) < 0)
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", path, strerror(errno));
+done:
+    if (sink.fd >= 0)
+        close(sink.fd);
+    imgstore_sha256_free(sink.sha);
+    free(part);
     return err;
 }
 
@@ -173,12 +235,11 @@ static int op_rollback(const char *failed, uint64_t failed_sequence, const char 
 {
     agent_server *s = payload;
     imgstore_channel_state *live = NULL, *moved = NULL;
+    const imgstore_sign_key *keys[CLI_KEYS_MAX];
+    imgstore_client_move move = {keys, 0, s->actor, reason};
     int err;
 
-    if (!s->trust.policy && (err = reload_trust(s)) < 0)
-        return err;
-    if ((err = cli_remote_channel_fetch(&live, NULL, NULL, &s->remote, &s->trust, s->image,
-                                        s->channel, true)) < 0)
+    if ((err = imgstore_client_channel_get(&live, NULL, s->client, s->image, s->channel, true)) < 0)
         return err;
     /* someone (another host's agent, on-call) moved it already: nothing to undo */
     if (live->sequence != failed_sequence || strcmp(live->version, failed) != 0) {
@@ -186,10 +247,14 @@ static int op_rollback(const char *failed, uint64_t failed_sequence, const char 
         return 0;
     }
     imgstore_channel_state_free(live);
-    err = cli_remote_channel_move(&moved, &s->remote, &s->trust, &s->signers, s->image, s->channel,
-                                  to, true, s->actor, reason);
+    for (size_t i = 0; i < s->signers.count; i++)
+        keys[i] = s->signers.keys[i];
+    /* sign here with deploy keys; without them the server signs (deploy scope) */
+    if (imgstore_client_deploy_keys(s->client, keys, s->signers.count))
+        move.key_count = s->signers.count;
+    err = imgstore_client_rollback(&moved, s->client, s->image, s->channel, to, &move);
     imgstore_channel_state_free(moved);
-    if (err < 0 && s->remote.last_result == CURLE_OK) {
+    if (err < 0 && !imgstore_client_offline(s->client)) {
         /* an answer that said no (no deploy scope, no key): report instead */
         imgstore_log(IMGSTORE_LOG_INFO, "agent", "no signed rollback: %s", imgstore_error_last());
         return IMGSTORE_ENOTFOUND;
@@ -203,25 +268,9 @@ static int op_rollback(const char *failed, uint64_t failed_sequence, const char 
 static int op_report(const imgstore_agent_report *r, void *payload)
 {
     agent_server *s = payload;
-    char *path = imgstore_strfmt("/v1/channels/%s/%s/reports", s->image, s->channel);
-    json_t *body = json_pack("{s:s, s:s}", "host", r->host, "state", r->state), *answer = NULL;
-    int err;
+    imgstore_client_report_opts report = {r->host, r->state, r->version, r->attempted, r->message};
 
-    if (!path || !body) {
-        free(path);
-        json_decref(body);
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    }
-    if (r->version)
-        json_object_set_new(body, "version", json_string(r->version));
-    if (r->attempted)
-        json_object_set_new(body, "attempted", json_string(r->attempted));
-    if (r->message)
-        json_object_set_new(body, "message", json_string(r->message));
-    err = cli_remote_send_json(&answer, NULL, &s->remote, "POST", path, body);
-    json_decref(answer);
-    free(path);
-    return err;
+    return imgstore_client_report(s->client, s->image, s->channel, &report);
 }
 
 /* ---- argv -------------------------------------------------------------------------------- */
@@ -363,7 +412,7 @@ static int agent_status(cli_ctx *ctx, int argc, char **argv)
 /* `imgstore agent reports`: which hosts run what, as they say (unsigned). */
 static int agent_reports(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_remote remote = {0};
+    imgstore_client *client = NULL;
     agent_args args;
     json_t *body = NULL, *row;
     char *path = NULL;
@@ -377,14 +426,14 @@ static int agent_reports(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "agent reports takes no arguments");
     if (!args.image || !args.channel)
         return cli_usage_error(ctx, "--image and --channel are required");
-    if ((err = cli_remote_check_names(args.image, NULL, args.channel)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0)
+    if ((err = imgstore_client_check_names(args.image, NULL, args.channel)) < 0 ||
+        (err = cli_client_open(&client, &args.remote)) < 0)
         goto done;
     if (!(path = imgstore_strfmt("/v1/channels/%s/%s/reports", args.image, args.channel))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+    if ((err = imgstore_client_get_json(&body, client, path)) < 0)
         goto done;
     if (ctx->json) {
         cli_print_json(json_incref(body));
@@ -407,7 +456,7 @@ static int agent_reports(cli_ctx *ctx, int argc, char **argv)
 done:
     json_decref(body);
     free(path);
-    cli_remote_close(&remote);
+    imgstore_client_free(client);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
 
@@ -443,10 +492,10 @@ int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     server.image = args.image;
     server.channel = args.channel;
-    if ((err = cli_remote_check_names(args.image, NULL, args.channel)) < 0 ||
-        (err = cli_remote_open(&server.remote, &args.remote)) < 0)
+    if ((err = imgstore_client_check_names(args.image, NULL, args.channel)) < 0 ||
+        (err = cli_client_open(&server.client, &args.remote)) < 0)
         goto done;
-    server.remote.stop = &agent_stop;
+    imgstore_client_set_stop(server.client, &agent_stop);
     /* a key is optional: without one, a rollback is asked of the server (deploy scope) */
     if (ctx->key_path_count || ctx->agent || getenv("IMGSTORE_KEY"))
         if ((err = cli_signers_load(&server.signers, ctx)) < 0)
@@ -476,13 +525,12 @@ int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv)
     if ((err = imgstore_agent_open(&agent, &config, &ops)) < 0)
         goto done;
     imgstore_log(IMGSTORE_LOG_INFO, "agent", "following %s/%s from %s into %s as %s", args.image,
-                 args.channel, server.remote.url, args.dir, args.host);
+                 args.channel, imgstore_client_url(server.client), args.dir, args.host);
     err = args.once ? imgstore_agent_step(agent) : imgstore_agent_run(agent);
 done:
     imgstore_agent_free(agent);
     cli_signers_free(&server.signers);
-    cli_remote_trust_free(&server.trust);
-    cli_remote_close(&server.remote);
+    imgstore_client_free(server.client);
     free(server.actor);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -133,7 +133,7 @@ static int resolve_manifest(imgstore_manifest **out, char *digest_out, uint64_t 
         if ((err = imgstore_store_channel_manifest_get(out, digest_out, &state, store, name,
                                                        channel)) == 0 &&
             (err = imgstore_store_id(store_id, store)) == 0 &&
-            (err = cli_seen_check_and_update(store_id, state)) == 0)
+            (err = imgstore_trust_seen_update(NULL, store_id, state)) == 0)
             *sequence_out = state->sequence;
         if (err < 0) {
             imgstore_manifest_free(*out);

@@ -1,12 +1,12 @@
 /*
  * imgstore pull --server: the remote twin of cmd_pull.c. It believes nothing the server says
- * until it checked it (remote_trust.c), and downloads each file into a staging file beside
- * its destination, named after the file's digest so that an interrupted pull resumes where it
- * stopped (HTTP Range) instead of starting over. The whole file is hashed (the resumed prefix
- * included) and compared with the signed manifest; cli_pull_write renames the version's files
- * into place only once all of them verified, so a destination never holds an unverified
- * byte. With -o - each chunk is held (at most one
- * chunk, 4 MiB) and checked against the manifest before it is written to stdout.
+ * until the client library checked it (client/verify.c), and downloads each file into a staging
+ * file beside its destination, named after the file's digest so that an interrupted pull resumes
+ * where it stopped (HTTP Range) instead of starting over. The whole file is hashed (the resumed
+ * prefix included) and compared with the signed manifest; cli_pull_write renames the version's
+ * files into place only once all of them verified, so a destination never holds an unverified byte.
+ * With -o - each chunk is held (at most one chunk, 4 MiB) and checked against the manifest before
+ * it is written to stdout.
  */
 #include "cli/remote.h"
 
@@ -25,18 +25,17 @@
 typedef struct {
     int fd;
     uint64_t offset, expect; /* bytes in the temp file; the manifest's size */
-    bool started;            /* the answer's first bytes have arrived */
     imgstore_sha256 *sha;
     const char *file;
 } partial_sink;
 
-static int partial_write(long status, const void *buf, size_t len, void *payload)
+static int partial_write(bool restarted, const void *buf, size_t len, void *payload)
 {
     partial_sink *sink = payload;
     int err;
 
     /* asked for a range, got the whole file: start the temp file over */
-    if (!sink->started && status == 200 && sink->offset > 0) {
+    if (restarted) {
         if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
             return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
                                       strerror(errno));
@@ -46,7 +45,6 @@ static int partial_write(long status, const void *buf, size_t len, void *payload
             return err;
         sink->offset = 0;
     }
-    sink->started = true;
     if (len > sink->expect - sink->offset)
         return imgstore_error_set(IMGSTORE_EVERIFY,
                                   "%s: the server sent more than the %llu bytes the manifest "
@@ -86,41 +84,22 @@ static int hash_existing(partial_sink *sink)
     return err;
 }
 
-/*
- * The server closed a download before Content-Length: streaming from the store (no cache),
- * it does so when a chunk fails its digest, sending nothing of it (docs/api.md), which the
- * client cannot tell from a lost connection by itself. So ask once more from where it
- * stopped: a lost connection resumes, while a server that again closes without sending one
- * more byte at the same offset refuses that chunk: a damaged store object (exit 3).
- */
-static int resume_cut(cli_remote *remote, const char *url, partial_sink *sink,
-                      const imgstore_manifest *m, const imgstore_manifest_file *file)
+/* Download one file into its staging file beside `dest` (resuming what an earlier pull left
+ * there) and check it against the manifest; *staged_out names it. */
+static int stage_file(char **staged_out, imgstore_client *client, const cli_pull_progress *bar,
+                      const imgstore_manifest *m, const imgstore_manifest_file *file,
+                      const char *dest)
 {
-    uint64_t cut = sink->offset;
-    int err = cli_remote_download(remote, url, cut, partial_write, sink);
-
-    if (err < 0 && remote->last_result == CURLE_PARTIAL_FILE && sink->offset == cut)
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s %s: the server stopped twice at byte %llu of %s without "
-                                 "sending it: it refuses that chunk (damaged store object)",
-                                 m->name, m->version, (unsigned long long)cut, file->path);
-    return err;
-}
-
-int cli_remote_stage_file(char **staged_out, cli_remote *remote, const imgstore_manifest *m,
-                          const imgstore_manifest_file *file, const char *dest)
-{
-    char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL, *url = NULL;
+    char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL;
     char digest[65];
-    partial_sink sink = {-1, 0, file->size, false, NULL, file->path};
-    uint64_t base = remote->progress_base;
+    partial_sink sink = {-1, 0, file->size, NULL, file->path};
+    uint64_t base = bar->done;
     struct stat st;
     int err = 0;
 
     if (!dir_copy || !base_copy ||
         !(tmp = imgstore_strfmt("%s/.%s.imgstore-partial-%.16s", dirname(dir_copy),
-                                basename(base_copy), file->sha256)) ||
-        !(url = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, file->path))) {
+                                basename(base_copy), file->sha256))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
@@ -147,16 +126,15 @@ int cli_remote_stage_file(char **staged_out, cli_remote *remote, const imgstore_
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot seek in %s: %s", tmp, strerror(errno));
         goto done;
     }
-    remote->progress_base = base + sink.offset;
-    if (sink.offset < file->size &&
-        (err = cli_remote_download(remote, url, sink.offset, partial_write, &sink)) < 0 &&
-        remote->last_result == CURLE_PARTIAL_FILE)
-        err = resume_cut(remote, url, &sink, m, file);
+    imgstore_client_set_progress(client, bar->bar ? cli_progress_update : NULL, bar->bar,
+                                 base + sink.offset, bar->total);
+    if (sink.offset < file->size)
+        err = imgstore_client_file_read(client, m->name, m->version, file->path, sink.offset,
+                                        partial_write, &sink);
     if (err == IMGSTORE_EVERIFY)
         unlink(tmp); /* the server refused a chunk: nothing to resume */
     if (err < 0)
         goto done; /* an interrupted download stays for the next run to resume */
-    remote->progress_base = base + file->size;
     imgstore_sha256_final_hex(sink.sha, digest);
     if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
         err = imgstore_error_set(IMGSTORE_EVERIFY,
@@ -178,7 +156,6 @@ done:
     if (sink.fd >= 0)
         close(sink.fd);
     imgstore_sha256_free(sink.sha);
-    free(url);
     free(tmp);
     free(base_copy);
     free(dir_copy);
@@ -193,13 +170,13 @@ typedef struct {
     size_t filled;
 } chunk_sink;
 
-static int chunk_write(long status, const void *buf, size_t len, void *payload)
+static int chunk_write(bool restarted, const void *buf, size_t len, void *payload)
 {
     chunk_sink *sink = payload;
     const char *bytes = buf;
     int err;
 
-    (void)status;
+    (void)restarted; /* asked from byte 0: nothing to restart */
     while (len > 0) {
         const imgstore_chunk_ref *ref;
         size_t take;
@@ -217,7 +194,7 @@ static int chunk_write(long status, const void *buf, size_t len, void *payload)
         len -= take;
         if (sink->filled < ref->size)
             continue;
-        if ((err = cli_remote_sha256(digest, sink->buf, sink->filled)) < 0)
+        if ((err = imgstore_sha256_hex(digest, sink->buf, sink->filled)) < 0)
             return err;
         if (strcmp(digest, ref->sha256) != 0)
             return imgstore_error_set(IMGSTORE_EVERIFY,
@@ -232,12 +209,11 @@ static int chunk_write(long status, const void *buf, size_t len, void *payload)
     return 0;
 }
 
-static int pull_to_stdout(cli_remote *remote, const imgstore_manifest *m)
+static int pull_to_stdout(imgstore_client *client, const imgstore_manifest *m)
 {
     const imgstore_manifest_file *file = &m->files[0];
     chunk_sink sink = {file, 0, NULL, 0};
     uint64_t largest = 0;
-    char *url = NULL;
     int err;
 
     if (m->file_count != 1)
@@ -250,24 +226,21 @@ static int pull_to_stdout(cli_remote *remote, const imgstore_manifest *m)
     if (largest > 4 * IMGSTORE_CHUNK_MAX)
         return imgstore_error_set(IMGSTORE_EINVALID, "%s: chunks over %u bytes", file->path,
                                   4 * IMGSTORE_CHUNK_MAX);
-    if (!(sink.buf = malloc(largest ? (size_t)largest : 1)) ||
-        !(url = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, file->path))) {
-        free(sink.buf);
+    if (!(sink.buf = malloc(largest ? (size_t)largest : 1)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    }
-    err = cli_remote_download(remote, url, 0, chunk_write, &sink);
+    err = imgstore_client_file_read_once(client, m->name, m->version, file->path, 0, chunk_write,
+                                         &sink);
     if (err == 0 && (sink.chunk != file->chunk_count || sink.filled != 0))
         err = imgstore_error_set(IMGSTORE_EVERIFY,
                                  "%s: the server sent fewer bytes than the "
                                  "manifest says",
                                  file->path);
-    free(url);
     free(sink.buf);
     return err;
 }
 
 /* The newest version, as the server lists it (what it then hands out is checked). */
-static int newest_version(char **out, cli_remote *remote, const char *name)
+static int newest_version(char **out, imgstore_client *client, const char *name)
 {
     json_t *body = NULL;
     char *path = imgstore_strfmt("/v1/images/%s", name);
@@ -277,7 +250,7 @@ static int newest_version(char **out, cli_remote *remote, const char *name)
     *out = NULL;
     if (!path)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    if ((err = cli_remote_get_json(&body, remote, path)) == 0) {
+    if ((err = imgstore_client_get_json(&body, client, path)) == 0) {
         version = json_string_value(
             json_object_get(json_array_get(json_object_get(body, "versions"), 0), "version"));
         if (!version)
@@ -291,7 +264,7 @@ static int newest_version(char **out, cli_remote *remote, const char *name)
 }
 
 typedef struct {
-    cli_remote *remote;
+    imgstore_client *client;
     const imgstore_manifest *m;
 } remote_source;
 
@@ -299,47 +272,43 @@ static int remote_stage(char **staged_out, const imgstore_manifest_file *file, c
                         const cli_pull_progress *progress, void *payload)
 {
     remote_source *src = payload;
-
-    src->remote->progress = progress->bar;
-    src->remote->progress_base = progress->done;
-    src->remote->progress_total = progress->total;
-    return cli_remote_stage_file(staged_out, src->remote, src->m, file, dest);
+    return stage_file(staged_out, src->client, progress, src->m, file, dest);
 }
 
 static int remote_to_stdout(const imgstore_manifest *m, void *payload)
 {
-    return pull_to_stdout(((remote_source *)payload)->remote, m);
+    return pull_to_stdout(((remote_source *)payload)->client, m);
 }
 
 int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv)
 {
     cli_pull_args args;
-    cli_remote remote = {0};
-    cli_remote_trust trust = {0};
-    cli_remote_manifest m = {0};
+    imgstore_client *client = NULL;
+    imgstore_client_manifest m = {0};
     imgstore_channel_state *state = NULL;
-    remote_source src = {&remote, NULL};
+    remote_source src = {NULL, NULL};
     cli_pull_source source = {remote_stage, remote_to_stdout, &src, true};
     int code, err = 0;
 
     if (cli_pull_parse(ctx, argc, argv, &args, &code) < 0)
         return code;
-    if ((err = cli_remote_check_names(args.name, args.version, args.channel)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0)
+    if ((err = imgstore_client_check_names(args.name, args.version, args.channel)) < 0 ||
+        (err = cli_client_open(&client, &args.remote)) < 0 ||
+        (err = imgstore_client_policy_load(client)) < 0)
         goto done;
+    src.client = client;
     if (args.channel) {
-        if ((err = cli_remote_channel_fetch(&state, NULL, NULL, &remote, &trust, args.name,
-                                            args.channel, false)) < 0)
+        if ((err = imgstore_client_channel_get(&state, NULL, client, args.name, args.channel,
+                                               false)) < 0)
             goto done;
         if (!(args.version = strdup(state->version))) {
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
             goto done;
         }
-    } else if (!args.version && (err = newest_version(&args.version, &remote, args.name)) < 0) {
+    } else if (!args.version && (err = newest_version(&args.version, client, args.name)) < 0) {
         goto done;
     }
-    if ((err = cli_remote_manifest_fetch(&m, &remote, &trust, args.name, args.version, true)) < 0)
+    if ((err = imgstore_client_manifest_fetch(&m, client, args.name, args.version, true)) < 0)
         goto done;
     if (state && strcmp(state->manifest_sha256, m.sha256) != 0) {
         err = imgstore_error_set(IMGSTORE_EVERIFY,
@@ -353,9 +322,8 @@ int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv)
     err = cli_pull_write(ctx, &args, m.manifest, m.sha256, state ? state->sequence : 0, &source);
 done:
     imgstore_channel_state_free(state);
-    cli_remote_manifest_free(&m);
-    cli_remote_trust_free(&trust);
-    cli_remote_close(&remote);
+    imgstore_client_manifest_clear(&m);
+    imgstore_client_free(client);
     cli_pull_args_free(&args);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -73,7 +73,7 @@ static void print_versions(json_t *body)
 
 /* ls NAME against a server: pages of GET /v1/images/{name} until `limit` rows (SIZE_MAX: a
  * page on a terminal, all otherwise; 0: all). */
-static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name, size_t limit,
+static int remote_ls_versions(cli_ctx *ctx, imgstore_client *client, const char *name, size_t limit,
                               size_t before)
 {
     json_t *all = NULL, *body = NULL, *next = NULL;
@@ -96,7 +96,7 @@ static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name
         }
         json_decref(body);
         body = NULL;
-        err = cli_remote_get_json(&body, remote, paged ? paged : path);
+        err = imgstore_client_get_json(&body, client, paged ? paged : path);
         free(paged);
         free(path);
         if (err < 0)
@@ -133,7 +133,7 @@ static int remote_ls_versions(cli_ctx *ctx, cli_remote *remote, const char *name
 
 int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_remote remote = {0};
+    imgstore_client *client = NULL;
     cli_read_args args;
     json_t *body = NULL;
     char *path = NULL;
@@ -145,8 +145,8 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
         return code;
     if (argc - first > 1)
         return cli_usage_error(ctx, "expected at most one NAME");
-    if ((err = cli_remote_check_names(first < argc ? argv[first] : NULL, NULL, NULL)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0)
+    if ((err = imgstore_client_check_names(first < argc ? argv[first] : NULL, NULL, NULL)) < 0 ||
+        (err = cli_client_open(&client, &args.remote)) < 0)
         goto done;
     /* the server sends a page (100 rows unless told); --limit asks for one size, --all and
      * --json follow its "next" to the end */
@@ -155,16 +155,16 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
             goto done;
         }
-        if ((err = cli_remote_get_json(&body, &remote, path)) < 0)
+        if ((err = imgstore_client_get_json(&body, client, path)) < 0)
             goto done;
         err = ctx->json ? cli_print_json(json_incref(body)) : (print_images(body), 0);
         goto done;
     }
-    err = remote_ls_versions(ctx, &remote, argv[first], limit, before);
+    err = remote_ls_versions(ctx, client, argv[first], limit, before);
 done:
     json_decref(body);
     free(path);
-    cli_remote_close(&remote);
+    imgstore_client_free(client);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }
 
@@ -172,9 +172,8 @@ done:
 
 int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_remote remote = {0};
-    cli_remote_trust trust = {0};
-    cli_remote_manifest m = {0};
+    imgstore_client *client = NULL;
+    imgstore_client_manifest m = {0};
     cli_read_args args;
     char *name = NULL, *version = NULL;
     int code, err;
@@ -185,15 +184,14 @@ int cli_remote_cmd_show(cli_ctx *ctx, int argc, char **argv)
     if ((code = cli_version_arg(ctx, argc, argv, first, &name, &version)) >= 0)
         return code;
     /* show is for looking: an untrusted version is shown, and says so */
-    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
-        (err = cli_remote_manifest_fetch(&m, &remote, &trust, name, version, false)) < 0)
+    if ((err = cli_client_open(&client, &args.remote)) < 0 ||
+        (err = imgstore_client_policy_load(client)) < 0 ||
+        (err = imgstore_client_manifest_fetch(&m, client, name, version, false)) < 0)
         goto done;
     err = cli_print_version(ctx, m.manifest, m.sha256, &m.status);
 done:
-    cli_remote_manifest_free(&m);
-    cli_remote_trust_free(&trust);
-    cli_remote_close(&remote);
+    imgstore_client_manifest_clear(&m);
+    imgstore_client_free(client);
     free(name);
     free(version);
     return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
@@ -203,9 +201,8 @@ done:
  * manifest is still checked to be the exact bytes of the version asked for. */
 int cli_remote_cmd_diff(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_remote remote = {0};
-    cli_remote_trust trust = {0};
-    cli_remote_manifest a = {0}, b = {0};
+    imgstore_client *client = NULL;
+    imgstore_client_manifest a = {0}, b = {0};
     cli_read_args args;
     char *name_a = NULL, *ver_a = NULL, *name_b = NULL, *ver_b = NULL;
     int code = -1, err = 0;
@@ -222,19 +219,18 @@ int cli_remote_cmd_diff(cli_ctx *ctx, int argc, char **argv)
         code = cli_usage_error(ctx, "both arguments must be NAME@VERSION");
         goto done;
     }
-    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
-        (err = cli_remote_manifest_fetch(&a, &remote, &trust, name_a, ver_a, false)) < 0 ||
-        (err = cli_remote_manifest_fetch(&b, &remote, &trust, name_b, ver_b, false)) < 0)
+    if ((err = cli_client_open(&client, &args.remote)) < 0 ||
+        (err = imgstore_client_policy_load(client)) < 0 ||
+        (err = imgstore_client_manifest_fetch(&a, client, name_a, ver_a, false)) < 0 ||
+        (err = imgstore_client_manifest_fetch(&b, client, name_b, ver_b, false)) < 0)
         goto done;
     err = cli_print_diff(ctx, a.manifest, b.manifest);
 done:
     if (code < 0)
         code = err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
-    cli_remote_manifest_free(&a);
-    cli_remote_manifest_free(&b);
-    cli_remote_trust_free(&trust);
-    cli_remote_close(&remote);
+    imgstore_client_manifest_clear(&a);
+    imgstore_client_manifest_clear(&b);
+    imgstore_client_free(client);
     free(name_a);
     free(ver_a);
     free(name_b);
@@ -294,11 +290,11 @@ typedef struct {
     uint64_t bytes, expect;
 } hash_sink;
 
-static int hash_write(long status, const void *buf, size_t len, void *payload)
+static int hash_write(bool restarted, const void *buf, size_t len, void *payload)
 {
     hash_sink *sink = payload;
 
-    (void)status;
+    (void)restarted; /* asked from byte 0: nothing to restart */
     if (len > sink->expect - sink->bytes)
         return imgstore_error_set(IMGSTORE_EVERIFY, "the server sent more bytes than the manifest "
                                                     "says");
@@ -308,7 +304,7 @@ static int hash_write(long status, const void *buf, size_t len, void *payload)
 }
 
 /* --deep: every file's bytes, hashed as they stream past. */
-static int check_bytes(cli_remote *remote, const imgstore_manifest *m, uint64_t *bytes_out)
+static int check_bytes(imgstore_client *client, const imgstore_manifest *m, uint64_t *bytes_out)
 {
     int err = 0;
 
@@ -316,14 +312,11 @@ static int check_bytes(cli_remote *remote, const imgstore_manifest *m, uint64_t 
     for (size_t i = 0; i < m->file_count && err == 0; i++) {
         const imgstore_manifest_file *f = &m->files[i];
         hash_sink sink = {NULL, 0, f->size};
-        char *path = imgstore_strfmt("/v1/images/%s/%s/files/%s", m->name, m->version, f->path);
         char digest[65];
 
-        if (!path)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, f->path)) == 0 &&
-            (err = imgstore_sha256_new(&sink.sha)) == 0 &&
-            (err = cli_remote_download(remote, path, 0, hash_write, &sink)) == 0) {
+        if ((err = imgstore_sha256_new(&sink.sha)) == 0 &&
+            (err = imgstore_client_file_read_once(client, m->name, m->version, f->path, 0,
+                                                  hash_write, &sink)) == 0) {
             imgstore_sha256_final_hex(sink.sha, digest);
             if (sink.bytes != f->size || strcmp(digest, f->sha256) != 0)
                 err =
@@ -331,40 +324,37 @@ static int check_bytes(cli_remote *remote, const imgstore_manifest *m, uint64_t 
         }
         *bytes_out += sink.bytes;
         imgstore_sha256_free(sink.sha);
-        free(path);
     }
     return err;
 }
 
-static int verify_version(report *r, cli_remote *remote, const cli_remote_trust *trust,
-                          const char *name, const char *version, bool deep)
+static int verify_version(report *r, imgstore_client *client, const char *name, const char *version,
+                          bool deep)
 {
-    cli_remote_manifest m = {0};
+    imgstore_client_manifest m = {0};
     uint64_t bytes = 0;
-    int err = cli_remote_manifest_fetch(&m, remote, trust, name, version, false);
+    int err = imgstore_client_manifest_fetch(&m, client, name, version, false);
 
     if (err == 0 && m.status.invalid)
         err = imgstore_error_set(IMGSTORE_EVERIFY, "%zu damaged release signature(s): %s",
                                  m.status.invalid, imgstore_error_last());
     if (err == 0 && deep)
-        err = check_bytes(remote, m.manifest, &bytes);
+        err = check_bytes(client, m.manifest, &bytes);
     row(r, "version", name, version, err == IMGSTORE_EVERIFY || err == IMGSTORE_EINVALID ? err : 0,
         m.status.valid, m.status.threshold, bytes, deep);
-    cli_remote_manifest_free(&m);
+    imgstore_client_manifest_clear(&m);
     return err == IMGSTORE_EVERIFY || err == IMGSTORE_EINVALID ? 0 : err;
 }
 
-static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust *trust,
-                          const char *name, const char *channel)
+static int verify_channel(report *r, imgstore_client *client, const char *name, const char *channel)
 {
     imgstore_channel_state *state = NULL;
     imgstore_trust_status status = {0};
-    cli_remote_manifest m = {0};
-    int err = cli_remote_channel_fetch_counted(&state, NULL, NULL, &status, remote, trust, name,
-                                               channel, false);
+    imgstore_client_manifest m = {0};
+    int err = imgstore_client_channel_get(&state, &status, client, name, channel, false);
 
     if (err == 0 &&
-        (err = cli_remote_manifest_fetch(&m, remote, trust, name, state->version, true)) == 0 &&
+        (err = imgstore_client_manifest_fetch(&m, client, name, state->version, true)) == 0 &&
         strcmp(m.sha256, state->manifest_sha256) != 0)
         err =
             imgstore_error_set(IMGSTORE_EVERIFY, "pins manifest %.16s..., the server has %.16s...",
@@ -372,13 +362,13 @@ static int verify_channel(report *r, cli_remote *remote, const cli_remote_trust 
     /* the deploy signatures, as local verify shows them */
     row(r, "channel", name, channel, err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? err : 0,
         status.valid, status.threshold, 0, false);
-    cli_remote_manifest_free(&m);
+    imgstore_client_manifest_clear(&m);
     imgstore_channel_state_free(state);
     return err == IMGSTORE_EVERIFY || err == IMGSTORE_ENOTFOUND ? 0 : err;
 }
 
-static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *trust,
-                        const char *name, const char *only_version, bool deep)
+static int verify_image(report *r, imgstore_client *client, const char *name,
+                        const char *only_version, bool deep)
 {
     json_t *body = NULL, *item;
     char *path = imgstore_strfmt("/v1/images/%s", name);
@@ -389,11 +379,11 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
     if (!path)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     if (only_version) {
-        err = verify_version(r, remote, trust, name, only_version, deep);
+        err = verify_version(r, client, name, only_version, deep);
         free(path);
         return err;
     }
-    if ((err = cli_remote_check_names(name, NULL, NULL)) < 0)
+    if ((err = imgstore_client_check_names(name, NULL, NULL)) < 0)
         goto done;
     /* every version, a page at a time (the server pages GET /v1/images/{name}) */
     for (char *page = strdup(path); page && err == 0;) {
@@ -401,7 +391,7 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
 
         json_decref(body);
         body = NULL;
-        err = cli_remote_get_json(&body, remote, page);
+        err = imgstore_client_get_json(&body, client, page);
         free(page);
         page = NULL;
         /* the server answers verification_failed for an image whose channel state or
@@ -415,7 +405,7 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
         json_array_foreach(json_object_get(body, "versions"), i, item)
         {
             if (err == 0)
-                err = verify_version(r, remote, trust, name, str(item, "version"), deep);
+                err = verify_version(r, client, name, str(item, "version"), deep);
         }
         next = json_object_get(body, "next");
         if (err == 0 && json_is_integer(next) &&
@@ -429,7 +419,7 @@ static int verify_image(report *r, cli_remote *remote, const cli_remote_trust *t
     json_object_foreach(json_object_get(body, "channels"), key, item)
     {
         if (err == 0)
-            err = verify_channel(r, remote, trust, name, key);
+            err = verify_channel(r, client, name, key);
     }
 done:
     json_decref(body);
@@ -439,8 +429,7 @@ done:
 
 int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_remote remote = {0};
-    cli_remote_trust trust = {0};
+    imgstore_client *client = NULL;
     report r = {ctx, json_array(), json_array(), json_array(), false};
     cli_read_args args;
     json_t *images = NULL, *item;
@@ -457,13 +446,14 @@ int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv)
     }
     if (first < argc && (err = cli_split_ref(&name, &version, argv[first])) < 0)
         goto done;
-    if ((err = cli_remote_check_names(name, version, NULL)) < 0 ||
-        (err = cli_remote_open(&remote, &args.remote)) < 0)
+    if ((err = imgstore_client_check_names(name, version, NULL)) < 0 ||
+        (err = cli_client_open(&client, &args.remote)) < 0)
         goto done;
     /* the chain is the root of every other check: if it fails, nothing else can be judged */
-    err = cli_remote_trust_load(&trust, &remote);
-    for (uint64_t p = 1; err == 0 && p <= trust.policy_count; p++) {
-        const imgstore_policy_role *root = &trust.policy->roles[IMGSTORE_ROLE_ROOT];
+    err = imgstore_client_policy_load(client);
+    for (uint64_t p = 1; err == 0 && p <= imgstore_client_policy_count(client); p++) {
+        const imgstore_policy_role *root =
+            &imgstore_client_policy(client)->roles[IMGSTORE_ROLE_ROOT];
 
         snprintf(number, sizeof(number), "%llu", (unsigned long long)p);
         row(&r, "policy", "trust", number, 0, root->threshold, root->threshold, 0, false);
@@ -475,12 +465,12 @@ int cli_remote_cmd_verify(cli_ctx *ctx, int argc, char **argv)
     if (err < 0)
         goto done;
     if (name) {
-        err = verify_image(&r, &remote, &trust, name, version, args.deep);
-    } else if ((err = cli_remote_get_json(&images, &remote, "/v1/images")) == 0) {
+        err = verify_image(&r, client, name, version, args.deep);
+    } else if ((err = imgstore_client_get_json(&images, client, "/v1/images")) == 0) {
         json_array_foreach(json_object_get(images, "images"), i, item)
         {
             if (err == 0)
-                err = verify_image(&r, &remote, &trust, str(item, "name"), NULL, args.deep);
+                err = verify_image(&r, client, str(item, "name"), NULL, args.deep);
         }
     }
 done:
@@ -500,9 +490,37 @@ out:
     json_decref(r.versions);
     json_decref(r.channels);
     json_decref(r.policies);
-    cli_remote_trust_free(&trust);
-    cli_remote_close(&remote);
+    imgstore_client_free(client);
     free(name);
     free(version);
     return code;
+}
+
+/* trust show --server URL: the policy at the end of the chain this client verified (and
+ * pinned), not whatever the server says is current. Policy changes are made on the store
+ * itself, with root keys (imgstore trust ... --repo), never through a server. */
+int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_read_args args;
+    imgstore_client *client = NULL;
+    char *bytes = NULL, digest[65];
+    size_t len = 0;
+    int code, err = 0;
+    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
+
+    if (first < 0)
+        return code;
+    if (first != argc - 1 || strcmp(argv[first], "show") != 0)
+        return cli_usage_error(ctx, "only 'trust show' works against a server; change the "
+                                    "policy on the store with --repo and root keys");
+    if ((err = cli_client_open(&client, &args.remote)) < 0 ||
+        (err = imgstore_client_policy_load(client)) < 0 ||
+        (err = imgstore_schema_policy_encode(&bytes, &len, imgstore_client_policy(client))) < 0 ||
+        (err = imgstore_sha256_hex(digest, bytes, len)) < 0)
+        goto done;
+    err = cli_print_policy(ctx, imgstore_client_policy(client), digest);
+done:
+    free(bytes);
+    imgstore_client_free(client);
+    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

@@ -76,6 +76,9 @@ void imgstore_log(imgstore_log_level level, const char *module, const char *fmt,
 /** printf into a new string (free() it); NULL when out of memory. asprintf is not POSIX. */
 char *imgstore_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** Free an array of `count` strings and the array. NULL-safe. */
+void imgstore_strings_free(char **strings, size_t count);
+
 /** Current UTC time as RFC 3339 "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
 void imgstore_time_rfc3339(char *buf, size_t cap, int64_t unix_seconds);
 

@@ -41,3 +41,10 @@ int imgstore_parse_u64(uint64_t *out, const char *text)
     *out = number;
     return 0;
 }
+
+void imgstore_strings_free(char **strings, size_t count)
+{
+    for (size_t i = 0; strings && i < count; i++)
+        free(strings[i]);
+    free(strings);
+}

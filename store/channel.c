@@ -241,7 +241,7 @@ static int channel_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
                                  e->name, version, release.valid, release.threshold);
         goto done;
     }
-    if ((err = imgstore_store_stack_next(stack, &stack_count, current ? current->version : NULL,
+    if ((err = imgstore_trust_stack_next(stack, &stack_count, current ? current->version : NULL,
                                          current ? (const char *const *)current->stack : NULL,
                                          current ? current->stack_count : 0, e->action, version)) <
         0)

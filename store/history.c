@@ -488,18 +488,3 @@ json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, si
     }
     return rows;
 }
-
-int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
-                                   size_t count)
-{
-    const char *stack[IMGSTORE_CHANNEL_STACK_MAX];
-    size_t depth = 0;
-    int err;
-
-    *out = NULL;
-    if ((err = imgstore_store_stack_replay(stack, &depth, states, count)) < 0)
-        return err;
-    if (depth > 0)
-        *out = stack[0];
-    return 0;
-}

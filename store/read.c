@@ -11,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void imgstore_strings_free(char **strings, size_t count)
-{
-    for (size_t i = 0; strings && i < count; i++)
-        free(strings[i]);
-    free(strings);
-}
-
 int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, imgstore_store *store,
                                   const git_tree *root, const char *name, const char *version)
 {

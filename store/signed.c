@@ -2,8 +2,8 @@
  * Signed documents crossing the store's boundary: handing out a document's exact bytes with
  * its signatures (so a remote client verifies them itself), taking in signatures and channel
  * states that were made and signed elsewhere, and the pure checks a client runs on what it
- * was handed (signature counts, the policy chain). docs/security.md is the model; trust.c
- * holds the same checks over a tree.
+ * was handed. docs/security.md is the model; trust.c holds the same checks over a tree, and
+ * the pure ones (signature counts, the policy chain) are trust/policy.c.
  *
  * Not here: HTTP (server/, cli/remote*.c), signing with local keys (trust.c, channel.c).
  */
@@ -17,147 +17,6 @@
 #define STATE_MAX      (64u * 1024)
 #define CLOCK_SKEW_MAX 300 /* seconds a client-built state's time may differ from ours */
 #define SIGNATURES_MAX IMGSTORE_POLICY_KEYS_MAX
-
-/* ---- pure checks ---------------------------------------------------------------------- */
-
-int imgstore_store_signatures_count(imgstore_trust_status *out, const imgstore_policy *policy,
-                                    imgstore_role role, const char *const *armored, size_t count,
-                                    const void *msg, size_t len)
-{
-    const imgstore_policy_role *r;
-    bool seen[IMGSTORE_POLICY_KEYS_MAX] = {false};
-    char first_problem[1024] = "";
-
-    memset(out, 0, sizeof(*out));
-    if (!policy || role < 0 || role >= IMGSTORE_ROLE_COUNT || (count && !armored))
-        return imgstore_error_set(IMGSTORE_EINVALID, "signatures_count: bad arguments");
-    r = &policy->roles[role];
-    out->threshold = r->threshold;
-    for (size_t i = 0; i < count; i++) {
-        imgstore_sign_pubkey signer;
-        int index = -1;
-
-        if (!armored[i] || imgstore_sign_sshsig_verify(&signer, armored[i], strlen(armored[i]),
-                                                       IMGSTORE_SIGN_NAMESPACE, msg, len) < 0) {
-            out->invalid++;
-            if (!first_problem[0])
-                snprintf(first_problem, sizeof(first_problem), "signature %zu: %s", i + 1,
-                         armored[i] ? imgstore_error_last() : "missing");
-            continue;
-        }
-        for (size_t k = 0; k < r->key_count && k < IMGSTORE_POLICY_KEYS_MAX; k++) {
-            imgstore_sign_pubkey key;
-
-            if (imgstore_sign_pubkey_parse(&key, r->keys[k]) == 0 &&
-                imgstore_sign_pubkey_equal(&key, &signer))
-                index = (int)k;
-        }
-        if (index >= 0)
-            seen[index] = true; /* a key outside the role simply does not count */
-    }
-    for (size_t k = 0; k < r->key_count && k < IMGSTORE_POLICY_KEYS_MAX; k++)
-        out->valid += seen[k];
-    out->trusted = out->valid >= out->threshold;
-    if (first_problem[0])
-        imgstore_error_set(IMGSTORE_EVERIFY, "%s", first_problem);
-    else
-        imgstore_error_clear();
-    return 0;
-}
-
-static int sha256_hex(char out[65], const void *bytes, size_t len)
-{
-    imgstore_sha256 *sha = NULL;
-    int err = imgstore_sha256_new(&sha);
-
-    if (err < 0)
-        return err;
-    imgstore_sha256_update(sha, bytes, len);
-    imgstore_sha256_final_hex(sha, out);
-    imgstore_sha256_free(sha);
-    return 0;
-}
-
-int imgstore_store_policy_chain_verify(imgstore_policy **current_out,
-                                       const imgstore_policy_link *links, size_t count,
-                                       const char *pinned_first_sha256)
-{
-    imgstore_policy *previous = NULL, *policy = NULL;
-    imgstore_trust_status status;
-    char digest[65];
-    int err = 0;
-
-    if (current_out)
-        *current_out = NULL;
-    if (count == 0)
-        return imgstore_error_set(IMGSTORE_EVERIFY, "no trust policy");
-    for (size_t i = 0; i < count; i++) {
-        const imgstore_policy_link *l = &links[i];
-
-        if (!imgstore_schema_policy_is_canonical(l->policy, l->policy_len) ||
-            (err = imgstore_schema_policy_parse(&policy, l->policy, l->policy_len)) < 0) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY, "policy %llu is damaged or not canonical",
-                                     (unsigned long long)l->version);
-            goto done;
-        }
-        if (policy->version != (previous ? previous->version + 1 : 1) ||
-            policy->version != l->version) {
-            err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                     "policy %llu follows policy %llu; versions must start at 1 "
-                                     "and grow by one",
-                                     (unsigned long long)policy->version,
-                                     (unsigned long long)(previous ? previous->version : 0));
-            goto done;
-        }
-        if (i == 0 && pinned_first_sha256) {
-            if ((err = sha256_hex(digest, l->policy, l->policy_len)) < 0)
-                goto done;
-            if (strcmp(digest, pinned_first_sha256) != 0) {
-                err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                         "policy 1 has sha256 %s, not the pinned %s: this is "
-                                         "not the store first seen under this id",
-                                         digest, pinned_first_sha256);
-                goto done;
-            }
-        }
-        /* policy 1 vouches for itself (it is the root of trust); every later one needs its
-         * predecessor's root keys */
-        if ((err = imgstore_store_signatures_count(
-                 &status, previous ? previous : policy, IMGSTORE_ROLE_ROOT,
-                 (const char *const *)l->signatures, l->signature_count, l->policy,
-                 l->policy_len)) < 0)
-            goto done;
-        if (!status.trusted || status.invalid) {
-            err = imgstore_error_set(
-                IMGSTORE_EVERIFY, "policy %llu has %zu of the %u root signatures it needs%s%s",
-                (unsigned long long)policy->version, status.valid, status.threshold,
-                status.invalid ? "; " : "", status.invalid ? imgstore_error_last() : "");
-            goto done;
-        }
-        imgstore_policy_free(previous);
-        previous = policy;
-        policy = NULL;
-    }
-    if (current_out) {
-        *current_out = previous;
-        previous = NULL;
-    }
-done:
-    imgstore_policy_free(policy);
-    imgstore_policy_free(previous);
-    return err;
-}
-
-/* ---- handing out ---------------------------------------------------------------------- */
-
-void imgstore_policy_chain_free(imgstore_policy_link *links, size_t count)
-{
-    for (size_t i = 0; links && i < count; i++) {
-        free(links[i].policy);
-        imgstore_strings_free(links[i].signatures, links[i].signature_count);
-    }
-    free(links);
-}
 
 /* The document at `path` of `root` and the armored signatures in the tree at `dir`. */
 static int read_signed(char **bytes_out, size_t *len_out, char ***sigs_out, size_t *count_out,
@@ -367,7 +226,7 @@ static int signature_file(char name_out[IMGSTORE_STORE__SIG_NAME_MAX],
     if ((err = imgstore_sign_sshsig_verify(&signer, armored, len, IMGSTORE_SIGN_NAMESPACE, msg,
                                            msg_len)) < 0)
         return err;
-    if ((err = imgstore_store_signatures_count(&one, policy, role, list, 1, msg, msg_len)) < 0)
+    if ((err = imgstore_trust_signatures_count(&one, policy, role, list, 1, msg, msg_len)) < 0)
         return err;
     if (one.valid == 0) {
         char id[IMGSTORE_SIGN_KEYID_MAX];
@@ -464,7 +323,7 @@ typedef struct {
 } put_edit;
 
 /* A client-built state's stack must be the one this move derives from the current state
- * (imgstore_store_stack_next, as the client ran it): it is signed, so a deploy key could
+ * (imgstore_trust_stack_next, as the client ran it): it is signed, so a deploy key could
  * otherwise plant a rollback target the channel never ran. A state without one (an older
  * client) is taken; the move after it replays the history once. */
 static int check_stack(const put_edit *e, imgstore_channel_state *current)
@@ -477,7 +336,7 @@ static int check_stack(const put_edit *e, imgstore_channel_state *current)
     if (current && !current->has_stack &&
         (err = imgstore_store__stack_replayed(current, e->store)) < 0)
         return err;
-    if ((err = imgstore_store_stack_next(expected, &count, current ? current->version : NULL,
+    if ((err = imgstore_trust_stack_next(expected, &count, current ? current->version : NULL,
                                          current ? (const char *const *)current->stack : NULL,
                                          current ? current->stack_count : 0, s->action,
                                          s->version)) < 0)
@@ -566,7 +425,7 @@ static int check_state(const put_edit *e, git_tree *tip, const imgstore_policy *
                                  (long long)policy->channel_ttl_seconds);
         goto done;
     }
-    if ((err = imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY, e->armored,
+    if ((err = imgstore_trust_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY, e->armored,
                                                e->sig_count, e->bytes, e->len)) < 0)
         goto done;
     if (!status.trusted || status.invalid)

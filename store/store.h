@@ -13,6 +13,7 @@
 #include "common/common.h"
 #include "schema/schema.h"
 #include "sign/sign.h"
+#include "trust/trust.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,15 +31,6 @@ typedef struct {
     const imgstore_sign_key *const *keys;
     size_t count;
 } imgstore_signers;
-
-/* How many signatures of a role's keys a signed document carries (docs/security.md). */
-typedef struct {
-    size_t valid;       /* distinct keys of the role whose signatures verify */
-    uint32_t threshold; /* the role's threshold in the current policy */
-    size_t invalid;     /* signature files that are damaged or do not verify; sound signatures
-                           by keys outside the role (revoked) are simply not counted */
-    bool trusted;       /* valid >= threshold */
-} imgstore_trust_status;
 
 /**
  * Create a new store (a bare git repository with an initial commit) at `path`, or open it
@@ -168,8 +160,6 @@ json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row);
 /** Channel names of an image, sorted (may be empty). */
 int imgstore_store_list_channels(char ***channels_out, size_t *count_out, imgstore_store *store,
                                  const char *name);
-
-void imgstore_strings_free(char **strings, size_t count);
 
 /**
  * Load a version's manifest from the current tip. `digest_out` (may be NULL, 65 bytes)
@@ -310,39 +300,6 @@ void imgstore_history_free(imgstore_history_entry *entries, size_t count);
  */
 json_t *imgstore_store_history_to_json(const imgstore_history_entry *entries, size_t count);
 
-/**
- * The version a rollback without a target goes back to: stack[0] of
- * imgstore_store_stack_replay over the channel's states (newest first), pointing into
- * `states`, or NULL when there is none. 0, or IMGSTORE_EINVALID (bad arguments).
- */
-int imgstore_store_rollback_target(const char **out, const imgstore_channel_state *const *states,
-                                   size_t count);
-
-/* ---- rollback stack (stack.c) ----------------------------------------------------------- */
-
-/**
- * The rollback stack of the state a move writes (docs/format.md, "Rollback stack"): from the
- * current version `current` (NULL for a new channel) and the versions below it, `below`
- * (nearest first, at most IMGSTORE_CHANNEL_STACK_MAX), for `action` ("deploy" or "rollback")
- * to `version`. `out` (room for IMGSTORE_CHANNEL_STACK_MAX; it may be `below` itself) gets
- * pointers borrowed from `current` and `below`, *count_out how many. The one derivation that
- * the store's moves, its check of a client-signed state and the remote client all use. Pure.
- * Returns 0 or IMGSTORE_EINVALID (bad arguments, unknown action).
- */
-int imgstore_store_stack_next(const char **out, size_t *count_out, const char *current,
-                              const char *const *below, size_t below_count, const char *action,
-                              const char *version);
-
-/**
- * The stack below the newest of a channel's `states` (newest first, as
- * imgstore_store_history lists them): imgstore_store_stack_next applied oldest first from
- * an empty channel, ignoring the stacks the states carry. What a legacy state's stack is, and
- * what a carried stack must equal. `out` (room for IMGSTORE_CHANNEL_STACK_MAX) gets pointers
- * into `states`. Pure. Returns 0 or IMGSTORE_EINVALID.
- */
-int imgstore_store_stack_replay(const char **out, size_t *count_out,
-                                const imgstore_channel_state *const *states, size_t count);
-
 /* ---- indexes -------------------------------------------------------------------------- */
 
 /**
@@ -459,44 +416,12 @@ int imgstore_store_id(char out[41], imgstore_store *store);
 /* ---- signed documents across the store's boundary (signed.c) ------------------------ */
 
 /**
- * Count `armored` SSH signatures (namespace "imgstore") over `msg` by distinct keys of `role`
- * in `policy`: out->valid, out->trusted; signatures that are malformed or do not verify are
- * out->invalid (the first one's problem is left in imgstore_error_last()); sound signatures by
- * keys outside the role do not count. Pure: what a remote client runs on what a server sent.
- * Returns 0 or IMGSTORE_EINVALID (bad arguments).
- */
-int imgstore_store_signatures_count(imgstore_trust_status *out, const imgstore_policy *policy,
-                                    imgstore_role role, const char *const *armored, size_t count,
-                                    const void *msg, size_t len);
-
-/* One policy of the chain: its exact bytes and the root signatures stored beside it. */
-typedef struct {
-    uint64_t version; /* 0 when the bytes do not parse */
-    char *policy;     /* canonical bytes, NUL-terminated */
-    size_t policy_len;
-    char **signatures; /* armored */
-    size_t signature_count;
-} imgstore_policy_link;
-
-/**
  * The policy chain as stored: every policy in first-parent history, oldest first, each with
  * the signatures of the newest commit holding that version. Free with
  * imgstore_policy_chain_free(). Returns 0, IMGSTORE_ENOTFOUND (no policy).
  */
 int imgstore_store_policy_chain(imgstore_policy_link **out, size_t *count_out,
                                 imgstore_store *store);
-void imgstore_policy_chain_free(imgstore_policy_link *links, size_t count);
-
-/**
- * Check a chain (from this store or a server): canonical policies numbered 1, 2, ...; policy
- * 1 signed by a threshold of its own root keys, each later one by a threshold of its
- * predecessor's; no damaged signature. With `pinned_first_sha256` (hex), policy 1's bytes
- * must hash to it (trust on first use). *current_out (may be NULL) gets the last policy.
- * Returns 0 or IMGSTORE_EVERIFY naming the break.
- */
-int imgstore_store_policy_chain_verify(imgstore_policy **current_out,
-                                       const imgstore_policy_link *links, size_t count,
-                                       const char *pinned_first_sha256);
 
 /**
  * A version's exact manifest bytes (*bytes_out, free()) and its armored signatures
@@ -531,7 +456,7 @@ int imgstore_store_add_signature(imgstore_trust_status *status_out, imgstore_sto
  * previous_version = the current version, manifest_sha256 = the stored manifest's digest of
  * a release-trusted version, time within 5 minutes of this clock, 0 < expires - time <= the
  * policy's channel_ttl_seconds, a stack (when it carries one) equal to
- * imgstore_store_stack_next from the current state, and signatures meeting the deploy
+ * imgstore_trust_stack_next from the current state, and signatures meeting the deploy
  * threshold. One commit,
  * signed by `commit_key` when not NULL. *out (caller frees) is the state committed. Returns
  * 0, IMGSTORE_EINVALID, IMGSTORE_EVERIFY (signatures), IMGSTORE_ELOCKED (the channel moved:
@@ -581,14 +506,5 @@ int imgstore_store_gc_due(bool *out, imgstore_store *store);
  * of its own instead, so no request waits for a gc.
  */
 void imgstore_store_set_auto_gc(imgstore_store *store, bool enabled);
-
-/* ---- hashing (shared with the CLI and server so there is one SHA-256) ------------------ */
-
-typedef struct imgstore_sha256 imgstore_sha256;
-int imgstore_sha256_new(imgstore_sha256 **out);
-void imgstore_sha256_update(imgstore_sha256 *ctx, const void *buf, size_t len);
-/** Write 64 hex digits and a NUL into hex (65 bytes) and reset the context. */
-void imgstore_sha256_final_hex(imgstore_sha256 *ctx, char *hex);
-void imgstore_sha256_free(imgstore_sha256 *ctx);
 
 #endif

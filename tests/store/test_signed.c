@@ -54,13 +54,13 @@ static void manifest_signed_hands_out_bytes_a_client_can_verify(void **state)
     assert_true(imgstore_schema_manifest_is_canonical(bytes, len));
     assert_int_equal(count, 1);
     assert_int_equal(imgstore_store_policy_get(&policy, NULL, f->store), 0);
-    assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_RELEASE,
+    assert_int_equal(imgstore_trust_signatures_count(&status, policy, IMGSTORE_ROLE_RELEASE,
                                                      (const char *const *)sigs, count, bytes, len),
                      0);
     assert_true(status.trusted);
     /* one flipped byte of the document and the same signature no longer counts */
     bytes[len / 2] ^= 1;
-    assert_int_equal(imgstore_store_signatures_count(&status, policy, IMGSTORE_ROLE_RELEASE,
+    assert_int_equal(imgstore_trust_signatures_count(&status, policy, IMGSTORE_ROLE_RELEASE,
                                                      (const char *const *)sigs, count, bytes, len),
                      0);
     assert_false(status.trusted);
@@ -94,10 +94,10 @@ static void policy_chain_verifies_and_refuses_a_broken_link(void **state)
     assert_int_equal(imgstore_store_policy_chain(&links, &count, f->store), 0);
     assert_int_equal(count, 3);
     assert_int_equal(links[2].version, 3);
-    assert_int_equal(imgstore_store_policy_chain_verify(&current, links, count, NULL), 0);
+    assert_int_equal(imgstore_trust_policy_chain_verify(&current, links, count, NULL), 0);
     assert_int_equal(current->roles[IMGSTORE_ROLE_ROOT].threshold, 2);
     /* a pin that is not policy 1's digest */
-    assert_int_equal(imgstore_store_policy_chain_verify(NULL, links, count,
+    assert_int_equal(imgstore_trust_policy_chain_verify(NULL, links, count,
                                                         "00000000000000000000000000000000"
                                                         "00000000000000000000000000000000"),
                      IMGSTORE_EVERIFY);
@@ -105,10 +105,10 @@ static void policy_chain_verifies_and_refuses_a_broken_link(void **state)
     swap = links[2].signatures[0];
     links[2].signatures[0] = links[1].signatures[0];
     links[1].signatures[0] = swap;
-    assert_int_equal(imgstore_store_policy_chain_verify(NULL, links, count, NULL),
+    assert_int_equal(imgstore_trust_policy_chain_verify(NULL, links, count, NULL),
                      IMGSTORE_EVERIFY);
     /* a gap in the versions */
-    assert_int_equal(imgstore_store_policy_chain_verify(NULL, links + 1, count - 1, NULL),
+    assert_int_equal(imgstore_trust_policy_chain_verify(NULL, links + 1, count - 1, NULL),
                      IMGSTORE_EVERIFY);
     imgstore_policy_chain_free(links, count);
     imgstore_policy_free(current);

@@ -78,12 +78,12 @@ static void next_follows_the_table(void **state)
 
         snprintf(buf, sizeof(buf), "%s", cases[c].below);
         below_count = split(below, buf);
-        assert_int_equal(imgstore_store_stack_next(out, &count, cases[c].current, below,
+        assert_int_equal(imgstore_trust_stack_next(out, &count, cases[c].current, below,
                                                    below_count, cases[c].action, cases[c].version),
                          0);
         assert_stack(out, count, cases[c].expected);
         /* in place, as the replay runs it */
-        assert_int_equal(imgstore_store_stack_next(below, &count, cases[c].current, below,
+        assert_int_equal(imgstore_trust_stack_next(below, &count, cases[c].current, below,
                                                    below_count, cases[c].action, cases[c].version),
                          0);
         assert_stack(below, count, cases[c].expected);
@@ -96,11 +96,11 @@ static void next_refuses_bad_arguments(void **state)
     size_t count;
 
     (void)state;
-    assert_int_equal(imgstore_store_stack_next(out, &count, "2", below, 1, "push", "3"),
+    assert_int_equal(imgstore_trust_stack_next(out, &count, "2", below, 1, "push", "3"),
                      IMGSTORE_EINVALID);
-    assert_int_equal(imgstore_store_stack_next(out, &count, NULL, below, 1, "deploy", "3"),
+    assert_int_equal(imgstore_trust_stack_next(out, &count, NULL, below, 1, "deploy", "3"),
                      IMGSTORE_EINVALID);
-    assert_int_equal(imgstore_store_stack_next(out, &count, "2", below,
+    assert_int_equal(imgstore_trust_stack_next(out, &count, "2", below,
                                                IMGSTORE_CHANNEL_STACK_MAX + 1, "deploy", "3"),
                      IMGSTORE_EINVALID);
 }
@@ -126,16 +126,16 @@ static void stack_is_capped_and_the_replay_agrees(void **state)
     }
     for (size_t i = 0; i < n; i++)
         newest_first[i] = &moves[n - 1 - i];
-    assert_int_equal(imgstore_store_stack_replay(stack, &depth, newest_first, n), 0);
+    assert_int_equal(imgstore_trust_stack_replay(stack, &depth, newest_first, n), 0);
     assert_int_equal(depth, IMGSTORE_CHANNEL_STACK_MAX);
     assert_string_equal(stack[0], "v32");
     assert_string_equal(stack[IMGSTORE_CHANNEL_STACK_MAX - 1], "v1"); /* v0 fell off */
     for (size_t i = 0; i < n + 1; i++)
         newest_first[i] = &moves[n - i];
-    assert_int_equal(imgstore_store_stack_replay(stack, &depth, newest_first, n + 1), 0);
+    assert_int_equal(imgstore_trust_stack_replay(stack, &depth, newest_first, n + 1), 0);
     assert_int_equal(depth, IMGSTORE_CHANNEL_STACK_MAX);
     assert_string_equal(stack[0], "v33"); /* pushed, not popped down to */
-    assert_int_equal(imgstore_store_rollback_target(&target, newest_first, n + 1), 0);
+    assert_int_equal(imgstore_trust_rollback_target(&target, newest_first, n + 1), 0);
     assert_string_equal(target, "v33");
 }
 
@@ -154,7 +154,7 @@ static void assert_state_matches_replay(fixture *f, uint64_t seed, size_t op)
     assert_non_null(states);
     for (size_t i = 0; i < count; i++)
         states[i] = h[i].state;
-    assert_int_equal(imgstore_store_stack_replay(replayed, &depth, states, count), 0);
+    assert_int_equal(imgstore_trust_stack_replay(replayed, &depth, states, count), 0);
     if (!current->has_stack || current->stack_count != depth)
         fail_msg("seed %llu, op %zu: the state carries %zu versions, the replay %zu",
                  (unsigned long long)seed, op, current->has_stack ? current->stack_count : 0,

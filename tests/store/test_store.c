@@ -252,7 +252,7 @@ static bool move_trusted(const imgstore_policy *policy, const imgstore_history_e
 {
     imgstore_trust_status status;
 
-    assert_int_equal(imgstore_store_signatures_count(
+    assert_int_equal(imgstore_trust_signatures_count(
                          &status, policy, IMGSTORE_ROLE_DEPLOY, (const char *const *)e->signatures,
                          e->signature_count, e->state_bytes, e->state_len),
                      0);
@@ -333,7 +333,7 @@ static void rollback_target_replays_the_stack(void **state)
         }
         for (size_t i = 0; i < count; i++)
             newest_first[i] = &moves[count - 1 - i];
-        assert_int_equal(imgstore_store_rollback_target(
+        assert_int_equal(imgstore_trust_rollback_target(
                              &target, (const imgstore_channel_state *const *)newest_first, count),
                          0);
         if (!*cases[c].target)

@@ -1,14 +1,15 @@
 /*
- * What a remote client checks before it believes a server (docs/security.md, "What a client
+ * What the client checks before it believes a server (docs/security.md, "What a client
  * checks"): the policy chain from a pinned policy 1, release signatures on the exact manifest
  * bytes, deploy signatures, expiry and sequence on channel states. The server is only a
  * courier here: a compromised one can refuse service or serve an old state until it expires,
  * but cannot make the client accept a byte no threshold of keys signed.
  *
- * The checks themselves are the store library's pure functions; this file fetches, pins and
- * applies them. Not here: HTTP details (remote_http.c), writing files (remote_pull.c).
+ * The checks themselves are trust/'s pure functions; this file fetches, pins and applies
+ * them. Moved from cli/remote_trust.c (#11). Not here: HTTP details (http.c), writing files
+ * (the caller's: cli/remote_pull.c).
  */
-#include "cli/remote.h"
+#include "client/client_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,20 +32,23 @@ static bool is_hex(const char *text, size_t len)
 
 /* ---- pins ----------------------------------------------------------------------------- */
 
-static char *pins_dir(void)
+static char *pins_dir(const imgstore_client *client)
 {
-    const char *state = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
+    char *base = NULL, *dir;
 
-    if (state && *state)
-        return imgstore_strfmt("%s/imgstore/pins", state);
-    return imgstore_strfmt("%s/.local/state/imgstore/pins", home && *home ? home : ".");
+    if (client->state_dir)
+        return imgstore_strfmt("%s/pins", client->state_dir);
+    if (imgstore_trust_state_dir(&base) < 0)
+        return NULL;
+    dir = imgstore_strfmt("%s/pins", base);
+    free(base);
+    return dir;
 }
 
 /* The remembered sha256 of policy 1 for `store_id` into pin (65 bytes); "" when none. */
-static int pin_read(char pin[65], const char *store_id)
+static int pin_read(char pin[65], const imgstore_client *client, const char *store_id)
 {
-    char *dir = pins_dir(), *path = dir ? imgstore_strfmt("%s/%s", dir, store_id) : NULL;
+    char *dir = pins_dir(client), *path = dir ? imgstore_strfmt("%s/%s", dir, store_id) : NULL;
     char line[128] = "";
     FILE *f;
     int err = 0;
@@ -70,9 +74,9 @@ static int pin_read(char pin[65], const char *store_id)
 }
 
 /* Remember `pin` for `store_id`: temp file, fsync, rename, as every durable write. */
-static int pin_write(const char *store_id, const char *pin)
+static int pin_write(const imgstore_client *client, const char *store_id, const char *pin)
 {
-    char *dir = pins_dir(), *path = NULL, *tmp = NULL;
+    char *dir = pins_dir(client), *path = NULL, *tmp = NULL;
     int fd = -1, err;
 
     if (!dir || !(path = imgstore_strfmt("%s/%s", dir, store_id)) ||
@@ -80,7 +84,7 @@ static int pin_write(const char *store_id, const char *pin)
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_mkdirs(dir)) < 0)
+    if ((err = imgstore_client__mkdirs(dir)) < 0)
         goto done;
     if ((fd = mkstemp(tmp)) < 0 || dprintf(fd, "%s\n", pin) < 0 || fsync(fd) < 0 ||
         rename(tmp, path) < 0) {
@@ -125,8 +129,14 @@ static int signatures_from_json(char ***out, size_t *count_out, json_t *array, c
     return 0;
 }
 
-int cli_remote_trust_load(cli_remote_trust *out, cli_remote *remote)
+int imgstore_client_policy_load(imgstore_client *client)
 {
+    struct {
+        char store_id[41];
+        char tip[41];
+        imgstore_policy *policy;
+        uint64_t policy_count;
+    } loaded, *out = &loaded;
     imgstore_policy_link *links = NULL;
     json_t *body = NULL, *policies;
     const char *store_id, *tip;
@@ -135,17 +145,18 @@ int cli_remote_trust_load(cli_remote_trust *out, cli_remote *remote)
     size_t count = 0;
     int err;
 
-    memset(out, 0, sizeof(*out));
-    if ((err = cli_remote_get_json(&body, remote, "/v1/trust")) < 0)
+    memset(&loaded, 0, sizeof(loaded));
+    if ((err = imgstore_client_get_json(&body, client, "/v1/trust")) < 0)
         goto done;
     store_id = json_string_value(json_object_get(body, "store_id"));
     tip = json_string_value(json_object_get(body, "tip"));
     policies = json_object_get(body, "policies");
     /* the store id names a file on this machine: only ever 40 hex digits */
     if (!is_hex(store_id, 40) || (tip && !is_hex(tip, 40)) || !json_is_array(policies) ||
-        json_array_size(policies) == 0 || json_array_size(policies) > CLI_REMOTE_POLICIES_MAX) {
+        json_array_size(policies) == 0 ||
+        json_array_size(policies) > IMGSTORE_CLIENT__POLICIES_MAX) {
         err = imgstore_error_set(IMGSTORE_EVERIFY, "/v1/trust: malformed answer from %s",
-                                 remote->url);
+                                 client->url);
         goto done;
     }
     memcpy(out->store_id, store_id, 41);
@@ -178,74 +189,100 @@ int cli_remote_trust_load(cli_remote_trust *out, cli_remote *remote)
             goto done;
         }
     }
-    if ((err = pin_read(remembered, out->store_id)) < 0)
+    if ((err = pin_read(remembered, client, out->store_id)) < 0)
         goto done;
-    pin = remote->pin ? remote->pin : (remembered[0] ? remembered : NULL);
-    if ((err = imgstore_store_policy_chain_verify(&out->policy, links, count, pin)) < 0) {
+    pin = client->pin ? client->pin : (remembered[0] ? remembered : NULL);
+    if ((err = imgstore_trust_policy_chain_verify(&out->policy, links, count, pin)) < 0) {
         err = imgstore_error_wrap(IMGSTORE_EVERIFY,
-                                  "trust policy of %s (store %.12s): ", remote->url, out->store_id);
+                                  "trust policy of %s (store %.12s): ", client->url, out->store_id);
         goto done;
     }
     out->policy_count = count;
     /* trust on first use: the first policy seen under this store id is the one from now on */
     if (!remembered[0]) {
-        if ((err = cli_remote_sha256(first_sha, links[0].policy, links[0].policy_len)) < 0 ||
-            (err = pin_write(out->store_id, first_sha)) < 0)
+        if ((err = imgstore_sha256_hex(first_sha, links[0].policy, links[0].policy_len)) < 0 ||
+            (err = pin_write(client, out->store_id, first_sha)) < 0)
             goto done;
     }
+    /* a reload replaces what the handle held only once the new chain verified */
+    imgstore_policy_free(client->policy);
+    memcpy(client->store_id, out->store_id, sizeof(client->store_id));
+    memcpy(client->tip, out->tip, sizeof(client->tip));
+    client->policy = out->policy;
+    client->policy_count = out->policy_count;
+    client->loaded = true;
+    out->policy = NULL;
 done:
     imgstore_policy_chain_free(links, count);
     json_decref(body);
-    if (err < 0)
-        cli_remote_trust_free(out);
+    imgstore_policy_free(out->policy);
     return err;
 }
 
-void cli_remote_trust_free(cli_remote_trust *trust)
+int imgstore_client__policy(const imgstore_policy **out, imgstore_client *client)
 {
-    imgstore_policy_free(trust->policy);
-    memset(trust, 0, sizeof(*trust));
+    int err = client->loaded ? 0 : imgstore_client_policy_load(client);
+
+    *out = err == 0 ? client->policy : NULL;
+    return err;
+}
+
+const imgstore_policy *imgstore_client_policy(const imgstore_client *client)
+{
+    return client->policy;
+}
+
+uint64_t imgstore_client_policy_count(const imgstore_client *client)
+{
+    return client->policy_count;
+}
+
+const char *imgstore_client_store_id(const imgstore_client *client)
+{
+    return client->store_id;
 }
 
 /* ---- manifests ------------------------------------------------------------------------ */
 
-static int fetch_signatures(char ***out, size_t *count_out, cli_remote *remote, const char *path)
+static int fetch_signatures(char ***out, size_t *count_out, imgstore_client *client,
+                            const char *path)
 {
     json_t *body = NULL;
     int err;
 
-    if ((err = cli_remote_get_json(&body, remote, path)) == 0)
+    if ((err = imgstore_client_get_json(&body, client, path)) == 0)
         err = signatures_from_json(out, count_out, json_object_get(body, "signatures"), path);
     json_decref(body);
     return err;
 }
 
-int cli_remote_manifest_fetch(cli_remote_manifest *out, cli_remote *remote,
-                              const cli_remote_trust *trust, const char *name, const char *version,
-                              bool require_trusted)
+int imgstore_client_manifest_fetch(imgstore_client_manifest *out, imgstore_client *client,
+                                   const char *name, const char *version, bool require_trusted)
 {
+    const imgstore_policy *policy = NULL;
     char *path = NULL, **sigs = NULL;
     size_t sig_count = 0;
     int err;
 
     memset(out, 0, sizeof(*out));
-    if ((err = cli_remote_check_names(name, version, NULL)) < 0)
+    if ((err = imgstore_client_check_names(name, version, NULL)) < 0 ||
+        (err = imgstore_client__policy(&policy, client)) < 0)
         return err;
     if (!(path = imgstore_strfmt("/v1/images/%s/%s/manifest", name, version))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_bytes(&out->bytes, &out->len, remote, path,
-                                    IMGSTORE_MANIFEST_MAX_BYTES)) < 0)
+    if ((err = imgstore_client__get_bytes(&out->bytes, &out->len, client, path,
+                                          IMGSTORE_MANIFEST_MAX_BYTES)) < 0)
         goto done;
     free(path);
     if (!(path = imgstore_strfmt("/v1/images/%s/%s/signatures", name, version))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = fetch_signatures(&sigs, &sig_count, remote, path)) < 0)
+    if ((err = fetch_signatures(&sigs, &sig_count, client, path)) < 0)
         goto done;
-    if ((err = cli_remote_sha256(out->sha256, out->bytes, out->len)) < 0)
+    if ((err = imgstore_sha256_hex(out->sha256, out->bytes, out->len)) < 0)
         goto done;
     /* the bytes signed are the bytes stored: anything else is not the signed manifest */
     if (!imgstore_schema_manifest_is_canonical(out->bytes, out->len) ||
@@ -262,7 +299,7 @@ int cli_remote_manifest_fetch(cli_remote_manifest *out, cli_remote *remote,
                                  version, out->manifest->name, out->manifest->version);
         goto done;
     }
-    if ((err = imgstore_store_signatures_count(&out->status, trust->policy, IMGSTORE_ROLE_RELEASE,
+    if ((err = imgstore_trust_signatures_count(&out->status, policy, IMGSTORE_ROLE_RELEASE,
                                                (const char *const *)sigs, sig_count, out->bytes,
                                                out->len)) < 0)
         goto done;
@@ -274,24 +311,42 @@ done:
     imgstore_strings_free(sigs, sig_count);
     free(path);
     if (err < 0)
-        cli_remote_manifest_free(out);
+        imgstore_client_manifest_clear(out);
     return err;
 }
 
-void cli_remote_manifest_free(cli_remote_manifest *m)
+void imgstore_client_manifest_clear(imgstore_client_manifest *m)
 {
     imgstore_manifest_free(m->manifest);
     free(m->bytes);
     memset(m, 0, sizeof(*m));
 }
 
+int imgstore_client_manifest_get_trusted(imgstore_manifest **out, char *digest_out,
+                                         imgstore_client *client, const char *name,
+                                         const char *version)
+{
+    imgstore_client_manifest m;
+    int err;
+
+    *out = NULL;
+    if ((err = imgstore_client_manifest_fetch(&m, client, name, version, true)) < 0)
+        return err;
+    if (digest_out)
+        memcpy(digest_out, m.sha256, sizeof(m.sha256));
+    *out = m.manifest;
+    m.manifest = NULL;
+    imgstore_client_manifest_clear(&m);
+    return 0;
+}
+
 /* ---- channel states ------------------------------------------------------------------- */
 
-/* cli_remote_state_check, also giving the deploy signatures counted (`status_out`). */
-static int state_check(imgstore_channel_state **out, imgstore_trust_status *status_out,
-                       const cli_remote_trust *trust, json_t *signed_state, const char *name,
-                       const char *channel, const char *what)
+int imgstore_client_state_check(imgstore_channel_state **out, imgstore_trust_status *status_out,
+                                imgstore_client *client, json_t *signed_state, const char *name,
+                                const char *channel, const char *what)
 {
+    const imgstore_policy *policy = NULL;
     imgstore_channel_state *state = NULL;
     imgstore_trust_status status;
     const char *text = json_string_value(json_object_get(signed_state, "state"));
@@ -301,12 +356,14 @@ static int state_check(imgstore_channel_state **out, imgstore_trust_status *stat
     int err;
 
     *out = NULL;
+    if ((err = imgstore_client__policy(&policy, client)) < 0)
+        return err;
     if (!text || imgstore_schema_channel_parse(&state, text, len) < 0)
         return imgstore_error_set(IMGSTORE_EVERIFY, "%s/%s: %s: the channel state is damaged", name,
                                   channel, what);
     if ((err = signatures_from_json(&sigs, &sig_count, json_object_get(signed_state, "signatures"),
                                     what)) < 0 ||
-        (err = imgstore_store_signatures_count(&status, trust->policy, IMGSTORE_ROLE_DEPLOY,
+        (err = imgstore_trust_signatures_count(&status, policy, IMGSTORE_ROLE_DEPLOY,
                                                (const char *const *)sigs, sig_count, text, len)) <
             0)
         goto done;
@@ -333,48 +390,27 @@ done:
     return err;
 }
 
-int cli_remote_state_check(imgstore_channel_state **out, const cli_remote_trust *trust,
-                           json_t *signed_state, const char *name, const char *channel,
-                           const char *what)
-{
-    return state_check(out, NULL, trust, signed_state, name, channel, what);
-}
-
-int cli_remote_channel_fetch(imgstore_channel_state **out, char **bytes_out, size_t *len_out,
-                             cli_remote *remote, const cli_remote_trust *trust, const char *name,
-                             const char *channel, bool allow_expired)
-{
-    return cli_remote_channel_fetch_counted(out, bytes_out, len_out, NULL, remote, trust, name,
-                                            channel, allow_expired);
-}
-
-int cli_remote_channel_fetch_counted(imgstore_channel_state **out, char **bytes_out,
-                                     size_t *len_out, imgstore_trust_status *status_out,
-                                     cli_remote *remote, const cli_remote_trust *trust,
-                                     const char *name, const char *channel, bool allow_expired)
+int imgstore_client_channel_get(imgstore_channel_state **out, imgstore_trust_status *status_out,
+                                imgstore_client *client, const char *name, const char *channel,
+                                bool allow_expired)
 {
     imgstore_channel_state *state = NULL;
     json_t *body = NULL;
     char *path = NULL;
-    const char *text;
-    size_t len;
     int64_t expires = 0;
     int err;
 
     *out = NULL;
-    if (bytes_out)
-        *bytes_out = NULL;
-    if ((err = cli_remote_check_names(name, NULL, channel)) < 0)
+    if ((err = imgstore_client_check_names(name, NULL, channel)) < 0)
         return err;
     if (!(path = imgstore_strfmt("/v1/channels/%s/%s/signed", name, channel))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = cli_remote_get_json(&body, remote, path)) < 0 ||
-        (err = state_check(&state, status_out, trust, body, name, channel, path)) < 0)
+    if ((err = imgstore_client_get_json(&body, client, path)) < 0 ||
+        (err = imgstore_client_state_check(&state, status_out, client, body, name, channel, path)) <
+            0)
         goto done;
-    text = json_string_value(json_object_get(body, "state"));
-    len = json_string_length(json_object_get(body, "state"));
     /* a frozen mirror keeps serving an old state: it stops counting when it expires */
     if (!allow_expired && (!state->expires || imgstore_time_parse(&expires, state->expires) < 0 ||
                            expires <= (int64_t)time(NULL))) {
@@ -384,14 +420,8 @@ int cli_remote_channel_fetch_counted(imgstore_channel_state **out, char **bytes_
                                  name, channel, state->expires ? state->expires : "(no expiry)");
         goto done;
     }
-    if ((err = cli_seen_check_and_update(trust->store_id, state)) < 0)
+    if ((err = imgstore_trust_seen_update(client->state_dir, client->store_id, state)) < 0)
         goto done;
-    if (bytes_out && !(*bytes_out = strndup(text, len))) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        goto done;
-    }
-    if (len_out)
-        *len_out = len;
     *out = state;
     state = NULL;
 done:
@@ -399,35 +429,4 @@ done:
     json_decref(body);
     free(path);
     return err;
-}
-
-/* trust show --server URL: the policy at the end of the chain this client verified (and
- * pinned), not whatever the server says is current. Policy changes are made on the store
- * itself, with root keys (imgstore trust ... --repo), never through a server. */
-int cli_remote_cmd_trust(cli_ctx *ctx, int argc, char **argv)
-{
-    cli_read_args args;
-    cli_remote remote = {0};
-    cli_remote_trust trust = {0};
-    char *bytes = NULL, digest[65];
-    size_t len = 0;
-    int code, err = 0;
-    int first = cli_read_parse(ctx, argc, argv, &args, false, &code);
-
-    if (first < 0)
-        return code;
-    if (first != argc - 1 || strcmp(argv[first], "show") != 0)
-        return cli_usage_error(ctx, "only 'trust show' works against a server; change the "
-                                    "policy on the store with --repo and root keys");
-    if ((err = cli_remote_open(&remote, &args.remote)) < 0 ||
-        (err = cli_remote_trust_load(&trust, &remote)) < 0 ||
-        (err = imgstore_schema_policy_encode(&bytes, &len, trust.policy)) < 0 ||
-        (err = cli_remote_sha256(digest, bytes, len)) < 0)
-        goto done;
-    err = cli_print_policy(ctx, trust.policy, digest);
-done:
-    free(bytes);
-    cli_remote_trust_free(&trust);
-    cli_remote_close(&remote);
-    return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
 }

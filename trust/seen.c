@@ -4,7 +4,9 @@
  * validly signed state) is refused (docs/security.md, "replay"). One small JSON file per
  * store, replaced atomically.
  */
-#include "cli/cli.h"
+#include "trust/trust.h"
+
+#include <jansson.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,14 +16,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *state_dir(void)
+int imgstore_trust_state_dir(char **out)
 {
     const char *state = getenv("XDG_STATE_HOME");
     const char *home = getenv("HOME");
 
     if (state && *state)
-        return imgstore_strfmt("%s/imgstore/seen", state);
-    return imgstore_strfmt("%s/.local/state/imgstore/seen", home && *home ? home : ".");
+        *out = imgstore_strfmt("%s/imgstore", state);
+    else
+        *out = imgstore_strfmt("%s/.local/state/imgstore", home && *home ? home : ".");
+    return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 }
 
 static int mkdir_p(const char *path)
@@ -40,14 +44,18 @@ static int mkdir_p(const char *path)
     return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-int cli_seen_check_and_update(const char *store_id, const imgstore_channel_state *state)
+int imgstore_trust_seen_update(const char *state_dir, const char *store_id,
+                               const imgstore_channel_state *state)
 {
-    char *dir = state_dir(), *path = NULL, *tmp = NULL, key[300];
+    char *base = NULL, *dir = NULL, *path = NULL, *tmp = NULL, key[300];
     json_t *seen = NULL;
     json_error_t jerr;
     int err = 0, fd = -1;
 
-    if (!dir || !(path = imgstore_strfmt("%s/%s.json", dir, store_id)) ||
+    if (!state_dir && (err = imgstore_trust_state_dir(&base)) < 0)
+        return err;
+    if (!(dir = imgstore_strfmt("%s/seen", state_dir ? state_dir : base)) ||
+        !(path = imgstore_strfmt("%s/%s.json", dir, store_id)) ||
         !(tmp = imgstore_strfmt("%s/.%s.json.XXXXXX", dir, store_id))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
@@ -85,5 +93,6 @@ done:
     free(tmp);
     free(path);
     free(dir);
+    free(base);
     return err;
 }

@@ -4,7 +4,7 @@
  * libsodium's portable code (`openssl speed -evp sha256`), and every pushed and served byte
  * is hashed, so this is the one SHA-256 of the project.
  */
-#include "store/store.h"
+#include "trust/trust.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -53,4 +53,17 @@ void imgstore_sha256_free(imgstore_sha256 *ctx)
         return;
     EVP_MD_CTX_free(ctx->md);
     free(ctx);
+}
+
+int imgstore_sha256_hex(char out[65], const void *buf, size_t len)
+{
+    imgstore_sha256 *sha = NULL;
+    int err;
+
+    if ((err = imgstore_sha256_new(&sha)) < 0)
+        return err;
+    imgstore_sha256_update(sha, buf, len);
+    imgstore_sha256_final_hex(sha, out);
+    imgstore_sha256_free(sha);
+    return 0;
 }
