@@ -348,4 +348,70 @@ int imgstore_schema_policy_remove_key(imgstore_policy *policy, imgstore_role rol
 int imgstore_schema_policy_set_threshold(imgstore_policy *policy, imgstore_role role,
                                          uint32_t threshold);
 
+/* ---- OCI image manifests (oci.c, docs/oci.md) ---------------------------------------- */
+
+#define IMGSTORE_OCI_MANIFEST_TYPE      "application/vnd.oci.image.manifest.v1+json"
+#define IMGSTORE_OCI_CONFIG_TYPE        "application/vnd.imgstore.config.v1+json"
+#define IMGSTORE_OCI_LAYER_PREFIX       "application/vnd.imgstore."
+#define IMGSTORE_OCI_TITLE              "org.opencontainers.image.title"
+/* Manifests a registry should take: at least 4 MiB (distribution-spec, "Pushing Manifests") */
+#define IMGSTORE_OCI_MANIFEST_MAX_BYTES (4u * 1024 * 1024)
+
+/**
+ * The config blob of a version's OCI form (docs/oci.md): its exact canonical manifest bytes
+ * `canonical` (as stored and signed) as a JSON string and their SHA-256 (hex), sorted keys,
+ * compact: a pure function of the bytes. *out NUL-terminated, freed with free(). Returns 0,
+ * IMGSTORE_EINVALID, IMGSTORE_ERROR.
+ */
+int imgstore_schema_oci_config(char **out, size_t *len_out, const char *canonical,
+                               size_t canonical_len, const char *canonical_sha256);
+
+/**
+ * The OCI image manifest of a version: the config descriptor (`config_sha256`, `config_len`,
+ * from imgstore_schema_oci_config), one layer per file (digest = the file's SHA-256, media
+ * type application/vnd.imgstore.<kind>[.<format>], the file name in
+ * org.opencontainers.image.title, each detected detail as org.imgstore.<detail>) and the
+ * provenance as annotations. A pure function of its arguments, so its digest never changes.
+ * *out NUL-terminated, freed with free(). Returns 0, IMGSTORE_EINVALID, IMGSTORE_ERROR.
+ */
+int imgstore_schema_oci_manifest(char **out, size_t *len_out, const imgstore_manifest *manifest,
+                                 const char *canonical_sha256, const char *config_sha256,
+                                 size_t config_len);
+
+/** A descriptor of a pushed OCI manifest: sha256 only. */
+typedef struct {
+    char sha256[65];
+    uint64_t size;
+    char *media_type;
+    char *title; /* org.opencontainers.image.title; NULL when absent (config) */
+} imgstore_oci_descriptor;
+
+/* What a pushed OCI image manifest says that imgstore keeps. */
+typedef struct {
+    imgstore_oci_descriptor config;
+    size_t layer_count;
+    imgstore_oci_descriptor *layers;
+    char *created;  /* org.opencontainers.image.created, NULL when absent */
+    char *source;   /* org.opencontainers.image.source */
+    char *revision; /* org.opencontainers.image.revision */
+    size_t label_count;
+    imgstore_label *labels; /* from org.imgstore.label.<key> annotations */
+} imgstore_oci_manifest;
+
+/**
+ * Parse a pushed OCI image manifest: schemaVersion 2, the OCI image manifest media type (or
+ * none), sha256 descriptors, at most IMGSTORE_MAX_FILES layers. Names are not checked here
+ * (the store does, as for any push). *out freed with imgstore_oci_manifest_free(). Returns 0,
+ * IMGSTORE_EINVALID naming what is wrong, IMGSTORE_ERROR.
+ */
+int imgstore_schema_oci_parse(imgstore_oci_manifest **out, const char *buf, size_t len);
+
+void imgstore_oci_manifest_free(imgstore_oci_manifest *manifest);
+
+/**
+ * Read a digest "sha256:<64 lower-case hex>" into `hex` (65 bytes). Returns 0 or
+ * IMGSTORE_EINVALID (another algorithm, or malformed).
+ */
+int imgstore_schema_oci_digest(char *hex, const char *digest);
+
 #endif

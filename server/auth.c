@@ -45,22 +45,28 @@ static int identify(const imgstore_server__token **out, imgstore_server__request
     const imgstore_server_config *config = req->server->config;
     const char *header =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    const imgstore_server__token *found = NULL;
-    uint8_t digest[32];
-
     *out = NULL;
     if (!header)
         return 0;
-    if (strncmp(header, "Bearer ", 7) != 0 || !header[7] || strlen(header) > 512)
+    if (strncmp(header, "Bearer ", 7) != 0 || !header[7])
         return -1;
-    if (token_digest(digest, header + 7) < 0)
-        return -1;
+    *out = imgstore_server__token_find(config, header + 7);
+    return *out ? 1 : -1;
+}
+
+const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
+                                                          const char *token)
+{
+    const imgstore_server__token *found = NULL;
+    uint8_t digest[32];
+
+    if (strlen(token) > 505 || token_digest(digest, token) < 0)
+        return NULL;
     for (size_t i = 0; i < config->token_count; i++) {
         if (digest_equal(digest, config->tokens[i].digest) && !found)
             found = &config->tokens[i];
     }
-    *out = found;
-    return found ? 1 : -1;
+    return found;
 }
 
 static const char *scope_name(unsigned scope)
@@ -73,11 +79,24 @@ static const char *scope_name(unsigned scope)
     case IMGSTORE_SERVER_SCOPE_DEPLOY:
         return "deploy";
     case IMGSTORE_SERVER_SCOPE_REPORT:
-    case IMGSTORE_SERVER_SCOPE_REPORT | IMGSTORE_SERVER_SCOPE_DEPLOY:
         return "report";
     default:
         return "admin";
     }
+}
+
+/* "'read'", or "'read' (or 'push')" when any one of several will do */
+static const char *scopes_text(char *out, size_t cap, unsigned scope)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (unsigned bit = 1; bit <= IMGSTORE_SERVER_SCOPE_REPORT; bit <<= 1) {
+        if (!(scope & bit) || len >= cap)
+            continue;
+        len += (size_t)snprintf(out + len, cap - len, len ? " (or '%s')" : "'%s'", scope_name(bit));
+    }
+    return out;
 }
 
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
@@ -86,6 +105,7 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
     const imgstore_server__token *token = NULL;
     int who = identify(&token, req);
     unsigned granted;
+    char text[64];
 
     if (who < 0) {
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
@@ -101,13 +121,9 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
     if (!token)
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                                     "this request needs a bearer token");
-    else if (scope == (IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_DEPLOY))
-        *result_out = imgstore_server__reply_status(
-            req, MHD_HTTP_FORBIDDEN, "forbidden", "token '%s' lacks the 'read' (or 'deploy') scope",
-            token->name);
     else
         *result_out = imgstore_server__reply_status(req, MHD_HTTP_FORBIDDEN, "forbidden",
-                                                    "token '%s' lacks the '%s' scope", token->name,
-                                                    scope_name(scope));
+                                                    "token '%s' lacks the %s scope", token->name,
+                                                    scopes_text(text, sizeof(text), scope));
     return false;
 }

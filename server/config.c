@@ -27,6 +27,7 @@ int imgstore_server_config_new(imgstore_server_config **out)
     config->max_uploads = 16;
     config->upload_min_rate = 1024;
     config->upload_rate_window = 60;
+    config->oci_upload_timeout = 900;
     config->max_json_bytes = 64 * 1024;
     config->max_header_bytes = 32 * 1024;
     config->max_url_bytes = 2048;
@@ -256,6 +257,7 @@ int imgstore_server_config_set(imgstore_server_config *config, const char *key, 
         NUMBER(max_uploads, false, 1, 1024),
         NUMBER(upload_min_rate, true, 0, 1ull << 30),
         NUMBER(upload_rate_window, false, 1, 86400),
+        NUMBER(oci_upload_timeout, false, 1, 86400),
         NUMBER(max_json_bytes, true, 64, 16u << 20),
         NUMBER(max_header_bytes, true, 4096, 1u << 20),
         NUMBER(max_url_bytes, true, 256, 64 * 1024),

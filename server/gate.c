@@ -47,14 +47,24 @@ struct imgstore_server__gate {
 static const char TIMEOUT_REPLY[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                                     "Content-Length: 0\r\n\r\n";
 
-static void drop(imgstore_server__gate *gate, waiting *w, bool say_timeout)
+/* A TLS handshake sent to a plain HTTP port: answered at once, so that a client that tries
+ * HTTPS first (skopeo, containers/image) falls back to HTTP without waiting for a timeout. */
+static const char TLS_REPLY[] = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                                "Content-Length: 0\r\n\r\n";
+
+static void drop_saying(imgstore_server__gate *gate, waiting *w, const char *reply, size_t len)
 {
-    if (say_timeout) /* best effort: the peer may not read it */
-        (void)!send(w->fd, TIMEOUT_REPLY, sizeof(TIMEOUT_REPLY) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (reply) /* best effort: the peer may not read it */
+        (void)!send(w->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     epoll_ctl(gate->epoll, EPOLL_CTL_DEL, w->fd, NULL);
     close(w->fd);
     w->fd = -1;
     gate->count--;
+}
+
+static void drop(imgstore_server__gate *gate, waiting *w, bool say_timeout)
+{
+    drop_saying(gate, w, say_timeout ? TIMEOUT_REPLY : NULL, sizeof(TIMEOUT_REPLY) - 1);
 }
 
 /* The daemon takes the connection (and closes it if it cannot). */
@@ -75,6 +85,11 @@ static bool head_ready(imgstore_server__gate *gate, waiting *w, bool *gone)
     *gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
     if (n <= 0)
         return false;
+    if (!gate->tls && (unsigned char)gate->peek[0] == 0x16) { /* a TLS record: handshake */
+        drop_saying(gate, w, TLS_REPLY, sizeof(TLS_REPLY) - 1);
+        *gone = true;
+        return false;
+    }
     if (gate->tls || (size_t)n >= gate->head_max)
         return true;
     /* the blank line that ends the head: "\r\n\r\n", or "\n\n" from a lax client */
@@ -166,7 +181,7 @@ static void *gate_thread(void *payload)
             } else if (w->fd >= 0) {
                 if (head_ready(gate, w, &gone))
                     hand_over(gate, w);
-                else if (gone || (events[i].events & (EPOLLERR | EPOLLHUP)))
+                else if (w->fd >= 0 && (gone || (events[i].events & (EPOLLERR | EPOLLHUP))))
                     drop(gate, w, false);
             }
         }

@@ -66,6 +66,8 @@ enum MHD_Result imgstore_server__queue(imgstore_server__request *req, unsigned s
 
     if (!response)
         return MHD_NO;
+    if (req->oci) /* what clients of the Docker registry API look for (spec: "/v2/") */
+        MHD_add_response_header(response, "Docker-Distribution-API-Version", "registry/2.0");
     req->status = status;
     req->bytes_out = body_bytes;
     req->replied = true;
@@ -106,6 +108,27 @@ struct MHD_Response *imgstore_server__not_modified(const char *etag, uint64_t re
     return response;
 }
 
+/*
+ * /v1 names its realm; /v2 points it at its token endpoint (route_oci.c), as OCI clients
+ * without a static token fetch one from the realm with the credentials they hold.
+ */
+static const char *challenge(imgstore_server__request *req)
+{
+    const char *host =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    bool safe = host && *host && strlen(host) < 200;
+
+    for (const char *c = host; safe && *c; c++)
+        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+               strchr(".-:[]", *c);
+    if (!req->oci || !safe)
+        return "Bearer realm=\"imgstore\"";
+    snprintf(req->challenge, sizeof(req->challenge),
+             "Bearer realm=\"%s://%s/v2/token\",service=\"imgstore\"",
+             req->server->tls_cert_pem ? "https" : "http", host);
+    return req->challenge;
+}
+
 enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsigned status,
                                             const char *body, size_t len, const char *content_type,
                                             const char *cache_control, const char *etag)
@@ -133,8 +156,7 @@ enum MHD_Result imgstore_server__reply_body(imgstore_server__request *req, unsig
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"imgstore\"");
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge(req));
     return imgstore_server__queue(req, status, response, len);
 }
 
@@ -170,17 +192,53 @@ enum MHD_Result imgstore_server__reply_json(imgstore_server__request *req, unsig
     return reply_text(req, status, grown, len, "application/json");
 }
 
+/*
+ * /v2 answers errors in the OCI distribution format (spec, "Error Codes"): the route's own
+ * code when it set one, else the one that says the same as our code name.
+ */
+static const char *oci_code_for(const imgstore_server__request *req, const char *code)
+{
+    static const struct {
+        const char *ours, *oci;
+    } codes[] = {
+        {"unauthorized", "UNAUTHORIZED"},
+        {"forbidden", "DENIED"},
+        {"not_found", "NAME_UNKNOWN"},
+        {"invalid", "NAME_INVALID"},
+        {"conflict", "DENIED"},
+        {"too_large", "SIZE_INVALID"},
+        {"unavailable", "TOOMANYREQUESTS"},
+        {"method_not_allowed", "UNSUPPORTED"},
+        {"range_not_satisfiable", "BLOB_UPLOAD_INVALID"},
+    };
+
+    if (req->oci_code)
+        return req->oci_code;
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (strcmp(codes[i].ours, code) == 0)
+            return codes[i].oci;
+    }
+    return "UNKNOWN";
+}
+
+static json_t *error_doc(const imgstore_server__request *req, const char *code, const char *message)
+{
+    if (req->oci)
+        return json_pack("{s:[{s:s, s:s}]}", "errors", "code", oci_code_for(req, code), "message",
+                         message);
+    return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+}
+
 static enum MHD_Result reply_error_body(imgstore_server__request *req, unsigned status,
                                         const char *code, const char *message)
 {
-    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+    json_t *body = error_doc(req, code, message);
     char *text;
     size_t len;
 
     /* A message may quote client bytes that are not UTF-8: jansson refuses those. */
     if (!body)
-        body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
-                         "(message not representable)");
+        body = error_doc(req, code, "(message not representable)");
     text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     if (!text)

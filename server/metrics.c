@@ -53,6 +53,12 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_SIGNATURES] = "/v1/images/{name}/{version}/signatures",
         [ROUTE_CHANNEL_SIGNED] = "/v1/channels/{name}/{channel}/signed",
         [ROUTE_REPORTS] = "/v1/channels/{name}/{channel}/reports",
+        [ROUTE_OCI_BASE] = "/v2/",
+        [ROUTE_OCI_TOKEN] = "/v2/token",
+        [ROUTE_OCI_MANIFEST] = "/v2/{name}/manifests/{reference}",
+        [ROUTE_OCI_BLOB] = "/v2/{name}/blobs/{digest}",
+        [ROUTE_OCI_UPLOAD] = "/v2/{name}/blobs/uploads/{id}",
+        [ROUTE_OCI_TAGS] = "/v2/{name}/tags/list",
     };
 
     return route < ROUTE_COUNT ? names[route] : "other";

@@ -237,33 +237,23 @@ static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
+enum MHD_Result imgstore_server__send_file(imgstore_server__request *req,
+                                           imgstore_manifest **manifest,
+                                           const imgstore_manifest_file *file,
+                                           const char *content_type, const char *digest_header)
 {
     imgstore_server *server = req->server;
-    const char *name = req->segments[2], *version = req->segments[3], *path = req->segments[5];
     const char *if_none_match, *if_range, *range_header;
-    const imgstore_manifest_file *file;
-    imgstore_manifest *m = NULL;
     struct MHD_Response *response = NULL;
     imgstore_store *store;
     uint64_t start = 0, end = 0;
     unsigned status = MHD_HTTP_OK;
     bool head = strcmp(req->method, MHD_HTTP_METHOD_HEAD) == 0;
     char etag[80], content_range[96];
-    enum MHD_Result result;
     int err, range;
 
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
-        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
-        (err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, path)) < 0 ||
-        (err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_manifest_get_trusted(&m, NULL, store, name, version)) < 0)
+    if ((err = imgstore_server__store(&store, req)) < 0)
         return imgstore_server__reply_error(req, err);
-    if (!(file = find_file(m, path))) {
-        imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", name, version, path);
-        result = imgstore_server__reply_error(req, IMGSTORE_ENOTFOUND);
-        goto done;
-    }
     snprintf(etag, sizeof(etag), "\"%s\"", file->sha256);
     if_none_match =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
@@ -274,8 +264,7 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
                                     "public, max-age=31536000, immutable");
             MHD_add_response_header(response, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
         }
-        result = imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
-        goto done;
+        return imgstore_server__queue(req, MHD_HTTP_NOT_MODIFIED, response, 0);
     }
     range_header = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
     if_range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
@@ -287,10 +276,9 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
         snprintf(req->extra_header_value, sizeof(req->extra_header_value), "bytes */%llu",
                  (unsigned long long)file->size);
         req->extra_header_name = MHD_HTTP_HEADER_CONTENT_RANGE;
-        result = imgstore_server__reply_status(req, MHD_HTTP_RANGE_NOT_SATISFIABLE,
-                                               "range_not_satisfiable", "%s is %llu bytes long",
-                                               path, (unsigned long long)file->size);
-        goto done;
+        return imgstore_server__reply_status(req, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                                             "range_not_satisfiable", "%s is %llu bytes long",
+                                             file->path, (unsigned long long)file->size);
     }
     if (range == 0) {
         start = 0;
@@ -309,39 +297,59 @@ enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
         bool hit;
         int fd;
 
-        if ((err = imgstore_server__cache_open(&fd, &hit, server->cache, store, m, file)) < 0) {
+        if ((err = imgstore_server__cache_open(&fd, &hit, server->cache, store, *manifest, file)) <
+            0) {
             if (err == IMGSTORE_EVERIFY)
                 imgstore_server__metrics_count(server->metrics, "verification_failures");
-            result = imgstore_server__reply_error(req, err);
-            goto done;
+            return imgstore_server__reply_error(req, err);
         }
         imgstore_server__metrics_count(server->metrics, hit ? "cache_hits" : "cache_misses");
         response = MHD_create_response_from_fd_at_offset64(end - start, fd, (int64_t)start);
         if (!response)
             close(fd);
     } else {
-        if (!stream_slot(server)) {
-            result = imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                                   "too many downloads streaming, try again");
-            goto done;
-        }
-        if (!(response = stream_response(req, &m, file, start, end))) {
+        if (!stream_slot(server))
+            return imgstore_server__reply_status(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                                 "too many downloads streaming, try again");
+        if (!(response = stream_response(req, manifest, file, start, end))) {
             pthread_mutex_lock(&server->lock);
             server->streams--;
             pthread_mutex_unlock(&server->lock);
             imgstore_server__metrics_gauge(server->metrics, "streams", -1);
         }
     }
-    if (!response) {
-        result = MHD_NO;
-        goto done;
-    }
+    if (!response)
+        return MHD_NO;
     add_file_headers(response, etag);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (digest_header)
+        MHD_add_response_header(response, "Docker-Content-Digest", digest_header);
     if (status == MHD_HTTP_PARTIAL_CONTENT)
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
-    result = imgstore_server__queue(req, status, response, head ? 0 : end - start);
-done:
+    return imgstore_server__queue(req, status, response, head ? 0 : end - start);
+}
+
+enum MHD_Result imgstore_server__route_file(imgstore_server__request *req)
+{
+    const char *name = req->segments[2], *version = req->segments[3], *path = req->segments[5];
+    const imgstore_manifest_file *file;
+    imgstore_manifest *m = NULL;
+    imgstore_store *store;
+    enum MHD_Result result;
+    int err;
+
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, path)) < 0 ||
+        (err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_manifest_get_trusted(&m, NULL, store, name, version)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if (!(file = find_file(m, path))) {
+        imgstore_error_set(IMGSTORE_ENOTFOUND, "%s %s has no file %s", name, version, path);
+        result = imgstore_server__reply_error(req, IMGSTORE_ENOTFOUND);
+    } else {
+        result = imgstore_server__send_file(req, &m, file, "application/octet-stream", NULL);
+    }
     imgstore_manifest_free(m);
     return result;
 }

@@ -101,7 +101,9 @@ const char *imgstore_server__actor(const imgstore_server__request *req)
 
 /* BODY_SIGNED: a JSON body carrying signatures the client made; a signature the store
  * refuses is the request's fault there (403 untrusted_key, not 500: http.c) */
-typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD } body_kind;
+/* BODY_BLOB: bytes of an OCI blob upload, staged to its session's file (oci.c);
+ * BODY_MANIFEST: an OCI manifest, gathered as JSON bodies are, up to its own cap */
+typedef enum { BODY_NONE, BODY_JSON, BODY_SIGNED, BODY_UPLOAD, BODY_BLOB, BODY_MANIFEST } body_kind;
 
 typedef struct {
     imgstore_server__route route;
@@ -166,79 +168,191 @@ static enum MHD_Result route_metrics(imgstore_server__request *req)
 static const struct {
     const char *pattern[IMGSTORE_SERVER_MAX_SEGMENTS];
     size_t count;
-    route_entry get, post;
+    route_entry get, post, put, patch, del;
 } routes[] = {
-    {{"healthz"}, 1, {ROUTE_HEALTHZ, NULL, 0, BODY_NONE, route_healthz}, {0}},
-    {{"readyz"}, 1, {ROUTE_READYZ, NULL, 0, BODY_NONE, route_readyz}, {0}},
+    {{"healthz"}, 1, {ROUTE_HEALTHZ, NULL, 0, BODY_NONE, route_healthz}, {0}, {0}, {0}, {0}},
+    {{"readyz"}, 1, {ROUTE_READYZ, NULL, 0, BODY_NONE, route_readyz}, {0}, {0}, {0}, {0}},
     {{"metrics"},
      1,
      {ROUTE_METRICS, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, route_metrics},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "images"},
      2,
      {ROUTE_IMAGES, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_images},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "images", "*"},
      3,
      {ROUTE_IMAGE, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_image},
-     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
-    /* before {version}: GET of a version named "history" is its .../manifest (docs/api.md) */
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL},
+     {0},
+     {0},
+     {0}},
+    /* before {version, {0}, {0}, {0}}: GET of a version named "history" is its .../manifest
+       (docs/api.md) */
     {{"v1", "images", "*", "history"},
      4,
      {ROUTE_HISTORY, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
       imgstore_server__route_image_history},
-     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL},
+     {0},
+     {0},
+     {0}},
     {{"v1", "images", "*", "*"},
      4,
      {ROUTE_VERSION, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_version},
-     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL}},
+     {ROUTE_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_UPLOAD, NULL},
+     {0},
+     {0},
+     {0}},
     {{"v1", "images", "*", "*", "files", "*"},
      6,
      {ROUTE_FILE, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_file},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "channels", "*", "*"},
      4,
      {ROUTE_CHANNEL, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_channel},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "channels", "*", "*", "history"},
      5,
      {ROUTE_HISTORY, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_history},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "channels", "*", "*", "deploy"},
      5,
      {0},
-     {ROUTE_DEPLOY, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
-      imgstore_server__route_deploy}},
+     {ROUTE_DEPLOY, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON, imgstore_server__route_deploy},
+     {0},
+     {0},
+     {0}},
     {{"v1", "channels", "*", "*", "rollback"},
      5,
      {0},
      {ROUTE_ROLLBACK, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
-      imgstore_server__route_rollback}},
+      imgstore_server__route_rollback},
+     {0},
+     {0},
+     {0}},
     /* reports: a deploy token may post them too (an agent that may roll back) */
     {{"v1", "channels", "*", "*", "reports"},
      5,
      {ROUTE_REPORTS, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_reports},
      {ROUTE_REPORTS, "POST", IMGSTORE_SERVER_SCOPE_REPORT | IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_JSON,
-      imgstore_server__route_report_post}},
+      imgstore_server__route_report_post},
+     {0},
+     {0},
+     {0}},
     {{"v1", "trust"},
      2,
      {ROUTE_TRUST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_trust},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "images", "*", "*", "manifest"},
      5,
      {ROUTE_MANIFEST, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_manifest},
+     {0},
+     {0},
+     {0},
      {0}},
     {{"v1", "images", "*", "*", "signatures"},
      5,
      {ROUTE_SIGNATURES, NULL, READ_FOR_DEPLOY, BODY_NONE, imgstore_server__route_signatures},
      {ROUTE_SIGNATURES, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_SIGNED,
-      imgstore_server__route_sign}},
+      imgstore_server__route_sign},
+     {0},
+     {0},
+     {0}},
     {{"v1", "channels", "*", "*", "signed"},
      5,
      {ROUTE_CHANNEL_SIGNED, NULL, READ_FOR_DEPLOY, BODY_NONE,
       imgstore_server__route_channel_signed},
      {ROUTE_CHANNEL_SIGNED, "POST", IMGSTORE_SERVER_SCOPE_DEPLOY, BODY_SIGNED,
-      imgstore_server__route_channel_put_signed}},
+      imgstore_server__route_channel_put_signed},
+     {0},
+     {0},
+     {0}},
+    /* the OCI distribution API (route_oci.c, docs/oci.md); a ping checks the token itself */
+    {{"v2"},
+     1,
+     {ROUTE_OCI_BASE, NULL, 0, BODY_NONE, imgstore_server__route_oci_base},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"v2", ""},
+     2,
+     {ROUTE_OCI_BASE, NULL, 0, BODY_NONE, imgstore_server__route_oci_base},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"v2", "token"},
+     2,
+     {ROUTE_OCI_TOKEN, NULL, 0, BODY_NONE, imgstore_server__route_oci_token},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"v2", "*", "manifests", "*"},
+     4,
+     {ROUTE_OCI_MANIFEST, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE,
+      imgstore_server__route_oci_manifest},
+     {0},
+     {ROUTE_OCI_MANIFEST, "PUT", IMGSTORE_SERVER_SCOPE_PUSH, BODY_MANIFEST,
+      imgstore_server__route_oci_manifest_put},
+     {0},
+     {0}},
+    {{"v2", "*", "tags", "list"},
+     4,
+     {ROUTE_OCI_TAGS, NULL, IMGSTORE_SERVER_SCOPE_READ, BODY_NONE, imgstore_server__route_oci_tags},
+     {0},
+     {0},
+     {0},
+     {0}},
+    /* HEAD of a blob is how a pushing client asks whether to send it: push may ask too */
+    {{"v2", "*", "blobs", "uploads"},
+     4,
+     {0},
+     {ROUTE_OCI_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_BLOB,
+      imgstore_server__route_oci_upload},
+     {0},
+     {0},
+     {0}},
+    {{"v2", "*", "blobs", "*"},
+     4,
+     {ROUTE_OCI_BLOB, NULL, IMGSTORE_SERVER_SCOPE_READ | IMGSTORE_SERVER_SCOPE_PUSH, BODY_NONE,
+      imgstore_server__route_oci_blob},
+     {0},
+     {0},
+     {0},
+     {0}},
+    {{"v2", "*", "blobs", "uploads", "*"},
+     5,
+     {ROUTE_OCI_UPLOAD, NULL, IMGSTORE_SERVER_SCOPE_PUSH, BODY_NONE,
+      imgstore_server__route_oci_upload},
+     {ROUTE_OCI_UPLOAD, "POST", IMGSTORE_SERVER_SCOPE_PUSH, BODY_BLOB,
+      imgstore_server__route_oci_upload},
+     {ROUTE_OCI_UPLOAD, "PUT", IMGSTORE_SERVER_SCOPE_PUSH, BODY_BLOB,
+      imgstore_server__route_oci_upload},
+     {ROUTE_OCI_UPLOAD, "PATCH", IMGSTORE_SERVER_SCOPE_PUSH, BODY_BLOB,
+      imgstore_server__route_oci_upload},
+     {ROUTE_OCI_UPLOAD, "DELETE", IMGSTORE_SERVER_SCOPE_PUSH, BODY_NONE,
+      imgstore_server__route_oci_upload}},
 };
 
 /* Split the raw path into segments; literal ones are compared raw, parameters decoded. */
@@ -266,7 +380,6 @@ static int split_path(imgstore_server__request *req, const char *url)
 
 static const route_entry *match_route(imgstore_server__request *req, bool *method_ok)
 {
-    bool post = strcmp(req->method, MHD_HTTP_METHOD_POST) == 0;
     bool get = strcmp(req->method, MHD_HTTP_METHOD_GET) == 0 ||
                strcmp(req->method, MHD_HTTP_METHOD_HEAD) == 0;
 
@@ -285,11 +398,20 @@ static const route_entry *match_route(imgstore_server__request *req, bool *metho
             *method_ok = true;
             return &routes[i].get;
         }
-        if (post && routes[i].post.route) {
-            *method_ok = true;
-            return &routes[i].post;
+        const route_entry *others[] = {&routes[i].post, &routes[i].put, &routes[i].patch,
+                                       &routes[i].del};
+        for (size_t m = 0; m < sizeof(others) / sizeof(others[0]); m++) {
+            if (others[m]->route && strcmp(others[m]->method, req->method) == 0) {
+                *method_ok = true;
+                return others[m];
+            }
         }
-        return routes[i].get.route ? &routes[i].get : &routes[i].post;
+        if (routes[i].get.route)
+            return &routes[i].get;
+        for (size_t m = 0; m < sizeof(others) / sizeof(others[0]); m++) {
+            if (others[m]->route)
+                return others[m];
+        }
     }
     return NULL;
 }
@@ -375,6 +497,8 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
         return imgstore_server__reply_status(req, MHD_HTTP_URI_TOO_LONG, "too_large",
                                              "the URL is longer than %llu bytes",
                                              (unsigned long long)config->max_url_bytes);
+    /* /v2 answers its errors in the OCI format, from the first one on */
+    req->oci = strncmp(url, "/v2/", 4) == 0 || strcmp(url, "/v2") == 0;
     if ((split = split_path(req, url)) < 0)
         return split == -2 ? imgstore_server__reply_status(req, MHD_HTTP_BAD_REQUEST, "invalid",
                                                            "malformed percent-encoding in the path")
@@ -393,10 +517,13 @@ static enum MHD_Result begin_request(imgstore_server__request *req, const char *
     /* refuse an oversize body before reading a byte of it */
     length_header =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    req->body_cap =
+        entry->body == BODY_MANIFEST ? IMGSTORE_OCI_MANIFEST_MAX_BYTES : config->max_json_bytes;
     if (length_header && entry->body != BODY_NONE) {
         unsigned long long length = strtoull(length_header, NULL, 10);
-        uint64_t cap =
-            entry->body == BODY_UPLOAD ? config->max_upload_bytes : config->max_json_bytes;
+        uint64_t cap = entry->body == BODY_UPLOAD || entry->body == BODY_BLOB
+                           ? config->max_upload_bytes
+                           : req->body_cap;
 
         if (length > cap)
             return imgstore_server__reply_status(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
@@ -425,6 +552,7 @@ static run_mode mode_for(const imgstore_server__request *req)
     switch (req->route) {
     case ROUTE_HEALTHZ:
     case ROUTE_METRICS:
+    case ROUTE_OCI_BASE:
         return RUN_INLINE;
     case ROUTE_CHANNEL: /* a watch waits: never on a polling thread */
         if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "wait"))
@@ -453,7 +581,9 @@ static void run_job(imgstore_server__job *job)
     enum MHD_Result result;
 
     imgstore_error_clear();
-    if (req->held_data)
+    if (req->blob_flush)
+        result = imgstore_server__oci_blob_flush(req);
+    else if (req->held_data)
         result = imgstore_server__upload_data(req, req->held_data, req->held_size);
     else if (req->upload)
         result = imgstore_server__upload_finish(req);
@@ -497,7 +627,8 @@ static enum MHD_Result run(imgstore_server__request *req)
 }
 
 /* libmicrohttpd calls again after the resume: queue what the worker answered. */
-static enum MHD_Result pick_up(imgstore_server__request *req, size_t *upload_data_size)
+static enum MHD_Result pick_up(imgstore_server__request *req, const char *upload_data,
+                               size_t *upload_data_size)
 {
     struct MHD_Response *response = req->held_response;
     enum MHD_Result result = req->held_result;
@@ -505,6 +636,18 @@ static enum MHD_Result pick_up(imgstore_server__request *req, size_t *upload_dat
     req->held = false;
     req->on_worker = false;
     req->held_response = NULL;
+    if (req->blob_flush) {
+        /* the stage is written: the bytes that did not fit go into it now (they are not
+         * offered again unless more arrive) */
+        req->blob_flush = false;
+        if (result == MHD_YES && !req->replied && *upload_data_size &&
+            *upload_data_size <= IMGSTORE_SERVER_OCI_STAGE) {
+            memcpy(req->blob_stage, upload_data, *upload_data_size);
+            req->blob_stage_len = *upload_data_size;
+            req->bytes_in += *upload_data_size;
+            *upload_data_size = 0;
+        }
+    }
     if (req->held_data) {
         /* the same bytes are offered again (perhaps with more behind them): the worker
          * consumed held_size of them */
@@ -550,7 +693,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * refused upload is not read at all; the rest are answered on the next call and
          * keep their connection alive.
          */
-        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 && strcmp(method, MHD_HTTP_METHOD_PUT) != 0 &&
+            strcmp(method, "PATCH") != 0)
             return MHD_YES;
         imgstore_error_clear();
         req->begun = true;
@@ -559,10 +703,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return result;
         if (entry->body == BODY_UPLOAD)
             return imgstore_server__upload_begin(req);
+        if (entry->body == BODY_BLOB)
+            return imgstore_server__oci_blob_begin(req);
         return MHD_YES; /* BODY_JSON, BODY_SIGNED: wait for the body */
     }
     if (req->held)
-        return pick_up(req, upload_data_size);
+        return pick_up(req, upload_data, upload_data_size);
+    if (*upload_data_size && req->oci_session && !req->replied) {
+        size_t size = *upload_data_size;
+
+        if (req->blob_stage_len + size > IMGSTORE_SERVER_OCI_STAGE) {
+            if (req->blob_stage_len == 0)
+                return MHD_NO;      /* more than a stage at once: not what libmicrohttpd does */
+            req->blob_flush = true; /* a worker writes the stage; these bytes wait */
+            return defer(req);
+        }
+        memcpy(req->blob_stage + req->blob_stage_len, upload_data, size);
+        req->blob_stage_len += size;
+        req->bytes_in += size;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         size_t size = *upload_data_size;
 
@@ -582,7 +743,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->replied || !req->begun)
             return MHD_YES; /* answered, or a body nobody asked for: dropped */
         /* past the cap without a Content-Length: no answer is possible mid-body, cut it off */
-        if (req->body_len + size > server->config->max_json_bytes) {
+        if (req->body_len + size > req->body_cap) {
             req->status = MHD_HTTP_CONTENT_TOO_LARGE;
             return MHD_NO;
         }
@@ -646,6 +807,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(req->held_response);
     /* an upload not committed is abandoned here: nothing of it becomes visible */
     imgstore_server__upload_free(server, req->upload);
+    imgstore_server__oci_request_done(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    free(req->blob_stage);
     imgstore_server__store_put(server, req->store);
     for (size_t i = 0; i < req->segment_count; i++)
         free(req->segments[i]);
@@ -806,7 +969,8 @@ int imgstore_server_start(imgstore_server **out, const imgstore_server_config *c
              &server->workers, polling_threads,
              (unsigned)(config->max_connections + config->max_uploads + 1))) < 0 ||
         (err = imgstore_server__maintenance_start(&server->maintenance, config->repo,
-                                                  config->gc_interval, server->metrics)) < 0)
+                                                  config->gc_interval, server->metrics)) < 0 ||
+        (err = imgstore_server__oci_new(&server->oci, config->repo)) < 0)
         goto done;
     if (config->tls_cert || config->tls_key) {
         if (!config->tls_cert || !config->tls_key) {
@@ -917,6 +1081,7 @@ void imgstore_server_stop(imgstore_server *server)
     }
     imgstore_server__workers_free(server->workers);
     imgstore_server__maintenance_stop(server->maintenance);
+    imgstore_server__oci_free(server->oci);
     for (size_t i = 0; i < server->pool_count; i++)
         imgstore_store_free(server->pool[i]);
     imgstore_server__cache_free(server->cache);

@@ -39,6 +39,7 @@ struct imgstore_server_config {
     uint64_t max_uploads;        /* uploads in progress at once; more are 503 */
     uint64_t upload_min_rate;    /* bytes a second an upload must average (0: any) */
     uint64_t upload_rate_window; /* seconds before that average is enforced */
+    uint64_t oci_upload_timeout; /* seconds an idle /v2 upload session or staged blob is kept */
     uint64_t max_json_bytes;
     uint64_t max_header_bytes;
     uint64_t max_url_bytes;
@@ -82,6 +83,12 @@ typedef enum {
     ROUTE_SIGNATURES,
     ROUTE_CHANNEL_SIGNED,
     ROUTE_REPORTS,
+    ROUTE_OCI_BASE,
+    ROUTE_OCI_TOKEN,
+    ROUTE_OCI_MANIFEST,
+    ROUTE_OCI_BLOB,
+    ROUTE_OCI_UPLOAD,
+    ROUTE_OCI_TAGS,
     ROUTE_COUNT
 } imgstore_server__route;
 
@@ -201,6 +208,7 @@ struct imgstore_server {
     imgstore_server__answers *answers;
     imgstore_server__workers *workers;
     imgstore_server__maintenance *maintenance;
+    struct imgstore_server__oci *oci; /* /v2 upload sessions, staged blobs, lookups (oci.c) */
 
     /* libgit2 objects are not thread-safe: each request borrows a handle of its own */
     pthread_mutex_t pool_lock;
@@ -244,11 +252,21 @@ typedef struct imgstore_server__request {
     size_t answer_key_len;
     char answer_tip[41];           /* the tip the answer is built from */
     const char *extra_header_name; /* one more header on an error answer (416's Content-Range) */
-    char extra_header_value[128];
+    char extra_header_value[640];  /* a Link header with two names */
     bool client_signed; /* the route takes signatures made by the client: errors.client_signed */
     bool begun;         /* routed and authorised */
     bool path_has_nul;  /* a raw NUL cut the path short (path_has_nul in server.c) */
     bool replied;
+
+    /* /v2 (route_oci.c): errors are answered in the OCI format, with this code if set */
+    bool oci;
+    const char *oci_code;
+    char challenge[320];                              /* the WWW-Authenticate of a /v2 401 */
+    struct imgstore_server__oci_session *oci_session; /* the upload this request writes */
+    char *blob_stage; /* body bytes gathered for the session, written by a worker */
+    size_t blob_stage_len;
+    bool blob_flush;   /* the worker writes the stage (the request body is not done) */
+    uint64_t body_cap; /* JSON bodies: max_json_bytes, or an OCI manifest's cap */
 
     /*
      * Work that may block runs on a worker while the connection is suspended (server.c).
@@ -376,6 +394,85 @@ int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *hea
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                 enum MHD_Result *result_out);
 
+/** The configured token `token` is (compared in constant time), or NULL. Borrowed. */
+const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,
+                                                          const char *token);
+
+/* ---- OCI distribution (oci.c: sessions and staging; route_oci.c: the routes) ---------- */
+
+typedef struct imgstore_server__oci imgstore_server__oci;
+typedef struct imgstore_server__oci_session imgstore_server__oci_session;
+
+/* Body bytes of a blob upload gathered before a worker writes them to the staging file. */
+#define IMGSTORE_SERVER_OCI_STAGE (1024 * 1024)
+
+/**
+ * The OCI area of the store at `repo`: <repo>/imgstore-oci (0700) holding upload sessions'
+ * files, finished blobs not yet in a version, pushed manifests and the digest lookups
+ * (docs/oci.md). Sessions left by an earlier process are removed. Returns 0, IMGSTORE_ERROR.
+ */
+int imgstore_server__oci_new(imgstore_server__oci **out, const char *repo);
+
+/** Drop every session and free. NULL-safe. */
+void imgstore_server__oci_free(imgstore_server__oci *oci);
+
+/** Start the body of a blob upload (POST, PATCH, PUT on .../blobs/uploads/...): find or
+ * open its session and check its Content-Range; answers itself on failure. */
+enum MHD_Result imgstore_server__oci_blob_begin(imgstore_server__request *req);
+
+/** On a worker: write the gathered stage to the request's session. */
+enum MHD_Result imgstore_server__oci_blob_flush(imgstore_server__request *req);
+
+/** When the request is done: hand its session back (kept only if every byte was written). */
+void imgstore_server__oci_request_done(imgstore_server__request *req, bool completed);
+
+/** Answer an OCI error: `status`, the OCI `code` (BLOB_UNKNOWN...), the message. */
+enum MHD_Result imgstore_server__oci_error(imgstore_server__request *req, unsigned status,
+                                           const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Sessions (oci.c), for route_oci.c. */
+int imgstore_server__oci_session_open(imgstore_server__oci_session **out, imgstore_server *server,
+                                      const char *name);
+int imgstore_server__oci_session_take(imgstore_server__oci_session **out, imgstore_server *server,
+                                      const char *name, const char *id);
+void imgstore_server__oci_session_put(imgstore_server *server, imgstore_server__oci_session *s,
+                                      bool keep);
+const char *imgstore_server__oci_session_id(const imgstore_server__oci_session *s);
+uint64_t imgstore_server__oci_session_size(const imgstore_server__oci_session *s);
+int imgstore_server__oci_session_write(imgstore_server__oci_session *s, const void *data,
+                                       size_t len, uint64_t max_bytes);
+/** Check the bytes against `sha256` (hex) and make them the staged blob of that digest. */
+int imgstore_server__oci_session_finish(imgstore_server__oci *oci, imgstore_server__oci_session *s,
+                                        const char *sha256);
+
+/** An fd on the staged blob `sha256` (and its size), or -1 when there is none. */
+int imgstore_server__oci_staged_open(imgstore_server__oci *oci, const char *sha256,
+                                     uint64_t *size_out);
+void imgstore_server__oci_staged_remove(imgstore_server__oci *oci, const char *sha256);
+
+/* Digest lookups (hints, checked by the caller against the version before use). */
+void imgstore_server__oci_hint_put(imgstore_server__oci *oci, const char *name, const char *sha256,
+                                   const char *version);
+bool imgstore_server__oci_hint_get(imgstore_server__oci *oci, const char *name, const char *sha256,
+                                   char *version, size_t cap);
+/* Exact pushed manifest bytes, by their digest. */
+void imgstore_server__oci_pushed_put(imgstore_server__oci *oci, const char *sha256,
+                                     const char *bytes, size_t len);
+int imgstore_server__oci_pushed_get(imgstore_server__oci *oci, const char *sha256, char **out,
+                                    size_t *len_out);
+
+/**
+ * Serve one file of a version as a download (GET /v1 .../files/{file}, GET /v2 .../blobs/):
+ * conditional requests, one range, from the verified cache or streamed, never an unchecked
+ * byte. Takes *manifest when it streams (sets it NULL). The answer carries `content_type` and,
+ * when not NULL, Docker-Content-Digest: `digest_header`.
+ */
+enum MHD_Result imgstore_server__send_file(imgstore_server__request *req,
+                                           imgstore_manifest **manifest,
+                                           const imgstore_manifest_file *file,
+                                           const char *content_type, const char *digest_header);
+
 /* ---- routes (route_*.c) --------------------------------------------------------------- */
 
 enum MHD_Result imgstore_server__route_images(imgstore_server__request *req);
@@ -395,6 +492,13 @@ enum MHD_Result imgstore_server__route_signatures(imgstore_server__request *req)
 enum MHD_Result imgstore_server__route_sign(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_signed(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_channel_put_signed(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_base(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_token(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_manifest(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_manifest_put(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_blob(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_tags(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_oci_upload(imgstore_server__request *req);
 
 /* ---- multipart/form-data (multipart.c) ------------------------------------------------ */
 

@@ -770,6 +770,77 @@ done:
     return err;
 }
 
+int imgstore_store_version_position(size_t *out, imgstore_store *store, const char *name,
+                                    const char *version)
+{
+    imgstore_manifest *m = NULL;
+    git_tree *tip = NULL, *dir = NULL;
+    char path[256], log[512], *key = NULL, **rows = NULL;
+    size_t stored = 0, indexed = 0, lo = 0, hi, row_count = 0;
+    int err;
+
+    *out = 0;
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0)
+        return err;
+    snprintf(path, sizeof(path), "images/%s", name);
+    snprintf(log, sizeof(log), "index/%s/versions", name);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
+        (err = subtree(&dir, store, tip, path)) < 0)
+        goto done;
+    if (!dir || (stored = git_tree_entrycount(dir)) == 0) {
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+        goto done;
+    }
+    if ((err = imgstore_store__manifest_load(&m, NULL, store, tip, name, version)) < 0)
+        goto done;
+    if (!(key = imgstore_strfmt("%s\t%s\t", m->created, m->version))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    if ((err = imgstore_store__log_count(&indexed, store, tip, log)) < 0)
+        goto done;
+    if (indexed != stored) { /* stale: as versions_page, the manifests answer */
+        if ((err = versions_from_manifests(&rows, &row_count, store, tip, name)) < 0)
+            goto done;
+        for (hi = row_count; lo < hi && version_key_cmp(rows[lo], key) != 0; lo++)
+            ;
+        if (lo == row_count)
+            err =
+                imgstore_error_set(IMGSTORE_ENOTFOUND, "no version %s of image %s", version, name);
+        *out = lo;
+        goto done;
+    }
+    /* the rows sort by (created, version): a binary search, one segment a probe */
+    for (hi = stored; lo < hi && err == 0;) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp;
+
+        if ((err = imgstore_store__log_rows(&rows, store, tip, log, stored, mid, 1)) < 0)
+            break;
+        cmp = version_key_cmp(rows[0], key);
+        imgstore_strings_free(rows, 1);
+        rows = NULL;
+        if (cmp == 0) {
+            *out = mid;
+            goto done;
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (err == 0)
+        err = damaged(log, "a stored version has no row");
+done:
+    imgstore_strings_free(rows, row_count);
+    free(key);
+    imgstore_manifest_free(m);
+    git_tree_free(dir);
+    git_tree_free(tip);
+    return err;
+}
+
 /* ---- reading the logs of history ----------------------------------------------------- */
 
 int imgstore_store__index_row_numbers(uint64_t *op_out, int64_t *time_out, const char *log,

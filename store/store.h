@@ -153,6 +153,15 @@ int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, 
 
 void imgstore_version_rows_free(imgstore_version_row *rows, size_t count);
 
+/**
+ * The row of `version` in its image's version index (oldest 0, the order of
+ * imgstore_store_versions_page): one light read of its manifest and a binary search of the
+ * index (log2(N/64) segments). Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID (a bad name),
+ * IMGSTORE_EVERIFY (damaged index).
+ */
+int imgstore_store_version_position(size_t *out, imgstore_store *store, const char *name,
+                                    const char *version);
+
 /** A row as JSON (schema/api_image.schema.json's "versions" items): what `ls NAME --json`
  * prints and the server sends. New reference; NULL when out of memory. */
 json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row);

@@ -285,7 +285,7 @@ class Agent(ServerTestCase):
         body = {"host": "web-3", "state": "ok", "version": "1.0"}
         status, _, data = server.request("POST", "/v1/channels/app/prod/reports", body,
                                          token=reader)
-        self.assertIn("lacks the 'report' scope", self.assertJsonError(status, data, 403)["message"])
+        self.assertIn("(or 'report') scope", self.assertJsonError(status, data, 403)["message"])
         for token in (self.reporter, self.deployer, self.admin):
             status, _, data = server.request("POST", "/v1/channels/app/prod/reports", body,
                                              token=token)

@@ -128,6 +128,33 @@ static void version_pages_chain_to_the_whole_list(void **state)
     imgstore_version_rows_free(all, all_count);
 }
 
+/* The row of each version (what the OCI tag list's `last` starts after) is found by a binary
+ * search of the index, across segments, back-dated versions included. */
+static void version_position_is_the_row_of_each_version(void **state)
+{
+    fixture *f = *state;
+    imgstore_version_row *all = NULL;
+    size_t all_count = 0, row = 0;
+    char version[32];
+
+    for (int i = 0; i < 70; i++) { /* two segments of 64 rows */
+        snprintf(version, sizeof(version), "2.%d", i);
+        push(f, "app", version, 1700000000 + i * 60 - (next_random(f, 5) == 0 ? 100000 : 0));
+    }
+    assert_int_equal(
+        imgstore_store_versions_page(&all, &all_count, NULL, f->store, "app", SIZE_MAX, 0), 0);
+    assert_int_equal(all_count, 70);
+    for (size_t i = 0; i < all_count; i++) {
+        assert_int_equal(imgstore_store_version_position(&row, f->store, "app", all[i].version), 0);
+        assert_int_equal(row, all[i].row);
+    }
+    assert_int_equal(imgstore_store_version_position(&row, f->store, "app", "9.9"),
+                     IMGSTORE_ENOTFOUND);
+    assert_int_equal(imgstore_store_version_position(&row, f->store, "nosuch", "2.0"),
+                     IMGSTORE_ENOTFOUND);
+    imgstore_version_rows_free(all, all_count);
+}
+
 typedef struct {
     char commits[256][41];
     size_t count;
@@ -348,6 +375,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(index_kept_by_each_commit_equals_a_rebuild, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(version_pages_chain_to_the_whole_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_position_is_the_row_of_each_version, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(history_from_the_index_equals_the_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_version_row_is_never_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_index_never_blocks_a_write, setup, teardown),

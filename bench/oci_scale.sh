@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The /v2 requests on one store, caches off, median of 5 curl requests each (issue #12,
+# docs/oci.md "Cost"): run it on a small store and a large one (bench/scale.sh builds one of
+# 10,000 versions of image `app`; copy it first: the server writes <store>/imgstore-oci).
+#
+#   bench/oci_scale.sh STORE VERSION        (IMGSTORE_BIN to override)
+set -euo pipefail
+store=$1 v=$2
+bin=${IMGSTORE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/imgstore}
+work=$(mktemp -d /tmp/imgstore-oci-scale.XXXXXX)
+token=imgstore_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'token = %s scopes=read name=bench\ncache_max_bytes = 0\nanswer_cache_bytes = 0\n' \
+  "$(printf %s "$token" | sha256sum | cut -c1-64)" > "$work/serve.conf"
+"$bin" serve --repo "$store" --config "$work/serve.conf" --listen 127.0.0.1:0 \
+  > "$work/serve.out" 2> "$work/serve.log" &
+pid=$!
+trap 'kill $pid; rm -rf "$work"' EXIT
+for _ in $(seq 50); do grep -q listening "$work/serve.out" && break; sleep 0.1; done
+url=http://$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$work/serve.out")
+t() { # median of 5 of curl's time_total, in ms
+  for _ in 1 2 3 4 5; do
+    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "$url$1"
+  done | sort -n | sed -n 3p | awk '{printf "%.1f ms", $1*1000}'
+}
+manifest=$(curl -s -H "Authorization: Bearer $token" "$url/v2/app/manifests/$v")
+digest=$(printf %s "$manifest" | sha256sum | cut -c1-64)
+blob=$(printf %s "$manifest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+echo "tags/list?n=100                 $(t "/v2/app/tags/list?n=100")"
+echo "tags/list?n=100&last=$v         $(t "/v2/app/tags/list?n=100&last=$v")"
+echo "manifests/$v                    $(t "/v2/app/manifests/$v")"
+echo "manifests/sha256:...            $(t "/v2/app/manifests/sha256:$digest")"
+echo "blobs/sha256:... (streamed)     $(t "/v2/app/blobs/$blob")"
+echo "an unknown digest (the scan)    $(t "/v2/app/manifests/sha256:$(echo x | sha256sum | cut -c1-64)")"
+echo "/v1/images/app?limit=100        $(t "/v1/images/app?limit=100")"
