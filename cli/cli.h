@@ -68,6 +68,8 @@ int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_token(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_which(cli_ctx *ctx, int argc, char **argv);
 
 /** Generate a key, save it unencrypted at `path` (0600) with `path`.pub beside it. */
 int cli_key_create(imgstore_sign_key **out, const char *path, const char *comment);
@@ -261,6 +263,11 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
  * $IMGSTORE_SERVER, else (unless $IMGSTORE_REPO is set) `server =` in the user config file.
  */
 bool cli_remote_selected(int argc, char **argv);
+
+/** For commands with no remote mode (init, fsck, reindex, gc, prune, which): with a server
+ * set they would quietly act on the default local store, so they ask for --repo. -1 when
+ * local, else the usage exit code after a one-line error. */
+int cli_local_only(const cli_ctx *ctx, int argc, char **argv);
 
 int cli_remote_cmd_push(cli_ctx *ctx, int argc, char **argv);
 int cli_remote_cmd_pull(cli_ctx *ctx, int argc, char **argv);

@@ -50,18 +50,6 @@ done:
     return err;
 }
 
-/* init and fsck have no remote mode: with a server set they would quietly act on the
- * default local store instead, so they ask for the store to be named. -1 when local. */
-static int refuse_remote(const cli_ctx *ctx, int argc, char **argv)
-{
-    const char *env_repo = getenv("IMGSTORE_REPO");
-
-    if (ctx->repo || (env_repo && *env_repo) || !cli_remote_selected(argc, argv))
-        return -1;
-    return cli_usage_error(ctx, "acts on a local store only, and a server is set; pass --repo PATH "
-                                "(or set IMGSTORE_REPO) to name the local store");
-}
-
 int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_store *store = NULL;
@@ -70,7 +58,7 @@ int cli_cmd_init(cli_ctx *ctx, int argc, char **argv)
 
     if (first < 0)
         return code;
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if (first != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
@@ -202,7 +190,7 @@ int cli_cmd_fsck(cli_ctx *ctx, int argc, char **argv)
         json_decref(rc.policies);
         return first < 0 ? code : cli_usage_error(ctx, "unexpected argument '%s'", argv[first]);
     }
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0) {
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0) {
         json_decref(rc.rows);
         json_decref(rc.channels);
         json_decref(rc.policies);
@@ -231,7 +219,7 @@ int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
         return code;
     if (optind != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if ((err = cli_open_store(&store, ctx, false)) == 0) {
         if (check) {
@@ -261,8 +249,10 @@ int cli_cmd_reindex(cli_ctx *ctx, int argc, char **argv)
 
 int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        CLI_COMMON_OPTIONS, {"all", no_argument, NULL, OPT_ALL}, {NULL, 0, NULL, 0}};
+    static const struct option options[] = {CLI_COMMON_OPTIONS,
+                                            {"all", no_argument, NULL, OPT_ALL},
+                                            {"prune", optional_argument, NULL, OPT_FIRST_LOCAL},
+                                            {NULL, 0, NULL, 0}};
     imgstore_gc_opts opts = {0};
     imgstore_gc_stats s;
     imgstore_store *store = NULL;
@@ -270,12 +260,23 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
     int opt, code = -1, err;
 
     while ((opt = cli_next_option(ctx, argc, argv, "", options, NULL, &code)) != -1) {
-        if (opt == OPT_ALL)
+        if (opt == OPT_ALL) {
             opts.all = true;
+        } else if (opt == OPT_FIRST_LOCAL) { /* --prune[=now|DAYS], as git gc --prune */
+            char *end = NULL;
+            long days = optarg ? strtol(optarg, &end, 10) : 14;
+
+            opts.prune = true;
+            if (optarg && strcmp(optarg, "now") == 0)
+                days = 0;
+            else if (optarg && (!*optarg || *end || days < 0 || days > 36500))
+                return cli_usage_error(ctx, "--prune=now or --prune=DAYS (default 14)");
+            opts.prune_expire = (int64_t)days * 86400;
+        }
     }
     if (code >= 0)
         return code;
-    if ((code = refuse_remote(ctx, argc, argv)) >= 0)
+    if ((code = cli_local_only(ctx, argc, argv)) >= 0)
         return code;
     if (optind != argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
@@ -291,18 +292,22 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
                 (unsigned long long)s.damaged);
     if (ctx->json) {
         err = cli_print_json(json_pack(
-            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "skipped", s.skipped,
+            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "skipped", s.skipped,
             "objects_packed", (json_int_t)s.objects_packed, "loose_before",
             (json_int_t)s.loose_before, "loose_after", (json_int_t)s.loose_after, "bytes_before",
             (json_int_t)s.bytes_before, "bytes_after", (json_int_t)s.bytes_after, "packs_written",
             (json_int_t)s.packs_written, "packs_removed", (json_int_t)s.packs_removed, "packs",
-            (json_int_t)s.packs, "damaged", (json_int_t)s.damaged));
+            (json_int_t)s.packs, "damaged", (json_int_t)s.damaged, "objects_pruned",
+            (json_int_t)s.objects_pruned, "bytes_pruned", (json_int_t)s.bytes_pruned));
         return err < 0 ? cli_fail(ctx, err) : CLI_EXIT_OK;
     }
     if (s.skipped) {
         printf("skipped: another gc is packing this store\n");
         return CLI_EXIT_OK;
     }
+    if (opts.prune)
+        printf("pruned %llu unreachable loose objects (%s)\n", (unsigned long long)s.objects_pruned,
+               cli_human_size(before, sizeof(before), s.bytes_pruned));
     printf("packed %llu objects; loose objects %llu -> %llu; %llu packs (%llu written, "
            "%llu combined away); objects %s -> %s\n",
            (unsigned long long)s.objects_packed, (unsigned long long)s.loose_before,

@@ -487,3 +487,15 @@ int cli_sync_dir_of(const char *path)
     free(copy);
     return err;
 }
+
+/* init and fsck have no remote mode: with a server set they would quietly act on the
+ * default local store instead, so they ask for the store to be named. -1 when local. */
+int cli_local_only(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *env_repo = getenv("IMGSTORE_REPO");
+
+    if (ctx->repo || (env_repo && *env_repo) || !cli_remote_selected(argc, argv))
+        return -1;
+    return cli_usage_error(ctx, "acts on a local store only, and a server is set; pass --repo PATH "
+                                "(or set IMGSTORE_REPO) to name the local store");
+}

@@ -176,16 +176,44 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore reindex --check || imgstore reindex",
      WRITES},
-    {"gc", cli_cmd_gc, "gc [--all]",
+    {"gc", cli_cmd_gc, "gc [--all] [--prune[=now|DAYS]]",
      "Pack loose objects (chunks stored, the rest with deltas) and remove the loose copies.\n"
      "Safe while the store is in use; a second gc skips. Pushes run it by themselves past\n"
      "$IMGSTORE_GC_AUTO (else gc.auto, else 6700) loose objects (docs/format.md, Packing).\n"
      "Local only: with a server set, give --repo.\n"
      "\n"
      "  --all               also combine every pack into two\n"
+     "  --prune[=now|DAYS]  first remove loose objects no ref reaches and nothing wrote or\n"
+     "                      reused for DAYS (default 14, git's gc.pruneExpire); history\n"
+     "                      keeps pruned versions' bytes (docs/format.md, Retention)\n"
      "\n"
      "Example:\n"
      "  imgstore gc --all",
+     USES_JSON},
+    {"prune", cli_cmd_prune, "prune [NAME] --keep N [--older-than DAYS] [--dry-run]",
+     "Remove old versions in one signed commit (a release or root key): all but the newest N\n"
+     "of each image (or of NAME), except what a channel runs, what its rollback stack holds,\n"
+     "and what it ran within the rollback window (--older-than DAYS, else 30 days). Prints\n"
+     "what goes, what a rule keeps and why, and what it frees. History keeps the pruned\n"
+     "versions; their objects go with 'imgstore gc --prune'. Local only. Never during an\n"
+     "incident (docs/runbook.md).\n"
+     "\n"
+     "  --keep N            the newest N versions of each image stay (at least 1)\n"
+     "  --older-than DAYS   only versions created more than DAYS ago go; also the window\n"
+     "  --dry-run           print the plan, change nothing\n"
+     "\n"
+     "Example:\n"
+     "  imgstore prune app --keep 20 --older-than 90 --dry-run",
+     WRITES},
+    {"which", cli_cmd_which, "which FILE|SHA256 [--no-history]",
+     "Every image and version that held these bytes (FILE is hashed first), whether it is\n"
+     "still stored or was pruned, and the channels that run it, can roll back to it, or ran\n"
+     "it. Exit 1 when no version ever held them. Local only.\n"
+     "\n"
+     "  --no-history        skip the channels' histories (only what they run and stack now)\n"
+     "\n"
+     "Example:\n"
+     "  imgstore which build/app.xen",
      USES_JSON},
     {"serve", cli_cmd_serve,
      "serve [--listen ADDR:PORT] [--config FILE] [--tls-cert PEM --tls-key PEM] [--set K=V]...",
@@ -265,8 +293,9 @@ static void print_help(FILE *out)
                  "~/.local/share/imgstore/store.git), --actor NAME (default: $IMGSTORE_ACTOR,\n"
                  "else user@host) and --help. Exit codes: 0 ok, 1 failure, 2 usage,\n"
                  "3 verification failed.\n"
-                 "Signing commands (init, push, sign, deploy, rollback, trust) take --key FILE\n"
-                 "(repeatable) or --agent; default $IMGSTORE_KEY, else ~/.config/imgstore/key.\n"
+                 "Signing commands (init, push, sign, deploy, rollback, trust, prune) take\n"
+                 "--key FILE (repeatable) or --agent; default $IMGSTORE_KEY, else\n"
+                 "~/.config/imgstore/key.\n"
                  "push, pull, ls, show, diff, history, sign, deploy, rollback, verify,\n"
                  "trust show, watch and agent run against a server with --server URL (or\n"
                  "$IMGSTORE_SERVER, or server = URL in ~/.config/imgstore/config), with\n"

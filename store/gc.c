@@ -23,7 +23,8 @@
  *    only when every object of it is found in the new ones.
  * A gc killed at any point leaves the loose objects, the old packs, or both with the new
  * ones: never a missing object. Its leftovers (temporary files, a .pack without .idx) are
- * removed by the next gc. Unreferenced objects are packed too, never pruned.
+ * removed by the next gc. Unreferenced objects are packed too; only gc --prune removes
+ * them, loose and past a grace period (unreachable.c, issue #12).
  */
 #include "store/store_internal.h"
 
@@ -34,11 +35,13 @@
 #include <git2/sys/repository.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BULK_MIN        (64u * 1024)        /* blobs this big are chunks: packed by pack.c */
@@ -573,6 +576,11 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", pack_dir, strerror(errno));
         goto done;
     }
+    if (opts && opts->prune &&
+        (err = imgstore_store__prune_unreachable(
+             &out->objects_pruned, &out->bytes_pruned, store,
+             opts->prune_expire > 0 ? (int64_t)time(NULL) - opts->prune_expire : INT64_MAX)) < 0)
+        goto done;
     if ((err = staging_reset(tmp_dir)) < 0 ||
         (err = scan_loose(&loose, &out->loose_before, &loose_bytes, store->objects_dir)) < 0 ||
         (err = scan_packs(&old_packs, &pack_bytes, pack_dir, true)) < 0)

@@ -222,7 +222,11 @@ static int commit_entry(bool *added, imgstore_history_entry **entries, size_t *c
         /* "push NAME VERSION", "sign NAME VERSION by KEY...": the third word (the last one
          * is a key id for a sign, issue #10) */
         if ((err = add_entry(entries, count, cap, commit)) == 0) {
-            (*entries)[*count - 1].version = third_word((*entries)[*count - 1].summary);
+            imgstore_history_entry *e = &(*entries)[*count - 1];
+
+            /* a prune names its versions in the body, not one in the subject (issue #12) */
+            if (strcmp(e->action, "prune") != 0)
+                e->version = third_word(e->summary);
             *added = true;
         }
     } else if (!git_oid_equal(&ch_now, &ch_before) && !git_oid_iszero(&ch_now)) {

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LOG_ROWS        64
+#define LOG_ROWS        IMGSTORE_STORE__LOG_ROWS
 #define LOG_SEGMENTS    256
 #define LOG_SEGMENT_CAP (256u * 1024)
 #define OPLOG           "index/oplog"
@@ -237,6 +237,27 @@ static int log_write(git_oid *tree_oid, imgstore_store *store, const char *log, 
     return err;
 }
 
+int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, const char *log,
+                                     size_t total, size_t first, char *const *rows, size_t count)
+{
+    size_t old_segments = (total + LOG_ROWS - 1) / LOG_ROWS;
+    size_t new_segments = (first + count + LOG_ROWS - 1) / LOG_ROWS;
+    int err;
+
+    if (first % LOG_ROWS != 0 || first > total)
+        return imgstore_error_set(IMGSTORE_EINVALID, "%s: a rewrite starts at row %zu", log, first);
+    err = log_write(tree_oid, store, log, first, rows, count);
+    /* a log that shrank (prune) drops its segments past the new end; tree_set removes a
+     * group directory with its last segment */
+    for (size_t n = new_segments; n < old_segments && err == 0; n++) {
+        char path[512];
+
+        segment_path(path, sizeof(path), log, n);
+        err = imgstore_store__tree_set(tree_oid, store, path, NULL, 0);
+    }
+    return err;
+}
+
 /* Rows of the segment holding row `total - 1` onwards: [*first_out, total) */
 static int log_tail(char ***rows_out, size_t *count_out, size_t *first_out, imgstore_store *store,
                     const git_tree *root, const char *log, size_t total)
@@ -342,8 +363,10 @@ typedef struct {
     const char *prefix; /* of every log path: "index/" in a commit, "" in a rebuild */
     char **names;       /* images changed, sorted, distinct */
     size_t name_count;
-    const char *image; /* while walking its channels */
-    size_t moves;      /* channel states of `image` it wrote */
+    const char *image;   /* while walking its channels */
+    size_t moves;        /* channel states of `image` it wrote */
+    const char *summary; /* the commit's subject (a rebuild), NULL when unknown */
+    bool digests;        /* also the digest rows of the versions a prune removed (a rebuild) */
 } commit_diff;
 
 static int note_image(const char *entry, void *payload)
@@ -390,6 +413,76 @@ static int note_move(const char *entry, void *payload)
     return d->sink(log, row, d->payload);
 }
 
+/* ---- the digest index ------------------------------------------------------------------ */
+
+/* index/digests/<xx>/<yy>: "file-sha256 TAB image TAB version TAB file" for every file of
+ * every version ever pushed, in push order; rows stay after a prune (history is history). */
+static void digest_log(char *out, size_t cap, const char *prefix, const char *sha256)
+{
+    snprintf(out, cap, "%sdigests/%.2s/%.2s", prefix, sha256, sha256 + 2);
+}
+
+static int digest_rows_of(const imgstore_manifest *m, const char *prefix, row_sink sink,
+                          void *payload)
+{
+    int err = 0;
+
+    for (size_t i = 0; i < m->file_count && err == 0; i++) {
+        char log[512], *row = imgstore_strfmt("%s\t%s\t%s\t%s", m->files[i].sha256, m->name,
+                                              m->version, m->files[i].path);
+
+        if (!row)
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        digest_log(log, sizeof(log), prefix, m->files[i].sha256);
+        err = sink(log, row, payload);
+        free(row);
+    }
+    return err;
+}
+
+static bool has_entry(const git_tree *root, const char *path)
+{
+    git_oid id = imgstore_store__id_at(root, path);
+
+    return !git_oid_iszero(&id);
+}
+
+typedef struct {
+    commit_diff *d;
+    const char *name;
+} removed_versions;
+
+static int note_removed_version(const char *entry, void *payload)
+{
+    removed_versions *r = payload;
+    imgstore_manifest *m = NULL;
+    char path[512];
+    int err;
+
+    snprintf(path, sizeof(path), "images/%s/%s", r->name, entry);
+    if (!has_entry(r->d->before, path) || has_entry(r->d->after, path))
+        return 0;
+    if ((err = imgstore_store__manifest_load(&m, NULL, r->d->store, r->d->before, r->name,
+                                             entry)) == 0)
+        err = digest_rows_of(m, r->d->prefix, r->d->sink, r->d->payload);
+    imgstore_manifest_free(m);
+    return err;
+}
+
+/* A rebuild's digest rows of versions no longer at the tip: those a prune commit removed,
+ * read from its parent's tree (the tip's own versions are added from their manifests). Only
+ * prunes remove versions, so only they cost a merge of two listings of images/<name>. */
+static int digest_rows_removed(commit_diff *d, const char *name)
+{
+    removed_versions r = {d, name};
+    char path[512];
+
+    if (!d->summary || strncmp(d->summary, "prune ", 6) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "images/%s", name);
+    return changed_names(d->store, d->before, d->after, path, note_removed_version, &r);
+}
+
 /* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
  * the commits history.c turns into entries (a push, or a channel state written). */
 static int diff_commit(commit_diff *d)
@@ -415,7 +508,9 @@ static int diff_commit(commit_diff *d)
             continue;
         snprintf(log, sizeof(log), "%s%s/events", d->prefix, d->names[i]);
         snprintf(row, sizeof(row), "%llu\t%lld", (unsigned long long)d->op, (long long)d->time);
-        err = d->sink(log, row, d->payload);
+        if ((err = d->sink(log, row, d->payload)) == 0 && d->digests &&
+            !git_oid_equal(&now, &was) && !git_oid_iszero(&was))
+            err = digest_rows_removed(d, d->names[i]);
     }
 done:
     imgstore_strings_free(d->names, d->name_count);
@@ -492,8 +587,8 @@ int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const
         return err;
     if ((rc = git_tree_lookup(&after, store->repo, tree_oid)) < 0)
         return imgstore_store__git_error(rc, "cannot read the new tree");
-    d = (commit_diff){store, parent_tree, after, ops + 1, time, sink_append,
-                      &a,    "index/",    NULL,  0,       NULL, 0};
+    d = (commit_diff){store,    parent_tree, after, ops + 1, time, sink_append, &a,
+                      "index/", NULL,        0,     NULL,    0,    NULL,        false};
     git_oid_tostr(row, sizeof(row), git_commit_id(parent));
     if ((err = log_append(tree_oid, store, OPLOG, row)) == 0)
         err = diff_commit(&d);
@@ -586,6 +681,52 @@ static int manifest_id(git_oid *out, const git_tree *root, const char *name, con
     return 0;
 }
 
+/* A digest log's rows are sorted and distinct, so that a rebuild (which meets the versions in
+ * another order than their pushes) gives the same log; it is about one segment. */
+static int sink_insert_sorted(const char *log, const char *row, void *payload)
+{
+    appender *a = payload;
+    git_tree *root = NULL;
+    char **rows = NULL;
+    size_t total = 0, at = 0;
+    int err, rc, c = 1;
+
+    if ((rc = git_tree_lookup(&root, a->store->repo, a->tree_oid)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
+    if ((err = imgstore_store__log_count(&total, a->store, root, log)) == 0 &&
+        (err = imgstore_store__log_rows(&rows, a->store, root, log, total, 0, total)) == 0) {
+        while (at < total && (c = strcmp(rows[at], row)) < 0)
+            at++;
+        imgstore_strings_free(rows, total);
+    }
+    git_tree_free(root);
+    if (err < 0 || (at < total && c == 0))
+        return err; /* the same bytes pushed again under a pruned version's name */
+    return log_insert(a->tree_oid, a->store, log, total, at, row);
+}
+
+/* Whether the store keeps a digest index that covers every version ever pushed: it has
+ * one, or `root` (with the new version in it) holds no other version. A store whose indexes
+ * an older imgstore wrote has none until imgstore reindex builds it from the history, so that
+ * `which` never answers from one that misses the older pushes. */
+static bool digests_kept(imgstore_store *store, const git_tree *root)
+{
+    git_tree *images = NULL, *image = NULL;
+    bool first = false;
+
+    if (has_entry(root, "index/digests"))
+        return true;
+    if (subtree(&images, store, root, "images") == 0 && images &&
+        git_tree_entrycount(images) == 1 &&
+        git_tree_lookup(&image, store->repo,
+                        git_tree_entry_id(git_tree_entry_byindex(images, 0))) == 0)
+        first = git_tree_entrycount(image) == 1;
+    git_tree_free(image);
+    git_tree_free(images);
+    imgstore_error_clear();
+    return first;
+}
+
 int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                                       const imgstore_manifest *m)
 {
@@ -621,6 +762,11 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
     }
     if (err == 0)
         err = log_insert(tree_oid, store, log, total, at, row);
+    if (err == 0 && digests_kept(store, root)) {
+        appender a = {store, tree_oid};
+
+        err = digest_rows_of(m, "index/", sink_insert_sorted, &a);
+    }
 done:
     free(row);
     git_tree_free(root);
@@ -631,8 +777,22 @@ done:
 
 /* Every version of `name` in `root` as index rows, sorted: what the index must hold, read
  * from the manifests themselves (a rebuild, or a reader that found the index stale). */
+static int versions_from_manifests_each(char ***rows_out, size_t *count_out, imgstore_store *store,
+                                        const git_tree *root, const char *name,
+                                        int (*each)(const imgstore_manifest *m, void *payload),
+                                        void *payload);
+
 static int versions_from_manifests(char ***rows_out, size_t *count_out, imgstore_store *store,
                                    const git_tree *root, const char *name)
+{
+    return versions_from_manifests_each(rows_out, count_out, store, root, name, NULL, NULL);
+}
+
+/* The same, handing each manifest to `each` (a rebuild's digest rows) while it is loaded. */
+static int versions_from_manifests_each(char ***rows_out, size_t *count_out, imgstore_store *store,
+                                        const git_tree *root, const char *name,
+                                        int (*each)(const imgstore_manifest *m, void *payload),
+                                        void *payload)
 {
     char path[256], **versions = NULL;
     size_t count = 0;
@@ -651,6 +811,8 @@ static int versions_from_manifests(char ***rows_out, size_t *count_out, imgstore
         if ((err = imgstore_store__manifest_load(&m, NULL, store, root, name, versions[i])) == 0 &&
             (err = manifest_id(&id, root, name, versions[i])) == 0 && !(row = version_row(m, &id)))
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        if (err == 0 && each && (err = each(m, payload)) < 0)
+            free(row);
         imgstore_manifest_free(m);
         if (err == 0) {
             free(versions[i]);
@@ -884,9 +1046,13 @@ typedef struct {
     size_t count, cap;
 } mem_log;
 
+/* The logs of a rebuild, found by name through a hash: a store has one log per image,
+ * channel and digest prefix (up to 65,536 of those), and every row looks its log up. */
 typedef struct {
     mem_log *logs;
-    size_t count;
+    size_t count, cap;
+    size_t *slots; /* 1 + the log's position, 0: empty */
+    size_t slot_cap;
 } mem_logs;
 
 static void mem_logs_free(mem_logs *m)
@@ -896,27 +1062,81 @@ static void mem_logs_free(mem_logs *m)
         imgstore_strings_free(m->logs[i].rows, m->logs[i].count);
     }
     free(m->logs);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
+}
+
+static size_t name_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static const mem_log *mem_log_find(const mem_logs *m, const char *log)
+{
+    if (!m->slot_cap)
+        return NULL;
+    for (size_t i = name_hash(log) & (m->slot_cap - 1); m->slots[i];
+         i = (i + 1) & (m->slot_cap - 1))
+        if (strcmp(m->logs[m->slots[i] - 1].log, log) == 0)
+            return &m->logs[m->slots[i] - 1];
+    return NULL;
+}
+
+/* Put logs[0..count) into a table of `cap` slots (a power of two). */
+static int mem_logs_rehash(mem_logs *m, size_t cap)
+{
+    size_t *slots = calloc(cap, sizeof(*slots));
+
+    if (!slots)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t k = 0; k < m->count; k++) {
+        size_t i = name_hash(m->logs[k].log) & (cap - 1);
+
+        while (slots[i])
+            i = (i + 1) & (cap - 1);
+        slots[i] = k + 1;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->slot_cap = cap;
+    return 0;
 }
 
 static int mem_log_take(mem_logs *m, const char *log, char *row)
 {
-    mem_log *l = NULL;
+    mem_log *l = (mem_log *)mem_log_find(m, log);
 
-    for (size_t i = 0; i < m->count && !l; i++)
-        if (strcmp(m->logs[i].log, log) == 0)
-            l = &m->logs[i];
     if (!l) {
-        mem_log *grown = realloc(m->logs, (m->count + 1) * sizeof(*grown));
+        if (m->count == m->cap) {
+            size_t cap = m->cap ? m->cap * 2 : 64;
+            mem_log *grown = realloc(m->logs, cap * sizeof(*grown));
 
-        if (!grown)
-            goto oom;
-        m->logs = grown;
+            if (!grown)
+                goto oom;
+            m->logs = grown;
+            m->cap = cap;
+        }
         l = &m->logs[m->count];
         memset(l, 0, sizeof(*l));
         if (!(l->log = strdup(log)))
             goto oom;
         m->count++;
+        if (m->count * 2 > m->slot_cap) {
+            if (mem_logs_rehash(m, m->slot_cap ? m->slot_cap * 2 : 128) < 0) {
+                free(row);
+                return IMGSTORE_ERROR;
+            }
+        } else {
+            size_t i = name_hash(log) & (m->slot_cap - 1);
+
+            while (m->slots[i])
+                i = (i + 1) & (m->slot_cap - 1);
+            m->slots[i] = m->count;
+        }
     }
     if (l->count == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
@@ -985,7 +1205,7 @@ done:
 
 /* One commit's rows: tree `after` at op `op` (time `time`) over the tree of commit `prev`. */
 static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *prev,
-                          const git_tree *after, uint64_t op, int64_t time)
+                          const git_tree *after, uint64_t op, int64_t time, const char *summary)
 {
     git_commit *before_commit = NULL;
     git_tree *before = NULL;
@@ -997,18 +1217,29 @@ static int collect_commit(mem_logs *logs, imgstore_store *store, const git_oid *
         git_commit_free(before_commit);
         return imgstore_store__git_error(rc, "cannot read commit %s", git_oid_tostr_s(prev));
     }
-    d = (commit_diff){store, before, after, op, time, sink_collect, logs, "", NULL, 0, NULL, 0};
+    d = (commit_diff){store, before, after, op,   time, sink_collect, logs,
+                      "",    NULL,   0,     NULL, 0,    summary,      true};
     err = diff_commit(&d);
     git_tree_free(before);
     git_commit_free(before_commit);
     return err;
 }
 
+static int collect_digests(const imgstore_manifest *m, void *payload)
+{
+    return digest_rows_of(m, "", sink_collect, payload);
+}
+
+static int strcmp_rows(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Every row of the index a commit with first parent `parent`, tree `after` and time `time`
  * must carry, built from nothing (log paths relative to index/): the walk a reindex or fsck
  * does once. */
 static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit *parent,
-                         const git_tree *after, int64_t time)
+                         const git_tree *after, int64_t time, const char *summary)
 {
     git_oid *chain = NULL;
     char **images = NULL;
@@ -1033,13 +1264,13 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
                                                 git_oid_tostr_s(&chain[i]));
             else
                 err = collect_commit(logs, store, &chain[i - 1], tree, i,
-                                     (int64_t)git_commit_time(commit));
+                                     (int64_t)git_commit_time(commit), git_commit_summary(commit));
             git_tree_free(tree);
             git_commit_free(commit);
         }
     }
     if (err == 0)
-        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time);
+        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time, summary);
     if (err < 0)
         goto done;
     err = imgstore_store__list_tree(&images, &image_count, store, after, "images", NULL);
@@ -1050,13 +1281,30 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
         size_t count = 0;
 
         snprintf(log, sizeof(log), "%s/versions", images[i]);
-        if ((err = versions_from_manifests(&rows, &count, store, after, images[i])) < 0)
+        if ((err = versions_from_manifests_each(&rows, &count, store, after, images[i],
+                                                collect_digests, logs)) < 0)
             break;
         for (size_t k = 0; k < count && err == 0; k++) {
             err = mem_log_take(logs, log, rows[k]);
             rows[k] = NULL;
         }
         imgstore_strings_free(rows, count);
+    }
+    /* digest logs are sorted and distinct (sink_insert_sorted) */
+    for (size_t i = 0; i < logs->count && err == 0; i++) {
+        mem_log *l = &logs->logs[i];
+        size_t n = 0;
+
+        if (strncmp(l->log, "digests/", 8) != 0)
+            continue;
+        qsort(l->rows, l->count, sizeof(*l->rows), strcmp_rows);
+        for (size_t k = 0; k < l->count; k++) {
+            if (n > 0 && strcmp(l->rows[n - 1], l->rows[k]) == 0)
+                free(l->rows[k]);
+            else
+                l->rows[n++] = l->rows[k];
+        }
+        l->count = n;
     }
 done:
     imgstore_strings_free(images, image_count);
@@ -1065,18 +1313,88 @@ done:
 }
 
 /* The index tree holding `logs` (written to the object database: a reindex). */
+static int cmp_log_names(const void *a, const void *b)
+{
+    return strcmp((*(const mem_log *const *)a)->log, (*(const mem_log *const *)b)->log);
+}
+
+/* index/digests built bottom up: one small tree per log, one treebuilder per <xx> directory,
+ * instead of rewriting the index from its root for each of up to 65,536 logs. */
+static int digests_write(git_oid *out, imgstore_store *store, const mem_logs *logs,
+                         const git_oid *empty)
+{
+    const mem_log **digest = calloc(logs->count + 1, sizeof(*digest));
+    git_treebuilder *top = NULL, *mid = NULL;
+    size_t n = 0;
+    int err = 0, rc = 0;
+
+    if (!digest)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = 0; i < logs->count; i++)
+        if (strncmp(logs->logs[i].log, "digests/", 8) == 0)
+            digest[n++] = &logs->logs[i];
+    qsort(digest, n, sizeof(*digest), cmp_log_names);
+    if (n > 0 && (rc = git_treebuilder_new(&top, store->repo, NULL)) < 0)
+        goto done;
+    for (size_t i = 0; i < n && err == 0 && rc >= 0; i++) {
+        const char *name = digest[i]->log + 8; /* "xx/yy" */
+        git_oid log_tree = *empty, sub;
+
+        if (!mid && (rc = git_treebuilder_new(&mid, store->repo, NULL)) < 0)
+            break;
+        if ((err = log_write(&log_tree, store, "l", 0, digest[i]->rows, digest[i]->count)) < 0)
+            break;
+        {
+            git_tree *t = NULL;
+
+            if ((rc = git_tree_lookup(&t, store->repo, &log_tree)) < 0)
+                break;
+            sub = imgstore_store__id_at(t, "l");
+            git_tree_free(t);
+        }
+        if ((rc = git_treebuilder_insert(NULL, mid, name + 3, &sub, GIT_FILEMODE_TREE)) < 0)
+            break;
+        if (i + 1 == n || strncmp(digest[i + 1]->log + 8, name, 2) != 0) {
+            char dir[3] = {name[0], name[1], '\0'};
+
+            if ((rc = git_treebuilder_write(&sub, mid)) < 0 ||
+                (rc = git_treebuilder_insert(NULL, top, dir, &sub, GIT_FILEMODE_TREE)) < 0)
+                break;
+            git_treebuilder_free(mid);
+            mid = NULL;
+        }
+    }
+    if (err == 0 && rc >= 0 && n > 0) {
+        git_oid top_id;
+
+        if ((rc = git_treebuilder_write(&top_id, top)) >= 0)
+            err = imgstore_store__tree_set(out, store, "digests", &top_id, GIT_FILEMODE_TREE);
+    }
+done:
+    if (err == 0 && rc < 0)
+        err = imgstore_store__git_error(rc, "cannot write the digest index");
+    git_treebuilder_free(mid);
+    git_treebuilder_free(top);
+    free(digest);
+    return err;
+}
+
 static int index_write(git_oid *out, imgstore_store *store, const mem_logs *logs)
 {
     git_treebuilder *bld = NULL;
+    git_oid empty;
     int err = 0, rc;
 
     if ((rc = git_treebuilder_new(&bld, store->repo, NULL)) < 0 ||
         (rc = git_treebuilder_write(out, bld)) < 0)
         err = imgstore_store__git_error(rc, "cannot write a tree");
     git_treebuilder_free(bld);
+    empty = *out;
     for (size_t i = 0; i < logs->count && err == 0; i++)
-        err = log_write(out, store, logs->logs[i].log, 0, logs->logs[i].rows, logs->logs[i].count);
-    return err;
+        if (strncmp(logs->logs[i].log, "digests/", 8) != 0)
+            err = log_write(out, store, logs->logs[i].log, 0, logs->logs[i].rows,
+                            logs->logs[i].count);
+    return err < 0 ? err : digests_write(out, store, logs, &empty);
 }
 
 /* Whether every log under the stored `dir` (index/...) is one of `logs`: the walk of the
@@ -1092,9 +1410,7 @@ static bool only_known_logs(imgstore_store *store, const git_tree *root, const c
         return false;
     if (git_tree_entrycount(tree) > 0 &&
         strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, 0)), "00000") == 0) {
-        ok = false;
-        for (size_t i = 0; i < logs->count && !ok; i++)
-            ok = strcmp(logs->logs[i].log, dir + strlen("index/")) == 0;
+        ok = mem_log_find(logs, dir + strlen("index/")) != NULL;
         git_tree_free(tree);
         return ok;
     }
@@ -1171,7 +1487,8 @@ int imgstore_store_index_check(imgstore_store *store)
                                  "reindex");
         goto done;
     }
-    if ((err = index_collect(&logs, store, parent, tree, (int64_t)git_commit_time(tip))) < 0 ||
+    if ((err = index_collect(&logs, store, parent, tree, (int64_t)git_commit_time(tip),
+                             git_commit_summary(tip))) < 0 ||
         (err = index_compare(&same, store, tree, &logs)) < 0)
         goto done;
     if (!same)
@@ -1206,7 +1523,7 @@ static int reindex_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
         git_commit_free(head);
         return imgstore_error_set(IMGSTORE_ELOCKED, "the tip moved; try again");
     }
-    if ((err = index_collect(&logs, e->store, head, tip, e->time)) == 0)
+    if ((err = index_collect(&logs, e->store, head, tip, e->time, NULL)) == 0)
         err = index_write(&index, e->store, &logs);
     mem_logs_free(&logs);
     git_commit_free(head);
@@ -1246,4 +1563,70 @@ json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row)
 {
     return json_pack("{s:s, s:s, s:I, s:I}", "version", row->version, "created", row->created,
                      "files", (json_int_t)row->files, "size", (json_int_t)row->size);
+}
+
+/* ---- what prune and which read -------------------------------------------------------- */
+
+int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool *indexed_out,
+                                       imgstore_store *store, const git_tree *root,
+                                       const char *name)
+{
+    git_tree *dir = NULL;
+    char path[256], log[512];
+    size_t stored = 0, indexed = 0;
+    int err;
+
+    *rows_out = NULL;
+    *count_out = 0;
+    *indexed_out = false;
+    snprintf(path, sizeof(path), "images/%s", name);
+    snprintf(log, sizeof(log), "index/%s/versions", name);
+    if ((err = subtree(&dir, store, root, path)) < 0)
+        return err;
+    if (!dir)
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+    stored = git_tree_entrycount(dir);
+    git_tree_free(dir);
+    if (imgstore_store__log_count(&indexed, store, root, log) == 0 && indexed == stored) {
+        *indexed_out = true;
+        *count_out = stored;
+        return imgstore_store__log_rows(rows_out, store, root, log, stored, 0, stored);
+    }
+    imgstore_error_clear();
+    return versions_from_manifests(rows_out, count_out, store, root, name);
+}
+
+int imgstore_store__digest_rows(char ***out, size_t *count_out, imgstore_store *store,
+                                const git_tree *root, const char *sha256)
+{
+    char log[512], **rows = NULL, **match = NULL;
+    size_t total = 0, n = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    if (!has_entry(root, "index/digests") && has_entry(root, "images"))
+        return imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                  "the store has no digest index (an older imgstore wrote it); "
+                                  "run imgstore reindex");
+    digest_log(log, sizeof(log), "index/", sha256);
+    if ((err = imgstore_store__log_count(&total, store, root, log)) < 0 ||
+        (err = imgstore_store__log_rows(&rows, store, root, log, total, 0, total)) < 0)
+        return err;
+    if (!(match = calloc(total + 1, sizeof(*match))))
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = 0; i < total && err == 0; i++) {
+        if (strncmp(rows[i], sha256, 64) == 0 && rows[i][64] == '\t') {
+            match[n++] = rows[i];
+            rows[i] = NULL;
+        }
+    }
+    imgstore_strings_free(rows, total);
+    if (err < 0) {
+        imgstore_strings_free(match, n);
+        return err;
+    }
+    *out = match;
+    *count_out = n;
+    return 0;
 }

@@ -182,8 +182,13 @@ static int loose_write(git_oid *out, loose_writer *lw, const uint8_t *buf, size_
     git_oid_fmt(hex, out);
     hex[GIT_OID_HEXSZ] = '\0';
     snprintf(path, sizeof(path), "%s/%.2s/%s", lw->objects_dir, hex, hex + 2);
-    if (stat(path, &st) == 0)
-        return 0; /* already stored: this is where identical chunks dedupe */
+    if (stat(path, &st) == 0) {
+        /* already stored: this is where identical chunks dedupe. Freshen it as git does, so
+         * that gc --prune, which removes only unreachable objects untouched for its grace
+         * period, never removes one this push is about to reference (issue #12) */
+        utimensat(AT_FDCWD, path, NULL, 0);
+        return 0;
+    }
     /* or packed by a gc (issue #9): without this look, every push after a gc wrote all of
      * its image's chunks loose again, shared or not. A pack made since the thread started is
      * not seen, and the chunk is written loose once more: harmless, the next gc drops it. */

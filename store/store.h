@@ -325,6 +325,92 @@ int imgstore_store_index_check(imgstore_store *store);
 int imgstore_store_reindex(bool *changed_out, imgstore_store *store, const char *actor,
                            const imgstore_sign_key *key);
 
+/* ---- retention (prune.c, docs/format.md "Retention") ---------------------------------- */
+
+/* How far back the versions a channel ran stay protected when no --older-than is given: the
+ * default channel_ttl_seconds, so a version stays while a state naming it could be live. */
+#define IMGSTORE_PRUNE_WINDOW_DEFAULT (30 * 86400)
+
+typedef struct {
+    const char *name;   /* one image; NULL: every image */
+    size_t keep;        /* the newest versions of each image always stay; at least 1 */
+    int64_t older_than; /* seconds: only versions created longer ago are removed, and the
+                           rollback window is this long; 0: any age, a 30-day window */
+    int64_t now;        /* the time ages count from; 0: the clock */
+} imgstore_prune_opts;
+
+typedef struct {
+    char *name, *version, *created; /* created: the manifest's, RFC 3339 */
+    size_t files;
+    uint64_t size;
+    char *reason; /* kept: the rule that keeps it; NULL for a removed version */
+} imgstore_prune_item;
+
+typedef struct {
+    imgstore_prune_item *removed; /* oldest first per image */
+    size_t removed_count;
+    imgstore_prune_item *kept; /* past the newest N and old enough, but kept by a rule */
+    size_t kept_count;
+    uint64_t files_freed;    /* distinct files (by SHA-256) only the removed versions hold */
+    uint64_t chunks_freed;   /* distinct chunks no version left in the store shares ... */
+    uint64_t bytes_freed;    /* ... and their bytes (docs/format.md: how exact) */
+    uint64_t manifests_read; /* the cost: removed plus kept versions of the images in question */
+    int64_t window;          /* the rollback window applied, seconds */
+    char commit[41];         /* the prune commit; "" for a plan or when nothing was removed */
+} imgstore_prune_plan;
+
+/**
+ * What imgstore_store_prune would remove now, and why the others stay. *out (free with
+ * imgstore_prune_plan_free). Writes nothing. Returns 0, IMGSTORE_EINVALID (keep 0, a bad
+ * name), IMGSTORE_ENOTFOUND (no such image), IMGSTORE_EVERIFY (a damaged index or state).
+ */
+int imgstore_store_prune_plan(imgstore_prune_plan **out, imgstore_store *store,
+                              const imgstore_prune_opts *opts);
+
+/**
+ * Remove the versions the plan names, in one commit signed by signers->keys[0]; every signer
+ * must hold the release or root role. The plan is made again on the tip the commit is built
+ * on, under the writers' lock, and *out is that plan (commit set; "" when there was nothing
+ * to remove: no commit). The versions' objects stay until imgstore_store_gc with prune_expire.
+ * Returns as imgstore_store_prune_plan, plus IMGSTORE_EVERIFY (a signer may not prune),
+ * IMGSTORE_ELOCKED.
+ */
+int imgstore_store_prune(imgstore_prune_plan **out, imgstore_store *store,
+                         const imgstore_prune_opts *opts, const imgstore_signers *signers,
+                         const char *actor);
+
+void imgstore_prune_plan_free(imgstore_prune_plan *plan);
+
+/** A plan as JSON (what `prune --json` prints). New reference; NULL when out of memory. */
+json_t *imgstore_store_prune_plan_to_json(const imgstore_prune_plan *plan);
+
+/* Where a file's bytes were: one version that held them. */
+typedef struct {
+    char *name, *version, *path; /* path: the file's name in the version */
+    bool stored;                 /* still in the store (false: pruned since) */
+    char **running;              /* channels that run the version now */
+    size_t running_count;
+    char **stacked; /* channels whose rollback stack holds it (rollback without --to) */
+    size_t stacked_count;
+    char **ran; /* channels whose history ever pointed at it (with history) */
+    size_t ran_count;
+} imgstore_where;
+
+/**
+ * Every version, of any image, that held a file whose SHA-256 is `sha256` (64 hex digits),
+ * oldest push first, from the digest index (docs/format.md), with the channels that run it,
+ * can roll back to it, and (with `history`) ever ran it. Never walks all versions; with
+ * `history`, reads the moves of the channels of the images found. Returns 0 (count 0: never
+ * stored), IMGSTORE_EINVALID (not a digest), IMGSTORE_ENOTFOUND (no digest index: reindex).
+ */
+int imgstore_store_which(imgstore_where **out, size_t *count_out, imgstore_store *store,
+                         const char *sha256, bool history);
+
+void imgstore_where_free(imgstore_where *rows, size_t count);
+
+/** Rows as JSON (what `which --json` prints). New reference; NULL when out of memory. */
+json_t *imgstore_store_where_to_json(const imgstore_where *rows, size_t count);
+
 /* ---- verification --------------------------------------------------------------------- */
 
 typedef struct {
@@ -478,8 +564,13 @@ int imgstore_store_channel_put_signed(imgstore_channel_state **out, imgstore_sto
 
 /* ---- packing (gc.c, docs/format.md "Packing") --------------------------------------- */
 
+/* gc --prune's default grace period: git's gc.pruneExpire, two weeks. */
+#define IMGSTORE_GC_PRUNE_EXPIRE_DEFAULT (14 * 86400)
+
 typedef struct {
-    bool all; /* combine every pack and loose object into at most two packs */
+    bool all;             /* combine every pack and loose object into at most two packs */
+    bool prune;           /* first remove loose objects no ref reaches ... */
+    int64_t prune_expire; /* ... and none wrote or reused for this many seconds (0: any) */
 } imgstore_gc_opts;
 
 typedef struct {
@@ -489,6 +580,7 @@ typedef struct {
     uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
     uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
     uint64_t damaged; /* objects left where they were because they do not hash to their id */
+    uint64_t objects_pruned, bytes_pruned; /* unreachable loose objects removed (prune) */
 } imgstore_gc_stats;
 
 /**
@@ -497,7 +589,9 @@ typedef struct {
  * then remove the loose copies now packed. Past 50 packs (or with opts->all) the packs are
  * combined. Never blocks or is blocked by writers and readers, never removes an object that
  * is not in a pack on disk, and a process killed at any point leaves a sound store. Another
- * gc at work is not an error: *out says skipped. `opts` may be NULL. Fills *out; returns 0,
+ * gc at work is not an error: *out says skipped. With opts->prune, loose objects that no ref
+ * reaches and whose mtime is older than opts->prune_expire are removed first (a whole walk of
+ * the history: store/unreachable.c). `opts` may be NULL. Fills *out; returns 0,
  * IMGSTORE_EINVALID, IMGSTORE_ERROR (disk full, I/O: nothing is lost, loose objects stay).
  */
 int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgstore_gc_opts *opts);

@@ -188,6 +188,9 @@ int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *s
 
 /* ---- indexes (index.c) ------------------------------------------------------------- */
 
+/* Rows per segment of an index log (docs/format.md, "Indexes"). */
+#define IMGSTORE_STORE__LOG_ROWS 64
+
 /** Rows in the segmented log at `log` of `root` (0 when absent; EVERIFY when damaged). */
 int imgstore_store__log_count(size_t *out, imgstore_store *store, const git_tree *root,
                               const char *log);
@@ -210,6 +213,25 @@ int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const
  * version index (when the commit keeps the indexes). */
 int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                                       const imgstore_manifest *m);
+
+/** Replace the rows of the log at `log` of *tree_oid (`total` rows) from row `first` (a
+ * multiple of the segment size) on with `rows`, dropping the segments past the new end: a
+ * log that shrinks (prune) or changes inside (a back-dated push) rewrites only its tail. */
+int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, const char *log,
+                                     size_t total, size_t first, char *const *rows, size_t count);
+
+/** Every version row of `name` in `root` ("created TAB version TAB files TAB size TAB
+ * manifest-id"), oldest first: from the version index when it counts every stored version
+ * (*indexed_out true), else built from the manifests. ENOTFOUND when there is no image. */
+int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool *indexed_out,
+                                       imgstore_store *store, const git_tree *root,
+                                       const char *name);
+
+/** The digest index's rows for a file SHA-256 (64 lowercase hex): "sha256 TAB image TAB
+ * version TAB file", oldest push first, including versions since pruned. ENOTFOUND when the
+ * store has versions but no digest index (reindex builds it). */
+int imgstore_store__digest_rows(char ***out, size_t *count_out, imgstore_store *store,
+                                const git_tree *root, const char *sha256);
 
 /** "op TAB time" of an events or channel row. */
 int imgstore_store__index_row_numbers(uint64_t *op_out, int64_t *time_out, const char *log,
@@ -358,6 +380,12 @@ int imgstore_store__pack_finish(imgstore_store__pack *pack, char name_out[41]);
 
 /** Free; a pack not finished leaves no file behind. NULL-safe. */
 void imgstore_store__pack_free(imgstore_store__pack *pack);
+
+/** Remove the loose objects (and tmp_obj_* files) that no ref reaches and whose mtime is
+ * before `expire_before` (unix seconds): *count_out of them, *bytes_out bytes. Walks every
+ * commit and tree once (unreachable.c). */
+int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
+                                      imgstore_store *store, int64_t expire_before);
 
 /** After a commit landed (and the write lock is released): pack when loose objects passed
  * the threshold, unless automatic packing is off. Never fails the caller. */

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""
+Retention (issue #12) with the real binary and real boot images: `imgstore prune` removes old
+versions no channel needs in one signed commit that stock `git fsck --strict` and
+`git verify-commit` accept, the indexes still equal a rebuild, history still names the pruned
+versions, and `imgstore which` finds every version and channel that held a file's bytes.
+Figures (store size before and after, what a depth-1 clone carries) go to stderr.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from imgstore_testlib import (EXIT_FAIL, EXIT_USAGE, StoreTestCase, fixture, git, git_ok, main,
+                              needs_fixtures, run, sha256_file)
+
+KERNEL = "vmlinuz-6.1.0-56-cloud-amd64"
+
+
+def object_exists(repo, oid):
+    return git("cat-file", "-e", oid, git_dir=repo)[0] == 0
+
+
+def du_bytes(path):
+    out = subprocess.run(["du", "-sb", path], stdout=subprocess.PIPE, check=True).stdout
+    return int(out.split()[0])
+
+
+class PruneWhich(StoreTestCase):
+
+    def allowed_signers(self):
+        policy = json.loads(self.git("show", "main:trust/policy.json"))
+        p = self.path("allowed_signers")
+        with open(p, "w") as f:
+            for key in policy["roles"]["root"]["keys"]:
+                f.write("ci@imgstore %s\n" % key)
+        return p
+
+    def push_boot_versions(self):
+        """boot@1..5, each a different real image with the same cmdline; tools@1 shares the
+        kernel of boot@1."""
+        images = [KERNEL, "ipxe.lkrn", "memtest86+x64.iso", "memtest86+x64.efi", "ipxe.efi"]
+        for i, name in enumerate(images, 1):
+            self.push(fixture(name), fixture("cmdline.txt"), "--name", "boot", "--version",
+                      str(i))
+        self.push(fixture(KERNEL), "--name", "tools", "--version", "1")
+
+    def depth1_clone_bytes(self, name):
+        dest = self.path(name)
+        git_ok("clone", "-q", "--bare", "--depth", "1", "file://" + self.repo, dest)
+        return du_bytes(dest)
+
+    @needs_fixtures
+    def test_prune_is_one_signed_commit_git_accepts(self):
+        self.push_boot_versions()
+        self.ok("deploy", "boot", "2", "--channel", "prod")
+        self.ok("deploy", "boot", "5", "--channel", "prod")
+        tip = self.tip()
+        plan = self.okjson("prune", "boot", "--keep", "1", "--dry-run")
+        self.assertTrue(plan["dry_run"])
+        self.assertEqual(self.tip(), tip, "a dry run writes nothing")
+        self.assertEqual(sorted(r["version"] for r in plan["removed"]), ["1", "3", "4"])
+        self.assertEqual([(k["version"], k["reason"]) for k in plan["kept"]],
+                         [("2", "on channel prod's rollback stack")])
+        # the kernel is shared with tools@1 and the cmdline with boot@5: neither is freed
+        self.assertEqual(plan["freed"]["files"], 2)
+        unique = (os.path.getsize(fixture("memtest86+x64.iso")) +
+                  os.path.getsize(fixture("memtest86+x64.efi")))
+        self.assertLessEqual(plan["freed"]["bytes"], unique)  # an image may repeat a chunk
+        self.assertGreater(plan["freed"]["bytes"], unique // 2)
+
+        self.ok("gc", "--all")
+        store_before = du_bytes(self.repo)
+        clone_before = self.depth1_clone_bytes("before.git")
+        done = self.okjson("prune", "boot", "--keep", "1")
+        self.assertEqual(done["removed"], plan["removed"])
+        self.assertEqual(done["commit"], self.tip())
+        self.assertEqual(self.subjects()[0], "prune 3 versions")
+        self.assertEqual(self.git("log", "-1", "--format=%b", "main").split("\n")[:3],
+                         ["boot 1", "boot 3", "boot 4"])
+        # signed like every commit: stock git checks it against the policy's root key
+        self.git("-c", "gpg.format=ssh", "-c", "gpg.ssh.allowedSignersFile=" +
+                 self.allowed_signers(), "verify-commit", "main")
+        self.assertFsckClean()
+        self.assertEqual(self.ok("reindex", "--check").strip(), "the indexes match a rebuild")
+        self.ok("verify")
+        self.assertEqual([v["version"] for v in self.okjson("ls", "boot")["versions"]],
+                         ["5", "2"])
+        rc, _, err = self.im("pull", "boot@1", "-o", self.path("out"))
+        self.assertEqual(rc, EXIT_FAIL, err)
+        # history is history: the pushes of pruned versions still render, and the prune too
+        entries = self.okjson("history", "boot")["entries"]
+        self.assertEqual(entries[0]["action"], "prune")
+        self.assertEqual(sorted(e.get("version") for e in entries if e["action"] == "push"),
+                         ["1", "2", "3", "4", "5"])
+        # nothing left to remove: no commit
+        self.ok("prune", "boot", "--keep", "1")
+        self.assertEqual(self.subjects()[0], "prune 3 versions")
+        self.assertEqual(len([s for s in self.subjects() if s.startswith("prune")]), 1)
+
+        self.ok("gc", "--all")
+        store_after = du_bytes(self.repo)
+        clone_after = self.depth1_clone_bytes("after.git")
+        sys.stderr.write("figures: store %d -> %d bytes after prune + gc --all (history keeps "
+                         "the pruned bytes); depth-1 clone %d -> %d bytes\n"
+                         % (store_before, store_after, clone_before, clone_after))
+        # freed bytes are the files' bytes; on disk they are zlib-compressed (the ISO is
+        # mostly zeros), so a clone shrinks by less
+        self.assertLess(clone_after, clone_before)
+
+    @needs_fixtures
+    def test_which_names_every_version_and_channel_that_held_the_bytes(self):
+        self.push_boot_versions()
+        self.ok("deploy", "boot", "1", "--channel", "prod")
+        self.ok("deploy", "boot", "5", "--channel", "prod")
+        self.ok("deploy", "boot", "1", "--channel", "staging")
+        self.ok("deploy", "boot", "5", "--channel", "staging")
+        self.ok("rollback", "boot", "--channel", "staging")
+        kernel_sha = sha256_file(fixture(KERNEL))
+        found = self.okjson("which", fixture(KERNEL))
+        self.assertEqual(found["sha256"], kernel_sha)
+        rows = {(r["name"], r["version"]): r for r in found["versions"]}
+        self.assertEqual(sorted(rows), [("boot", "1"), ("tools", "1")])
+        self.assertEqual(rows[("boot", "1")]["stack"], ["prod"])
+        self.assertEqual(rows[("boot", "1")]["ran"], ["prod", "staging"])
+        self.assertEqual(rows[("boot", "1")]["running"], ["staging"])
+        self.assertEqual(rows[("tools", "1")]["ran"], [])
+        self.assertEqual(rows[("boot", "1")]["file"], KERNEL)
+        # by digest, in either case, gives the same answer
+        self.assertEqual(self.okjson("which", kernel_sha.upper()), found)
+        # --no-history: what runs and can be rolled back to now, no channel history read
+        now_only = self.okjson("which", kernel_sha, "--no-history")["versions"]
+        self.assertEqual([(r["version"], r["running"], r["stack"], r["ran"]) for r in now_only
+                          if r["name"] == "boot"], [("1", ["staging"], ["prod"], [])])
+        cmdline = self.okjson("which", fixture("cmdline.txt"))
+        self.assertEqual(len(cmdline["versions"]), 5)
+        running = [r["version"] for r in cmdline["versions"] if r["running"]]
+        self.assertEqual(running, ["1", "5"])
+
+        # a pruned version is still named, marked as such (history is history)
+        self.ok("deploy", "boot", "4", "--channel", "prod")
+        self.ok("deploy", "boot", "5", "--channel", "staging")
+        self.ok("prune", "--keep", "1", "--older-than", "0")
+        text = self.ok("which", fixture("ipxe.lkrn"))
+        self.assertEqual(text.strip(), "boot@2 ipxe.lkrn (pruned)")
+        lines = self.ok("which", fixture(KERNEL)).splitlines()
+        self.assertIn("tools@1 %s" % KERNEL, lines)
+        self.assertTrue(any(l.startswith("boot@1 %s" % KERNEL) for l in lines), lines)
+
+        rc, out, err = self.im("which", "0" * 64)
+        self.assertEqual(rc, EXIT_FAIL, out + err)
+        self.assertOneLineError(err, "no version ever held")
+        rc, out, err = self.im("which", "no-such-file")
+        self.assertEqual(rc, EXIT_FAIL, out + err)
+        self.assertOneLineError(err, "neither a file nor a SHA-256")
+        self.assertFsckClean()
+
+    def loose(self, oid):
+        return os.path.join(self.repo, "objects", oid[:2], oid[2:])
+
+    def test_gc_prune_removes_only_old_unreachable_loose_objects(self):
+        month_ago = time.time() - 30 * 86400
+        old_junk = self.git("hash-object", "-w", "--stdin", stdin="abandoned push\n").strip()
+        new_junk = self.git("hash-object", "-w", "--stdin", stdin="push in flight\n").strip()
+        os.utime(self.loose(old_junk), (month_ago, month_ago))
+        # an old unreachable object that a push reuses now (one chunk: the blob is the file)
+        reused_path, _ = self.random_file("reused.bin", 4096)
+        reused = self.git("hash-object", "-w", reused_path).strip()
+        os.utime(self.loose(reused), (month_ago, month_ago))
+        self.push(reused_path, "--name", "app", "--version", "1", "--kind", "unknown")
+        before = du_bytes(self.repo)
+        out = self.okjson("gc", "--prune")
+        after = du_bytes(self.repo)
+        sys.stderr.write("figures: gc --prune removed %d objects (%d bytes); store %d -> %d "
+                         "bytes\n" % (out["objects_pruned"], out["bytes_pruned"], before, after))
+        self.assertGreaterEqual(out["objects_pruned"], 1)
+        self.assertFalse(object_exists(self.repo, old_junk))
+        self.assertTrue(object_exists(self.repo, new_junk), "within the grace period")
+        self.assertTrue(object_exists(self.repo, reused), "a push reused it: freshened")
+        self.assertFsckClean()
+        self.ok("verify", "app@1")
+        # --prune=now takes every unreachable loose object (new_junk was packed by the gc
+        # above: packed objects stay, docs/format.md)
+        fresh = self.git("hash-object", "-w", "--stdin", stdin="written just now\n").strip()
+        out = self.okjson("gc", "--prune=now")
+        self.assertFalse(object_exists(self.repo, fresh))
+        self.assertTrue(object_exists(self.repo, new_junk))
+        self.assertFsckClean()
+        rc, _, err = self.im("gc", "--prune=soon")
+        self.assertEqual(rc, EXIT_USAGE, err)
+
+    def test_prune_refuses_without_keep_and_against_a_server(self):
+        rc, _, err = self.im("prune")
+        self.assertEqual(rc, EXIT_USAGE, err)
+        self.assertOneLineError(err, "--keep")
+        rc, _, err = self.im("prune", "--keep", "0")
+        self.assertEqual(rc, EXIT_USAGE, err)
+        for args in (("prune", "--keep", "3"), ("which", "0" * 64)):
+            rc, _, err = run(*args, env={"IMGSTORE_SERVER": "http://127.0.0.1:9"})
+            self.assertEqual(rc, EXIT_USAGE, err)
+            self.assertOneLineError(err, "local store only")
+
+
+if __name__ == "__main__":
+    main()
