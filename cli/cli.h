@@ -77,6 +77,7 @@ int cli_cmd_trust(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_sign(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_token(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_agent(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_which(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_version(cli_ctx *ctx, int argc, char **argv);

@@ -16,7 +16,7 @@ enum { OPT_SCOPE = OPT_FIRST_LOCAL, OPT_NAME };
 
 static int check_scopes(const char *scopes)
 {
-    static const char *const known[] = {"read", "push", "deploy", "admin"};
+    static const char *const known[] = {"read", "push", "deploy", "report", "admin"};
     const char *at = scopes;
 
     if (!*at)
@@ -29,7 +29,8 @@ static int check_scopes(const char *scopes)
             ok = ok || (strlen(known[i]) == len && strncmp(at, known[i], len) == 0);
         if (!ok)
             return imgstore_error_set(IMGSTORE_EINVALID,
-                                      "--scope '%.*s': expected read, push, deploy or admin",
+                                      "--scope '%.*s': expected read, push, deploy, report or "
+                                      "admin",
                                       (int)len, at);
         at += len;
         if (*at == ',' && !*++at)

@@ -279,6 +279,24 @@ int imgstore_client_watch(imgstore_channel_state **out, imgstore_client *client,
  */
 int imgstore_client_check_names(const char *image, const char *version, const char *channel);
 
+/* ---- host reports (report.c) ------------------------------------------------------------ */
+
+/* What a host's agent says about itself (docs/agent.md): an unsigned claim. */
+typedef struct {
+    const char *host;      /* required */
+    const char *state;     /* required: "ok", "failed", "rolled-back" */
+    const char *version;   /* what runs now, may be NULL */
+    const char *attempted; /* what it tried and left, may be NULL */
+    const char *message;   /* one line, may be NULL */
+} imgstore_client_report_opts;
+
+/**
+ * POST a host report to the channel (scope report, deploy or admin). Returns 0,
+ * IMGSTORE_EINVALID, IMGSTORE_ENOTFOUND (no such channel), transport and HTTP errors.
+ */
+int imgstore_client_report(imgstore_client *client, const char *name, const char *channel,
+                           const imgstore_client_report_opts *report);
+
 /* ---- unverified reads --------------------------------------------------------------------- */
 
 /**

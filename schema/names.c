@@ -25,7 +25,7 @@ typedef struct {
 static const name_rule name_rules[] = {
     [IMGSTORE_NAME_IMAGE] = {"image name", false},     [IMGSTORE_NAME_VERSION] = {"version", true},
     [IMGSTORE_NAME_CHANNEL] = {"channel name", false}, [IMGSTORE_NAME_FILE] = {"file name", true},
-    [IMGSTORE_NAME_LABEL] = {"label key", true},
+    [IMGSTORE_NAME_LABEL] = {"label key", true},       [IMGSTORE_NAME_HOST] = {"host name", true},
 };
 
 void imgstore_schema__quote(char *buf, size_t cap, const char *value, size_t len)

@@ -32,6 +32,7 @@ typedef enum {
     IMGSTORE_NAME_CHANNEL, /* "prod", "staging" */
     IMGSTORE_NAME_FILE,    /* "app.xen", "initrd.img" */
     IMGSTORE_NAME_LABEL,   /* label key: "ci.job" */
+    IMGSTORE_NAME_HOST,    /* a host in agent reports: "web-3.fra1" */
 } imgstore_name_kind;
 
 /**

@@ -93,6 +93,8 @@ static const char *scope_name(unsigned scope)
         return "push";
     case IMGSTORE_SERVER_SCOPE_DEPLOY:
         return "deploy";
+    case IMGSTORE_SERVER_SCOPE_REPORT:
+        return "report";
     default:
         return "admin";
     }
@@ -104,7 +106,7 @@ static const char *scopes_text(char *out, size_t cap, unsigned scope)
     size_t len = 0;
 
     out[0] = '\0';
-    for (unsigned bit = 1; bit <= IMGSTORE_SERVER_SCOPE_ADMIN; bit <<= 1) {
+    for (unsigned bit = 1; bit <= IMGSTORE_SERVER_SCOPE_REPORT; bit <<= 1) {
         if (!(scope & bit) || len >= cap)
             continue;
         len += (size_t)snprintf(out + len, cap - len, len ? " (or '%s')" : "'%s'", scope_name(bit));

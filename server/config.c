@@ -116,6 +116,7 @@ int imgstore_server__scopes_parse(unsigned *out, const char *text)
     } scopes[] = {{"read", IMGSTORE_SERVER_SCOPE_READ},
                   {"push", IMGSTORE_SERVER_SCOPE_PUSH},
                   {"deploy", IMGSTORE_SERVER_SCOPE_DEPLOY},
+                  {"report", IMGSTORE_SERVER_SCOPE_REPORT},
                   {"admin", IMGSTORE_SERVER_SCOPE_ADMIN}};
     unsigned bits = 0;
     const char *at = text;
@@ -135,7 +136,8 @@ int imgstore_server__scopes_parse(unsigned *out, const char *text)
         }
         if (!known)
             return imgstore_error_set(IMGSTORE_EINVALID,
-                                      "scope '%.*s': expected read, push, deploy, admin or none",
+                                      "scope '%.*s': expected read, push, deploy, report, admin or "
+                                      "none",
                                       (int)len, at);
         at += len;
         if (*at == ',')

@@ -53,6 +53,7 @@ const char *imgstore_server__route_name(imgstore_server__route route)
         [ROUTE_SIGNATURES] = "/v1/images/{name}/{version}/signatures",
         [ROUTE_CHANNEL_SIGNED] = "/v1/channels/{name}/{channel}/signed",
         [ROUTE_MIRROR] = "/v1/mirror",
+        [ROUTE_REPORTS] = "/v1/channels/{name}/{channel}/reports",
         [ROUTE_OCI_BASE] = "/v2/",
         [ROUTE_OCI_TOKEN] = "/v2/token",
         [ROUTE_OCI_MANIFEST] = "/v2/{name}/manifests/{reference}",

@@ -1,7 +1,8 @@
 /*
  * Channel routes: the current state (optionally as a long-poll watch), the history (also
  * an image's, GET /v1/images/{name}/history, pushes and moves together), and
- * the two moves, deploy and rollback, which are one store call each. A long-poll holds its
+ * the two moves, deploy and rollback, which are one store call each, and the hosts' reports
+ * (unsigned claims kept beside the store, store/reports.c). A long-poll holds its
  * connection's thread but not a store handle while it sleeps; it wakes on a move made
  * through this server at once and polls the store every second for moves made by other
  * writers (the CLI on the same store). Waits are capped in time (max_wait_seconds) and in
@@ -305,4 +306,64 @@ enum MHD_Result imgstore_server__route_deploy(imgstore_server__request *req)
 enum MHD_Result imgstore_server__route_rollback(imgstore_server__request *req)
 {
     return move(req, true);
+}
+
+#define REPORT_EVENTS_DEFAULT 50
+#define REPORT_EVENTS_MAX     1000
+
+/* POST /v1/channels/{name}/{channel}/reports: a host says what it runs. */
+enum MHD_Result imgstore_server__route_report_post(imgstore_server__request *req)
+{
+    static const char *const keys[] = {"host", "state", "version", "attempted", "message", NULL};
+    imgstore_report report = {0};
+    imgstore_store *store;
+    json_t *body = NULL, *record = NULL;
+    int err;
+
+    if ((err = check_names(req)) < 0 || (err = parse_body(&body, req, keys, false)) < 0)
+        return imgstore_server__reply_error(req, err);
+    report.host = body_string(body, "host");
+    report.state = body_string(body, "state");
+    report.version = body_string(body, "version");
+    report.attempted = body_string(body, "attempted");
+    report.message = body_string(body, "message");
+    report.by = imgstore_server__actor(req);
+    if (!report.host || !report.state)
+        err = imgstore_error_set(IMGSTORE_EINVALID, "request body: host and state are required");
+    if (err == 0)
+        err = imgstore_server__store(&store, req);
+    if (err == 0)
+        err =
+            imgstore_store_report_put(&record, store, req->segments[2], req->segments[3], &report);
+    json_decref(body);
+    if (err < 0)
+        return imgstore_server__reply_error(req, err);
+    return imgstore_server__reply_json(req, MHD_HTTP_CREATED, record);
+}
+
+/* GET /v1/channels/{name}/{channel}/reports[?limit=N]: the latest report of each host and
+ * the newest reports. */
+enum MHD_Result imgstore_server__route_reports(imgstore_server__request *req)
+{
+    imgstore_store *store;
+    json_t *hosts = NULL, *events = NULL;
+    uint64_t limit = 0;
+    int err;
+
+    if ((err = check_names(req)) < 0)
+        return imgstore_server__reply_error(req, err);
+    if ((err = imgstore_server__query_u64(&limit, req, "limit")) < 0 && err != IMGSTORE_ENOTFOUND)
+        return imgstore_server__reply_error(req, err);
+    if (err == IMGSTORE_ENOTFOUND || limit == 0)
+        limit = REPORT_EVENTS_DEFAULT;
+    if (limit > REPORT_EVENTS_MAX)
+        limit = REPORT_EVENTS_MAX;
+    if ((err = imgstore_server__store(&store, req)) < 0 ||
+        (err = imgstore_store_reports_get(&hosts, &events, store, req->segments[2],
+                                          req->segments[3], (size_t)limit)) < 0)
+        return imgstore_server__reply_error(req, err);
+    return imgstore_server__reply_json(req, MHD_HTTP_OK,
+                                       json_pack("{s:s, s:s, s:b, s:o, s:o}", "image",
+                                                 req->segments[2], "channel", req->segments[3],
+                                                 "signed", 0, "hosts", hosts, "events", events));
 }

@@ -20,7 +20,8 @@
 #define IMGSTORE_SERVER_SCOPE_READ   1u
 #define IMGSTORE_SERVER_SCOPE_PUSH   2u
 #define IMGSTORE_SERVER_SCOPE_DEPLOY 4u
-#define IMGSTORE_SERVER_SCOPE_ADMIN  8u /* implies every other scope */
+#define IMGSTORE_SERVER_SCOPE_ADMIN  8u  /* implies every other scope */
+#define IMGSTORE_SERVER_SCOPE_REPORT 16u /* post host reports (agents); deploy implies it */
 
 typedef struct {
     uint8_t digest[32]; /* SHA-256 of the token; the token itself is never kept */
@@ -86,6 +87,7 @@ typedef enum {
     ROUTE_SIGNATURES,
     ROUTE_CHANNEL_SIGNED,
     ROUTE_MIRROR,
+    ROUTE_REPORTS,
     ROUTE_OCI_BASE,
     ROUTE_OCI_TOKEN,
     ROUTE_OCI_MANIFEST,
@@ -616,6 +618,8 @@ enum MHD_Result imgstore_server__route_history(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_image_history(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_deploy(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_rollback(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_reports(imgstore_server__request *req);
+enum MHD_Result imgstore_server__route_report_post(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_trust(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_manifest(imgstore_server__request *req);
 enum MHD_Result imgstore_server__route_signatures(imgstore_server__request *req);

@@ -227,6 +227,35 @@ int imgstore_store_deploy(imgstore_channel_state **out, imgstore_store *store, c
 int imgstore_store_rollback(imgstore_channel_state **out, imgstore_store *store, const char *name,
                             const char *channel, const imgstore_channel_opts *opts);
 
+/* ---- host reports (reports.c) ------------------------------------------------------------ */
+
+/* What a host's agent says about itself on a channel: an unsigned claim (docs/agent.md). */
+typedef struct {
+    const char *host;      /* IMGSTORE_NAME_HOST */
+    const char *state;     /* "ok", "failed", "rolled-back" */
+    const char *version;   /* the version it runs, NULL for none */
+    const char *attempted; /* the version it tried and left, may be NULL */
+    const char *message;   /* one line of text, may be NULL */
+    const char *by;        /* who posted it (the token's name), may be NULL */
+} imgstore_report;
+
+/**
+ * Keep a host's report on an existing channel: it replaces that host's latest record and is
+ * appended to the channel's report log (outside git: reports are claims, not releases). *out
+ * gets the record stored (schema/api_report.schema.json; new reference). Returns 0,
+ * IMGSTORE_EINVALID (a field breaks its rule; too many hosts), IMGSTORE_ENOTFOUND (no such
+ * image or channel), IMGSTORE_ERROR.
+ */
+int imgstore_store_report_put(json_t **out, imgstore_store *store, const char *name,
+                              const char *channel, const imgstore_report *report);
+
+/**
+ * A channel's reports: the latest record of every host, by host name, and the newest
+ * `event_limit` reports, newest first. Both new references (empty arrays when none).
+ */
+int imgstore_store_reports_get(json_t **hosts_out, json_t **events_out, imgstore_store *store,
+                               const char *name, const char *channel, size_t event_limit);
+
 /* ---- history -------------------------------------------------------------------------- */
 
 typedef struct {

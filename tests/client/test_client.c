@@ -453,6 +453,33 @@ static void tampered_and_replayed_states_are_refused(void **state)
     imgstore_client_free(client);
 }
 
+static void report_is_posted_and_listed(void **state)
+{
+    imgstore_client *client = client_in("report-state", NULL);
+    imgstore_channel_state *moved = NULL;
+    imgstore_client_move by_server = {NULL, 0, NULL, NULL};
+    imgstore_client_report_opts ok = {"web-3", "rolled-back", "1.0", "2.0", "agent web-3: x"};
+    imgstore_client_report_opts bad = {"../x", "ok", NULL, NULL, NULL};
+    json_t *body = NULL, *host;
+
+    (void)state;
+    push_version(client, "1.0");
+    assert_int_equal(imgstore_client_deploy(&moved, client, "app", "reported", "1.0", &by_server),
+                     0);
+    imgstore_channel_state_free(moved);
+    assert_int_equal(imgstore_client_report(client, "app", "reported", &ok), 0);
+    assert_int_equal(imgstore_client_report(client, "app", "reported", &bad), IMGSTORE_EINVALID);
+    assert_int_equal(imgstore_client_report(client, "app", "nosuch", &ok), IMGSTORE_ENOTFOUND);
+    assert_int_equal(imgstore_client_get_json(&body, client, "/v1/channels/app/reported/reports"),
+                     0);
+    host = json_array_get(json_object_get(body, "hosts"), 0);
+    assert_string_equal(json_string_value(json_object_get(host, "host")), "web-3");
+    assert_string_equal(json_string_value(json_object_get(host, "attempted")), "2.0");
+    assert_true(json_is_false(json_object_get(host, "signed")));
+    json_decref(body);
+    imgstore_client_free(client);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +490,7 @@ int main(void)
         cmocka_unit_test(deploy_rollback_and_history),
         cmocka_unit_test(watch_times_out_then_sees_a_move),
         cmocka_unit_test(tampered_and_replayed_states_are_refused),
+        cmocka_unit_test(report_is_posted_and_listed),
     };
 
     signal(SIGPIPE, SIG_IGN);

@@ -10,7 +10,7 @@ import re
 from imgstore_testlib import (SOURCE_DIR, ServerTestCase, main, multipart, new_token,
                               sha256)
 
-SCOPES = ["read", "push", "deploy", "admin"]
+SCOPES = ["read", "push", "deploy", "report", "admin"]
 
 
 def error_of(path, data):
@@ -85,11 +85,17 @@ class Auth(ServerTestCase):
              "deploy", (400,)),
             ("POST", "/v1/channels/app/prod/deploy", channel + "/deploy",
              json.dumps({"version": "1.0"}).encode(), None, "deploy", ok),
+            # host reports (docs/agent.md): posting needs report, which deploy implies
+            ("GET", "/v1/channels/app/prod/reports", channel + "/reports", None, None, "read",
+             ok),
+            ("POST", "/v1/channels/app/prod/reports", channel + "/reports",
+             json.dumps({"host": "h1", "state": "ok", "version": "1.0"}).encode(), None,
+             "report,deploy", (201,)),
             # served: a rollback may find nothing to roll back to (404)
             ("POST", "/v1/channels/app/prod/rollback", channel + "/rollback", b"{}", None,
              "deploy", (200, 404)),
             # the OCI API (docs/oci.md): the same scopes; its ping takes any valid token
-            ("GET", "/v2/", "/v2/", None, None, "read,push,deploy", ok),
+            ("GET", "/v2/", "/v2/", None, None, "read,push,deploy,report", ok),
             ("GET", "/v2/token", "/v2/token", None, None, "basic", ok),
             ("GET", "/v2/app/manifests/1.0", "/v2/{name}/manifests/{reference}", None, None,
              "read", ok),
