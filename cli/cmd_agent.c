@@ -1,8 +1,8 @@
 /*
  * imgstore agent: argv in, the agent module (agent/agent.h) run with its server operations
  * done by the client library (client/client.h: every state and manifest verified against the
- * pinned policy before the agent sees it; each file's bytes hashed here against the signed
- * manifest), and `imgstore agent status` printing a state
+ * pinned policy before the agent sees it; each file's bytes hashed against the signed
+ * manifest by imgstore_client_file_pull_fd), and `imgstore agent status` printing a state
  * directory. The swap, its crash safety and its rollback are agent/'s; this file only wires.
  */
 #include "agent/agent.h"
@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,110 +121,28 @@ static int op_wait(imgstore_agent_target **out, uint64_t after, unsigned wait, v
     return 0;
 }
 
-typedef struct {
-    int fd;
-    uint64_t offset, expect;
-    imgstore_sha256 *sha;
-    const char *file;
-} pull_sink;
-
-static int sink_write(bool restarted, const void *buf, size_t len, void *payload)
-{
-    pull_sink *sink = payload;
-    int err;
-
-    /* asked for a range, got the whole file: start the partial file over */
-    if (restarted) {
-        if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
-                                      strerror(errno));
-        imgstore_sha256_free(sink->sha);
-        sink->sha = NULL;
-        if ((err = imgstore_sha256_new(&sink->sha)) < 0)
-            return err;
-        sink->offset = 0;
-    }
-    if (len > sink->expect - sink->offset)
-        return imgstore_error_set(IMGSTORE_EVERIFY,
-                                  "%s: the server sent more than the %llu bytes the manifest "
-                                  "says",
-                                  sink->file, (unsigned long long)sink->expect);
-    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
-        return err;
-    imgstore_sha256_update(sink->sha, buf, len);
-    sink->offset += len;
-    return 0;
-}
-
-/* The bytes an interrupted pull left, hashed: they are checked with the rest at the end. */
-static int hash_prefix(pull_sink *sink)
-{
-    char buf[65536];
-    uint64_t left = sink->offset;
-
-    while (left > 0) {
-        ssize_t n = read(sink->fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "cannot read %s: %s", sink->file,
-                                      n < 0 ? strerror(errno) : "short file");
-        imgstore_sha256_update(sink->sha, buf, (size_t)n);
-        left -= (uint64_t)n;
-    }
-    return 0;
-}
-
 /* FILE into PATH.part (resuming what is there), size and sha256 checked, renamed to PATH. */
 static int op_pull(const imgstore_agent_target *t, const imgstore_manifest_file *file,
                    const char *path, void *payload)
 {
     agent_server *s = payload;
-    pull_sink sink = {-1, 0, file->size, NULL, file->path};
-    char *part = imgstore_strfmt("%s.part", path), digest[65];
-    struct stat st;
-    int err = 0;
+    char *part = imgstore_strfmt("%s.part", path);
+    int fd = -1, err = 0;
 
     if (!part)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    if ((sink.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
-        fstat(sink.fd, &st) < 0) {
+    if ((fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", part, strerror(errno));
         goto done;
     }
-    sink.offset = (uint64_t)st.st_size > file->size ? 0 : (uint64_t)st.st_size;
-    if ((uint64_t)st.st_size > file->size && ftruncate(sink.fd, 0) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot truncate %s: %s", part, strerror(errno));
+    /* a cut download stays for the next round to resume; damaged bytes are removed */
+    if ((err = imgstore_client_file_pull_fd(s->client, t->manifest, file, fd, part)) < 0)
         goto done;
-    }
-    if ((err = imgstore_sha256_new(&sink.sha)) < 0 || (err = hash_prefix(&sink)) < 0)
-        goto done;
-    if (lseek(sink.fd, (off_t)sink.offset, SEEK_SET) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot seek in %s: %s", part, strerror(errno));
-        goto done;
-    }
-    if (sink.offset < file->size &&
-        (err = imgstore_client_file_read(s->client, t->manifest->name, t->manifest->version,
-                                         file->path, sink.offset, sink_write, &sink)) < 0)
-        goto done; /* a cut download stays for the next round to resume */
-    imgstore_sha256_final_hex(sink.sha, digest);
-    if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s %s: %s does not match the signed manifest (%llu bytes, "
-                                 "sha256 %.16s..., expected %llu bytes, %.16s...)",
-                                 t->manifest->name, t->manifest->version, file->path,
-                                 (unsigned long long)sink.offset, digest,
-                                 (unsigned long long)file->size, file->sha256);
-        unlink(part);
-        goto done;
-    }
-    if (fsync(sink.fd) < 0 || rename(part, path) < 0)
+    if (fsync(fd) < 0 || rename(part, path) < 0)
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", path, strerror(errno));
 done:
-    if (sink.fd >= 0)
-        close(sink.fd);
-    imgstore_sha256_free(sink.sha);
+    if (fd >= 0)
+        close(fd);
     free(part);
     return err;
 }

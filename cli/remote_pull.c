@@ -20,70 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BUF_SIZE (1u << 20)
-
-typedef struct {
-    int fd;
-    uint64_t offset, expect; /* bytes in the temp file; the manifest's size */
-    imgstore_sha256 *sha;
-    const char *file;
-} partial_sink;
-
-static int partial_write(bool restarted, const void *buf, size_t len, void *payload)
-{
-    partial_sink *sink = payload;
-    int err;
-
-    /* asked for a range, got the whole file: start the temp file over */
-    if (restarted) {
-        if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "cannot restart %s: %s", sink->file,
-                                      strerror(errno));
-        imgstore_sha256_free(sink->sha);
-        sink->sha = NULL;
-        if ((err = imgstore_sha256_new(&sink->sha)) < 0)
-            return err;
-        sink->offset = 0;
-    }
-    if (len > sink->expect - sink->offset)
-        return imgstore_error_set(IMGSTORE_EVERIFY,
-                                  "%s: the server sent more than the %llu bytes the manifest "
-                                  "says",
-                                  sink->file, (unsigned long long)sink->expect);
-    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
-        return err;
-    imgstore_sha256_update(sink->sha, buf, len);
-    sink->offset += len;
-    return 0;
-}
-
-/* Hash what an earlier, interrupted pull left in the temp file (it is checked with the rest
- * at the end, so bytes left by anyone else only cost a failed pull, never a bad file). */
-static int hash_existing(partial_sink *sink)
-{
-    char *buf = malloc(BUF_SIZE);
-    uint64_t left = sink->offset;
-    int err = 0;
-
-    if (!buf)
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    while (left > 0 && err == 0) {
-        ssize_t n = read(sink->fd, buf, left < BUF_SIZE ? (size_t)left : BUF_SIZE);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            err = imgstore_error_set(IMGSTORE_ERROR, "cannot read %s: %s", sink->file,
-                                     n < 0 ? strerror(errno) : "short file");
-        else {
-            imgstore_sha256_update(sink->sha, buf, (size_t)n);
-            left -= (uint64_t)n;
-        }
-    }
-    free(buf);
-    return err;
-}
-
 /* Download one file into its staging file beside `dest` (resuming what an earlier pull left
  * there) and check it against the manifest; *staged_out names it. */
 static int stage_file(char **staged_out, imgstore_client *client, const cli_pull_progress *bar,
@@ -91,11 +27,9 @@ static int stage_file(char **staged_out, imgstore_client *client, const cli_pull
                       const char *dest)
 {
     char *dir_copy = strdup(dest), *base_copy = strdup(dest), *tmp = NULL;
-    char digest[65];
-    partial_sink sink = {-1, 0, file->size, NULL, file->path};
     uint64_t base = bar->done;
     struct stat st;
-    int err = 0;
+    int fd = -1, err = 0;
 
     if (!dir_copy || !base_copy ||
         !(tmp = imgstore_strfmt("%s/.%s.imgstore-partial-%.16s", dirname(dir_copy),
@@ -105,57 +39,32 @@ static int stage_file(char **staged_out, imgstore_client *client, const cli_pull
     }
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_FILE, file->path)) < 0)
         goto done;
-    if ((sink.fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
-        fstat(sink.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if ((fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
+        fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));
         goto done;
     }
     /* two pulls into one directory must not write one temp file at once */
-    if (flock(sink.fd, LOCK_EX | LOCK_NB) < 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         err = imgstore_error_set(IMGSTORE_ELOCKED, "another pull is writing %s", tmp);
         goto done;
     }
-    if ((uint64_t)st.st_size > file->size && ftruncate(sink.fd, 0) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot truncate %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    sink.offset = (uint64_t)st.st_size > file->size ? 0 : (uint64_t)st.st_size;
-    if ((err = imgstore_sha256_new(&sink.sha)) < 0 || (err = hash_existing(&sink)) < 0)
-        goto done;
-    if (lseek(sink.fd, (off_t)sink.offset, SEEK_SET) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot seek in %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    imgstore_client_set_progress(client, bar->bar ? cli_progress_update : NULL, bar->bar,
-                                 base + sink.offset, bar->total);
-    if (sink.offset < file->size)
-        err = imgstore_client_file_read(client, m->name, m->version, file->path, sink.offset,
-                                        partial_write, &sink);
+    imgstore_client_set_progress(client, bar->bar ? cli_progress_update : NULL, bar->bar, base,
+                                 bar->total);
+    err = imgstore_client_file_pull_fd(client, m, file, fd, tmp);
     if (err == IMGSTORE_EVERIFY)
         unlink(tmp); /* the server refused a chunk: nothing to resume */
     if (err < 0)
         goto done; /* an interrupted download stays for the next run to resume */
-    imgstore_sha256_final_hex(sink.sha, digest);
-    if (sink.offset != file->size || strcmp(digest, file->sha256) != 0) {
-        err = imgstore_error_set(IMGSTORE_EVERIFY,
-                                 "%s %s: %s does not match the signed manifest (%llu bytes, "
-                                 "sha256 %.16s..., expected %llu bytes, %.16s...); nothing "
-                                 "written",
-                                 m->name, m->version, file->path, (unsigned long long)sink.offset,
-                                 digest, (unsigned long long)file->size, file->sha256);
-        unlink(tmp); /* damaged bytes are not worth resuming */
-        goto done;
-    }
-    if (fchmod(sink.fd, 0644) < 0 || fsync(sink.fd) < 0) {
+    if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", tmp, strerror(errno));
         goto done;
     }
     *staged_out = tmp;
     tmp = NULL;
 done:
-    if (sink.fd >= 0)
-        close(sink.fd);
-    imgstore_sha256_free(sink.sha);
+    if (fd >= 0)
+        close(fd);
     free(tmp);
     free(base_copy);
     free(dir_copy);

@@ -149,6 +149,18 @@ int imgstore_client_file_read_once(imgstore_client *client, const char *name, co
                                    const char *file, uint64_t offset,
                                    imgstore_client_write_fn write, void *payload);
 
+/**
+ * Pull FILE (an entry of the verified manifest M) into `fd`, a partial file opened read-write
+ * at `path`, resuming: the bytes an earlier, interrupted pull left in it are kept and hashed
+ * (a file longer than FILE starts over), the rest is read from there on (progress reports
+ * count the kept bytes as done), and the whole is checked against FILE's size and sha256.
+ * Returns 0 (fd holds exactly FILE, not yet synced); IMGSTORE_EVERIFY with `path` removed
+ * when the bytes do not match; the errors of imgstore_client_file_read (the partial file stays
+ * for a later pull to resume; the caller decides); IMGSTORE_ERROR for local I/O.
+ */
+int imgstore_client_file_pull_fd(imgstore_client *client, const imgstore_manifest *m,
+                                 const imgstore_manifest_file *file, int fd, const char *path);
+
 /* ---- push and sign -------------------------------------------------------------------- */
 
 typedef struct {
