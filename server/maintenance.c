@@ -19,11 +19,7 @@ struct imgstore_server__maintenance {
     char *repo;
     uint64_t interval; /* seconds */
     imgstore_server__metrics *metrics;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stopping;
+    imgstore_server__periodic thread;
 };
 
 static void gc_run_if_due(imgstore_server__maintenance *m, imgstore_store *store)
@@ -58,8 +54,9 @@ static void gc_run_if_due(imgstore_server__maintenance *m, imgstore_store *store
 
 /* A handle of its own for each look, freed after: nothing it read stays cached between
  * gcs, minutes apart. */
-static void gc_once(imgstore_server__maintenance *m)
+static void gc_once(void *payload)
 {
+    imgstore_server__maintenance *m = payload;
     imgstore_store *store = NULL;
 
     if (imgstore_store_open(&store, m->repo) < 0) {
@@ -69,26 +66,6 @@ static void gc_once(imgstore_server__maintenance *m)
     }
     gc_run_if_due(m, store);
     imgstore_store_free(store);
-}
-
-static void *maintenance_main(void *payload)
-{
-    imgstore_server__maintenance *m = payload;
-
-    pthread_mutex_lock(&m->lock);
-    while (!m->stopping) {
-        struct timespec deadline;
-
-        pthread_mutex_unlock(&m->lock);
-        gc_once(m);
-        pthread_mutex_lock(&m->lock);
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)m->interval;
-        while (!m->stopping && pthread_cond_timedwait(&m->wake, &m->lock, &deadline) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&m->lock);
-    return NULL;
 }
 
 int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const char *repo,
@@ -105,13 +82,10 @@ int imgstore_server__maintenance_start(imgstore_server__maintenance **out, const
     }
     m->interval = interval;
     m->metrics = metrics;
-    pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->wake, NULL);
-    if (pthread_create(&m->thread, NULL, maintenance_main, m) != 0) {
+    if (imgstore_server__periodic_start(&m->thread, "maintenance", gc_once, m, interval) < 0) {
         imgstore_server__maintenance_stop(m);
-        return imgstore_error_set(IMGSTORE_ERROR, "cannot start the maintenance thread");
+        return IMGSTORE_ERROR;
     }
-    m->started = true;
     *out = m;
     return 0;
 }
@@ -120,15 +94,7 @@ void imgstore_server__maintenance_stop(imgstore_server__maintenance *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->lock);
-        m->stopping = true;
-        pthread_cond_broadcast(&m->wake);
-        pthread_mutex_unlock(&m->lock);
-        pthread_join(m->thread, NULL);
-    }
-    pthread_cond_destroy(&m->wake);
-    pthread_mutex_destroy(&m->lock);
+    imgstore_server__periodic_stop(&m->thread);
     free(m->repo);
     free(m);
 }

@@ -19,11 +19,8 @@ struct imgstore_server__mirror {
     imgstore_server *server; /* borrowed: wakes long-polls, counts metrics */
     char *repo, *url, *pin;
     uint64_t interval;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stopping;
+    imgstore_server__periodic thread;
+    pthread_mutex_t lock; /* the status below */
     /* the status, under lock */
     int64_t last_attempt, last_success; /* unix seconds; 0: never */
     double last_duration;               /* seconds the last sync took */
@@ -89,38 +86,16 @@ static int sync_once(imgstore_server__mirror *m)
     return err;
 }
 
-static void *mirror_main(void *payload)
+static void sync_run(void *payload)
 {
-    imgstore_server__mirror *m = payload;
-
-    pthread_mutex_lock(&m->lock);
-    while (!m->stopping) {
-        struct timespec deadline;
-
-        pthread_mutex_unlock(&m->lock);
-        sync_once(m);
-        pthread_mutex_lock(&m->lock);
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)m->interval;
-        while (!m->stopping && pthread_cond_timedwait(&m->wake, &m->lock, &deadline) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&m->lock);
-    return NULL;
+    sync_once(payload);
 }
 
 void imgstore_server__mirror_stop(imgstore_server__mirror *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->lock);
-        m->stopping = true;
-        pthread_cond_broadcast(&m->wake);
-        pthread_mutex_unlock(&m->lock);
-        pthread_join(m->thread, NULL);
-    }
-    pthread_cond_destroy(&m->wake);
+    imgstore_server__periodic_stop(&m->thread);
     pthread_mutex_destroy(&m->lock);
     free(m->last_error);
     free(m->repo);
@@ -140,7 +115,6 @@ int imgstore_server__mirror_start(imgstore_server__mirror **out, imgstore_server
     if (!(m = calloc(1, sizeof(*m))))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->wake, NULL);
     if (!(m->repo = strdup(config->repo)) || !(m->url = strdup(config->mirror_of)) ||
         (config->mirror_policy_sha256 && !(m->pin = strdup(config->mirror_policy_sha256)))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
@@ -153,11 +127,8 @@ int imgstore_server__mirror_start(imgstore_server__mirror **out, imgstore_server
         err = imgstore_error_wrap(err, "first sync from %s: ", m->url);
         goto fail;
     }
-    if (pthread_create(&m->thread, NULL, mirror_main, m) != 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot start the mirror thread");
+    if ((err = imgstore_server__periodic_start(&m->thread, "mirror", sync_run, m, m->interval)) < 0)
         goto fail;
-    }
-    m->started = true;
     *out = m;
     return 0;
 fail:

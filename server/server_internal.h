@@ -191,6 +191,30 @@ int imgstore_server__gate_start(imgstore_server__gate **out, int listener,
 /** Stop accepting; close the listener and every connection still waiting. NULL-safe. */
 void imgstore_server__gate_stop(imgstore_server__gate *gate);
 
+/* ---- periodic threads (periodic.c) ---------------------------------------------------- */
+
+/* A thread that runs one job now and then every `interval` seconds until stopped; the
+ * maintenance (gc) and mirror (sync) threads are two of them. Fields are periodic.c's. */
+typedef struct {
+    void (*run)(void *payload);
+    void *payload;
+    uint64_t interval; /* seconds between the end of one run and the start of the next */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool started, stopping;
+} imgstore_server__periodic;
+
+/** Start `run(payload)` on a thread of its own, at once and then every `interval` seconds.
+ * `what` names the thread in the error. Returns 0 or IMGSTORE_ERROR ("cannot start the WHAT
+ * thread"); stop `p` either way. */
+int imgstore_server__periodic_start(imgstore_server__periodic *p, const char *what,
+                                    void (*run)(void *payload), void *payload, uint64_t interval);
+
+/** Stop the thread, waiting for a run in progress, and free what start made. Safe on a zeroed
+ * `p` that was never started, and after a failed start. */
+void imgstore_server__periodic_stop(imgstore_server__periodic *p);
+
 /* ---- maintenance (maintenance.c) ------------------------------------------------------ */
 
 typedef struct imgstore_server__maintenance imgstore_server__maintenance;
