@@ -99,23 +99,6 @@ typedef struct {
     const char *file;
 } partial_sink;
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *bytes = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, bytes, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
-        bytes += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int partial_write(bool restarted, const void *buf, size_t len, void *payload)
 {
     partial_sink *sink = payload;
@@ -137,7 +120,7 @@ static int partial_write(bool restarted, const void *buf, size_t len, void *payl
                                   "%s: the server sent more than the %llu bytes the manifest "
                                   "says",
                                   sink->file, (unsigned long long)sink->expect);
-    if ((err = write_all(sink->fd, buf, len)) < 0)
+    if ((err = imgstore_write_all(sink->fd, buf, len)) < 0)
         return err;
     imgstore_sha256_update(sink->sha, buf, len);
     sink->offset += len;

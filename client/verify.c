@@ -76,26 +76,17 @@ static int pin_read(char pin[65], const imgstore_client *client, const char *sto
 /* Remember `pin` for `store_id`: temp file, fsync, rename, as every durable write. */
 static int pin_write(const imgstore_client *client, const char *store_id, const char *pin)
 {
-    char *dir = pins_dir(client), *path = NULL, *tmp = NULL;
-    int fd = -1, err;
+    char *dir = pins_dir(client), *path = NULL, line[66];
+    int err;
 
-    if (!dir || !(path = imgstore_strfmt("%s/%s", dir, store_id)) ||
-        !(tmp = imgstore_strfmt("%s/.%s.XXXXXX", dir, store_id))) {
+    if (!dir || !(path = imgstore_strfmt("%s/%s", dir, store_id))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = imgstore_client__mkdirs(dir)) < 0)
-        goto done;
-    if ((fd = mkstemp(tmp)) < 0 || dprintf(fd, "%s\n", pin) < 0 || fsync(fd) < 0 ||
-        rename(tmp, path) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    }
+    snprintf(line, sizeof(line), "%.64s\n", pin);
+    if ((err = imgstore_client__mkdirs(dir)) == 0)
+        err = imgstore_file_replace(path, line, strlen(line), 0600);
 done:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
     free(path);
     free(dir);
     return err;

@@ -76,6 +76,18 @@ void imgstore_log(imgstore_log_level level, const char *module, const char *fmt,
 /** printf into a new string (free() it); NULL when out of memory. asprintf is not POSIX. */
 char *imgstore_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** Write all `len` bytes to fd (retrying short writes and EINTR). IMGSTORE_ERROR, "write
+ * failed: ..." when it cannot. */
+int imgstore_write_all(int fd, const void *buf, size_t len);
+
+/**
+ * Replace the file at `path` with `len` bytes, atomically: written to a temporary file beside
+ * it (".NAME.XXXXXX"), given `mode`, synced, renamed over `path`. A reader sees the old bytes
+ * or the new ones, never a part. IMGSTORE_ERROR "cannot write PATH: ..." and nothing changed
+ * when it cannot. The directory must exist.
+ */
+int imgstore_file_replace(const char *path, const void *bytes, size_t len, unsigned mode);
+
 /** Free an array of `count` strings and the array. NULL-safe. */
 void imgstore_strings_free(char **strings, size_t count);
 

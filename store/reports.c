@@ -68,24 +68,11 @@ static int check_report(const imgstore_report *r)
 static int write_host(const char *dir, const char *host, const char *bytes)
 {
     char *path = imgstore_strfmt("%s/hosts/%s.json", dir, host);
-    char *tmp = imgstore_strfmt("%s/hosts/.%s.XXXXXX", dir, host);
-    size_t len = strlen(bytes);
-    int fd = -1, err = 0;
+    int err;
 
-    if (!path || !tmp) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        goto done;
-    }
-    if ((fd = mkstemp(tmp)) < 0 || imgstore_store__write_all(fd, bytes, len) < 0 ||
-        fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
-        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    }
-done:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
+    if (!path)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    err = imgstore_file_replace(path, bytes, strlen(bytes), 0644);
     free(path);
     return err;
 }
