@@ -267,16 +267,25 @@ enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int 
     return reply_error_body(req, status, code, *message ? message : imgstore_error_name(err));
 }
 
+enum MHD_Result imgstore_server__reply_vstatus(imgstore_server__request *req, unsigned status,
+                                               const char *code, const char *fmt, va_list ap)
+{
+    char message[1024];
+
+    vsnprintf(message, sizeof(message), fmt, ap);
+    return reply_error_body(req, status, code, message);
+}
+
 enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, unsigned status,
                                               const char *code, const char *fmt, ...)
 {
-    char message[1024];
+    enum MHD_Result result;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    result = imgstore_server__reply_vstatus(req, status, code, fmt, ap);
     va_end(ap);
-    return reply_error_body(req, status, code, message);
+    return result;
 }
 
 static int hex_value(int c)

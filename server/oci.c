@@ -473,14 +473,14 @@ int imgstore_server__oci_pushed_get(imgstore_server__oci *oci, const char *sha25
 enum MHD_Result imgstore_server__oci_error(imgstore_server__request *req, unsigned status,
                                            const char *code, const char *fmt, ...)
 {
-    char message[1024];
+    enum MHD_Result result;
     va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
     req->oci_code = code;
-    return imgstore_server__reply_status(req, status, "invalid", "%s", message);
+    va_start(ap, fmt);
+    result = imgstore_server__reply_vstatus(req, status, "invalid", fmt, ap);
+    va_end(ap);
+    return result;
 }
 
 enum MHD_Result imgstore_server__oci_blob_flush(imgstore_server__request *req)

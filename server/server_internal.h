@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -401,6 +402,11 @@ enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int 
 enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, unsigned status,
                                               const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/** imgstore_server__reply_status with a va_list (for other formatting replies). */
+enum MHD_Result imgstore_server__reply_vstatus(imgstore_server__request *req, unsigned status,
+                                               const char *code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /** The HTTP status for an IMGSTORE_E* code: the one table. */
 unsigned imgstore_server__status_for(int err);
