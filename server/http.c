@@ -267,6 +267,21 @@ enum MHD_Result imgstore_server__reply_error(imgstore_server__request *req, int 
     return reply_error_body(req, status, code, *message ? message : imgstore_error_name(err));
 }
 
+/* HEAD: libmicrohttpd sends the headers (with Content-Length) and never asks for the body. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+struct MHD_Response *imgstore_server__head_response(uint64_t size)
+{
+    return MHD_create_response_from_callback(size, 4096, no_body, NULL, NULL);
+}
+
 enum MHD_Result imgstore_server__reply_vstatus(imgstore_server__request *req, unsigned status,
                                                const char *code, const char *fmt, va_list ap)
 {

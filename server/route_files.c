@@ -227,16 +227,6 @@ static struct MHD_Response *stream_response(imgstore_server__request *req,
     return response;
 }
 
-/* HEAD: MHD sends the headers (with Content-Length) and never asks for the body. */
-static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    (void)cls;
-    (void)pos;
-    (void)buf;
-    (void)max;
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
 enum MHD_Result imgstore_server__send_file(imgstore_server__request *req,
                                            imgstore_manifest **manifest,
                                            const imgstore_manifest_file *file,
@@ -292,7 +282,7 @@ enum MHD_Result imgstore_server__send_file(imgstore_server__request *req,
     if (end == start) {
         response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     } else if (head) {
-        response = MHD_create_response_from_callback(end - start, 4096, no_body, NULL, NULL);
+        response = imgstore_server__head_response(end - start);
     } else if (imgstore_server__cache_enabled(server->cache, file->size)) {
         bool hit;
         int fd;

@@ -330,16 +330,6 @@ enum MHD_Result imgstore_server__route_oci_manifest(imgstore_server__request *re
 
 /* ---- blobs ----------------------------------------------------------------------------------- */
 
-/* HEAD: libmicrohttpd sends the headers (with Content-Length) and never asks for the body. */
-static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    (void)cls;
-    (void)pos;
-    (void)buf;
-    (void)max;
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
 /* A staged blob (an upload whose bytes matched its digest, not yet in a version). */
 static enum MHD_Result reply_staged(imgstore_server__request *req, int fd, uint64_t size,
                                     const char *sha256)
@@ -350,7 +340,7 @@ static enum MHD_Result reply_staged(imgstore_server__request *req, int fd, uint6
 
     if (head) {
         close(fd);
-        response = MHD_create_response_from_callback(size, 4096, no_body, NULL, NULL);
+        response = imgstore_server__head_response(size);
     } else if (size == 0) {
         close(fd);
         response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);

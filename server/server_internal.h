@@ -403,6 +403,10 @@ enum MHD_Result imgstore_server__reply_status(imgstore_server__request *req, uns
                                               const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/** A response for HEAD: headers with Content-Length `size`, and no body. NULL when out of
+ * memory. */
+struct MHD_Response *imgstore_server__head_response(uint64_t size);
+
 /** imgstore_server__reply_status with a va_list (for other formatting replies). */
 enum MHD_Result imgstore_server__reply_vstatus(imgstore_server__request *req, unsigned status,
                                                const char *code, const char *fmt, va_list ap)
