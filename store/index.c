@@ -872,14 +872,40 @@ static int version_row_parse(imgstore_version_row *out, imgstore_store *store, c
     return 0;
 }
 
+/* Image NAME's versions at the tip: the tip tree (*tip_out, the caller frees it, also on an
+ * error), how many versions are stored (IMGSTORE_ENOTFOUND when none), and whether the index
+ * `log` counts every one of them. One that does not is stale (written by an older imgstore):
+ * the manifests answer instead, and imgstore reindex repairs it. */
+static int image_versions_at_tip(git_tree **tip_out, size_t *stored_out, bool *indexed_out,
+                                 imgstore_store *store, const char *name, const char *log)
+{
+    git_tree *dir = NULL;
+    char path[256];
+    size_t indexed = 0;
+    int err;
+
+    *stored_out = 0;
+    *indexed_out = false;
+    snprintf(path, sizeof(path), "images/%s", name);
+    if ((err = imgstore_store__tip_tree(tip_out, store)) < 0 ||
+        (err = subtree(&dir, store, *tip_out, path)) < 0)
+        return err;
+    if (!dir || (*stored_out = git_tree_entrycount(dir)) == 0)
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+    else if ((err = imgstore_store__log_count(&indexed, store, *tip_out, log)) == 0)
+        *indexed_out = indexed == *stored_out;
+    git_tree_free(dir);
+    return err;
+}
+
 int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, size_t *total_out,
                                  imgstore_store *store, const char *name, size_t before,
                                  size_t limit)
 {
     imgstore_version_row *page = NULL;
-    git_tree *tip = NULL, *dir = NULL;
-    char path[256], log[512], **rows = NULL;
-    size_t stored, indexed = 0, start = 0, end = 0, n = 0, row_count = 0;
+    git_tree *tip = NULL;
+    char log[512], **rows = NULL;
+    size_t stored = 0, start = 0, end = 0, n = 0, row_count = 0;
     bool from_index = false;
     int err;
 
@@ -889,20 +915,9 @@ int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, 
         *total_out = 0;
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s", name);
     snprintf(log, sizeof(log), "index/%s/versions", name);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
-        (err = subtree(&dir, store, tip, path)) < 0)
+    if ((err = image_versions_at_tip(&tip, &stored, &from_index, store, name, log)) < 0)
         goto done;
-    if (!dir || (stored = git_tree_entrycount(dir)) == 0) {
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
-        goto done;
-    }
-    /* an index that does not count every stored version is stale (written by an older
-     * imgstore): the manifests answer instead, and imgstore reindex repairs it */
-    if ((err = imgstore_store__log_count(&indexed, store, tip, log)) < 0)
-        goto done;
-    from_index = indexed == stored;
     end = before < stored ? before : stored;
     start = limit && end > limit ? end - limit : 0;
     if (from_index)
@@ -927,7 +942,6 @@ int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, 
 done:
     imgstore_version_rows_free(page, n + (err < 0 ? 1 : 0));
     imgstore_strings_free(rows, from_index ? end - start : row_count);
-    git_tree_free(dir);
     git_tree_free(tip);
     return err;
 }
@@ -936,33 +950,26 @@ int imgstore_store_version_position(size_t *out, imgstore_store *store, const ch
                                     const char *version)
 {
     imgstore_manifest *m = NULL;
-    git_tree *tip = NULL, *dir = NULL;
-    char path[256], log[512], *key = NULL, **rows = NULL;
-    size_t stored = 0, indexed = 0, lo = 0, hi, row_count = 0;
+    git_tree *tip = NULL;
+    char log[512], *key = NULL, **rows = NULL;
+    size_t stored = 0, lo = 0, hi, row_count = 0;
+    bool indexed = false;
     int err;
 
     *out = 0;
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
         (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s", name);
     snprintf(log, sizeof(log), "index/%s/versions", name);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
-        (err = subtree(&dir, store, tip, path)) < 0)
+    if ((err = image_versions_at_tip(&tip, &stored, &indexed, store, name, log)) < 0)
         goto done;
-    if (!dir || (stored = git_tree_entrycount(dir)) == 0) {
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
-        goto done;
-    }
     if ((err = imgstore_store__manifest_load(&m, NULL, store, tip, name, version)) < 0)
         goto done;
     if (!(key = imgstore_strfmt("%s\t%s\t", m->created, m->version))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
     }
-    if ((err = imgstore_store__log_count(&indexed, store, tip, log)) < 0)
-        goto done;
-    if (indexed != stored) { /* stale: as versions_page, the manifests answer */
+    if (!indexed) { /* stale: as versions_page, the manifests answer */
         if ((err = versions_from_manifests(&rows, &row_count, store, tip, name)) < 0)
             goto done;
         for (hi = row_count; lo < hi && version_key_cmp(rows[lo], key) != 0; lo++)
@@ -998,7 +1005,6 @@ done:
     imgstore_strings_free(rows, row_count);
     free(key);
     imgstore_manifest_free(m);
-    git_tree_free(dir);
     git_tree_free(tip);
     return err;
 }
