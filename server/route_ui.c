@@ -417,18 +417,80 @@ done:
 
 /* ---- /ui/channels/{name}/{channel} ------------------------------------------------------ */
 
-static void agent_reports(imgstore_server__html *html, const char *name, const char *channel)
+#define AGENT_EVENTS 20 /* the newest reports listed under the hosts' latest */
+
+static const char *json_text(json_t *object, const char *key)
 {
-    /* TODO(#12): the agents' reports per host (issue #11: POST/GET
-     * /v1/channels/{name}/{channel}/reports and imgstore_store_reports_get(), on branch agent,
-     * not on main when this landed). Once the store reads them: list each host's latest
-     * report (host, state, version, attempted, message, time, by) marked as unsigned claims,
-     * and take the channel page out of the answer cache, because reports live beside the store
-     * and not in its history (they do not move the tip). */
-    (void)name;
-    (void)channel;
-    imgstore_server__html_raw(html, "<h2>Agents</h2>\n<p class=\"muted\" id=\"agents\">No agent "
-                                    "reports: this server does not store them yet.</p>\n");
+    return json_string_value(json_object_get(object, key));
+}
+
+static void report_cells(imgstore_server__html *html, json_t *report, const char *running)
+{
+    const char *state = json_text(report, "state"), *version = json_text(report, "version");
+
+    imgstore_server__html_fmt(html, "<td><span class=\"badge %s\">%s</span></td><td>%s",
+                              !state                              ? "bad"
+                              : strcmp(state, "ok") == 0          ? "ok"
+                              : strcmp(state, "rolled-back") == 0 ? "warn"
+                                                                  : "bad",
+                              state ? state : "?", version ? version : "none");
+    if (running && version && strcmp(version, running) != 0)
+        imgstore_server__html_raw(html,
+                                  " <span class=\"badge warn\">not what the channel runs</span>");
+    imgstore_server__html_fmt(html, "</td><td>%s</td><td>%s</td>",
+                              json_text(report, "attempted") ? json_text(report, "attempted") : "",
+                              json_text(report, "message") ? json_text(report, "message") : "");
+}
+
+/*
+ * What each host's agent says it runs (issue #11): unsigned claims kept beside the store, not
+ * in its history, so shown as such, and so the channel page is not a function of the tip
+ * alone (it is not kept in the answer cache).
+ */
+static int agent_reports(imgstore_server__html *html, imgstore_store *store, const char *name,
+                         const char *channel, const char *running)
+{
+    json_t *hosts = NULL, *events = NULL, *report;
+    size_t i;
+    int err;
+
+    if ((err = imgstore_store_reports_get(&hosts, &events, store, name, channel, AGENT_EVENTS)) < 0)
+        return err;
+    imgstore_server__html_raw(html, "<h2>Agents</h2>\n");
+    if (!json_array_size(hosts)) {
+        imgstore_server__html_raw(html, "<p class=\"muted\" id=\"agents\">No agent has reported "
+                                        "on this channel.</p>\n");
+        goto done;
+    }
+    imgstore_server__html_raw(html,
+                              "<p class=\"muted\">What each host's agent says it runs: unsigned "
+                              "claims, not verified (the signed history above is what was "
+                              "released).</p>\n<table id=\"agents\"><tr><th>Host</th><th>State</th>"
+                              "<th>Runs</th><th>Tried</th><th>Message</th><th>Reported</th>"
+                              "<th>By</th></tr>\n");
+    json_array_foreach(hosts, i, report)
+    {
+        imgstore_server__html_fmt(html, "<tr><td>%s</td>", json_text(report, "host"));
+        report_cells(html, report, running);
+        imgstore_server__html_fmt(html, "<td class=\"nowrap\">%s</td><td>%s</td></tr>\n",
+                                  json_text(report, "time"), json_text(report, "by"));
+    }
+    imgstore_server__html_raw(html, "</table>\n<h2>Latest reports</h2>\n<table "
+                                    "id=\"agent-events\"><tr><th>Reported</th><th>Host</th>"
+                                    "<th>State</th><th>Runs</th><th>Tried</th><th>Message</th>"
+                                    "</tr>\n");
+    json_array_foreach(events, i, report)
+    {
+        imgstore_server__html_fmt(html, "<tr><td class=\"nowrap\">%s</td><td>%s</td>",
+                                  json_text(report, "time"), json_text(report, "host"));
+        report_cells(html, report, NULL);
+        imgstore_server__html_raw(html, "</tr>\n");
+    }
+    imgstore_server__html_raw(html, "</table>\n");
+done:
+    json_decref(hosts);
+    json_decref(events);
+    return 0;
 }
 
 static int channel_page(imgstore_server__html *html, imgstore_store *store, const char *name,
@@ -520,7 +582,7 @@ static int channel_page(imgstore_server__html *html, imgstore_store *store, cons
         imgstore_server__html_raw(html, "\" id=\"older\">Older moves</a>");
     }
     imgstore_server__html_raw(html, "</p>\n");
-    agent_reports(html, name, channel);
+    err = agent_reports(html, store, name, channel, state->version);
 done:
     imgstore_policy_free(policy);
     imgstore_history_free(entries, count);
@@ -569,7 +631,13 @@ enum MHD_Result imgstore_server__route_ui(imgstore_server__request *req)
     /* the arguments are checked before they become part of a cache key */
     if ((err = check_args(req, kind, &before, &limit)) < 0)
         return error_page(req, err);
-    if (imgstore_server__answer_cached(req, &result))
+    /* a channel page lists the agents' reports, kept beside the store rather than in its
+     * history: not a function of the tip, so built on every view (on a worker) */
+    if (kind == PAGE_CHANNEL && req->cached_only) {
+        req->defer = true;
+        return MHD_YES;
+    }
+    if (kind != PAGE_CHANNEL && imgstore_server__answer_cached(req, &result))
         return result;
     if ((err = imgstore_server__store(&store, req)) < 0)
         return error_page(req, err);

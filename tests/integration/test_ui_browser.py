@@ -269,7 +269,14 @@ class StatusPageInABrowser(ServerTestCase):
         self.ok("rollback", "app", "--channel", "prod", "--reason", HOSTILE_REASON,
                 env={"IMGSTORE_ACTOR": "carol"})
         self.token, line = new_token("read", "viewer")
-        self.server = self.serve(line)
+        reporter, report_line = new_token("report", "agents")
+        self.server = self.serve(line, report_line)
+        for body in ({"host": "web-1", "state": "ok", "version": "1.0"},
+                     {"host": "web-2", "state": "rolled-back", "version": "1.0",
+                      "attempted": "2.0", "message": "health check failed on 2.0"}):
+            status, _, data = self.server.request("POST", "/v1/channels/app/prod/reports", body,
+                                                  token=reporter)
+            self.assertEqual(status, 201, data)
 
     def assertAt(self, b, path):
         self.assertEqual(b.url(self.server.url + path), self.server.url + path)
@@ -337,7 +344,8 @@ class StatusPageInABrowser(ServerTestCase):
         self.assertIn("alice", history)
         self.assertIn("verified 1 of 1", history)
         self.assertIn("verified: 1 of 1", b.text("#deploy"))
-        self.assertIn("No agent reports", b.text("#agents"))
+        self.assertIn("web-1", b.text("#agents"))
+        self.assertIn("rolled-back", b.text("#agents"))
         self.shoot(b, tag + "-channel")
         # hostile stored text was shown, and ran nothing
         self.assertNotIn("pwned", b.title())

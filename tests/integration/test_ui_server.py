@@ -201,6 +201,33 @@ class StatusPage(ServerTestCase):
         self.assertEqual(history.count('badge bad">not trusted 1 of 2<'), 3, history)
         self.assertIn("not trusted: 1 of 2 signatures needed", page)
 
+    def test_agent_reports_per_host(self):
+        """What each host's agent reported (issue #11) is listed on the channel page, as
+        unsigned claims, escaped, and a new report shows at once (reports live beside the
+        store, so the page is not cached by the tip alone)."""
+        reporter, line = new_token("report", "agent-web")
+        server = self.serve(*(self.lines + (line,)))
+        cookie = self.session(self.read, server)
+        _, page = self.page("/ui/channels/app/prod", cookie, server=server)
+        self.assertIn("No agent has reported", page)
+        for body in ({"host": "web-1", "state": "ok", "version": "1.0"},
+                     {"host": "web-2", "state": "rolled-back", "version": "1.0",
+                      "attempted": "2.0", "message": "<b>health</b> check failed"}):
+            status, _, data = server.request("POST", "/v1/channels/app/prod/reports", body,
+                                             token=reporter)
+            self.assertEqual(status, 201, data)
+        _, page = self.page("/ui/channels/app/prod", cookie, server=server)
+        agents = page[page.index('id="agents"'):page.index('id="agent-events"')]
+        self.assertIn("<td>web-1</td>", agents)
+        self.assertIn('badge warn">rolled-back<', agents)
+        self.assertIn("&lt;b&gt;health&lt;/b&gt; check failed", agents)
+        self.assertIn("unsigned", page)
+        status, _, _ = server.request("POST", "/v1/channels/app/prod/reports",
+                                      {"host": "web-3", "state": "failed"}, token=reporter)
+        self.assertEqual(status, 201)
+        self.assertIn("<td>web-3</td>", self.page("/ui/channels/app/prod", cookie,
+                                                  server=server)[1])
+
 
 if __name__ == "__main__":
     main()
