@@ -140,9 +140,6 @@ char *cli_actor(const cli_ctx *ctx);
 /** Split "NAME@VERSION" (version NULL when absent). Both are freed with free(). */
 int cli_split_ref(char **name_out, char **version_out, const char *ref);
 
-/** write() all of `buf` to `fd`, through EINTR and short writes. */
-int cli_write_all(int fd, const void *buf, size_t len);
-
 /** fsync the directory holding `path`, so a rename into it is durable. */
 int cli_sync_dir_of(const char *path);
 

@@ -30,7 +30,7 @@ static int sink_write(const void *buf, size_t len, void *payload)
     file_sink *sink = payload;
     int err;
 
-    if ((err = cli_write_all(sink->fd, buf, len)) < 0)
+    if ((err = imgstore_write_all(sink->fd, buf, len)) < 0)
         return err;
     sink->done += len;
     cli_progress_update(sink->done, sink->total, sink->progress);

@@ -472,23 +472,6 @@ done:
     return err;
 }
 
-int cli_write_all(int fd, const void *buf, size_t len)
-{
-    const char *bytes = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, bytes, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return imgstore_error_set(IMGSTORE_ERROR, "write failed: %s", strerror(errno));
-        bytes += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int cli_sync_dir_of(const char *path)
 {
     char *copy = strdup(path);

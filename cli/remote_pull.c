@@ -110,7 +110,7 @@ static int chunk_write(bool restarted, const void *buf, size_t len, void *payloa
                                       "%s: chunk %zu does not match the signed manifest; stopped "
                                       "before it",
                                       sink->file->path, sink->chunk + 1);
-        if ((err = cli_write_all(STDOUT_FILENO, sink->buf, sink->filled)) < 0)
+        if ((err = imgstore_write_all(STDOUT_FILENO, sink->buf, sink->filled)) < 0)
             return err;
         sink->chunk++;
         sink->filled = 0;
