@@ -11,6 +11,7 @@ state and reports the error on GET /v1/mirror.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -38,7 +39,8 @@ class GitDaemon:
         self.proc = subprocess.Popen(
             ["git", "daemon", "--export-all", "--reuseaddr", "--base-path=" + base,
              "--listen=127.0.0.1", "--port=%d" % self.port, base],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # `git daemon` runs git-daemon as a child: stop both
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -53,9 +55,11 @@ class GitDaemon:
         return "git://127.0.0.1:%d/%s" % (self.port, name)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
 
 
 class Mirror(ServerTestCase):
