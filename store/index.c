@@ -209,6 +209,55 @@ int imgstore_store__log_rows(char ***out, imgstore_store *store, const git_tree 
     return 0;
 }
 
+int imgstore_store__log_prefix_equal(bool *out, imgstore_store *store, const git_tree *a,
+                                     size_t a_total, const git_tree *b, size_t b_total,
+                                     const char *log, size_t count)
+{
+    const size_t group_rows = (size_t)LOG_SEGMENTS * LOG_ROWS;
+    char path[512], **a_rows = NULL, **b_rows = NULL;
+    size_t row = 0;
+    int err = 0;
+
+    *out = false;
+    if (count > a_total || count > b_total)
+        return 0;
+    /* whole groups, then whole segments, by id: equal rows are equal blobs */
+    while (row + group_rows <= count) {
+        git_oid x, y;
+
+        snprintf(path, sizeof(path), "%s/%05zu", log, row / group_rows);
+        x = imgstore_store__id_at(a, path);
+        y = imgstore_store__id_at(b, path);
+        if (git_oid_is_zero(&x) || !git_oid_equal(&x, &y))
+            break;
+        row += group_rows;
+    }
+    while (row + LOG_ROWS <= count) {
+        git_oid x, y;
+
+        segment_path(path, sizeof(path), log, row / LOG_ROWS);
+        x = imgstore_store__id_at(a, path);
+        y = imgstore_store__id_at(b, path);
+        if (git_oid_is_zero(&x) || !git_oid_equal(&x, &y))
+            return 0;
+        row += LOG_ROWS;
+    }
+    if (row == count) {
+        *out = true;
+        return 0;
+    }
+    if ((err = imgstore_store__log_rows(&a_rows, store, a, log, a_total, row, count - row)) < 0 ||
+        (err = imgstore_store__log_rows(&b_rows, store, b, log, b_total, row, count - row)) < 0)
+        goto done;
+    *out = true;
+    for (size_t i = 0; i < count - row; i++)
+        *out = *out && strcmp(a_rows[i], b_rows[i]) == 0;
+done:
+    imgstore_strings_free(a_rows, a_rows ? count - row : 0);
+    imgstore_strings_free(b_rows, b_rows ? count - row : 0);
+    return err;
+}
+
 /* Write rows [first, first+count) of `log` into the tree *tree_oid, replacing what was there
  * from `first` (a multiple of LOG_ROWS) on. Logs only grow, so nothing after them is left. */
 static int log_write(git_oid *tree_oid, imgstore_store *store, const char *log, size_t first,

@@ -27,6 +27,8 @@ typedef struct {
     const char *pinned;
     imgstore_policy *policy; /* in force at the commit being checked; NULL before policy 1 */
     char commit[12];         /* short id of that commit, for messages */
+    const git_oid *from;     /* the replica's tip; NULL for a first sync */
+    git_tree *from_tree;
 } range_ctx;
 
 /* Every failure names the commit it was found in: "commit 1a2b3c4d5e6: ...". */
@@ -53,8 +55,8 @@ static int refusef(range_ctx *ctx, const char *fmt, ...)
 
 /* The commits after `from` up to `to`, newest first, through first parents. A merge, or
  * reaching the first commit without meeting `from`, is a history the replica cannot take. */
-static int collect(git_oid **out, size_t *count_out, imgstore_store *store, const git_oid *from,
-                   const git_oid *to)
+static int collect(git_oid **out, size_t *count_out, bool *cut_out, imgstore_store *store,
+                   const git_oid *from, const git_oid *to)
 {
     git_oid *oids = NULL, at = *to;
     size_t count = 0, cap = 0;
@@ -62,11 +64,13 @@ static int collect(git_oid **out, size_t *count_out, imgstore_store *store, cons
 
     *out = NULL;
     *count_out = 0;
+    *cut_out = false;
     while (!from || !git_oid_equal(&at, from)) {
         git_commit *commit = NULL;
-        git_oid current = at;
+        git_oid current = at, previous;
         unsigned parents;
-        char hex[GIT_OID_HEXSZ + 1];
+        char hex[GIT_OID_HEXSZ + 1], store_id[41];
+        uint64_t op;
 
         git_oid_tostr(hex, sizeof(hex), &current);
         if ((rc = git_commit_lookup(&commit, store->repo, &at)) < 0) {
@@ -76,6 +80,8 @@ static int collect(git_oid **out, size_t *count_out, imgstore_store *store, cons
         parents = git_commit_parentcount(commit);
         if (parents == 1)
             git_oid_cpy(&at, git_commit_parent_id(commit, 0));
+        /* a cut is checked against the replica's tip as if that were its parent */
+        *cut_out = parents == 0 && imgstore_store__mirror_is_cut(&op, &previous, store_id, commit);
         git_commit_free(commit);
         if (parents > 1) {
             err = imgstore_error_set(IMGSTORE_EVERIFY,
@@ -95,14 +101,14 @@ static int collect(git_oid **out, size_t *count_out, imgstore_store *store, cons
         }
         oids[count++] = current;
         if (parents == 0) {
-            if (from) {
+            if (from && !*cut_out) {
                 char from_hex[GIT_OID_HEXSZ + 1];
 
                 git_oid_tostr(from_hex, sizeof(from_hex), from);
                 err = imgstore_error_set(IMGSTORE_EVERIFY,
                                          "the primary's history does not contain this replica's "
-                                         "tip %.11s: it was rewritten (or this replica follows "
-                                         "another store); nothing taken",
+                                         "tip %.11s and does not start at a cut: it was rewritten "
+                                         "(or this replica follows another store); nothing taken",
                                          from_hex);
                 goto done;
             }
@@ -121,7 +127,7 @@ done:
  * the policy before or after it. A commit without one is taken: a keyless server writes them
  * (docs/server.md), and what they hold is trusted only through the signatures inside. */
 static int check_commit_signature(range_ctx *ctx, const git_oid *oid, const imgstore_policy *before,
-                                  const imgstore_policy *after)
+                                  const imgstore_policy *after, bool cut)
 {
     git_buf signature = {0}, data = {0};
     imgstore_sign_pubkey signer;
@@ -129,6 +135,8 @@ static int check_commit_signature(range_ctx *ctx, const git_oid *oid, const imgs
     int err = 0, rc;
 
     rc = git_commit_extract_signature(&signature, &data, ctx->store->repo, (git_oid *)oid, NULL);
+    if (rc == GIT_ENOTFOUND && cut)
+        return refuse(ctx, "a cut must be signed by a release or root key; this one is not%s", "");
     if (rc == GIT_ENOTFOUND) {
         ctx->stats->unsigned_commits++;
         return 0;
@@ -140,7 +148,10 @@ static int check_commit_signature(range_ctx *ctx, const git_oid *oid, const imgs
         err = refuse(ctx, "its signature does not verify: %s", imgstore_error_last());
         goto done;
     }
+    /* a cut removes history: only the keys that may remove versions (prune) may make one */
     for (int role = 0; role < IMGSTORE_ROLE_COUNT && !listed; role++) {
+        if (cut && role == IMGSTORE_ROLE_DEPLOY)
+            continue;
         listed = (before && imgstore_store__role_index(before, role, &signer) >= 0) ||
                  (after && imgstore_store__role_index(after, role, &signer) >= 0);
     }
@@ -148,7 +159,8 @@ static int check_commit_signature(range_ctx *ctx, const git_oid *oid, const imgs
         char id[IMGSTORE_SIGN_KEYID_MAX];
 
         imgstore_sign_pubkey_fingerprint(id, &signer);
-        err = refuse(ctx, "it is signed by %s, a key no trust policy in force lists", id);
+        err = refusef(ctx, "it is signed by %s, a key no trust policy in force lists%s", id,
+                      cut ? " as a release or root key" : "");
     }
 done:
     git_buf_dispose(&signature);
@@ -505,10 +517,13 @@ static int channel_dir_changed(range_ctx *ctx, const git_tree *parent, const git
     return changed_entries(ctx, parent, tree, path, channel_entry_changed, channel_entry_removed);
 }
 
-static int check_commit(range_ctx *ctx, const git_oid *oid)
+/* `cut`: the commit is a cut root, checked as if the replica's tip were its parent (what
+ * the replica serves moves from that tip's tree to the cut's), after mirror_cut.c has checked
+ * what it archived. */
+static int check_commit(range_ctx *ctx, const git_oid *oid, bool cut)
 {
-    static const char *const known[] = {IMGSTORE_STORE_MARKER, "images", "channels", "trust",
-                                        "index"};
+    static const char *const known[] = {
+        IMGSTORE_STORE_MARKER, "images", "channels", "trust", "index", "archive"};
     git_commit *commit = NULL, *parent_commit = NULL;
     git_tree *tree = NULL, *parent = NULL;
     imgstore_policy *next = NULL;
@@ -521,6 +536,19 @@ static int check_commit(range_ctx *ctx, const git_oid *oid)
          ((rc = git_commit_parent(&parent_commit, commit, 0)) < 0 ||
           (rc = git_commit_tree(&parent, parent_commit)) < 0))) {
         err = imgstore_store__git_error(rc, "commit %s", ctx->commit);
+        goto done;
+    }
+    if (cut) {
+        if (ctx->from_tree && (rc = git_tree_dup(&parent, ctx->from_tree)) < 0) {
+            err = imgstore_store__git_error(rc, "commit %s", ctx->commit);
+            goto done;
+        }
+        if ((err = imgstore_store__mirror_cut_check(&ctx->policy, ctx->stats, ctx->store, commit,
+                                                    tree, ctx->from, ctx->from_tree, ctx->pinned)) <
+            0)
+            goto done;
+    } else if (changed(parent, tree, "archive")) {
+        err = refusef(ctx, "archive/ changed: only a cut writes it");
         goto done;
     }
     for (size_t i = 0; i < git_tree_entrycount(tree); i++) {
@@ -548,7 +576,7 @@ static int check_commit(range_ctx *ctx, const git_oid *oid)
         if ((err = check_policy(&next, ctx, tree)) < 0)
             goto done;
     }
-    if ((err = check_commit_signature(ctx, oid, ctx->policy, next ? next : ctx->policy)) < 0)
+    if ((err = check_commit_signature(ctx, oid, ctx->policy, next ? next : ctx->policy, cut)) < 0)
         goto done;
     if (next) {
         imgstore_policy_free(ctx->policy);
@@ -577,11 +605,12 @@ int imgstore_store_verify_range(imgstore_mirror_stats *out, imgstore_store *stor
                                 const char *to, const char *policy_sha256)
 {
     imgstore_mirror_stats stats;
-    range_ctx ctx = {store, &stats, policy_sha256, NULL, ""};
+    range_ctx ctx = {store, &stats, policy_sha256, NULL, "", NULL, NULL};
     git_oid from_oid, to_oid, *oids = NULL;
     git_commit *from_commit = NULL;
     git_tree *from_tree = NULL;
     size_t count = 0;
+    bool cut = false;
     int err = 0, rc;
 
     memset(&stats, 0, sizeof(stats));
@@ -602,11 +631,13 @@ int imgstore_store_verify_range(imgstore_mirror_stats *out, imgstore_store *stor
             err = 0;
         if (err < 0)
             goto done;
+        ctx.from = &from_oid;
+        ctx.from_tree = from_tree;
     }
-    if ((err = collect(&oids, &count, store, from ? &from_oid : NULL, &to_oid)) < 0)
+    if ((err = collect(&oids, &count, &cut, store, from ? &from_oid : NULL, &to_oid)) < 0)
         goto done;
     for (size_t i = count; i-- > 0 && err == 0;)
-        err = check_commit(&ctx, &oids[i]);
+        err = check_commit(&ctx, &oids[i], cut && i == count - 1);
 done:
     if (out)
         *out = stats;

@@ -205,6 +205,12 @@ int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char **
                                       size_t *sig_count_out, imgstore_store *store,
                                       const git_tree *tree, const char *name, const char *channel);
 
+/** A signed document of at most 64 KiB at `path` of `tree` (a policy, a channel state, also
+ * as archived by a cut) and the armored signatures in the tree at `dir`. 0, ENOTFOUND. */
+int imgstore_store__signed_read(char **bytes_out, size_t *len_out, char ***sigs_out,
+                                size_t *sig_count_out, imgstore_store *store, const git_tree *tree,
+                                const char *path, const char *dir);
+
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);
@@ -236,6 +242,13 @@ int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const
  * version index (when the commit keeps the indexes). */
 int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                                       const imgstore_manifest *m);
+
+/** Whether rows [0, count) of the log `log` are the same in `a` (a_total rows) and `b`
+ * (b_total rows); false when either has fewer. Whole groups and segments are compared by id,
+ * so the cost is count / 16,384 tree entries plus at most one segment read from each. */
+int imgstore_store__log_prefix_equal(bool *out, imgstore_store *store, const git_tree *a,
+                                     size_t a_total, const git_tree *b, size_t b_total,
+                                     const char *log, size_t count);
 
 /** Replace the rows of the log at `log` of *tree_oid (`total` rows) from row `first` (a
  * multiple of the segment size) on with `rows`, dropping the segments past the new end: a
@@ -348,6 +361,26 @@ int imgstore_store__stack_check(imgstore_store *store, const imgstore_channel_st
 int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *store,
                                    const git_tree *root, const imgstore_policy *policy,
                                    const char *name, const char *channel);
+
+/* ---- read replicas across a cut (mirror_cut.c) ---------------------------------------- */
+
+/** Whether `commit` is a cut (docs/format.md "Retention"): a root whose message has "op:" and
+ * "previous:" lines; fills the op number, the commit it cut and its store-id ("" if none). */
+bool imgstore_store__mirror_is_cut(uint64_t *op_out, git_oid *previous_out, char store_id_out[41],
+                                   const git_commit *commit);
+
+/**
+ * What a replica checks of a cut `cut` (tree `tree`) beyond its tree, before it takes it in
+ * place of its tip `from` (tree `from_tree`; NULL for a first sync): the oplog continues the
+ * replica's, the store-id is its, archive/trust holds the replica's policy steps and then new
+ * ones that verify (policy 1 hashing to `pinned`), archive/channels the replica's moves and
+ * then new signed ones. *policy_io (the policy in force at `from`; NULL for a first sync)
+ * becomes the last archived policy. 0 or IMGSTORE_EVERIFY with a one-line reason.
+ */
+int imgstore_store__mirror_cut_check(imgstore_policy **policy_io, imgstore_mirror_stats *stats,
+                                     imgstore_store *store, const git_commit *cut,
+                                     const git_tree *tree, const git_oid *from,
+                                     const git_tree *from_tree, const char *pinned);
 
 /* ---- parallel chunk reader (readahead.c) -------------------------------------------- */
 
