@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.request
 
-from imgstore_testlib import (BIN, EXIT_OK, Server, ServerTestCase, fixture, git_ok, hash_object,
+from imgstore_testlib import (BIN, EXIT_OK, Server, ServerTestCase, fixture, git, git_ok, hash_object,
                               ls_tree, main, needs_fixtures, run, sha256, sha256_file, tree_with,
                               validate)
 
@@ -298,6 +298,140 @@ class Mirror(ServerTestCase):
                          ("--mirror-of", self.repo, "--trust-policy-sha256", sha256(policy)))
         self.addCleanup(replica.kill)
         self.assertIsNone(replica.get_json("/v1/mirror")["error"])
+
+    # -- across a cut (a prune that frees space) ----------------------------------------
+
+    def wait_tip(self, server, tip, timeout=VISIBLE_WITHIN):
+        """Seconds until SERVER serves TIP."""
+        start = time.time()
+        while time.time() - start < timeout:
+            if self.mirror_status(server)["tip"] == tip:
+                return time.time() - start
+            time.sleep(0.05)
+        raise AssertionError("%s not on %s within %ss: %s\n%s"
+                             % (tip, server.url, timeout, self.mirror_status(server),
+                                server.log()[-3000:]))
+
+    def push_three(self):
+        """boot@1..3 of real images; prod runs 3 only, so a prune --keep 1 removes 1 and 2."""
+        for version, image in (("1", "ipxe.lkrn"), ("2", "memtest86+x64.bin"),
+                               ("3", "memtest86+x64.efi")):
+            self.push("--name", "boot", "--version", version, fixture(image),
+                      fixture("cmdline.txt"))
+        self.ok("deploy", "boot", "3", "--channel", "prod")
+
+    def assertIsCut(self, repo, tip):
+        """TIP is a cut: a root commit naming the commit it cut."""
+        self.assertEqual(git_ok("rev-list", "--count", tip, git_dir=repo).strip(), "1")
+        self.assertIn("previous: ", git_ok("log", "-1", "--format=%B", tip, git_dir=repo))
+
+    @needs_fixtures
+    def test_two_replicas_follow_a_prune_that_cuts_history(self):
+        self.push_three()
+        daemon = GitDaemon(self.tmp)
+        self.addCleanup(daemon.stop)
+        by_path = self.replica("by-path.git", self.repo)
+        by_git = self.replica("by-git.git", daemon.url("store.git"))
+        old = self.tip()
+        for server in (by_path, by_git):
+            self.assertEqual(self.mirror_status(server)["tip"], old)
+        # a chunk only the pruned boot@1 holds, to see it go from a replica's disk
+        chunk = git_ok("rev-parse", "main:images/boot/1/files/ipxe.lkrn/000000",
+                       git_dir=self.repo).strip()
+        self.ok("prune", "boot", "--keep", "1")
+        cut = self.tip()
+        self.assertIsCut(self.repo, cut)
+        start = time.time()
+        seconds = {server.url: self.wait_tip(server, cut) for server in (by_path, by_git)}
+        # the figure docs/operations.md quotes: prune done -> cut served, mirror_interval = 1
+        print("\ncut visible after prune: path %.2f s, git daemon %.2f s (%.2f s for both)"
+              % (seconds[by_path.url], seconds[by_git.url], time.time() - start))
+        for server in (by_path, by_git):
+            st = self.mirror_status(server)
+            self.assertIsNone(st["error"])
+            self.assertEqual(st["tip"], cut)
+            self.assertIsCut(server.repo, cut)
+            self.assertEqual(self.state(server, name="boot")["version"], "3")
+            self.assertEqual(sha256(self.download(server, "boot", "3", "memtest86+x64.efi")),
+                             sha256_file(fixture("memtest86+x64.efi")))
+            for version in ("1", "2"):
+                status, _, _ = server.request("GET", "/v1/images/boot/%s/manifest" % version)
+                self.assertEqual(status, 404)
+            git_ok("fsck", "--strict", git_dir=server.repo)
+        # the replica's own gc frees what the cut left unreachable
+        git_ok("cat-file", "-e", chunk, git_dir=by_path.repo)
+        rc, out, err = run("gc", "--prune=now", repo=by_path.repo)
+        self.assertEqual(rc, EXIT_OK, err)
+        self.assertNotEqual(git("cat-file", "-e", chunk, git_dir=by_path.repo)[0], 0)
+        git_ok("fsck", "--strict", git_dir=by_path.repo)
+        # and both go on from the cut as from any commit
+        self.ok("deploy", "boot", "3", "--channel", "canary")
+        after = self.tip()
+        for server in (by_path, by_git):
+            self.wait_tip(server, after)
+            self.assertEqual(self.state(server, "canary", "boot")["version"], "3")
+
+    @needs_fixtures
+    def test_a_replica_started_after_a_cut_takes_it(self):
+        self.push_three()
+        policy = git_ok("show", "main:trust/policy.json", git_dir=self.repo, binary=True)
+        self.ok("prune", "boot", "--keep", "1")
+        self.assertIsCut(self.repo, self.tip())
+        replica = Server(self.path("late.git"), self.tmp, ("read_public = true",),
+                         ("--mirror-of", self.repo, "--trust-policy-sha256", sha256(policy)))
+        self.addCleanup(replica.kill)
+        self.assertEqual(self.mirror_status(replica)["tip"], self.tip())
+        self.assertEqual(sha256(self.download(replica, "boot", "3", "memtest86+x64.efi")),
+                         sha256_file(fixture("memtest86+x64.efi")))
+
+    def forge(self, inter, treeish, message, *sign):
+        """A root commit of TREEISH with MESSAGE, made by stock git (signed with SIGN's
+        `-c` options and -S when given), as main of INTER."""
+        args = ["-c", "user.name=evil", "-c", "user.email=evil@example"] + list(sign[:-1])
+        args += ["commit-tree", treeish + "^{tree}", "-m", message] + list(sign[-1:])
+        forged = git_ok(*args, git_dir=inter).strip()
+        git_ok("update-ref", "refs/heads/main", forged, git_dir=inter)
+        return forged
+
+    @needs_fixtures
+    def test_forged_cuts_are_refused_and_the_last_good_state_served(self):
+        self.push_three()
+        inter = self.intermediate()
+        replica = self.replica("replica.git", inter)
+        good = self.mirror_status(replica)["tip"]
+        self.ok("prune", "boot", "--keep", "1")
+        cut = self.update(inter, "refs/incoming")
+        self.assertIsCut(inter, cut)
+        message = git_ok("log", "-1", "--format=%B", cut, git_dir=inter)
+        # the primary's own cut, unsigned
+        forged = self.forge(inter, cut, message)
+        st = self.wait_refused(replica)
+        self.assertIn("must be signed by a release or root key", st["error"])
+        self.assertEqual(st["refused_tip"], forged)
+        self.assertNotIn("\n", st["error"])
+        # signed, but by a key the policy does not list
+        key = self.path("evil")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        forged = self.forge(inter, cut, message, "-c", "gpg.format=ssh", "-c",
+                            "user.signingKey=" + key, "-S")
+        deadline = time.time() + VISIBLE_WITHIN
+        while time.time() < deadline:
+            st = self.mirror_status(replica)
+            if st["refused_tip"] == forged:
+                break
+            time.sleep(0.1)
+        self.assertEqual(st["refused_tip"], forged)
+        self.assertIn("a key no trust policy in force lists", st["error"])
+        self.assertEqual(st["tip"], good)
+        self.assertEqual(self.state(replica, name="boot")["version"], "3")
+        status, _, _ = replica.request("GET", "/v1/images/boot/1/manifest")
+        self.assertEqual(status, 200, "the last good state still has boot@1")
+        self.assertEqual(git_ok("rev-parse", "refs/heads/main", git_dir=replica.repo).strip(),
+                         good)
+        # the real cut is taken at the next sync
+        git_ok("update-ref", "refs/heads/main", cut, git_dir=inter)
+        self.wait_tip(replica, cut)
+        self.assertIsNone(self.mirror_status(replica)["error"])
 
     # -- writes ------------------------------------------------------------------------
 
