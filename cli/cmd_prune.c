@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_KEEP = OPT_FIRST_LOCAL, OPT_OLDER_THAN, OPT_DRY_RUN, OPT_NO_HISTORY };
+enum { OPT_KEEP = OPT_FIRST_LOCAL, OPT_OLDER_THAN, OPT_DRY_RUN, OPT_KEEP_HISTORY, OPT_NO_HISTORY };
 
 static int parse_count(long long *out, const char *text, long long max)
 {
@@ -49,8 +49,9 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
                                             {"keep", required_argument, NULL, OPT_KEEP},
                                             {"older-than", required_argument, NULL, OPT_OLDER_THAN},
                                             {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+                                            {"keep-history", no_argument, NULL, OPT_KEEP_HISTORY},
                                             {NULL, 0, NULL, 0}};
-    imgstore_prune_opts opts = {0};
+    imgstore_prune_opts opts = {.cut = true};
     imgstore_prune_plan *plan = NULL;
     imgstore_store *store = NULL;
     cli_signers signers = {0};
@@ -71,6 +72,8 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
             opts.older_than = value * 86400;
         } else if (opt == OPT_DRY_RUN) {
             dry_run = true;
+        } else if (opt == OPT_KEEP_HISTORY) {
+            opts.cut = false;
         }
     }
     if (code >= 0)
@@ -113,7 +116,19 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
            (unsigned long long)plan->chunks_freed,
            cli_human_size(freed, sizeof(freed), plan->bytes_freed),
            (unsigned long long)plan->manifests_read);
-    if (plan->commit[0])
+    if (plan->cut && dry_run)
+        printf("would cut history: a new root at op %llu archiving %zu channel move%s and %zu "
+               "policy step%s; 'imgstore gc --prune' then frees the removed bytes\n",
+               (unsigned long long)plan->cut_op, plan->cut_moves, plan->cut_moves == 1 ? "" : "s",
+               plan->cut_policies, plan->cut_policies == 1 ? "" : "s");
+    else if (plan->cut)
+        printf("commit %s, cut %s (op %llu, %zu channel move%s and %zu policy step%s "
+               "archived); 'imgstore gc --prune' frees the removed bytes; clones made before "
+               "must fetch and reset (docs/format.md)\n",
+               plan->commit, plan->cut_commit, (unsigned long long)plan->cut_op, plan->cut_moves,
+               plan->cut_moves == 1 ? "" : "s", plan->cut_policies,
+               plan->cut_policies == 1 ? "" : "s");
+    else if (plan->commit[0])
         printf("commit %s; the objects stay until 'imgstore gc --prune' (docs/format.md)\n",
                plan->commit);
 done:

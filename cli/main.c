@@ -193,17 +193,20 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore gc --all",
      USES_JSON},
-    {"prune", cli_cmd_prune, "prune [NAME] --keep N [--older-than DAYS] [--dry-run]",
+    {"prune", cli_cmd_prune,
+     "prune [NAME] --keep N [--older-than DAYS] [--dry-run] [--keep-history]",
      "Remove old versions in one signed commit (a release or root key): all but the newest N\n"
      "of each image (or of NAME), except what a channel runs, what its rollback stack holds,\n"
      "and what it ran within the rollback window (--older-than DAYS, else 30 days). Prints\n"
-     "what goes, what a rule keeps and why, and what it frees. History keeps the pruned\n"
-     "versions; their objects go with 'imgstore gc --prune'. Local only. Never during an\n"
-     "incident (docs/runbook.md).\n"
+     "what goes, what a rule keeps and why, and what it frees. Then cuts the history: a new\n"
+     "signed root commit carries the tree, the old channel moves and policy steps (in\n"
+     "archive/), so that 'imgstore gc --prune' frees the removed versions' bytes; clones made\n"
+     "before must fetch and reset. Local only. Never during an incident (docs/runbook.md).\n"
      "\n"
      "  --keep N            the newest N versions of each image stay (at least 1)\n"
      "  --older-than DAYS   only versions created more than DAYS ago go; also the window\n"
-     "  --dry-run           print the plan, change nothing\n"
+     "  --dry-run           print the plan and what the cut would archive, change nothing\n"
+     "  --keep-history      no cut: history keeps the removed versions (and their bytes)\n"
      "\n"
      "Example:\n"
      "  imgstore prune app --keep 20 --older-than 90 --dry-run",

@@ -35,7 +35,7 @@
 
 /* ---- segmented logs ------------------------------------------------------------------ */
 
-static void segment_path(char *out, size_t cap, const char *log, size_t segment)
+void imgstore_store__log_segment_path(char *out, size_t cap, const char *log, size_t segment)
 {
     snprintf(out, cap, "%s/%05zu/%03zu", log, segment / LOG_SEGMENTS, segment % LOG_SEGMENTS);
 }
@@ -117,7 +117,7 @@ static int segment_read(segment *out, imgstore_store *store, const git_tree *roo
     int err;
 
     memset(out, 0, sizeof(*out));
-    segment_path(path, sizeof(path), log, n);
+    imgstore_store__log_segment_path(path, sizeof(path), log, n);
     if ((err = imgstore_store__read_small_blob(&out->bytes, &len, store, root, path,
                                                LOG_SEGMENT_CAP)) < 0)
         return err == IMGSTORE_ENOTFOUND ? damaged(log, "a segment is missing") : err;
@@ -279,7 +279,7 @@ static int log_write(git_oid *tree_oid, imgstore_store *store, const char *log, 
             len += (size_t)sprintf(bytes + len, "%s\n", rows[at + i]);
         err = imgstore_store__write_blob(&blob, store, bytes, len);
         free(bytes);
-        segment_path(path, sizeof(path), log, (first + at) / LOG_ROWS);
+        imgstore_store__log_segment_path(path, sizeof(path), log, (first + at) / LOG_ROWS);
         if (err == 0)
             err = imgstore_store__tree_set(tree_oid, store, path, &blob, GIT_FILEMODE_BLOB);
     }
@@ -301,7 +301,7 @@ int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, c
     for (size_t n = new_segments; n < old_segments && err == 0; n++) {
         char path[512];
 
-        segment_path(path, sizeof(path), log, n);
+        imgstore_store__log_segment_path(path, sizeof(path), log, n);
         err = imgstore_store__tree_set(tree_oid, store, path, NULL, 0);
     }
     return err;
@@ -345,7 +345,8 @@ done:
     return err;
 }
 
-static int log_append(git_oid *tree_oid, imgstore_store *store, const char *log, const char *row)
+int imgstore_store__log_append(git_oid *tree_oid, imgstore_store *store, const char *log,
+                               const char *row)
 {
     git_tree *root = NULL;
     size_t total = 0;
@@ -615,7 +616,7 @@ static int sink_append(const char *log, const char *row, void *payload)
 {
     appender *a = payload;
 
-    return log_append(a->tree_oid, a->store, log, row);
+    return imgstore_store__log_append(a->tree_oid, a->store, log, row);
 }
 
 int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const git_commit *parent,
@@ -639,7 +640,7 @@ int imgstore_store__index_commit(git_oid *tree_oid, imgstore_store *store, const
     d = (commit_diff){store,    parent_tree, after, ops + 1, time, sink_append, &a,
                       "index/", NULL,        0,     NULL,    0,    NULL,        false};
     git_oid_tostr(row, sizeof(row), git_commit_id(parent));
-    if ((err = log_append(tree_oid, store, OPLOG, row)) == 0)
+    if ((err = imgstore_store__log_append(tree_oid, store, OPLOG, row)) == 0)
         err = diff_commit(&d);
     git_tree_free(after);
     return err;

@@ -491,6 +491,11 @@ int imgstore_store_prune_plan(imgstore_prune_plan **out, imgstore_store *store,
         return err;
     err = plan_at(out, store, tip, opts);
     git_tree_free(tip);
+    if (err == 0 && opts->cut && (*out)->removed_count > 0 &&
+        (err = imgstore_store__cut_plan(*out, store)) < 0) {
+        imgstore_prune_plan_free(*out);
+        *out = NULL;
+    }
     return err;
 }
 
@@ -649,6 +654,18 @@ static int prune_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, v
     return 0;
 }
 
+/* With opts->cut, the removal commit is followed by the cut (cut.c) before the ref moves:
+ * the ref goes from the old tip to the cut in one step, so a failed cut leaves the store as
+ * it was, never pruned without the cut that was asked for. */
+static int prune_cut_fn(git_oid *commit_oid, const git_signature *sig, const imgstore_sign_key *key,
+                        void *payload)
+{
+    prune_edit *e = payload;
+
+    git_oid_tostr(e->plan->commit, sizeof(e->plan->commit), commit_oid);
+    return imgstore_store__cut_write(commit_oid, e->plan, e->store, sig, key);
+}
+
 int imgstore_store_prune(imgstore_prune_plan **out, imgstore_store *store,
                          const imgstore_prune_opts *opts, const imgstore_signers *signers,
                          const char *actor)
@@ -661,10 +678,11 @@ int imgstore_store_prune(imgstore_prune_plan **out, imgstore_store *store,
         return err;
     if (!signers || signers->count == 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "prune is signed: give a release or root key");
-    err = imgstore_store__commit(store, actor, signers->keys[0], prune_edit_fn, &e);
+    err = imgstore_store__commit_then(store, actor, signers->keys[0], prune_edit_fn,
+                                      opts->cut ? prune_cut_fn : NULL, &e);
     if (err == IMGSTORE_STORE_UNCHANGED)
         err = 0;
-    else if (err == 0)
+    else if (err == 0 && !opts->cut)
         err = imgstore_store_tip_id(e.plan->commit, store);
     if (err < 0) {
         imgstore_prune_plan_free(e.plan);
@@ -695,12 +713,21 @@ static json_t *items_json(const imgstore_prune_item *items, size_t count)
 
 json_t *imgstore_store_prune_plan_to_json(const imgstore_prune_plan *plan)
 {
-    return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:s*}", "removed",
-                     items_json(plan->removed, plan->removed_count), "kept",
-                     items_json(plan->kept, plan->kept_count), "freed", "versions",
-                     (json_int_t)plan->removed_count, "files", (json_int_t)plan->files_freed,
-                     "chunks", (json_int_t)plan->chunks_freed, "bytes",
-                     (json_int_t)plan->bytes_freed, "window_seconds", (json_int_t)plan->window,
-                     "manifests_read", (json_int_t)plan->manifests_read, "commit",
-                     plan->commit[0] ? plan->commit : NULL);
+    json_t *doc = json_pack(
+        "{s:o, s:o, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:s*}", "removed",
+        items_json(plan->removed, plan->removed_count), "kept",
+        items_json(plan->kept, plan->kept_count), "freed", "versions",
+        (json_int_t)plan->removed_count, "files", (json_int_t)plan->files_freed, "chunks",
+        (json_int_t)plan->chunks_freed, "bytes", (json_int_t)plan->bytes_freed, "window_seconds",
+        (json_int_t)plan->window, "manifests_read", (json_int_t)plan->manifests_read, "commit",
+        plan->commit[0] ? plan->commit : NULL);
+
+    if (doc && plan->cut)
+        json_object_set_new(doc, "cut",
+                            json_pack("{s:s*, s:I, s:I, s:I}", "commit",
+                                      plan->cut_commit[0] ? plan->cut_commit : NULL, "op",
+                                      (json_int_t)plan->cut_op, "moves_archived",
+                                      (json_int_t)plan->cut_moves, "policies_archived",
+                                      (json_int_t)plan->cut_policies));
+    return doc;
 }

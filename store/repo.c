@@ -680,7 +680,7 @@ int imgstore_store__actor_signature(git_signature **out, const char *actor)
 }
 
 static int commit_once(imgstore_store *store, git_signature *sig, const imgstore_sign_key *key,
-                       imgstore_store__edit_fn edit, void *payload)
+                       imgstore_store__edit_fn edit, imgstore_store__then_fn then, void *payload)
 {
     git_reference *head = NULL, *moved = NULL;
     git_commit *parent = NULL;
@@ -722,6 +722,8 @@ static int commit_once(imgstore_store *store, git_signature *sig, const imgstore
     if ((err = imgstore_store__commit_create(&commit_oid, store, store->repo, sig, message, tree,
                                              parent, key)) < 0)
         goto done;
+    if (then && (err = then(&commit_oid, sig, key, payload)) < 0)
+        goto done;
     if ((err = imgstore_store__sync(store)) < 0)
         goto done;
     rc = git_reference_create_matching(&moved, store->repo, IMGSTORE_STORE_REF, &commit_oid, 1,
@@ -753,6 +755,13 @@ done:
 int imgstore_store__commit(imgstore_store *store, const char *actor, const imgstore_sign_key *key,
                            imgstore_store__edit_fn edit, void *payload)
 {
+    return imgstore_store__commit_then(store, actor, key, edit, NULL, payload);
+}
+
+int imgstore_store__commit_then(imgstore_store *store, const char *actor,
+                                const imgstore_sign_key *key, imgstore_store__edit_fn edit,
+                                imgstore_store__then_fn then, void *payload)
+{
     git_signature *sig = NULL;
     int lock_fd = -1;
     int err;
@@ -763,7 +772,7 @@ int imgstore_store__commit(imgstore_store *store, const char *actor, const imgst
         goto done;
     err = RACE_LOST;
     for (int attempt = 0; attempt < COMMIT_RETRIES && err == RACE_LOST; attempt++)
-        err = commit_once(store, sig, key, edit, payload);
+        err = commit_once(store, sig, key, edit, then, payload);
     if (err == RACE_LOST)
         err = imgstore_error_set(IMGSTORE_ELOCKED, "%s: %s kept moving under us; try again",
                                  store->path, IMGSTORE_STORE_REF);

@@ -337,6 +337,8 @@ typedef struct {
     int64_t older_than; /* seconds: only versions created longer ago are removed, and the
                            rollback window is this long; 0: any age, a 30-day window */
     int64_t now;        /* the time ages count from; 0: the clock */
+    bool cut;           /* also cut the history after the removal (cut.c, docs/format.md
+                           "Cutting history"), so that gc frees the removed versions' bytes */
 } imgstore_prune_opts;
 
 typedef struct {
@@ -357,6 +359,12 @@ typedef struct {
     uint64_t manifests_read; /* the cost: removed plus kept versions of the images in question */
     int64_t window;          /* the rollback window applied, seconds */
     char commit[41];         /* the prune commit; "" for a plan or when nothing was removed */
+    /* with opts->cut, what the cut does (a plan: would do) when versions are removed */
+    bool cut;            /* a cut is (would be) made */
+    char cut_commit[41]; /* the cut, the new root and tip; "" for a plan */
+    uint64_t cut_op;     /* its op number */
+    size_t cut_moves;    /* channel moves archived now (since the last cut) */
+    size_t cut_policies; /* policy steps archived now */
 } imgstore_prune_plan;
 
 /**

@@ -112,6 +112,17 @@ typedef int (*imgstore_store__edit_fn)(git_oid *tree_out, char **message_out, gi
 int imgstore_store__commit(imgstore_store *store, const char *actor, const imgstore_sign_key *key,
                            imgstore_store__edit_fn edit, void *payload);
 
+/* Called under the writers' lock once the edit's commit is written, before the ref moves: it
+ * may replace *commit_oid by a commit built from it (prune's cut, cut.c), which the ref then
+ * moves to instead, so both land or neither does. */
+typedef int (*imgstore_store__then_fn)(git_oid *commit_oid, const git_signature *sig,
+                                       const imgstore_sign_key *key, void *payload);
+
+/** imgstore_store__commit with `then` (may be NULL) run on each commit written. */
+int imgstore_store__commit_then(imgstore_store *store, const char *actor,
+                                const imgstore_sign_key *key, imgstore_store__edit_fn edit,
+                                imgstore_store__then_fn then, void *payload);
+
 /** Take the writers' flock on <repo>/imgstore.lock (waits up to a minute): *out is the fd
  * to close. 0, IMGSTORE_ELOCKED, IMGSTORE_ERROR. */
 int imgstore_store__lock(int *out, imgstore_store *store);
@@ -224,6 +235,14 @@ int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *s
 int imgstore_store__log_count(size_t *out, imgstore_store *store, const git_tree *root,
                               const char *log);
 
+/** "<log>/<group>/<segment>": where segment `segment` of a log is (and the archive of a
+ * channel's moves, cut.c, shards the same way). */
+void imgstore_store__log_segment_path(char *out, size_t cap, const char *log, size_t segment);
+
+/** Append `row` to the log at `log` of the tree *tree_oid (one segment rewritten). */
+int imgstore_store__log_append(git_oid *tree_oid, imgstore_store *store, const char *log,
+                               const char *row);
+
 /** Rows [first, first+count) of a log of `total` rows (strings; imgstore_strings_free). */
 int imgstore_store__log_rows(char ***out, imgstore_store *store, const git_tree *root,
                              const char *log, size_t total, size_t first, size_t count);
@@ -277,6 +296,31 @@ int imgstore_store__index_row_numbers(uint64_t *op_out, int64_t *time_out, const
  * number `ops`. */
 int imgstore_store__index_commit_id(git_oid *out, imgstore_store *store, const git_tree *tip_tree,
                                     const git_oid *tip, uint64_t ops, uint64_t op);
+
+/* ---- cutting history (cut.c) ------------------------------------------------------- */
+
+/* What a cut commit records in its message (docs/format.md, "Cutting history"). */
+typedef struct {
+    char store_id[GIT_OID_HEXSZ + 1]; /* the store's id, kept across cuts */
+    git_oid previous;                 /* the removal commit the cut was made after */
+    uint64_t op;                      /* the cut's op number */
+} imgstore_store__cut_record;
+
+/** Whether `commit` is a cut: no parent, and a message with `store-id:`, `previous:` and
+ * `op:` lines. 0 and *out filled when it is; IMGSTORE_ENOTFOUND (no message set) when it is
+ * not; IMGSTORE_EVERIFY when a root's message has the lines but they do not parse. */
+int imgstore_store__cut_read(imgstore_store__cut_record *out, const git_commit *commit);
+
+/** Make the cut after the removal commit `*commit_oid` (not yet on any ref): a root commit
+ * whose tree is the removal's plus the archive, signed by `key`; *commit_oid becomes its id.
+ * `counts` (may be NULL) gets what was archived. IMGSTORE_EINVALID when the indexes are not
+ * current (a cut needs them), IMGSTORE_EVERIFY, IMGSTORE_ERROR. */
+int imgstore_store__cut_write(git_oid *commit_oid, imgstore_prune_plan *counts,
+                              imgstore_store *store, const git_signature *sig,
+                              const imgstore_sign_key *key);
+
+/** What a cut made on the tip now would archive (prune --dry-run): counts in *out. */
+int imgstore_store__cut_plan(imgstore_prune_plan *out, imgstore_store *store);
 
 /* ---- trust (trust.c) ----------------------------------------------------------------- */
 

