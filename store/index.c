@@ -235,7 +235,7 @@ int imgstore_store__log_prefix_equal(bool *out, imgstore_store *store, const git
     while (row + LOG_ROWS <= count) {
         git_oid x, y;
 
-        segment_path(path, sizeof(path), log, row / LOG_ROWS);
+        imgstore_store__log_segment_path(path, sizeof(path), log, row / LOG_ROWS);
         x = imgstore_store__id_at(a, path);
         y = imgstore_store__id_at(b, path);
         if (git_oid_is_zero(&x) || !git_oid_equal(&x, &y))

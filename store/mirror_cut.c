@@ -55,32 +55,6 @@ static int refusef(cut_ctx *ctx, const char *fmt, ...)
     return imgstore_error_set(IMGSTORE_EVERIFY, "cut %s: %s", ctx->commit, message);
 }
 
-bool imgstore_store__mirror_is_cut(uint64_t *op_out, git_oid *previous_out, char store_id_out[41],
-                                   const git_commit *commit)
-{
-    const char *message = git_commit_message(commit);
-    bool have_op = false, have_previous = false;
-    unsigned long long op = 0;
-
-    store_id_out[0] = '\0';
-    if (!message || git_commit_parentcount(commit) != 0)
-        return false;
-    for (const char *line = message; line && *line; line = strchr(line, '\n'), line += !!line) {
-        int end = 0;
-
-        if (sscanf(line, "op: %llu%n", &op, &end) == 1 && (line[end] == '\n' || !line[end]))
-            have_op = true;
-        else if (strncmp(line, "previous: ", 10) == 0 &&
-                 strspn(line + 10, "0123456789abcdef") == 40)
-            have_previous = git_oid_fromstrn(previous_out, line + 10, 40) == 0;
-        else if (strncmp(line, "store-id: ", 10) == 0 &&
-                 strspn(line + 10, "0123456789abcdef") == 40)
-            snprintf(store_id_out, 41, "%.40s", line + 10);
-    }
-    *op_out = op;
-    return have_op && have_previous;
-}
-
 /* ---- the oplog: R continues the replica's line ------------------------------------- */
 
 static int check_oplog(cut_ctx *ctx, uint64_t op, const git_oid *previous, const char *store_id)
@@ -395,7 +369,7 @@ static int segment_ops(uint64_t **out, size_t *count_out, cut_ctx *ctx, const ch
     }
     for (size_t i = 0; i < count && err == 0; i++) {
         unsigned long long op;
-        char sigs[64], kind[8];
+        char kind[8];
         int end = 0;
 
         if (sscanf(names[i], "%llu.%4s%n", &op, kind, &end) != 2 || names[i][end] != '\0' ||
@@ -405,17 +379,7 @@ static int segment_ops(uint64_t **out, size_t *count_out, cut_ctx *ctx, const ch
         }
         if (strcmp(kind, "sigs") == 0)
             continue;
-        snprintf(sigs, sizeof(sigs), "%llu.sigs", op);
-        {
-            char path[700];
-            git_oid id;
-
-            snprintf(path, sizeof(path), "%s/%s", segdir, sigs);
-            id = imgstore_store__id_at(ctx->tree, path);
-            if (git_oid_is_zero(&id))
-                err = refusef(ctx, "%s/%llu.json has no %s", segdir, op, sigs);
-        }
-        ops[n++] = op;
+        ops[n++] = op; /* its .sigs may be absent: no signatures, which a new move needs */
     }
     qsort(ops, n, sizeof(*ops), cmp_u64);
     if (err == 0) {
@@ -431,7 +395,10 @@ done:
 
 static void segment_dir(char *out, size_t cap, const char *name, const char *channel, size_t seg)
 {
-    snprintf(out, cap, "archive/channels/%s/%s/%05zu/%03zu", name, channel, seg / 256, seg % 256);
+    char dir[400];
+
+    snprintf(dir, sizeof(dir), "archive/channels/%s/%s", name, channel);
+    imgstore_store__log_segment_path(out, cap, dir, seg);
 }
 
 /* One channel's archived moves: row i of the replica's channel log is archived in segment
@@ -600,16 +567,17 @@ int imgstore_store__mirror_cut_check(imgstore_policy **policy_io, imgstore_mirro
                                      const git_tree *from_tree, const char *pinned)
 {
     cut_ctx ctx = {store, stats, cut, tree, from, from_tree, 0, {NULL}, 0, ""};
+    imgstore_store__cut_record record;
     git_commit *from_commit = NULL;
-    git_oid previous;
-    char store_id[41];
-    uint64_t op = 0;
     bool current = false;
     int err = 0, rc;
 
     git_oid_tostr(ctx.commit, sizeof(ctx.commit), git_commit_id(cut));
-    if (!imgstore_store__mirror_is_cut(&op, &previous, store_id, cut))
-        return refusef(&ctx, "not a cut: a root commit needs op: and previous: lines");
+    if ((err = imgstore_store__cut_read(&record, cut)) < 0)
+        return refusef(&ctx, "%s",
+                       err == IMGSTORE_ENOTFOUND
+                           ? "a root commit that is not a cut (no previous: and op: lines)"
+                           : imgstore_error_last());
     if (from) {
         if ((rc = git_commit_lookup(&from_commit, store->repo, from)) < 0)
             return imgstore_store__git_error(rc, "this replica's tip");
@@ -621,7 +589,7 @@ int imgstore_store__mirror_cut_check(imgstore_policy **policy_io, imgstore_mirro
             return refusef(&ctx, "this replica's indexes are not current, so it cannot tell "
                                  "that the cut continues its history; seed it again");
     }
-    if ((err = check_oplog(&ctx, op, &previous, store_id)) < 0)
+    if ((err = check_oplog(&ctx, record.op, &record.previous, record.store_id)) < 0)
         goto done;
     if (*policy_io) {
         imgstore_policy *copy = NULL;
@@ -630,7 +598,8 @@ int imgstore_store__mirror_cut_check(imgstore_policy **policy_io, imgstore_mirro
             (err = keep_policy(&ctx, copy)) < 0)
             goto done;
     }
-    if ((err = check_policies(&ctx, policy_io, pinned)) < 0 || (err = check_channels(&ctx, op)) < 0)
+    if ((err = check_policies(&ctx, policy_io, pinned)) < 0 ||
+        (err = check_channels(&ctx, record.op)) < 0)
         goto done;
 done:
     for (size_t i = 0; i < ctx.policy_count; i++)

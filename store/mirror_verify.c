@@ -67,10 +67,10 @@ static int collect(git_oid **out, size_t *count_out, bool *cut_out, imgstore_sto
     *cut_out = false;
     while (!from || !git_oid_equal(&at, from)) {
         git_commit *commit = NULL;
-        git_oid current = at, previous;
+        imgstore_store__cut_record record;
+        git_oid current = at;
         unsigned parents;
-        char hex[GIT_OID_HEXSZ + 1], store_id[41];
-        uint64_t op;
+        char hex[GIT_OID_HEXSZ + 1];
 
         git_oid_tostr(hex, sizeof(hex), &current);
         if ((rc = git_commit_lookup(&commit, store->repo, &at)) < 0) {
@@ -81,7 +81,7 @@ static int collect(git_oid **out, size_t *count_out, bool *cut_out, imgstore_sto
         if (parents == 1)
             git_oid_cpy(&at, git_commit_parent_id(commit, 0));
         /* a cut is checked against the replica's tip as if that were its parent */
-        *cut_out = parents == 0 && imgstore_store__mirror_is_cut(&op, &previous, store_id, commit);
+        *cut_out = parents == 0 && imgstore_store__cut_read(&record, commit) == 0;
         git_commit_free(commit);
         if (parents > 1) {
             err = imgstore_error_set(IMGSTORE_EVERIFY,

@@ -408,11 +408,6 @@ int imgstore_store__channel_status(imgstore_trust_status *out, imgstore_store *s
 
 /* ---- read replicas across a cut (mirror_cut.c) ---------------------------------------- */
 
-/** Whether `commit` is a cut (docs/format.md "Retention"): a root whose message has "op:" and
- * "previous:" lines; fills the op number, the commit it cut and its store-id ("" if none). */
-bool imgstore_store__mirror_is_cut(uint64_t *op_out, git_oid *previous_out, char store_id_out[41],
-                                   const git_commit *commit);
-
 /**
  * What a replica checks of a cut `cut` (tree `tree`) beyond its tree, before it takes it in
  * place of its tip `from` (tree `from_tree`; NULL for a first sync): the oplog continues the

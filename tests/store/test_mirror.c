@@ -351,8 +351,11 @@ static void cut(git_oid *out, fixture *f, const imgstore_sign_key *key, cut_edit
 static void prune_to(fixture *f, size_t keep)
 {
     /* two days on, a one-day window: only the channels' stacks and current versions stay */
-    imgstore_prune_opts opts = {
-        .name = "app", .keep = keep, .older_than = 86400, .now = time(NULL) + 2 * 86400};
+    imgstore_prune_opts opts = {.name = "app",
+                                .keep = keep,
+                                .older_than = 86400,
+                                .now = time(NULL) + 2 * 86400,
+                                .cut = true};
     imgstore_signers signers = TEST_SIGNERS;
     imgstore_prune_plan *plan = NULL;
 
@@ -376,6 +379,22 @@ static void replica_tip(char out[41], const char *replica_path)
     assert_int_equal(imgstore_store_open(&replica, replica_path), 0);
     assert_int_equal(imgstore_store_tip_id(out, replica), 0);
     imgstore_store_free(replica);
+}
+
+static void add_deployer(fixture *f, imgstore_sign_key **out);
+
+static bool tip_is_cut(fixture *f)
+{
+    imgstore_store__cut_record record;
+    git_commit *commit = NULL;
+    git_oid id;
+    bool is_cut;
+
+    assert_int_equal(git_reference_name_to_id(&id, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(git_commit_lookup(&commit, f->store->repo, &id), 0);
+    is_cut = imgstore_store__cut_read(&record, commit) == 0;
+    git_commit_free(commit);
+    return is_cut;
 }
 
 /* prod's state for version 2: what a forgery puts back */
@@ -427,12 +446,11 @@ static void sync_follows_a_cut(void **state)
     imgstore_store *replica = NULL;
     imgstore_manifest *m = NULL;
     char replica_path[600], served[41], cut_hex[41];
-    git_oid r;
 
     start(f, replica_path);
-    prune_to(f, 1);
-    cut(&r, f, test_key, NULL);
-    git_oid_tostr(cut_hex, sizeof(cut_hex), &r);
+    prune_to(f, 1); /* the removal, and the cut after it (store/cut.c) */
+    tip(cut_hex, f);
+    assert_true(tip_is_cut(f));
     assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
     assert_true(stats.advanced);
     replica_tip(served, replica_path);
@@ -456,20 +474,24 @@ static void first_sync_after_a_cut_pins_policy_one_through_the_archive(void **st
     fixture *f = *state;
     imgstore_policy_link *chain = NULL;
     size_t count = 0;
+    imgstore_sign_key *deployer = NULL;
     char replica_path[600], pin[65], served[41], cut_hex[41];
-    git_oid r;
 
     snprintf(replica_path, sizeof(replica_path), "%s/late.git", f->dir);
-    push(f, "1", 'a');
-    deploy(f, "1");
     assert_int_equal(imgstore_store_policy_chain(&chain, &count, f->store), 0);
     imgstore_sha256_hex(pin, chain[0].policy, chain[0].policy_len);
     imgstore_policy_chain_free(chain, count);
-    cut(&r, f, test_key, NULL);
-    git_oid_tostr(cut_hex, sizeof(cut_hex), &r);
+    add_deployer(f, &deployer); /* policy 2: policy 1 only in archive/trust/1 after the cut */
+    push(f, "1", 'a');
+    push(f, "2", 'b');
+    deploy(f, "2");
+    prune_to(f, 1);
+    assert_true(tip_is_cut(f));
+    tip(cut_hex, f);
     replica_sync(replica_path, f, pin);
     replica_tip(served, replica_path);
     assert_string_equal(served, cut_hex);
+    imgstore_sign_key_free(deployer);
 }
 
 static void set_blob(fixture *f, git_oid *tree, const char *path, const char *bytes)
@@ -625,11 +647,11 @@ static void forged_cuts_are_refused(void **state)
     refused(f, replica_path, good, "not after this replica's tip");
     /* the real one is taken after all that */
     move_back_to(f, &p);
-    cut(&r, f, test_key, NULL);
+    assert_true(tip_is_cut(f));
     assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
     assert_true(stats.advanced);
     replica_tip(good, replica_path);
-    git_oid_tostr(hex, sizeof(hex), &r);
+    git_oid_tostr(hex, sizeof(hex), &p);
     assert_string_equal(good, hex);
     imgstore_sign_key_free(deployer);
 }
