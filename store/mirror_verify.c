@@ -10,7 +10,9 @@
  * id, so only the directories a commit changed are opened: one image's versions directory
  * (the same tree a push parses and rewrites), one channel directory, trust/. Only new
  * versions are hashed. Nothing here walks all versions or all commits, except when the
- * fetched tip is not a descendant (the walk to the first commit proves the rewrite).
+ * fetched tip is not a descendant (the walk to the first commit proves the rewrite). A
+ * fetched line that starts at a cut is checked as one commit whose parent is the replica's
+ * tip, after mirror_cut.c has checked what the cut says about the history it dropped.
  *
  * Not here: fetching and moving the ref (mirror.c), HTTP (server/).
  */
@@ -54,7 +56,8 @@ static int refusef(range_ctx *ctx, const char *fmt, ...)
 }
 
 /* The commits after `from` up to `to`, newest first, through first parents. A merge, or
- * reaching the first commit without meeting `from`, is a history the replica cannot take. */
+ * reaching a first commit that is not a cut without meeting `from`, is a history the
+ * replica cannot take; *cut_out says the oldest one collected is a cut. */
 static int collect(git_oid **out, size_t *count_out, bool *cut_out, imgstore_store *store,
                    const git_oid *from, const git_oid *to)
 {

@@ -643,7 +643,9 @@ typedef struct {
  * Check every commit after `from` (40 hex; NULL: from the first commit) up to `to` before a
  * replica takes them (docs/security.md, "Read replicas"): one line of single-parent commits
  * descending from `from` (anything else is a rewritten history), commit signatures by keys of
- * the policy when present, each new policy signed by its predecessor's roots (policy 1
+ * the policy when present (a cut, whose line replaces the replica's when it continues it,
+ * by a release or root key: docs/security.md "Following a cut"), each new policy signed by
+ * its predecessor's roots (policy 1
  * hashing to `policy_sha256` when given), every new version's manifest, release signatures
  * and every chunk and file digest, existing versions unchanged, every new channel state's
  * deploy signatures, pinned manifest and a sequence that never goes backwards. Costs what
