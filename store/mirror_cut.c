@@ -160,6 +160,7 @@ static int check_policies(cut_ctx *ctx, imgstore_policy **policy_io, const char 
 {
     imgstore_policy_link *chain = NULL, link = {0}, current = {0};
     size_t chain_count = 0, steps;
+    uint64_t trusted; /* the replica's policy version: steps up to it are ones it has */
     int err;
 
     if ((err = imgstore_store__policy_link_at(&current, ctx->store, ctx->tree)) < 0) {
@@ -182,40 +183,56 @@ static int check_policies(cut_ctx *ctx, imgstore_policy **policy_io, const char 
             goto done;
         }
     }
-    if (ctx->from && (err = imgstore_store_policy_chain(&chain, &chain_count, ctx->store)) < 0) {
-        if (err == IMGSTORE_ENOTFOUND)
-            err = 0; /* a replica whose tip had no policy yet */
-        else
-            goto done;
-    }
+    trusted = *policy_io ? (*policy_io)->version : 0;
     for (size_t step = 1; step <= steps && err == 0; step++) {
         imgstore_policy *next = NULL;
+        const imgstore_policy_link *mine = NULL;
+        char path[64];
+        git_oid was, is;
 
+        snprintf(path, sizeof(path), "archive/trust/%zu", step);
+        was = imgstore_store__id_at(ctx->from_tree, path);
+        is = imgstore_store__id_at(ctx->tree, path);
+        if (step <= trusted && !git_oid_is_zero(&was)) {
+            /* an earlier cut archived it here too: the same step is the same tree */
+            if (!git_oid_equal(&was, &is))
+                err = refusef(ctx,
+                              "%s is not the policy %zu this replica trusts: a policy step was "
+                              "changed",
+                              path, step);
+            continue;
+        }
         if ((err = archived_link(&link, ctx, step)) < 0)
             break;
-        if (link.version != step) {
-            err = refusef(ctx, "archive/trust/%zu/policy.json is not a policy %zu", step, step);
-        } else if (step <= chain_count) {
-            if (chain[step - 1].version != step || !same_link(&link, &chain[step - 1]))
+        if (step <= trusted && !chain &&
+            (err = imgstore_store_policy_chain(&chain, &chain_count, ctx->store)) < 0)
+            err = refusef(ctx, "this replica's policy chain: %s", imgstore_error_last());
+        for (size_t i = 0; step <= trusted && err == 0 && i < chain_count && !mine; i++)
+            mine = chain[i].version == step ? &chain[i] : NULL;
+        if (err < 0) {
+        } else if (link.version != step) {
+            err = refusef(ctx, "%s/policy.json is not a policy %zu", path, step);
+        } else if (step <= trusted) {
+            if (!mine || !same_link(&link, mine))
                 err = refusef(ctx,
-                              "archive/trust/%zu is not the policy %zu this replica trusts: a "
-                              "policy step was changed",
-                              step, step);
+                              "%s is not the policy %zu this replica trusts: a policy step was "
+                              "changed",
+                              path, step);
         } else if (imgstore_trust_policy_link_verify(&next, *policy_io, &link,
                                                      step == 1 ? pinned : NULL) < 0) {
-            err = refusef(ctx, "archive/trust/%zu: %s", step, imgstore_error_last());
+            err = refusef(ctx, "%s: %s", path, imgstore_error_last());
         } else if ((err = keep_policy(ctx, next)) == 0) {
             imgstore_policy_free(*policy_io);
             if ((err = imgstore_schema_policy_parse(policy_io, link.policy, link.policy_len)) < 0)
-                err = refusef(ctx, "archive/trust/%zu: %s", step, imgstore_error_last());
+                err = refusef(ctx, "%s: %s", path, imgstore_error_last());
         }
         free(link.policy);
         imgstore_strings_free(link.signatures, link.signature_count);
         memset(&link, 0, sizeof(link));
     }
-    if (err == 0 && chain_count > steps + 1)
-        err = refusef(ctx, "it holds policy %" PRIu64 ", older than this replica's policy %zu",
-                      current.version, chain_count);
+    if (err == 0 && trusted > steps + 1)
+        err = refusef(ctx, "it holds policy %" PRIu64 ", older than this replica's policy %" PRIu64,
+                      current.version, trusted);
     if (err == 0) {
         /* R's own policy (checked as a step by mirror_verify.c) may sign new moves too */
         imgstore_policy *policy = NULL;

@@ -519,6 +519,13 @@ static void policy_step_changed(fixture *f, git_oid *tree, const git_tree *base)
     set_blob(f, tree, "archive/trust/1/policy.json", "{\"schema\":\"forged\"}");
 }
 
+static void policy_signatures_dropped(fixture *f, git_oid *tree, const git_tree *base)
+{
+    (void)base;
+    assert_int_equal(
+        imgstore_store__tree_set(tree, f->store, "archive/trust/1/signatures", NULL, 0), 0);
+}
+
 static void first_entry(char out[300], fixture *f, const git_oid *tree_id, const char *dir,
                         const char *suffix)
 {
@@ -624,6 +631,9 @@ static void forged_cuts_are_refused(void **state)
     move_back_to(f, &p);
     cut(&r, f, test_key, policy_step_changed);
     refused(f, replica_path, good, "archive/trust/1");
+    move_back_to(f, &p);
+    cut(&r, f, test_key, policy_signatures_dropped);
+    refused(f, replica_path, good, "is not the policy 1 this replica trusts");
     move_back_to(f, &p);
     cut(&r, f, test_key, new_version_badly_signed);
     refused(f, replica_path, good, "app 4: a release signature does not verify");
