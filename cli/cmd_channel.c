@@ -224,8 +224,15 @@ int cli_print_history(const cli_ctx *ctx, const cli_channel_args *args, const ch
         const char *actor = json_string_value(json_object_get(row, "actor"));
         const char *summary = json_string_value(json_object_get(row, "summary"));
         const char *when = json_string_value(json_object_get(row, "time"));
+        const char *action = json_string_value(json_object_get(row, "action"));
 
         /* commit subjects and actors are whatever a git-level writer or a server wrote */
+        if (action && summary && strcmp(action, "cut") == 0 &&
+            strncmp(summary, "cut history at ", 15) == 0) {
+            printf("history before %s was cut by %s (previous %s)\n", cli_safe(when),
+                   cli_safe(actor), cli_safe(summary + 15));
+            continue;
+        }
         printf("%s  %.12s  %-20s  %s\n", cli_safe(when), cli_safe(commit), cli_safe(actor),
                cli_safe(summary));
     }

@@ -541,3 +541,257 @@ done:
     git_commit_free(head);
     return err;
 }
+
+/* ---- what readers take from a cut ------------------------------------------------------- */
+
+/* Feed every row of every log under `dir` of `root` (relative names: `dir` minus "index/"),
+ * but the version logs, which a rebuild takes from the manifests. */
+static int feed_logs(imgstore_store *store, const git_tree *root, const char *dir,
+                     imgstore_store__row_fn fn, void *payload)
+{
+    git_oid id = imgstore_store__id_at(root, dir);
+    git_tree *tree = NULL;
+    const char *log = dir + strlen("index/");
+    int err = 0, rc;
+
+    if (git_oid_iszero(&id))
+        return 0;
+    if ((rc = git_tree_lookup(&tree, store->repo, &id)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the index", dir);
+    if (git_tree_entrycount(tree) > 0 &&
+        strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, 0)), "00000") == 0) {
+        const char *slash = strchr(log, '/');
+        char **rows = NULL;
+        size_t total = 0;
+
+        git_tree_free(tree);
+        if (slash && strcmp(slash, "/versions") == 0)
+            return 0;
+        if ((err = imgstore_store__log_count(&total, store, root, dir)) < 0 ||
+            (err = imgstore_store__log_rows(&rows, store, root, dir, total, 0, total)) < 0)
+            return err;
+        for (size_t i = 0; i < total && err == 0; i++)
+            err = fn(log, rows[i], payload);
+        imgstore_strings_free(rows, total);
+        return err;
+    }
+    for (size_t i = 0; i < git_tree_entrycount(tree) && err == 0; i++) {
+        const git_tree_entry *e = git_tree_entry_byindex(tree, i);
+        char path[1024];
+
+        if (git_tree_entry_type(e) != GIT_OBJECT_TREE)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, git_tree_entry_name(e));
+        err = feed_logs(store, root, path, fn, payload);
+    }
+    git_tree_free(tree);
+    return err;
+}
+
+int imgstore_store__cut_index_base(uint64_t *base_out, imgstore_store *store,
+                                   const git_commit *root, imgstore_store__row_fn fn, void *payload)
+{
+    imgstore_store__cut_record record;
+    git_tree *tree = NULL;
+    int err, rc;
+
+    *base_out = 0;
+    if ((err = imgstore_store__cut_read(&record, root)) == IMGSTORE_ENOTFOUND)
+        return 0;
+    if (err < 0)
+        return err;
+    if ((rc = git_commit_tree(&tree, root)) < 0)
+        return imgstore_store__git_error(rc, "cannot read the cut's tree");
+    err = feed_logs(store, tree, "index", fn, payload);
+    git_tree_free(tree);
+    *base_out = record.op;
+    return err;
+}
+
+int imgstore_store__cut_base(uint64_t *out, imgstore_store *store, const git_tree *tip_tree)
+{
+    char **rows = NULL;
+    size_t total = 0;
+    unsigned long long op = 0;
+    int err;
+
+    *out = 0;
+    if ((err = imgstore_store__log_count(&total, store, tip_tree, CUTS_LOG)) < 0 || total == 0)
+        return err;
+    if ((err = imgstore_store__log_rows(&rows, store, tip_tree, CUTS_LOG, total, total - 1, 1)) < 0)
+        return err;
+    if (sscanf(rows[0], "%llu\t", &op) != 1 || op == 0)
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s: the index is damaged (a row does not parse); run imgstore "
+                                 "reindex",
+                                 CUTS_LOG);
+    imgstore_strings_free(rows, 1);
+    *out = op;
+    return err;
+}
+
+int imgstore_store__cut_policy_steps(uint64_t *count_out, imgstore_store *store,
+                                     const git_commit *root)
+{
+    imgstore_store__cut_record record;
+    git_tree *tree = NULL;
+    char **steps = NULL;
+    size_t count = 0;
+    uint64_t max = 0;
+    int err, rc;
+
+    *count_out = 0;
+    if ((err = imgstore_store__cut_read(&record, root)) == IMGSTORE_ENOTFOUND)
+        return 0;
+    if (err < 0)
+        return err;
+    if ((rc = git_commit_tree(&tree, root)) < 0)
+        return imgstore_store__git_error(rc, "cannot read the cut's tree");
+    if ((err = imgstore_store__list_tree(&steps, &count, store, tree, ARCHIVE_TRUST, NULL)) ==
+        IMGSTORE_ENOTFOUND) {
+        imgstore_error_clear();
+        err = 0;
+    }
+    /* names are 1..k exactly: a step left out would let the next one pass as the first */
+    if (err == 0 && (err = archived_policy_max(&max, store, tree)) == 0 && max != count)
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s: the archived policy steps are not 1..%zu (a step is "
+                                 "missing)",
+                                 ARCHIVE_TRUST, count);
+    if (err == 0)
+        *count_out = count;
+    imgstore_strings_free(steps, count);
+    git_tree_free(tree);
+    return err;
+}
+
+/* ---- verifying the archive ---------------------------------------------------------------- */
+
+typedef struct {
+    imgstore_store *store;
+    const git_tree *tip;
+    imgstore_policy **policies; /* the archived steps and the current policy */
+    size_t policy_count;
+    size_t checked;
+} archive_check;
+
+/* One archived state: it parses, is the state of the channel it is filed under, and carries
+ * a threshold of deploy signatures under one of the policies of the chain (which one was in
+ * force at the move is not recorded; each was checked in its own time). */
+static int check_archived_state(archive_check *a, const char *name, const char *channel,
+                                const char *segment, const char *op)
+{
+    imgstore_channel_state *state = NULL;
+    char path[1024], sigs[1024], *bytes = NULL;
+    size_t len = 0;
+    bool trusted = false;
+    int err;
+
+    snprintf(path, sizeof(path), "%s/%s.json", segment, op);
+    snprintf(sigs, sizeof(sigs), "%s/%s.sigs", segment, op);
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, a->store, a->tip, path, 64 * 1024)) <
+        0)
+        return err;
+    if (imgstore_schema_channel_parse(&state, bytes, len) < 0)
+        err = imgstore_error_wrap(IMGSTORE_EVERIFY, "%s: ", path);
+    else if (strcmp(state->name, name) != 0 || strcmp(state->channel, channel) != 0)
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s: the state is for %s/%s", path, state->name,
+                                 state->channel);
+    for (size_t i = 0; err == 0 && !trusted && i < a->policy_count; i++) {
+        imgstore_trust_status status = {0};
+
+        if ((err = imgstore_store__signatures_check(&status, a->store, a->tip, sigs, a->policies[i],
+                                                    IMGSTORE_ROLE_DEPLOY, bytes, len)) == 0)
+            trusted = status.trusted && !status.invalid;
+    }
+    if (err == 0 && !trusted)
+        err = imgstore_error_set(IMGSTORE_EVERIFY,
+                                 "%s: not signed by enough deploy keys of any policy in the chain",
+                                 path);
+    imgstore_channel_state_free(state);
+    free(bytes);
+    a->checked++;
+    return err;
+}
+
+/* Every entry of the listing at `path`: `fn(a, name, channel, path/entry)`. */
+static int check_archived_channel(archive_check *a, const char *name, const char *channel)
+{
+    char dir[512], **groups = NULL;
+    size_t group_count = 0;
+    int err;
+
+    snprintf(dir, sizeof(dir), "%s/%s/%s", ARCHIVE_MOVES, name, channel);
+    if ((err = imgstore_store__list_tree(&groups, &group_count, a->store, a->tip, dir, NULL)) < 0)
+        return err;
+    for (size_t g = 0; g < group_count && err == 0; g++) {
+        char group[600], **segments = NULL;
+        size_t segment_count = 0;
+
+        snprintf(group, sizeof(group), "%s/%s", dir, groups[g]);
+        if ((err = imgstore_store__list_tree(&segments, &segment_count, a->store, a->tip, group,
+                                             NULL)) < 0)
+            break;
+        for (size_t s = 0; s < segment_count && err == 0; s++) {
+            char segment[700], **ops = NULL;
+            size_t op_count = 0;
+
+            snprintf(segment, sizeof(segment), "%s/%s", group, segments[s]);
+            if ((err = imgstore_store__list_tree(&ops, &op_count, a->store, a->tip, segment,
+                                                 ".json")) < 0)
+                break;
+            for (size_t k = 0; k < op_count && err == 0; k++)
+                err = check_archived_state(a, name, channel, segment, ops[k]);
+            imgstore_strings_free(ops, op_count);
+        }
+        imgstore_strings_free(segments, segment_count);
+    }
+    imgstore_strings_free(groups, group_count);
+    return err;
+}
+
+int imgstore_store__cut_verify_archive(size_t *checked_out, imgstore_store *store,
+                                       const git_tree *tip)
+{
+    archive_check a = {store, tip, NULL, 0, 0};
+    char **names = NULL;
+    size_t name_count = 0;
+    uint64_t steps = 0;
+    int err;
+
+    *checked_out = 0;
+    if ((err = archived_policy_max(&steps, store, tip)) < 0)
+        return err;
+    if (!(a.policies = calloc((size_t)steps + 1, sizeof(*a.policies))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (uint64_t n = 0; n <= steps && err == 0; n++) {
+        char dir[64];
+
+        snprintf(dir, sizeof(dir), "%s/%llu", ARCHIVE_TRUST, (unsigned long long)n);
+        err = imgstore_store__policy_load_in(&a.policies[a.policy_count], NULL, store, tip,
+                                             n == 0 ? "trust" : dir);
+        a.policy_count += err == 0;
+    }
+    if (err == 0 && (err = imgstore_store__list_tree(&names, &name_count, store, tip, ARCHIVE_MOVES,
+                                                     NULL)) == IMGSTORE_ENOTFOUND) {
+        imgstore_error_clear();
+        err = 0;
+    }
+    for (size_t i = 0; i < name_count && err == 0; i++) {
+        char dir[512], **channels = NULL;
+        size_t channel_count = 0;
+
+        snprintf(dir, sizeof(dir), "%s/%s", ARCHIVE_MOVES, names[i]);
+        if ((err = imgstore_store__list_tree(&channels, &channel_count, store, tip, dir, NULL)) < 0)
+            break;
+        for (size_t k = 0; k < channel_count && err == 0; k++)
+            err = check_archived_channel(&a, names[i], channels[k]);
+        imgstore_strings_free(channels, channel_count);
+    }
+    imgstore_strings_free(names, name_count);
+    for (size_t i = 0; i < a.policy_count; i++)
+        imgstore_policy_free(a.policies[i]);
+    free(a.policies);
+    *checked_out = a.checked;
+    return err;
+}

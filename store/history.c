@@ -248,13 +248,141 @@ done:
     return err;
 }
 
+/* ---- across a cut (cut.c) --------------------------------------------------------------- */
+
+/* A channel move a cut dropped the commit of: its state and signatures from the cut's
+ * archive, at the segment the move's row `row` of the channel log shards to. Its time and
+ * actor are the state's; `commit` (may be NULL) the dropped commit's id, from the oplog. */
+static int archived_move(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                         imgstore_store *store, const git_tree *tree, const char *name,
+                         const char *channel, const char *segment_dir, uint64_t op,
+                         const git_oid *commit)
+{
+    imgstore_history_entry *e;
+    char path[1024], sigs[1024];
+    int err;
+
+    if (*count == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 16;
+        imgstore_history_entry *grown = realloc(*entries, grown_cap * sizeof(*grown));
+
+        if (!grown)
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        *entries = grown;
+        *cap = grown_cap;
+    }
+    e = &(*entries)[(*count)++];
+    memset(e, 0, sizeof(*e));
+    e->op = op;
+    if (commit)
+        git_oid_tostr(e->commit, sizeof(e->commit), commit);
+    snprintf(path, sizeof(path), "%s/%llu.json", segment_dir, (unsigned long long)op);
+    snprintf(sigs, sizeof(sigs), "%s/%llu.sigs", segment_dir, (unsigned long long)op);
+    err = imgstore_store__signed_at(&e->state_bytes, &e->state_len, &e->signatures,
+                                    &e->signature_count, store, tree, path, sigs, 1024 * 1024);
+    if (err == IMGSTORE_ENOTFOUND)
+        return imgstore_error_set(IMGSTORE_EVERIFY, "%s: the cut's archive has no move %llu",
+                                  segment_dir, (unsigned long long)op);
+    if ((err = parse_state(&e->state, err, e->state_bytes, e->state_len, name, channel)) < 0 ||
+        (err = imgstore_time_parse(&e->time, e->state->time)) < 0)
+        return err;
+    e->channel = strdup(channel);
+    e->version = strdup(e->state->version);
+    e->actor = strdup(e->state->actor);
+    e->summary = imgstore_store__move_message(e->state);
+    e->action = e->summary ? strndup(e->summary, strcspn(e->summary, " ")) : NULL;
+    if (!e->channel || !e->version || !e->actor || !e->summary || !e->action)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    return 0;
+}
+
+/* The entry that ends an image's history at a cut (action "cut"), op `base`. */
+static int cut_entry(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                     imgstore_store *store, const git_oid *cut, uint64_t base)
+{
+    git_commit *commit = NULL;
+    int err, rc;
+
+    if ((rc = git_commit_lookup(&commit, store->repo, cut)) < 0)
+        return imgstore_store__git_error(rc, "history: cannot read the cut %s",
+                                         git_oid_tostr_s(cut));
+    if ((err = add_entry(entries, count, cap, commit)) == 0)
+        (*entries)[*count - 1].op = base;
+    git_commit_free(commit);
+    return err;
+}
+
+/* A walk's end at a cut root: an image's history gets the cut entry, a channel's the moves
+ * archived under archive/channels/<name>/<channel>, newest first (a listing of the archive:
+ * a walk reads everything anyway). */
+static int walk_cut_root(imgstore_history_entry **entries, size_t *count, size_t *cap,
+                         imgstore_store *store, git_commit *root, uint64_t base, const char *name,
+                         const char *channel)
+{
+    git_tree *tree = NULL;
+    char dir[512], **groups = NULL;
+    size_t group_count = 0;
+    int err, rc;
+
+    if (!channel)
+        return cut_entry(entries, count, cap, store, git_commit_id(root), base);
+    if ((rc = git_commit_tree(&tree, root)) < 0)
+        return imgstore_store__git_error(rc, "history: cannot read the cut's tree");
+    snprintf(dir, sizeof(dir), "archive/channels/%s/%s", name, channel);
+    if ((err = imgstore_store__list_tree(&groups, &group_count, store, tree, dir, NULL)) ==
+        IMGSTORE_ENOTFOUND) {
+        imgstore_error_clear();
+        err = 0;
+    }
+    for (size_t g = group_count; g-- > 0 && err == 0;) {
+        char group_dir[600], **segments = NULL;
+        size_t segment_count = 0;
+
+        snprintf(group_dir, sizeof(group_dir), "%s/%s", dir, groups[g]);
+        if ((err = imgstore_store__list_tree(&segments, &segment_count, store, tree, group_dir,
+                                             NULL)) < 0)
+            break;
+        for (size_t k = segment_count; k-- > 0 && err == 0;) {
+            char segment_dir[700], **moves = NULL;
+            size_t move_count = 0;
+            uint64_t ops[IMGSTORE_STORE__LOG_ROWS];
+            size_t n = 0;
+
+            snprintf(segment_dir, sizeof(segment_dir), "%s/%s", group_dir, segments[k]);
+            if ((err = imgstore_store__list_tree(&moves, &move_count, store, tree, segment_dir,
+                                                 ".json")) < 0)
+                break;
+            for (size_t m = 0; m < move_count && n < IMGSTORE_STORE__LOG_ROWS; m++)
+                ops[n++] = strtoull(moves[m], NULL, 10);
+            imgstore_strings_free(moves, move_count);
+            /* names sort as text ("10" < "9"): newest first by number */
+            for (size_t a = 1; a < n; a++)
+                for (size_t b = a; b > 0 && ops[b - 1] < ops[b]; b--) {
+                    uint64_t t = ops[b];
+
+                    ops[b] = ops[b - 1];
+                    ops[b - 1] = t;
+                }
+            for (size_t m = 0; m < n && err == 0; m++)
+                err = archived_move(entries, count, cap, store, tree, name, channel, segment_dir,
+                                    ops[m], NULL);
+        }
+        imgstore_strings_free(segments, segment_count);
+    }
+    imgstore_strings_free(groups, group_count);
+    git_tree_free(tree);
+    return err;
+}
+
 /* The whole first-parent history, newest first: what a store without current indexes
  * answers from (op numbers counted from the root once the walk ends). */
 static int history_walk(imgstore_history_entry **entries, size_t *count, size_t *cap,
                         imgstore_store *store, const char *name, const char *channel)
 {
+    imgstore_store__cut_record cut = {0};
     git_commit *commit = NULL;
     uint64_t depth = 0;
+    size_t walked = SIZE_MAX;
     git_oid head;
     int err = 0, rc;
 
@@ -264,21 +392,32 @@ static int history_walk(imgstore_history_entry **entries, size_t *count, size_t 
     while (commit && err == 0) {
         git_commit *parent = NULL;
         bool added = false;
+        int is_cut;
 
         if (git_commit_parentcount(commit) > 0 && (rc = git_commit_parent(&parent, commit, 0)) < 0)
             err = imgstore_store__git_error(rc, "history: missing parent commit");
-        if (!err &&
-            (err = commit_entry(&added, entries, count, cap, store, commit, parent, name,
-                                channel)) == 0 &&
-            added)
+        is_cut = !err && !parent ? imgstore_store__cut_read(&cut, commit) : IMGSTORE_ENOTFOUND;
+        if (!err && is_cut == 0) {
+            walked = *count; /* the root is a cut: ops count from its own */
+            err = walk_cut_root(entries, count, cap, store, commit, cut.op, name, channel);
+        } else if (!err && is_cut != IMGSTORE_ENOTFOUND) {
+            err = is_cut;
+        } else if (!err &&
+                   (err = commit_entry(&added, entries, count, cap, store, commit, parent, name,
+                                       channel)) == 0 &&
+                   added) {
             (*entries)[*count - 1].op = depth; /* from the tip, for now */
+        }
         git_commit_free(commit);
         commit = parent;
         depth++;
     }
     git_commit_free(commit);
-    for (size_t i = 0; i < *count; i++)
-        (*entries)[i].op = depth - 1 - (*entries)[i].op;
+    if (walked == SIZE_MAX)
+        walked = *count;
+    /* a cut root is op cut.op and is not itself walked as an entry: depth - 1 steps above */
+    for (size_t i = 0; i < walked; i++)
+        (*entries)[i].op = cut.op + depth - 1 - (*entries)[i].op;
     return err;
 }
 
@@ -348,9 +487,9 @@ static int history_indexed(imgstore_history_entry **entries, size_t *count, size
     git_commit *tip = NULL;
     git_tree *tree = NULL;
     char log[512];
-    size_t total = 0, end, start;
-    uint64_t ops = 0, op = 0;
-    bool current = false;
+    size_t total = 0, end, start, lowest = 0;
+    uint64_t ops = 0, op = 0, base = 0;
+    bool current = false, cut_fits;
     git_oid head;
     int err, rc;
 
@@ -378,7 +517,17 @@ static int history_indexed(imgstore_history_entry **entries, size_t *count, size
         goto done;
     if (q->has_at && (err = rows_below(&end, store, tree, log, total, end, true, q->at)) < 0)
         goto done;
+    /* an image's rows before the last cut are of commits it dropped: its history ends with
+     * the cut's entry instead; a channel's are answered from the cut's archive (cut.c) */
+    if ((err = imgstore_store__cut_base(&base, store, tree)) < 0 ||
+        (base && !q->channel &&
+         (err = rows_below(&lowest, store, tree, log, total, total, false, (int64_t)base)) < 0))
+        goto done;
+    end = end < lowest ? lowest : end;
     start = q->has_at ? (end ? end - 1 : 0) : q->limit && end > q->limit ? end - q->limit : 0;
+    start = start < lowest ? lowest : start;
+    cut_fits = base && !q->channel && !q->has_at && (!q->before || base < q->before) &&
+               (!q->limit || end - start < q->limit);
     for (size_t i = end; i-- > start && err == 0;) {
         git_commit *commit = NULL, *parent = NULL;
         char **row = NULL;
@@ -388,7 +537,16 @@ static int history_indexed(imgstore_history_entry **entries, size_t *count, size
 
         if ((err = imgstore_store__log_rows(&row, store, tree, log, total, i, 1)) == 0 &&
             (err = imgstore_store__index_row_numbers(&op, &when, log, row[0])) == 0 &&
-            (err = imgstore_store__index_commit_id(&id, store, tree, &head, ops, op)) == 0) {
+            (err = imgstore_store__index_commit_id(&id, store, tree, &head, ops, op)) == 0 &&
+            op < base) {
+            char dir[512], segment[600];
+
+            snprintf(dir, sizeof(dir), "archive/channels/%s/%s", name, q->channel);
+            imgstore_store__log_segment_path(segment, sizeof(segment), dir,
+                                             i / IMGSTORE_STORE__LOG_ROWS);
+            err =
+                archived_move(entries, count, cap, store, tree, name, q->channel, segment, op, &id);
+        } else if (err == 0) {
             if ((rc = git_commit_lookup(&commit, store->repo, &id)) < 0 ||
                 (git_commit_parentcount(commit) > 0 &&
                  (rc = git_commit_parent(&parent, commit, 0)) < 0))
@@ -409,8 +567,15 @@ static int history_indexed(imgstore_history_entry **entries, size_t *count, size
         git_commit_free(parent);
         git_commit_free(commit);
     }
-    if (err == 0 && !q->has_at && start > 0)
+    if (err == 0 && !q->has_at &&
+        (start > lowest || (base && !q->channel && !cut_fits && (!q->before || base < q->before))))
         *next_out = op; /* the oldest answered: pass it as `before` for the next page */
+    if (err == 0 && cut_fits) {
+        git_oid id;
+
+        if ((err = imgstore_store__index_commit_id(&id, store, tree, &head, ops, base)) == 0)
+            err = cut_entry(entries, count, cap, store, &id, base);
+    }
 done:
     git_tree_free(tree);
     git_commit_free(tip);

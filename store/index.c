@@ -581,6 +581,7 @@ static int oid_row(git_oid *out, const char *row)
 int imgstore_store__index_current(bool *out, uint64_t *ops_out, imgstore_store *store,
                                   const git_commit *commit, const git_tree *tree)
 {
+    imgstore_store__cut_record cut;
     char **rows = NULL;
     size_t total = 0;
     git_oid last;
@@ -590,16 +591,20 @@ int imgstore_store__index_current(bool *out, uint64_t *ops_out, imgstore_store *
     *ops_out = 0;
     if ((err = imgstore_store__log_count(&total, store, tree, OPLOG)) < 0)
         return err == IMGSTORE_EVERIFY ? 0 : err; /* damaged: not current */
-    if (git_commit_parentcount(commit) == 0) {
+    if (git_commit_parentcount(commit) == 0 && (err = imgstore_store__cut_read(&cut, commit)) < 0) {
         *out = total == 0; /* the first commit */
-        return 0;
+        return err == IMGSTORE_ENOTFOUND || err == IMGSTORE_EVERIFY ? 0 : err;
     }
     if (total == 0)
         return 0; /* written before indexes, or by something else */
     if ((err = imgstore_store__log_rows(&rows, store, tree, OPLOG, total, total - 1, 1)) < 0) {
         return err == IMGSTORE_EVERIFY ? 0 : err;
     }
-    if (oid_row(&last, rows[0]) == 0 && git_oid_equal(&last, git_commit_parent_id(commit, 0))) {
+    /* a cut's oplog ends at the removal it was made after (cut.c) */
+    if (oid_row(&last, rows[0]) == 0 &&
+        git_oid_equal(&last, git_commit_parentcount(commit) ? git_commit_parent_id(commit, 0)
+                                                            : &cut.previous) &&
+        (git_commit_parentcount(commit) > 0 || total == cut.op)) {
         *out = true;
         *ops_out = total;
     }
@@ -1295,15 +1300,25 @@ static int strcmp_rows(const void *a, const void *b)
  * must carry, built from nothing (log paths relative to index/): the walk a reindex or fsck
  * does once. */
 static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit *parent,
-                         const git_tree *after, int64_t time, const char *summary)
+                         const git_commit *cut_tip, const git_tree *after, int64_t time,
+                         const char *summary)
 {
+    git_commit *root = NULL;
     git_oid *chain = NULL;
     char **images = NULL;
     size_t chain_len = 0, image_count = 0;
+    uint64_t base = 0; /* the op of the cut the chain starts at (cut.c), else 0 */
     int err, rc;
 
-    if ((err = first_parent_chain(&chain, &chain_len, store, git_commit_id(parent))) < 0)
+    if (cut_tip) { /* the tip is a cut: all its history is what it kept */
+        if ((err = imgstore_store__cut_index_base(&base, store, cut_tip, sink_collect, logs)) < 0)
+            goto done;
+    } else if ((err = first_parent_chain(&chain, &chain_len, store, git_commit_id(parent))) < 0 ||
+               (rc = git_commit_lookup(&root, store->repo, &chain[0])) < 0 ||
+               (err = imgstore_store__cut_index_base(&base, store, root, sink_collect, logs)) < 0) {
+        err = err < 0 ? err : imgstore_store__git_error(rc, "cannot read the first commit");
         goto done;
+    }
     for (size_t i = 0; i < chain_len && err == 0; i++) {
         char *row = strdup(git_oid_tostr_s(&chain[i]));
 
@@ -1319,14 +1334,15 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
                 err = imgstore_store__git_error(rc, "cannot read commit %s",
                                                 git_oid_tostr_s(&chain[i]));
             else
-                err = collect_commit(logs, store, &chain[i - 1], tree, i,
+                err = collect_commit(logs, store, &chain[i - 1], tree, base + i,
                                      (int64_t)git_commit_time(commit), git_commit_summary(commit));
             git_tree_free(tree);
             git_commit_free(commit);
         }
     }
-    if (err == 0)
-        err = collect_commit(logs, store, git_commit_id(parent), after, chain_len, time, summary);
+    if (err == 0 && !cut_tip)
+        err = collect_commit(logs, store, git_commit_id(parent), after, base + chain_len, time,
+                             summary);
     if (err < 0)
         goto done;
     err = imgstore_store__list_tree(&images, &image_count, store, after, "images", NULL);
@@ -1364,6 +1380,7 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
     }
 done:
     imgstore_strings_free(images, image_count);
+    git_commit_free(root);
     free(chain);
     return err;
 }
@@ -1528,12 +1545,15 @@ int imgstore_store_index_check(imgstore_store *store)
         goto done;
     }
     kept = imgstore_store__id_at(tree, "index");
-    if (git_commit_parentcount(tip) == 0) {
-        if (!git_oid_iszero(&kept))
+    if (git_commit_parentcount(tip) == 0 &&
+        (err = imgstore_store__cut_read(&(imgstore_store__cut_record){0}, tip)) < 0) {
+        if (err == IMGSTORE_ENOTFOUND && !git_oid_iszero(&kept))
             err = imgstore_error_set(IMGSTORE_EVERIFY, "index: the first commit has an index");
+        else if (err == IMGSTORE_ENOTFOUND)
+            err = 0;
         goto done;
     }
-    if ((rc = git_commit_parent(&parent, tip, 0)) < 0) {
+    if (git_commit_parentcount(tip) > 0 && (rc = git_commit_parent(&parent, tip, 0)) < 0) {
         err = imgstore_store__git_error(rc, "%s: cannot read the tip's parent", store->path);
         goto done;
     }
@@ -1543,8 +1563,8 @@ int imgstore_store_index_check(imgstore_store *store)
                                  "reindex");
         goto done;
     }
-    if ((err = index_collect(&logs, store, parent, tree, (int64_t)git_commit_time(tip),
-                             git_commit_summary(tip))) < 0 ||
+    if ((err = index_collect(&logs, store, parent, parent ? NULL : tip, tree,
+                             (int64_t)git_commit_time(tip), git_commit_summary(tip))) < 0 ||
         (err = index_compare(&same, store, tree, &logs)) < 0)
         goto done;
     if (!same)
@@ -1579,7 +1599,7 @@ static int reindex_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip,
         git_commit_free(head);
         return imgstore_error_set(IMGSTORE_ELOCKED, "the tip moved; try again");
     }
-    if ((err = index_collect(&logs, e->store, head, tip, e->time, NULL)) == 0)
+    if ((err = index_collect(&logs, e->store, head, NULL, tip, e->time, NULL)) == 0)
         err = index_write(&index, e->store, &logs);
     mem_logs_free(&logs);
     git_commit_free(head);

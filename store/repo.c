@@ -458,6 +458,21 @@ int imgstore_store_tip_id(char out[41], imgstore_store *store)
     return 0;
 }
 
+/* A root that is a cut (cut.c) is not the first commit: it records the store's id. */
+static int cut_store_id(char out[41], imgstore_store *store, const git_oid *root)
+{
+    imgstore_store__cut_record record;
+    git_commit *commit = NULL;
+    int rc, err;
+
+    if ((rc = git_commit_lookup(&commit, store->repo, root)) < 0)
+        return imgstore_store__git_error(rc, "%s: cannot read the first commit", store->path);
+    if ((err = imgstore_store__cut_read(&record, commit)) == 0)
+        memcpy(out, record.store_id, 41);
+    git_commit_free(commit);
+    return err == IMGSTORE_ENOTFOUND ? 0 : err;
+}
+
 int imgstore_store_id(char out[41], imgstore_store *store)
 {
     git_revwalk *walk = NULL;
@@ -475,7 +490,7 @@ done:
     if (rc < 0)
         return imgstore_store__git_error(rc, "%s: cannot find the first commit", store->path);
     git_oid_tostr(out, 41, &oid);
-    return 0;
+    return cut_store_id(out, store, &oid);
 }
 
 int imgstore_store__tree_update(git_oid *out, git_repository *repo, const git_tree *root,

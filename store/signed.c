@@ -18,10 +18,9 @@
 #define CLOCK_SKEW_MAX 300 /* seconds a client-built state's time may differ from ours */
 #define SIGNATURES_MAX IMGSTORE_POLICY_KEYS_MAX
 
-/* The document at `path` of `root` and the armored signatures in the tree at `dir`. */
-static int read_signed(char **bytes_out, size_t *len_out, char ***sigs_out, size_t *count_out,
-                       imgstore_store *store, const git_tree *root, const char *path,
-                       const char *dir, size_t cap)
+int imgstore_store__signed_at(char **bytes_out, size_t *len_out, char ***sigs_out,
+                              size_t *count_out, imgstore_store *store, const git_tree *root,
+                              const char *path, const char *dir, size_t cap)
 {
     char **names = NULL, **sigs = NULL;
     size_t name_count = 0, count = 0;
@@ -80,8 +79,8 @@ int imgstore_store_manifest_signed(char **bytes_out, size_t *len_out, char ***si
         return err;
     snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
     snprintf(dir, sizeof(dir), "images/%s/%s/signatures", name, version);
-    err = read_signed(bytes_out, len_out, sigs_out, sig_count_out, store, tip, path, dir,
-                      IMGSTORE_MANIFEST_MAX_BYTES);
+    err = imgstore_store__signed_at(bytes_out, len_out, sigs_out, sig_count_out, store, tip, path,
+                                    dir, IMGSTORE_MANIFEST_MAX_BYTES);
     if (err == IMGSTORE_ENOTFOUND)
         err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no version %s of image %s", version, name);
     git_tree_free(tip);
@@ -105,8 +104,8 @@ int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char **
 
     snprintf(path, sizeof(path), "channels/%s/%s.json", name, channel);
     snprintf(dir, sizeof(dir), "channels/%s/%s.sigs", name, channel);
-    err =
-        read_signed(bytes_out, len_out, sigs_out, sig_count_out, store, tree, path, dir, STATE_MAX);
+    err = imgstore_store__signed_at(bytes_out, len_out, sigs_out, sig_count_out, store, tree, path,
+                                    dir, STATE_MAX);
     if (err == IMGSTORE_ENOTFOUND)
         err = imgstore_error_set(IMGSTORE_ENOTFOUND, "image %s has no channel %s", name, channel);
     return err;
@@ -136,12 +135,22 @@ int imgstore_store_channel_signed(char **bytes_out, size_t *len_out, char ***sig
 int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
                                    const git_tree *tree)
 {
+    return imgstore_store__policy_link_in(out, store, tree, "trust");
+}
+
+int imgstore_store__policy_link_in(imgstore_policy_link *out, imgstore_store *store,
+                                   const git_tree *tree, const char *dir)
+{
     imgstore_policy *policy = NULL;
+    char path[256], sigs[256];
     int err;
 
     memset(out, 0, sizeof(*out));
-    if ((err = read_signed(&out->policy, &out->policy_len, &out->signatures, &out->signature_count,
-                           store, tree, "trust/policy.json", "trust/signatures", 64 * 1024)) < 0)
+    snprintf(path, sizeof(path), "%s/policy.json", dir);
+    snprintf(sigs, sizeof(sigs), "%s/signatures", dir);
+    if ((err = imgstore_store__signed_at(&out->policy, &out->policy_len, &out->signatures,
+                                         &out->signature_count, store, tree, path, sigs,
+                                         64 * 1024)) < 0)
         return err;
     /* an unparseable policy is still handed out: the verifier names it */
     out->version = imgstore_schema_policy_parse(&policy, out->policy, out->policy_len) == 0
@@ -152,13 +161,13 @@ int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *st
 }
 
 static int chain_add(imgstore_policy_link **links, size_t *count, imgstore_store *store,
-                     const git_tree *tree)
+                     const git_tree *tree, const char *dir)
 {
     imgstore_policy_link link = {0};
     imgstore_policy_link *grown;
     int err;
 
-    if ((err = imgstore_store__policy_link_at(&link, store, tree)) < 0)
+    if ((err = imgstore_store__policy_link_in(&link, store, tree, dir)) < 0)
         return err;
     if (*count > 0 && (*links)[*count - 1].version == link.version && link.version != 0) {
         free((*links)[*count - 1].policy);
@@ -201,13 +210,24 @@ int imgstore_store_policy_chain(imgstore_policy_link **out, size_t *count_out,
         git_tree *tree = NULL;
         git_tree_entry *entry = NULL;
 
+        uint64_t archived = 0;
+
         if (git_commit_lookup(&commit, store->repo, &oid) == 0 &&
-            git_commit_tree(&tree, commit) == 0 &&
-            git_tree_entry_bypath(&entry, tree, "trust") == 0 &&
+            git_commit_tree(&tree, commit) == 0 && count == 0 && !have_last &&
+            (err = imgstore_store__cut_policy_steps(&archived, store, commit)) == 0) {
+            /* a cut root: the steps before its policy are in its archive (cut.c) */
+            for (uint64_t n = 1; n <= archived && err == 0; n++) {
+                char dir[64];
+
+                snprintf(dir, sizeof(dir), "archive/trust/%llu", (unsigned long long)n);
+                err = chain_add(&links, &count, store, tree, dir);
+            }
+        }
+        if (err == 0 && tree && git_tree_entry_bypath(&entry, tree, "trust") == 0 &&
             (!have_last || !git_oid_equal(&last_trust, git_tree_entry_id(entry)))) {
             git_oid_cpy(&last_trust, git_tree_entry_id(entry));
             have_last = true;
-            err = chain_add(&links, &count, store, tree);
+            err = chain_add(&links, &count, store, tree, "trust");
         }
         git_tree_entry_free(entry);
         git_tree_free(tree);

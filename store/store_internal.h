@@ -319,6 +319,35 @@ int imgstore_store__cut_write(git_oid *commit_oid, imgstore_prune_plan *counts,
                               imgstore_store *store, const git_signature *sig,
                               const imgstore_sign_key *key);
 
+/* Where a rebuild's rows go: `log` relative to index/ ("oplog", "app/events"). */
+typedef int (*imgstore_store__row_fn)(const char *log, const char *row, void *payload);
+
+/** The rows a rebuild of the indexes keeps from a cut, because their commits are gone: when
+ * `root` (the first commit of the first-parent chain) is a cut, every row of every log of
+ * its index but the version logs, fed to `fn` in order, and *base_out its op number; else
+ * nothing and 0. Linear in the rows, as a rebuild is. */
+int imgstore_store__cut_index_base(uint64_t *base_out, imgstore_store *store,
+                                   const git_commit *root, imgstore_store__row_fn fn,
+                                   void *payload);
+
+/** The op number of the newest cut in the history of `tip` (tree `tip_tree`, indexes
+ * current): the last row of index/cuts, 0 when the store was never cut. Rows of a log with
+ * a smaller op are of commits a cut dropped. */
+int imgstore_store__cut_base(uint64_t *out, imgstore_store *store, const git_tree *tip_tree);
+
+/** The policy steps a cut at `root` archived: *count_out = k when archive/trust holds
+ * exactly 1..k (0 when root is not a cut or archived none); IMGSTORE_EVERIFY when the
+ * archive has holes or strays. Readers then take "archive/trust/<N>" for N = 1..k before the
+ * root's own trust/ (cut.c). */
+int imgstore_store__cut_policy_steps(uint64_t *count_out, imgstore_store *store,
+                                     const git_commit *root);
+
+/** Check every archived channel state in `tip` (verify; linear in the archive, as verify
+ * is): it parses, names the channel it is filed under, and carries a threshold of deploy
+ * signatures under a policy of the chain. *checked_out: states checked. 0, EVERIFY. */
+int imgstore_store__cut_verify_archive(size_t *checked_out, imgstore_store *store,
+                                       const git_tree *tip);
+
 /** What a cut made on the tip now would archive (prune --dry-run): counts in *out. */
 int imgstore_store__cut_plan(imgstore_prune_plan *out, imgstore_store *store);
 
@@ -333,6 +362,10 @@ void imgstore_store__sig_file_name(char out[IMGSTORE_STORE__SIG_NAME_MAX],
 /** The policy in `root` (ENOTFOUND, EVERIFY when damaged or not canonical). */
 int imgstore_store__policy_load(imgstore_policy **out, char *digest_out, imgstore_store *store,
                                 const git_tree *root);
+
+/** The same, from `dir`/policy.json ("trust", or an archived step "archive/trust/<N>"). */
+int imgstore_store__policy_load_in(imgstore_policy **out, char *digest_out, imgstore_store *store,
+                                   const git_tree *root, const char *dir);
 
 /** Policy 1 for a new store: `pub` holds every role. The roles borrow *key_line_out (free()
  * it; never pass this policy to imgstore_policy_free). */
@@ -377,6 +410,16 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
  * lists each (signed.c). *out's members are freed as imgstore_policy_chain_free does. */
 int imgstore_store__policy_link_at(imgstore_policy_link *out, imgstore_store *store,
                                    const git_tree *tree);
+
+/** The same for the policy in `dir` of `tree` ("trust", "archive/trust/<N>"). */
+int imgstore_store__policy_link_in(imgstore_policy_link *out, imgstore_store *store,
+                                   const git_tree *tree, const char *dir);
+
+/** A document at `path` of `root` and the armored signatures in the tree `dir` (none when
+ * absent), at most `cap` bytes: what a reader hands out to be verified elsewhere. */
+int imgstore_store__signed_at(char **bytes_out, size_t *len_out, char ***sigs_out,
+                              size_t *count_out, imgstore_store *store, const git_tree *root,
+                              const char *path, const char *dir, size_t cap);
 
 /** Remember that the policy chain ending in the trust/ tree `trust` checked out, so that
  * readers do not walk it again (trust_verify.c, the memo): for a caller that has checked

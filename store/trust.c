@@ -39,28 +39,33 @@ void imgstore_store__sig_file_name(char out[IMGSTORE_STORE__SIG_NAME_MAX],
 int imgstore_store__policy_load(imgstore_policy **out, char *digest_out, imgstore_store *store,
                                 const git_tree *root)
 {
+    return imgstore_store__policy_load_in(out, digest_out, store, root, "trust");
+}
+
+int imgstore_store__policy_load_in(imgstore_policy **out, char *digest_out, imgstore_store *store,
+                                   const git_tree *root, const char *dir)
+{
     imgstore_sha256 *sha = NULL;
-    char *bytes = NULL;
+    char *bytes = NULL, path[256];
     size_t len = 0;
     int err;
 
     *out = NULL;
-    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, POLICY_PATH,
-                                               POLICY_MAX)) < 0) {
+    snprintf(path, sizeof(path), "%s/policy.json", dir);
+    if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path, POLICY_MAX)) < 0) {
         if (err == IMGSTORE_ENOTFOUND)
             err = imgstore_error_set(IMGSTORE_ENOTFOUND,
                                      "%s has no trust policy (%s); create the store with "
                                      "imgstore init and a signing key",
-                                     store->path, POLICY_PATH);
+                                     store->path, path);
         return err;
     }
     if (!imgstore_schema_policy_is_canonical(bytes, len)) {
         err = imgstore_schema_policy_parse(out, bytes, len);
         imgstore_policy_free(*out);
         *out = NULL;
-        err =
-            imgstore_error_set(IMGSTORE_EVERIFY, "%s is damaged or not canonical%s%s", POLICY_PATH,
-                               err < 0 ? ": " : "", err < 0 ? imgstore_error_last() : "");
+        err = imgstore_error_set(IMGSTORE_EVERIFY, "%s is damaged or not canonical%s%s", path,
+                                 err < 0 ? ": " : "", err < 0 ? imgstore_error_last() : "");
         goto done;
     }
     if ((err = imgstore_schema_policy_parse(out, bytes, len)) < 0)

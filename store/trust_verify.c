@@ -48,21 +48,30 @@ static void first_failure(const imgstore_verify_result *r, void *payload)
 /* The trust/ tree of one commit. A new policy version is checked against its predecessor's
  * root keys (policy 1 against its own) and reported; the same policy seen again (its
  * signatures changed) is checked against the same signer and reported only if it fails. */
-static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **before,
-                         imgstore_policy **current)
+static void check_policy(trust_ctx *ctx, git_tree *tree, const char *dir, uint64_t expect,
+                         imgstore_policy **before, imgstore_policy **current)
 {
     imgstore_policy *policy = NULL;
     imgstore_trust_status status = {0};
-    char what[32], *bytes = NULL, message[2048];
+    char what[32], *bytes = NULL, message[2048], path[256], sigs[256];
     size_t len = 0;
     bool again;
     int err;
 
-    if ((err = imgstore_store__policy_load(&policy, NULL, ctx->store, tree)) < 0) {
+    snprintf(path, sizeof(path), "%s/policy.json", dir);
+    snprintf(sigs, sizeof(sigs), "%s/signatures", dir);
+    if ((err = imgstore_store__policy_load_in(&policy, NULL, ctx->store, tree, dir)) < 0) {
         emit(ctx, "policy", "trust", "?", IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
         return;
     }
     snprintf(what, sizeof(what), "%llu", (unsigned long long)policy->version);
+    if (expect && policy->version != expect) {
+        snprintf(message, sizeof(message), "%s holds policy %llu", dir,
+                 (unsigned long long)policy->version);
+        emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, NULL);
+        imgstore_policy_free(policy);
+        return;
+    }
     again = *current && (*current)->version == policy->version;
     const imgstore_policy *signer =
         again ? (*before ? *before : policy) : (*current ? *current : policy);
@@ -72,11 +81,10 @@ static void check_policy(trust_ctx *ctx, git_tree *tree, imgstore_policy **befor
                  "policy %llu follows policy %llu; versions must grow by one",
                  (unsigned long long)policy->version, (unsigned long long)(*current)->version);
         emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, message, NULL);
-    } else if ((err = imgstore_store__read_small_blob(&bytes, &len, ctx->store, tree,
-                                                      "trust/policy.json", 64 * 1024)) < 0 ||
-               (err =
-                    imgstore_store__signatures_check(&status, ctx->store, tree, "trust/signatures",
-                                                     signer, IMGSTORE_ROLE_ROOT, bytes, len)) < 0) {
+    } else if ((err = imgstore_store__read_small_blob(&bytes, &len, ctx->store, tree, path,
+                                                      64 * 1024)) < 0 ||
+               (err = imgstore_store__signatures_check(&status, ctx->store, tree, sigs, signer,
+                                                       IMGSTORE_ROLE_ROOT, bytes, len)) < 0) {
         emit(ctx, "policy", "trust", what, IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
     } else if (!status.trusted || status.invalid) {
         snprintf(message, sizeof(message),
@@ -117,13 +125,31 @@ static int verify_policy_chain(trust_ctx *ctx)
         git_tree *tree = NULL;
         git_tree_entry *entry = NULL;
 
+        uint64_t archived = 0;
+        bool cut = false;
+
         if (git_commit_lookup(&commit, ctx->store->repo, &oid) == 0 &&
-            git_commit_tree(&tree, commit) == 0 &&
-            git_tree_entry_bypath(&entry, tree, "trust") == 0 &&
+            git_commit_tree(&tree, commit) == 0 && !have_last && !current) {
+            cut = git_commit_parentcount(commit) == 0 &&
+                  imgstore_store__cut_read(&(imgstore_store__cut_record){0}, commit) !=
+                      IMGSTORE_ENOTFOUND;
+            /* a cut root: the steps before its policy come from its archive, checked exactly
+             * as they were when their commits were walked (cut.c) */
+            if (imgstore_store__cut_policy_steps(&archived, ctx->store, commit) < 0)
+                emit(ctx, "policy", "trust", "?", IMGSTORE_EVERIFY, imgstore_error_last(), NULL);
+            for (uint64_t n = 1; n <= archived; n++) {
+                char dir[64];
+
+                snprintf(dir, sizeof(dir), "archive/trust/%llu", (unsigned long long)n);
+                check_policy(ctx, tree, dir, n, &before, &current);
+            }
+        }
+        if (tree && git_tree_entry_bypath(&entry, tree, "trust") == 0 &&
             (!have_last || !git_oid_equal(&last_blob, git_tree_entry_id(entry)))) {
             git_oid_cpy(&last_blob, git_tree_entry_id(entry));
             have_last = true;
-            check_policy(ctx, tree, &before, &current);
+            /* a cut's own policy follows its archive: with none, it must be policy 1 */
+            check_policy(ctx, tree, "trust", cut ? archived + 1 : 0, &before, &current);
         }
         git_tree_entry_free(entry);
         git_tree_free(tree);
@@ -271,6 +297,14 @@ int imgstore_store_verify_trust(imgstore_store *store, imgstore_verify_fn report
         goto done;
     if (imgstore_store__policy_load(&policy, NULL, store, tip) < 0)
         goto done; /* reported by the chain */
+    {
+        /* the moves a cut archived (cut.c): each state as signed as when it was written */
+        size_t archived = 0;
+
+        if (imgstore_store__cut_verify_archive(&archived, store, tip) < 0)
+            emit(&ctx, "channel", "archive", "moves", IMGSTORE_EVERIFY, imgstore_error_last(),
+                 NULL);
+    }
     if ((err = imgstore_store__list_tree(&names, &count, store, tip, "channels", NULL)) < 0) {
         err = err == IMGSTORE_ENOTFOUND ? 0 : err;
         goto done;

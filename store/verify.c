@@ -260,7 +260,7 @@ int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *
 
         if (strcmp(entry, IMGSTORE_STORE_MARKER) != 0 && strcmp(entry, "images") != 0 &&
             strcmp(entry, "channels") != 0 && strcmp(entry, "trust") != 0 &&
-            strcmp(entry, "index") != 0) {
+            strcmp(entry, "index") != 0 && strcmp(entry, "archive") != 0) {
             char msg[512];
 
             snprintf(msg, sizeof(msg), "unexpected top-level entry '%s'", entry);
@@ -284,6 +284,13 @@ int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *
             fsck_version(&ctx, tip, names[i], versions[j]);
         fsck_channels(&ctx, tip, names[i]);
         imgstore_strings_free(versions, version_count);
+    }
+    /* what a cut archived (cut.c): the states of the moves whose commits it dropped */
+    {
+        size_t archived = 0;
+
+        if (imgstore_store__cut_verify_archive(&archived, store, tip) < 0)
+            problem(&ctx, NULL, NULL, imgstore_error_last());
     }
     /* derived data: what a rebuild from the history and the manifests gives, exactly */
     if (imgstore_store_index_check(store) < 0)

@@ -2,25 +2,48 @@
 """
 Retention (issue #12) with the real binary and real boot images: `imgstore prune` removes old
 versions no channel needs in one signed commit that stock `git fsck --strict` and
-`git verify-commit` accept, the indexes still equal a rebuild, history still names the pruned
-versions, and `imgstore which` finds every version and channel that held a file's bytes.
-Figures (store size before and after, what a depth-1 clone carries) go to stderr.
+`git verify-commit` accept, the indexes still equal a rebuild, and `imgstore which` finds every
+version and channel that held a file's bytes. By default the prune then cuts the history (a
+signed root commit with an archive), after which every reader still answers and the removed
+versions' bytes are unreachable: the store shrinks by about their packed size. With
+--keep-history, history still names the pruned versions. Figures (store sizes before and
+after, what a depth-1 clone carries) go to stderr.
 """
 
+
+import glob
 import json
 import os
 import subprocess
 import sys
 import time
 
-from imgstore_testlib import (EXIT_FAIL, EXIT_USAGE, StoreTestCase, fixture, git, git_ok, main,
-                              needs_fixtures, run, sha256_file)
+from imgstore_testlib import (EXIT_FAIL, EXIT_USAGE, Server, StoreTestCase, fixture, git, git_ok,
+                              main, needs_fixtures, run, sha256_file)
 
 KERNEL = "vmlinuz-6.1.0-56-cloud-amd64"
 
 
 def object_exists(repo, oid):
     return git("cat-file", "-e", oid, git_dir=repo)[0] == 0
+
+
+def blobs(repo, rev, path):
+    """Every blob id under PATH in the tree of REV."""
+    out = git_ok("ls-tree", "-r", rev, path, git_dir=repo)
+    return {line.split()[2] for line in out.splitlines() if line.split()[1] == "blob"}
+
+
+def packed_sizes(repo):
+    """{oid: bytes it takes in its pack} over every pack of REPO (git verify-pack -v)."""
+    sizes = {}
+    for idx in glob.glob(os.path.join(repo, "objects", "pack", "*.idx")):
+        for line in git_ok("verify-pack", "-v", idx).splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and len(fields[0]) == 40 and fields[1] in ("blob", "tree",
+                                                                            "commit"):
+                sizes[fields[0]] = int(fields[3])
+    return sizes
 
 
 def du_bytes(path):
@@ -74,7 +97,8 @@ class PruneWhich(StoreTestCase):
         self.ok("gc", "--all")
         store_before = du_bytes(self.repo)
         clone_before = self.depth1_clone_bytes("before.git")
-        done = self.okjson("prune", "boot", "--keep", "1")
+        done = self.okjson("prune", "boot", "--keep", "1", "--keep-history")
+        self.assertNotIn("cut", done)
         self.assertEqual(done["removed"], plan["removed"])
         self.assertEqual(done["commit"], self.tip())
         self.assertEqual(self.subjects()[0], "prune 3 versions")
@@ -95,7 +119,7 @@ class PruneWhich(StoreTestCase):
         self.assertEqual(entries[0]["action"], "prune")
         self.assertEqual(sorted(e.get("version") for e in entries if e["action"] == "push"),
                          ["1", "2", "3", "4", "5"])
-        # nothing left to remove: no commit
+        # nothing left to remove: no commit (and no cut)
         self.ok("prune", "boot", "--keep", "1")
         self.assertEqual(self.subjects()[0], "prune 3 versions")
         self.assertEqual(len([s for s in self.subjects() if s.startswith("prune")]), 1)
@@ -109,6 +133,96 @@ class PruneWhich(StoreTestCase):
         # freed bytes are the files' bytes; on disk they are zlib-compressed (the ISO is
         # mostly zeros), so a clone shrinks by less
         self.assertLess(clone_after, clone_before)
+
+    def mirror_gc_bytes(self, name):
+        """What the store weighs once stock git drops what nothing reaches: a fresh mirror
+        clone, then git gc --prune=now --aggressive."""
+        dest = self.path(name)
+        git_ok("clone", "-q", "--mirror", "file://" + self.repo, dest)
+        git_ok("gc", "-q", "--prune=now", "--aggressive", git_dir=dest)
+        return du_bytes(dest)
+
+    @needs_fixtures
+    def test_prune_cuts_history_so_the_removed_bytes_can_go(self):
+        self.push_boot_versions()
+        self.ok("deploy", "boot", "2", "--channel", "prod")
+        self.ok("deploy", "boot", "5", "--channel", "prod")
+        self.ok("deploy", "boot", "5", "--channel", "staging")
+        first_id = self.git("rev-list", "--max-parents=0", "main").strip()
+        plan = self.okjson("prune", "boot", "--keep", "1", "--dry-run")
+        self.assertEqual(plan["cut"], {"op": 11, "moves_archived": 3,
+                                       "policies_archived": 0})
+        text = self.ok("prune", "boot", "--keep", "1", "--dry-run")
+        self.assertIn("would cut history: a new root at op 11 archiving 3 channel moves", text)
+
+        self.ok("gc", "--all")
+        store_before = du_bytes(self.repo)
+        mirror_before = self.mirror_gc_bytes("before.git")
+        old_blobs = blobs(self.repo, "main", "images")
+        done = self.okjson("prune", "boot", "--keep", "1")
+        self.assertEqual(sorted(r["version"] for r in done["removed"]), ["1", "3", "4"])
+        cut = done["cut"]["commit"]
+        self.assertEqual(cut, self.tip())
+        self.assertEqual(done["cut"]["op"], 11)
+        # a signed root commit that records the removal commit it was made after
+        self.assertEqual(self.git("rev-list", "--count", "main").strip(), "1")
+        body = self.git("log", "-1", "--format=%B", "main")
+        self.assertEqual(body.splitlines()[0], "cut history at %s" % done["commit"][:12])
+        self.assertIn("previous: %s" % done["commit"], body.splitlines())
+        self.assertIn("op: 11", body.splitlines())
+        self.assertIn("store-id: %s" % first_id, body.splitlines())
+        self.git("-c", "gpg.format=ssh", "-c", "gpg.ssh.allowedSignersFile=" +
+                 self.allowed_signers(), "verify-commit", "main")
+        self.assertFsckClean()
+        self.assertEqual(self.ok("reindex", "--check").strip(), "the indexes match a rebuild")
+        self.ok("verify")
+        self.ok("fsck")
+        self.assertEqual([v["version"] for v in self.okjson("ls", "boot")["versions"]],
+                         ["5", "2"])
+        self.ok("pull", "boot@5", "-o", self.path("out5"))
+        # history: the channel's moves from the archive, the image's ending at the cut
+        moves = self.okjson("history", "boot", "--channel", "prod")["entries"]
+        self.assertEqual([(e["version"], e["op"]) for e in moves], [("5", 8), ("2", 7)])
+        self.assertTrue(all(e["signed"]["signatures"] for e in moves))
+        lines = self.ok("history", "boot").splitlines()
+        self.assertTrue(lines[-1].startswith("history before "), lines)
+        self.assertIn("(previous %s)" % done["commit"][:12], lines[-1])
+        # a plain clone carries the cut store, and writes go on from it
+        git_ok("clone", "-q", "--bare", "file://" + self.repo, self.path("clone.git"))
+        self.assertFsckClean(self.path("clone.git"))
+        self.ok("rollback", "boot", "--channel", "prod")
+        self.assertEqual(self.okjson("history", "boot", "--channel", "prod")["entries"][0]
+                         ["version"], "2", "the stack carried across the cut")
+        self.ok("deploy", "boot", "5", "--channel", "prod")
+        self.ok("rollback", "boot", "--channel", "prod", "--to", "2")
+        self.assertEqual(self.ok("reindex", "--check").strip(), "the indexes match a rebuild")
+        self.ok("verify")
+        # the server reads the cut store, and a remote client checks the archived chain
+        with Server(self.repo, self.tmp, ["read_public = true"]) as server:
+            body = server.get_json("/v1/channels/boot/prod/history")
+            self.assertEqual([e["version"] for e in body["entries"]][-2:], ["5", "2"])
+            rc, out, err = run("pull", "boot@5", "-o", self.path("remote5"), "--server",
+                               server.url)
+            self.assertEqual(rc, 0, out + err)
+
+        # the removed versions' objects are unreachable: stock git drops them, and the store
+        # shrinks by what they took in the pack
+        kept = blobs(self.repo, "main", "images")
+        gone = {oid for oid in old_blobs if oid not in kept}
+        self.assertTrue(gone)
+        self.ok("gc", "--all", "--prune=now")
+        store_after = du_bytes(self.repo)
+        mirror_after = self.mirror_gc_bytes("after.git")
+        for oid in gone:
+            self.assertFalse(object_exists(self.path("after.git"), oid), oid)
+        gone_packed = sum(size for oid, size in packed_sizes(self.path("before.git")).items()
+                          if oid in gone)
+        sys.stderr.write("figures: the removed versions' %d objects took %d bytes packed; "
+                         "store %d -> %d bytes after prune + cut + gc --all --prune=now; "
+                         "mirror clone + git gc --prune=now --aggressive %d -> %d bytes\n"
+                         % (len(gone), gone_packed, store_before, store_after, mirror_before,
+                            mirror_after))
+        self.assertGreater(mirror_before - mirror_after, gone_packed * 8 // 10)
 
     @needs_fixtures
     def test_which_names_every_version_and_channel_that_held_the_bytes(self):
