@@ -113,21 +113,11 @@ static int check_oplog(cut_ctx *ctx, uint64_t op, const git_oid *previous, const
 
 static int archived_link(imgstore_policy_link *out, cut_ctx *ctx, size_t step)
 {
-    imgstore_policy *policy = NULL;
-    char path[128], dir[128];
-    int err;
+    char dir[64];
 
-    memset(out, 0, sizeof(*out));
-    snprintf(path, sizeof(path), "archive/trust/%zu/policy.json", step);
-    snprintf(dir, sizeof(dir), "archive/trust/%zu/signatures", step);
-    if ((err = imgstore_store__signed_read(&out->policy, &out->policy_len, &out->signatures,
-                                           &out->signature_count, ctx->store, ctx->tree, path,
-                                           dir)) < 0)
-        return refusef(ctx, "archive/trust/%zu: %s", step, imgstore_error_last());
-    out->version = imgstore_schema_policy_parse(&policy, out->policy, out->policy_len) == 0
-                       ? policy->version
-                       : 0;
-    imgstore_policy_free(policy);
+    snprintf(dir, sizeof(dir), "archive/trust/%zu", step);
+    if (imgstore_store__policy_link_in(out, ctx->store, ctx->tree, dir) < 0)
+        return refusef(ctx, "%s: %s", dir, imgstore_error_last());
     return 0;
 }
 
@@ -305,8 +295,8 @@ static int check_new_move(cut_ctx *ctx, const char *segdir, const char *name, co
 
     snprintf(path, sizeof(path), "%s/%" PRIu64 ".json", segdir, op);
     snprintf(dir, sizeof(dir), "%s/%" PRIu64 ".sigs", segdir, op);
-    if ((err = imgstore_store__signed_read(&bytes, &len, &sigs, &count, ctx->store, ctx->tree, path,
-                                           dir)) < 0 ||
+    if ((err = imgstore_store__signed_at(&bytes, &len, &sigs, &count, ctx->store, ctx->tree, path,
+                                         dir, 64 * 1024)) < 0 ||
         (err = imgstore_schema_channel_parse(&state, bytes, len)) < 0) {
         err = refusef(ctx, "%s: %s", path, imgstore_error_last());
         goto done;

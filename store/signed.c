@@ -87,14 +87,6 @@ int imgstore_store_manifest_signed(char **bytes_out, size_t *len_out, char ***si
     return err;
 }
 
-int imgstore_store__signed_read(char **bytes_out, size_t *len_out, char ***sigs_out,
-                                size_t *sig_count_out, imgstore_store *store, const git_tree *tree,
-                                const char *path, const char *dir)
-{
-    return read_signed(bytes_out, len_out, sigs_out, sig_count_out, store, tree, path, dir,
-                       STATE_MAX);
-}
-
 int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char ***sigs_out,
                                       size_t *sig_count_out, imgstore_store *store,
                                       const git_tree *tree, const char *name, const char *channel)

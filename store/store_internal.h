@@ -216,12 +216,6 @@ int imgstore_store__channel_signed_at(char **bytes_out, size_t *len_out, char **
                                       size_t *sig_count_out, imgstore_store *store,
                                       const git_tree *tree, const char *name, const char *channel);
 
-/** A signed document of at most 64 KiB at `path` of `tree` (a policy, a channel state, also
- * as archived by a cut) and the armored signatures in the tree at `dir`. 0, ENOTFOUND. */
-int imgstore_store__signed_read(char **bytes_out, size_t *len_out, char ***sigs_out,
-                                size_t *sig_count_out, imgstore_store *store, const git_tree *tree,
-                                const char *path, const char *dir);
-
 /** The channel state stored in `tree` (ENOTFOUND with a message if the channel is absent). */
 int imgstore_store__channel_load(imgstore_channel_state **out, imgstore_store *store,
                                  const git_tree *tree, const char *name, const char *channel);

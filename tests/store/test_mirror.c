@@ -689,6 +689,38 @@ static void first_sync_refuses_a_cut_that_replaces_policy_one(void **state)
     imgstore_sign_key_free(deployer);
 }
 
+/* A second cut keeps the first's archive: a replica that took the first compares it by
+ * segment id; one that slept through both compares the moves it saw with its history and
+ * checks the ones it missed, and a policy step it never saw, against their signatures. */
+static void sync_follows_two_cuts(void **state)
+{
+    fixture *f = *state;
+    imgstore_sign_key *deployer = NULL;
+    char awake[600], asleep[600], served[41], cut_hex[41];
+
+    start(f, awake);
+    snprintf(asleep, sizeof(asleep), "%s/asleep.git", f->dir);
+    replica_sync(asleep, f, NULL);
+    prune_to(f, 1);
+    assert_true(tip_is_cut(f));
+    replica_sync(awake, f, NULL);
+    add_deployer(f, &deployer);
+    push(f, "5", 'e'); /* never runs: the second prune removes it */
+    push(f, "6", 'f');
+    deploy(f, "6");
+    push(f, "7", 'g');
+    prune_to(f, 1);
+    assert_true(tip_is_cut(f));
+    tip(cut_hex, f);
+    replica_sync(awake, f, NULL);
+    replica_tip(served, awake);
+    assert_string_equal(served, cut_hex);
+    replica_sync(asleep, f, NULL);
+    replica_tip(served, asleep);
+    assert_string_equal(served, cut_hex);
+    imgstore_sign_key_free(deployer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -699,6 +731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sync_takes_a_good_history_and_refuses_a_damaged_chunk,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(sync_follows_a_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_follows_two_cuts, setup, teardown),
         cmocka_unit_test_setup_teardown(first_sync_after_a_cut_pins_policy_one_through_the_archive,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(forged_cuts_are_refused, setup, teardown),
