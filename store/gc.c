@@ -350,15 +350,9 @@ static int collect_old(const git_oid *oid, void *payload)
     collect_ctx *c = payload;
     gc_run *run = c->run;
 
-    if (run->old_count == run->old_cap) {
-        size_t cap = run->old_cap ? run->old_cap * 2 : 4096;
-        old_object *bigger = realloc(run->old_objects, cap * sizeof(*bigger));
-
-        if (!bigger)
-            return GIT_EUSER;
-        run->old_objects = bigger;
-        run->old_cap = cap;
-    }
+    if (imgstore_array_grow((void **)&run->old_objects, &run->old_cap, run->old_count + 1,
+                            sizeof(old_object)) < 0)
+        return GIT_EUSER;
     run->old_objects[run->old_count++] = (old_object){*oid, c->mtime, false};
     return 0;
 }

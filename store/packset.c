@@ -17,41 +17,30 @@
 #include <string.h>
 #include <sys/stat.h>
 
+typedef struct {
+    git_odb_backend *one; /* this pack alone (owned by the set's odb) */
+    char *path;           /* <pack_dir>/<name>.pack */
+    int64_t mtime;        /* the .pack's mtime when the set was opened */
+    bool freshened;       /* touched by this set already */
+} pack_entry;
+
 struct imgstore_store__packset {
-    git_odb *odb;          /* every pack of the set, for lookups */
-    git_odb_backend **one; /* the same packs one by one (owned by odb) */
-    char **paths;          /* <pack_dir>/<name>.pack */
-    int64_t *mtimes;       /* each .pack's mtime when the set was opened */
-    bool *freshened;       /* touched by this set already */
+    git_odb *odb; /* every pack of the set, for lookups */
+    pack_entry *packs;
     size_t count, cap;
 };
-
-static bool grow(void **array, size_t cap, size_t size)
-{
-    void *bigger = realloc(*array, cap * size);
-
-    if (bigger)
-        *array = bigger;
-    return bigger != NULL;
-}
 
 static int add_pack(imgstore_store__packset *set, const char *pack_dir, const char *name)
 {
     git_odb_backend *backend = NULL;
+    pack_entry *e;
     char path[4200];
     struct stat st;
     int rc;
 
-    if (set->count == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 16;
-
-        if (!grow((void **)&set->one, cap, sizeof(*set->one)) ||
-            !grow((void **)&set->paths, cap, sizeof(*set->paths)) ||
-            !grow((void **)&set->mtimes, cap, sizeof(*set->mtimes)) ||
-            !grow((void **)&set->freshened, cap, sizeof(*set->freshened)))
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        set->cap = cap;
-    }
+    if (imgstore_array_grow((void **)&set->packs, &set->cap, set->count + 1, sizeof(pack_entry)) <
+        0)
+        return IMGSTORE_ERROR;
     if (snprintf(path, sizeof(path), "%s/%s.idx", pack_dir, name) >= (int)sizeof(path))
         return imgstore_error_set(IMGSTORE_ERROR, "%s/%s: path too long", pack_dir, name);
     if ((rc = git_odb_backend_one_pack(&backend, path)) < 0)
@@ -61,11 +50,12 @@ static int add_pack(imgstore_store__packset *set, const char *pack_dir, const ch
         return imgstore_store__git_error(rc, "cannot open the pack %s", path);
     }
     snprintf(path, sizeof(path), "%s/%s.pack", pack_dir, name);
-    if (!(set->paths[set->count] = strdup(path)))
+    e = &set->packs[set->count];
+    if (!(e->path = strdup(path)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    set->one[set->count] = backend;
-    set->mtimes[set->count] = stat(path, &st) == 0 ? (int64_t)st.st_mtime : 0;
-    set->freshened[set->count] = false;
+    e->one = backend;
+    e->mtime = stat(path, &st) == 0 ? (int64_t)st.st_mtime : 0;
+    e->freshened = false;
     set->count++;
     return 0;
 }
@@ -125,19 +115,19 @@ size_t imgstore_store__packset_count(const imgstore_store__packset *set)
 
 int64_t imgstore_store__packset_mtime(const imgstore_store__packset *set, size_t i)
 {
-    return set->mtimes[i];
+    return set->packs[i].mtime;
 }
 
 bool imgstore_store__packset_changed(const imgstore_store__packset *set, size_t i)
 {
     struct stat st;
 
-    return stat(set->paths[i], &st) < 0 || (int64_t)st.st_mtime != set->mtimes[i];
+    return stat(set->packs[i].path, &st) < 0 || (int64_t)st.st_mtime != set->packs[i].mtime;
 }
 
-bool imgstore_store__packset_holds(const imgstore_store__packset *set, size_t i, const git_oid *oid)
+static bool holds(const imgstore_store__packset *set, size_t i, const git_oid *oid)
 {
-    return set->one[i]->exists(set->one[i], oid) != 0;
+    return set->packs[i].one->exists(set->packs[i].one, oid) != 0;
 }
 
 int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_odb_foreach_cb cb,
@@ -149,11 +139,11 @@ int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_
 void imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid)
 {
     for (size_t i = 0; i < set->count; i++) {
-        if (set->freshened[i] || !imgstore_store__packset_holds(set, i, oid))
+        if (set->packs[i].freshened || !holds(set, i, oid))
             continue;
         /* as libgit2 freshens a pack on reuse; a failure only shortens the grace period */
-        utimensat(AT_FDCWD, set->paths[i], NULL, 0);
-        set->freshened[i] = true;
+        utimensat(AT_FDCWD, set->packs[i].path, NULL, 0);
+        set->packs[i].freshened = true;
     }
     git_error_clear();
 }
@@ -164,10 +154,7 @@ void imgstore_store__packset_free(imgstore_store__packset *set)
         return;
     git_odb_free(set->odb);
     for (size_t i = 0; i < set->count; i++)
-        free(set->paths[i]);
-    free(set->paths);
-    free(set->one);
-    free(set->mtimes);
-    free(set->freshened);
+        free(set->packs[i].path);
+    free(set->packs);
     free(set);
 }
