@@ -370,6 +370,13 @@ class Mirror(ServerTestCase):
             git_ok("cat-file", "-e", chunk, git_dir=server.repo)
             reachable = git_ok("rev-list", "--objects", "--all", git_dir=server.repo)
             self.assertNotIn(chunk, reachable)
+        # and its own gc frees them, as on the primary
+        rc, _, err = run("gc", "--prune=now", repo=by_path.repo)
+        self.assertEqual(rc, EXIT_OK, err)
+        self.assertNotEqual(git("cat-file", "-e", chunk, git_dir=by_path.repo)[0], 0)
+        git_ok("fsck", "--strict", git_dir=by_path.repo)
+        self.assertEqual(sha256(self.download(by_path, "boot", "3", "memtest86+x64.efi")),
+                         sha256_file(fixture("memtest86+x64.efi")))
         # and both go on from the cut as from any commit
         self.ok("deploy", "boot", "3", "--channel", "canary")
         after = self.tip()
