@@ -133,7 +133,7 @@ static bool holds(const imgstore_store__packset *set, size_t i, const git_oid *o
 int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_odb_foreach_cb cb,
                                     void *payload)
 {
-    return set->one[i]->foreach (set->one[i], cb, payload);
+    return set->packs[i].one->foreach (set->packs[i].one, cb, payload);
 }
 
 void imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid)
