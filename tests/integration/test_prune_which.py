@@ -159,6 +159,7 @@ class PruneWhich(StoreTestCase):
         store_before = du_bytes(self.repo)
         mirror_before = self.mirror_gc_bytes("before.git")
         old_blobs = blobs(self.repo, "main", "images")
+        store_packed = packed_sizes(self.repo)
         done = self.okjson("prune", "boot", "--keep", "1")
         self.assertEqual(sorted(r["version"] for r in done["removed"]), ["1", "3", "4"])
         cut = done["cut"]["commit"]
@@ -187,9 +188,35 @@ class PruneWhich(StoreTestCase):
         lines = self.ok("history", "boot").splitlines()
         self.assertTrue(lines[-1].startswith("history before "), lines)
         self.assertIn("(previous %s)" % done["commit"][:12], lines[-1])
-        # a plain clone carries the cut store, and writes go on from it
+        # a plain clone carries the cut store
         git_ok("clone", "-q", "--bare", "file://" + self.repo, self.path("clone.git"))
         self.assertFsckClean(self.path("clone.git"))
+        # the removed versions' objects are unreachable: stock git drops them, and the store
+        # shrinks by what they took in the pack
+        kept = blobs(self.repo, "main", "images")
+        gone = {oid for oid in old_blobs if oid not in kept}
+        self.assertTrue(gone)
+        self.ok("gc", "--all", "--prune=now")
+        store_after = du_bytes(self.repo)
+        mirror_after = self.mirror_gc_bytes("after.git")
+        for oid in gone:
+            self.assertFalse(object_exists(self.path("after.git"), oid), oid)
+        for oid in gone:
+            self.assertFalse(object_exists(self.repo, oid), oid)
+        gone_packed = sum(size for oid, size in packed_sizes(self.path("before.git")).items()
+                          if oid in gone)
+        gone_store = sum(size for oid, size in store_packed.items() if oid in gone)
+        sys.stderr.write("figures: the removed versions' %d objects took %d bytes in the "
+                         "store's packs (%d in a git gc --aggressive pack); store %d -> %d bytes "
+                         "after prune + cut + imgstore gc --all --prune=now; mirror clone + git "
+                         "gc --prune=now --aggressive %d -> %d bytes\n"
+                         % (len(gone), gone_store, gone_packed, store_before, store_after,
+                            mirror_before, mirror_after))
+        self.assertGreater(mirror_before - mirror_after, gone_packed * 8 // 10)
+        self.assertGreater(store_before - store_after, gone_store * 8 // 10)
+        self.assertFsckClean()
+        self.ok("verify")
+        # writes go on from the cut: the rollback stack carried across it
         self.ok("rollback", "boot", "--channel", "prod")
         self.assertEqual(self.okjson("history", "boot", "--channel", "prod")["entries"][0]
                          ["version"], "2", "the stack carried across the cut")
@@ -204,25 +231,6 @@ class PruneWhich(StoreTestCase):
             rc, out, err = run("pull", "boot@5", "-o", self.path("remote5"), "--server",
                                server.url)
             self.assertEqual(rc, 0, out + err)
-
-        # the removed versions' objects are unreachable: stock git drops them, and the store
-        # shrinks by what they took in the pack
-        kept = blobs(self.repo, "main", "images")
-        gone = {oid for oid in old_blobs if oid not in kept}
-        self.assertTrue(gone)
-        self.ok("gc", "--all", "--prune=now")
-        store_after = du_bytes(self.repo)
-        mirror_after = self.mirror_gc_bytes("after.git")
-        for oid in gone:
-            self.assertFalse(object_exists(self.path("after.git"), oid), oid)
-        gone_packed = sum(size for oid, size in packed_sizes(self.path("before.git")).items()
-                          if oid in gone)
-        sys.stderr.write("figures: the removed versions' %d objects took %d bytes packed; "
-                         "store %d -> %d bytes after prune + cut + gc --all --prune=now; "
-                         "mirror clone + git gc --prune=now --aggressive %d -> %d bytes\n"
-                         % (len(gone), gone_packed, store_before, store_after, mirror_before,
-                            mirror_after))
-        self.assertGreater(mirror_before - mirror_after, gone_packed * 8 // 10)
 
     @needs_fixtures
     def test_which_names_every_version_and_channel_that_held_the_bytes(self):

@@ -399,6 +399,77 @@ static void verify_catches_a_tampered_archived_state(void **state)
     assert_int_equal(imgstore_store_verify_trust(f->store, NULL, NULL), IMGSTORE_EVERIFY);
 }
 
+/* An image's history paged one entry at a time reaches the cut's entry last, and the cursor
+ * stops there. */
+static void image_history_pages_end_at_the_cut(void **state)
+{
+    fixture *f = *state;
+    imgstore_prune_plan *plan = NULL;
+    imgstore_history_query q = {.limit = 1};
+    char actions[8][16];
+    size_t n = 0;
+
+    history_worth_cutting(f);
+    plan = prune_cut(f, 3);
+    imgstore_prune_plan_free(plan);
+    push_one(f, "app", "13", 1600000000 + 13 * 60);
+    deploy(f, "app", "prod", "13");
+    for (;;) {
+        imgstore_history_entry *entries = NULL;
+        size_t count = 0;
+        uint64_t next = 0;
+
+        assert_int_equal(imgstore_store_history_query(&entries, &count, &next, f->store, "app", &q),
+                         0);
+        assert_int_equal(count, 1);
+        snprintf(actions[n++], 16, "%s@%llu", entries[0].action, (unsigned long long)entries[0].op);
+        imgstore_history_free(entries, count);
+        if (!next || n == 8)
+            break;
+        q.before = next;
+    }
+    assert_int_equal(n, 3);
+    assert_string_equal(actions[0], "deploy@22");
+    assert_string_equal(actions[1], "push@21");
+    assert_string_equal(actions[2], "cut@20");
+}
+
+/* A cut needs current indexes; without them the prune fails whole: nothing removed. */
+static void a_cut_that_cannot_be_made_leaves_the_store_as_it_was(void **state)
+{
+    fixture *f = *state;
+    imgstore_prune_opts opts = {.keep = 3, .cut = true};
+    imgstore_prune_plan *plan = NULL;
+    git_commit *tip = NULL;
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    git_reference *ref = NULL;
+    git_oid stale;
+    char before[41], after[41];
+
+    history_worth_cutting(f);
+    /* a commit by another tool: the indexes are stale from here on */
+    tip = tip_commit(f);
+    assert_int_equal(git_commit_tree(&tree, tip), 0);
+    assert_int_equal(imgstore_store__actor_signature(&sig, "git"), 0);
+    assert_int_equal(imgstore_store__commit_create(&stale, f->store, f->store->repo, sig,
+                                                   "by hand\n", tree, tip, test_key),
+                     0);
+    assert_int_equal(
+        git_reference_create(&ref, f->store->repo, IMGSTORE_STORE_REF, &stale, 1, "stale"), 0);
+    assert_int_equal(imgstore_store_tip_id(before, f->store), 0);
+    assert_int_equal(imgstore_store_prune(&plan, f->store, &opts, &signers, "test"),
+                     IMGSTORE_EINVALID);
+    assert_non_null(strstr(imgstore_error_last(), "reindex"));
+    assert_int_equal(imgstore_store_tip_id(after, f->store), 0);
+    assert_string_equal(before, after);
+    assert_int_equal(imgstore_store_version_position(&(size_t){0}, f->store, "app", "1"), 0);
+    git_reference_free(ref);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_commit_free(tip);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +485,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_catches_a_dropped_archived_policy_step, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(verify_catches_a_tampered_archived_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(image_history_pages_end_at_the_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_cut_that_cannot_be_made_leaves_the_store_as_it_was, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
