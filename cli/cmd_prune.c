@@ -13,7 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_KEEP = OPT_FIRST_LOCAL, OPT_OLDER_THAN, OPT_DRY_RUN, OPT_KEEP_HISTORY, OPT_NO_HISTORY };
+enum {
+    OPT_KEEP = OPT_FIRST_LOCAL,
+    OPT_OLDER_THAN,
+    OPT_DRY_RUN,
+    OPT_KEEP_HISTORY,
+    OPT_ARCHIVE,
+    OPT_NO_HISTORY
+};
 
 static int parse_count(long long *out, const char *text, long long max)
 {
@@ -50,6 +57,7 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
                                             {"older-than", required_argument, NULL, OPT_OLDER_THAN},
                                             {"dry-run", no_argument, NULL, OPT_DRY_RUN},
                                             {"keep-history", no_argument, NULL, OPT_KEEP_HISTORY},
+                                            {"archive", required_argument, NULL, OPT_ARCHIVE},
                                             {NULL, 0, NULL, 0}};
     imgstore_prune_opts opts = {.cut = true};
     imgstore_prune_plan *plan = NULL;
@@ -74,6 +82,8 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
             dry_run = true;
         } else if (opt == OPT_KEEP_HISTORY) {
             opts.cut = false;
+        } else if (opt == OPT_ARCHIVE) {
+            opts.archive = optarg;
         }
     }
     if (code >= 0)
@@ -82,6 +92,9 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
         return code;
     if (!has_keep)
         return cli_usage_error(ctx, "--keep N is required");
+    if (opts.archive && !opts.cut)
+        return cli_usage_error(ctx, "--archive is of the history a cut drops: not with "
+                                    "--keep-history");
     if (optind + 1 < argc)
         return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
     opts.name = optind < argc ? argv[optind] : NULL;

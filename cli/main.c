@@ -195,7 +195,7 @@ static const command commands[] = {
      "  imgstore gc --all",
      USES_JSON},
     {"prune", cli_cmd_prune,
-     "prune [NAME] --keep N [--older-than DAYS] [--dry-run] [--keep-history]",
+     "prune [NAME] --keep N [--older-than DAYS] [--dry-run] [--keep-history | --archive FILE]",
      "Remove old versions in one signed commit (a release or root key): all but the newest N\n"
      "of each image (or of NAME), except what a channel runs, what its rollback stack holds,\n"
      "and what it ran within the rollback window (--older-than DAYS, else 30 days). Prints\n"
@@ -208,6 +208,8 @@ static const command commands[] = {
      "  --older-than DAYS   only versions created more than DAYS ago go; also the window\n"
      "  --dry-run           print the plan and what the cut would archive, change nothing\n"
      "  --keep-history      no cut: history keeps the removed versions (and their bytes)\n"
+     "  --archive FILE      first write the history the cut drops as a git bundle\n"
+     "                      ('git clone FILE' restores it)\n"
      "\n"
      "Example:\n"
      "  imgstore prune app --keep 20 --older-than 90 --dry-run",

@@ -21,10 +21,12 @@
  */
 #include "store/store_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CUTS_LOG        "index/cuts"
 #define OPLOG           "index/oplog"
@@ -793,5 +795,64 @@ int imgstore_store__cut_verify_archive(size_t *checked_out, imgstore_store *stor
         imgstore_policy_free(a.policies[i]);
     free(a.policies);
     *checked_out = a.checked;
+    return err;
+}
+
+/* ---- the bundle of what a cut drops (prune --archive) ---------------------------------- */
+
+typedef struct {
+    int fd;
+    int err;
+} bundle_out;
+
+static int bundle_write(void *buf, size_t size, void *payload)
+{
+    bundle_out *out = payload;
+
+    if (imgstore_store__write_all(out->fd, buf, size) < 0) {
+        out->err =
+            imgstore_error_set(IMGSTORE_ERROR, "cannot write the archive: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int imgstore_store__cut_bundle(imgstore_store *store, const git_oid *last, const char *path)
+{
+    git_packbuilder *pb = NULL;
+    git_revwalk *walk = NULL;
+    char *tmp = imgstore_strfmt("%s.XXXXXX", path), header[128];
+    bundle_out out = {-1, 0};
+    int err = 0, rc;
+
+    if (!tmp)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((out.fd = mkstemp(tmp)) < 0) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    /* git's bundle v2: no prerequisites, one ref, then a pack of everything it reaches */
+    snprintf(header, sizeof(header), "# v2 git bundle\n%s %s\n\n", git_oid_tostr_s(last),
+             IMGSTORE_STORE_REF);
+    if ((err = bundle_write(header, strlen(header), &out)) < 0)
+        goto done;
+    if ((rc = git_packbuilder_new(&pb, store->repo)) < 0 ||
+        (rc = git_revwalk_new(&walk, store->repo)) < 0 || (rc = git_revwalk_push(walk, last)) < 0 ||
+        (rc = git_packbuilder_insert_walk(pb, walk)) < 0 ||
+        (rc = git_packbuilder_foreach(pb, bundle_write, &out)) < 0) {
+        err =
+            out.err ? out.err : imgstore_store__git_error(rc, "%s: cannot pack the history", path);
+        goto done;
+    }
+    if (fsync(out.fd) < 0 || close(out.fd) < 0 || (out.fd = -1, rename(tmp, path) < 0))
+        err = imgstore_error_set(IMGSTORE_ERROR, "cannot write %s: %s", path, strerror(errno));
+done:
+    if (out.fd >= 0)
+        close(out.fd);
+    if (err < 0)
+        unlink(tmp);
+    git_revwalk_free(walk);
+    git_packbuilder_free(pb);
+    free(tmp);
     return err;
 }

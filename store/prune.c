@@ -662,7 +662,12 @@ static int prune_cut_fn(git_oid *commit_oid, const git_signature *sig, const img
 {
     prune_edit *e = payload;
 
+    int err;
+
     git_oid_tostr(e->plan->commit, sizeof(e->plan->commit), commit_oid);
+    if (e->opts->archive &&
+        (err = imgstore_store__cut_bundle(e->store, commit_oid, e->opts->archive)) < 0)
+        return err;
     return imgstore_store__cut_write(commit_oid, e->plan, e->store, sig, key);
 }
 
@@ -678,6 +683,8 @@ int imgstore_store_prune(imgstore_prune_plan **out, imgstore_store *store,
         return err;
     if (!signers || signers->count == 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "prune is signed: give a release or root key");
+    if (opts->archive && !opts->cut)
+        return imgstore_error_set(IMGSTORE_EINVALID, "an archive is of the history a cut drops");
     err = imgstore_store__commit_then(store, actor, signers->keys[0], prune_edit_fn,
                                       opts->cut ? prune_cut_fn : NULL, &e);
     if (err == IMGSTORE_STORE_UNCHANGED)

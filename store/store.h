@@ -332,13 +332,14 @@ int imgstore_store_reindex(bool *changed_out, imgstore_store *store, const char 
 #define IMGSTORE_PRUNE_WINDOW_DEFAULT (30 * 86400)
 
 typedef struct {
-    const char *name;   /* one image; NULL: every image */
-    size_t keep;        /* the newest versions of each image always stay; at least 1 */
-    int64_t older_than; /* seconds: only versions created longer ago are removed, and the
-                           rollback window is this long; 0: any age, a 30-day window */
-    int64_t now;        /* the time ages count from; 0: the clock */
-    bool cut;           /* also cut the history after the removal (cut.c, docs/format.md
-                           "Cutting history"), so that gc frees the removed versions' bytes */
+    const char *name;    /* one image; NULL: every image */
+    size_t keep;         /* the newest versions of each image always stay; at least 1 */
+    int64_t older_than;  /* seconds: only versions created longer ago are removed, and the
+                            rollback window is this long; 0: any age, a 30-day window */
+    int64_t now;         /* the time ages count from; 0: the clock */
+    bool cut;            /* also cut the history after the removal (cut.c, docs/format.md
+                            "Cutting history"), so that gc frees the removed versions' bytes */
+    const char *archive; /* with cut: first write the history it drops as a git bundle here */
 } imgstore_prune_opts;
 
 typedef struct {

@@ -342,6 +342,11 @@ int imgstore_store__cut_policy_steps(uint64_t *count_out, imgstore_store *store,
 int imgstore_store__cut_verify_archive(size_t *checked_out, imgstore_store *store,
                                        const git_tree *tip);
 
+/** Write everything reachable from `last` (the removal commit a cut is about to drop) as a
+ * git bundle v2 at `path` (temp file, fsync, rename), ref refs/heads/main = `last`, so that
+ * stock `git bundle verify` and `git clone` restore the old history. Streams the pack. */
+int imgstore_store__cut_bundle(imgstore_store *store, const git_oid *last, const char *path);
+
 /** What a cut made on the tip now would archive (prune --dry-run): counts in *out. */
 int imgstore_store__cut_plan(imgstore_prune_plan *out, imgstore_store *store);
 

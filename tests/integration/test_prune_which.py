@@ -160,8 +160,20 @@ class PruneWhich(StoreTestCase):
         mirror_before = self.mirror_gc_bytes("before.git")
         old_blobs = blobs(self.repo, "main", "images")
         store_packed = packed_sizes(self.repo)
-        done = self.okjson("prune", "boot", "--keep", "1")
+        rc, _, err = self.im("prune", "boot", "--keep", "1", "--keep-history", "--archive",
+                             self.path("no.bundle"))
+        self.assertEqual(rc, EXIT_USAGE, err)
+        bundle = self.path("old-history.bundle")
+        done = self.okjson("prune", "boot", "--keep", "1", "--archive", bundle)
         self.assertEqual(sorted(r["version"] for r in done["removed"]), ["1", "3", "4"])
+        # --archive: the history the cut drops, as a bundle stock git verifies and clones
+        git_ok("bundle", "verify", "-q", bundle, git_dir=self.repo)
+        git_ok("clone", "-q", "--bare", bundle, self.path("old.git"))
+        self.assertEqual(git_ok("rev-parse", "main", git_dir=self.path("old.git")).strip(),
+                         done["commit"])
+        self.assertIn("push boot 3", git_ok("log", "--format=%s", "main",
+                                             git_dir=self.path("old.git")).splitlines())
+        self.assertFsckClean(self.path("old.git"))
         cut = done["cut"]["commit"]
         self.assertEqual(cut, self.tip())
         self.assertEqual(done["cut"]["op"], 11)
