@@ -237,6 +237,7 @@ typedef struct {
     const char *attempted; /* the version it tried and left, may be NULL */
     const char *message;   /* one line of text, may be NULL */
     const char *by;        /* who posted it (the token's name), may be NULL */
+    bool host_verified;    /* the poster was bound to this host (and image) */
 } imgstore_report;
 
 /**
@@ -251,7 +252,8 @@ int imgstore_store_report_put(json_t **out, imgstore_store *store, const char *n
 
 /**
  * A channel's reports: the latest record of every host, by host name, and the newest
- * `event_limit` reports, newest first. Both new references (empty arrays when none).
+ * `event_limit` reports, newest first. Both new references (empty arrays when none). A
+ * record kept before reports said whether their host was verified says it was not.
  */
 int imgstore_store_reports_get(json_t **hosts_out, json_t **events_out, imgstore_store *store,
                                const char *name, const char *channel, size_t event_limit);
