@@ -40,6 +40,23 @@ static int check_scopes(const char *scopes)
     return 0;
 }
 
+/* Does the comma-separated list `scopes` (checked) hold one that may post reports? */
+static bool may_report(const char *scopes)
+{
+    static const char *const posting[] = {"report", "deploy", "admin"};
+
+    for (const char *at = scopes; *at; at += *at == ',') {
+        size_t len = strcspn(at, ",");
+
+        for (size_t i = 0; i < sizeof(posting) / sizeof(posting[0]); i++) {
+            if (strlen(posting[i]) == len && strncmp(at, posting[i], len) == 0)
+                return true;
+        }
+        at += len;
+    }
+    return false;
+}
+
 static int random_hex(char *out, size_t bytes)
 {
     unsigned char buf[64];
@@ -99,8 +116,14 @@ int cli_cmd_token(cli_ctx *ctx, int argc, char **argv)
     if ((err = check_scopes(scopes)) < 0 ||
         (err = imgstore_schema_check_name(IMGSTORE_NAME_LABEL, name)) < 0 ||
         (host && (err = imgstore_schema_check_name(IMGSTORE_NAME_HOST, host)) < 0) ||
-        (image && (err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, image)) < 0) ||
-        (err = random_hex(secret, 32)) < 0 || (err = imgstore_sha256_new(&sha)) < 0)
+        (image && (err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, image)) < 0))
+        goto done;
+    if (host && !may_report(scopes)) { /* a binding nothing would ever check */
+        code = cli_usage_error(ctx, "--host binds host reports: --scope needs report, deploy "
+                                    "or admin");
+        goto done;
+    }
+    if ((err = random_hex(secret, 32)) < 0 || (err = imgstore_sha256_new(&sha)) < 0)
         goto done;
     snprintf(token, sizeof(token), "imgstore_%s", secret);
     imgstore_sha256_update(sha, token, strlen(token));

@@ -68,6 +68,11 @@ class ReportAuth(ServerTestCase):
         rc, _, err = self.im("token", "create", "--scope", "report", "--image", "app")
         self.assertEqual(rc, 2)
         self.assertOneLineError(err, "--image needs --host")
+        rc, _, err = self.im("token", "create", "--scope", "read,push", "--host", "web-1")
+        self.assertEqual(rc, 2)  # a binding nothing would check
+        self.assertOneLineError(err, "--scope needs report, deploy or admin")
+        for scopes in ("read,deploy", "admin"):
+            self.okjson("token", "create", "--scope", scopes, "--host", "web-1")
         rc, _, err = self.im("token", "create", "--scope", "report", "--host", "../x")
         self.assertEqual(rc, 1)
         self.assertOneLineError(err, "host name")
