@@ -109,9 +109,9 @@ static int form_find(oci_form *out, imgstore_server__request *req, const char *n
     imgstore_version_row *rows = NULL;
     imgstore_store *store;
     size_t count = 0, found_count = 0;
-    char version[IMGSTORE_NAME_MAX + 2], **found = NULL;
+    char version[IMGSTORE_NAME_MAX + 2], **found = NULL, *refused = NULL;
     bool indexed;
-    int err;
+    int err, refused_code = 0;
 
     memset(out, 0, sizeof(*out));
     if ((err = imgstore_server__store(&store, req)) < 0)
@@ -119,10 +119,16 @@ static int form_find(oci_form *out, imgstore_server__request *req, const char *n
     indexed = imgstore_store_digest_versions(&found, &found_count, store, name, sha256,
                                              DIGEST_VERSIONS) == 0;
     for (size_t i = 0; i < found_count; i++) {
-        if (form_load(out, req, name, found[i]) < 0)
-            continue; /* pending or damaged: nothing of it is handed out */
+        int loaded = form_load(out, req, name, found[i]);
+
+        if (loaded < 0) { /* pending or damaged: nothing of it is handed out, and why */
+            refused = refused ? refused : imgstore_strfmt("%s", imgstore_error_last());
+            refused_code = refused_code ? refused_code : loaded;
+            continue;
+        }
         if (form_has(out, sha256)) {
             imgstore_strings_free(found, found_count);
+            free(refused);
             return 0;
         }
         form_clear(out);
@@ -136,9 +142,13 @@ static int form_find(oci_form *out, imgstore_server__request *req, const char *n
             return 0;
         form_clear(out);
     }
-    err =
-        imgstore_error_set(IMGSTORE_ENOTFOUND, "no blob or manifest sha256:%s in %s", sha256, name);
-    if (indexed)
+    if (refused) /* only versions that may not be served hold it: say so, as by tag */
+        err = imgstore_error_set(refused_code, "%s", refused);
+    else
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no blob or manifest sha256:%s in %s", sha256,
+                                 name);
+    free(refused);
+    if (indexed || refused_code)
         return err;
     if ((err = imgstore_store_versions_page(&rows, &count, NULL, store, name, SIZE_MAX,
                                             SCAN_VERSIONS)) < 0)

@@ -564,6 +564,10 @@ class Keyless(OciTestCase):
                      "/v2/app/blobs/" + digest(layer)):
             status, _, body = self.req("GET", path)
             self.assertNotEqual(status, 200, (path, body))
+        # by digest, found through the store's digest index: refused, saying why
+        status, _, body = self.req("GET", "/v2/app/blobs/" + digest(layer))
+        self.assertOciError(status, body, 500, "DENIED")
+        self.assertIn("signatures", json.loads(body)["errors"][0]["message"])
         rc, _, err = self.im("deploy", "app", "5.0", "--channel", "prod")
         self.assertNotEqual(rc, 0, err)
 
