@@ -7,8 +7,10 @@
  * (schema/oci.c): its layers are the version's files, so a blob is a file, served by the same
  * verified path as /v1 downloads (route_files.c). A pushed manifest becomes a version through
  * the store's push, as a /v1 upload does: detected, chunked, signed by the server's key or
- * left pending. Digest lookups go through the OCI area's hints (oci.c), each checked against
- * the version it names, and, on a miss, the newest SCAN_VERSIONS versions: never all of them.
+ * left pending. Digests are found through the store's digest index (which holds each
+ * version's files, OCI config and OCI manifest), then the OCI area's lookup cache (oci.c);
+ * every version either names is loaded trusted and must hold the digest. Tags come from the
+ * store's name index in lexical order. Nothing walks all versions.
  */
 #include "server/server_internal.h"
 

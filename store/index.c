@@ -9,6 +9,11 @@
  *                                      channels/<name>: "op TAB commit-time"
  *   index/<name>/channels/<channel>    one row per commit that changed the channel's state:
  *                                      "op TAB state-time"
+ *   index/<name>/names                 the versions in bytewise order of their names: not a
+ *                                      log but a B-tree of segments (names.c)
+ *   index/digests/<xx>/<yy>            "sha256 TAB name TAB version TAB file": the files of
+ *                                      every version ever pushed, and its OCI config and
+ *                                      manifest ("@oci-config", "@oci-manifest")
  *
  * A commit's op number is its first-parent depth (the first commit is 0). The commit with op
  * k appends row k-1 of the oplog (its parent's id: a commit cannot name itself), so the tip's
