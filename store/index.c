@@ -1487,7 +1487,7 @@ static bool only_known_logs(imgstore_store *store, const git_tree *root, const c
 
     if (subtree(&tree, store, root, dir) < 0 || !tree)
         return false;
-    if (is_names_log(dir + strlen("index/"))) {
+    if (strncmp(dir, "index/", 6) == 0 && is_names_log(dir + 6)) {
         git_tree_free(tree);
         return mem_log_find(logs, dir + strlen("index/")) != NULL;
     }
