@@ -186,9 +186,10 @@ static const command commands[] = {
      "Local only: with a server set, give --repo.\n"
      "\n"
      "  --all               also combine every pack into two\n"
-     "  --prune[=now|DAYS]  first remove loose objects no ref reaches and nothing wrote or\n"
-     "                      reused for DAYS (default 14, git's gc.pruneExpire); history\n"
-     "                      keeps pruned versions' bytes (docs/format.md, Retention)\n"
+     "  --prune[=now|DAYS]  also remove objects no ref reaches that nothing wrote or reused\n"
+     "                      for DAYS (default 14, git's gc.pruneExpire), loose or packed:\n"
+     "                      after a prune's history cut, the pruned versions' bytes\n"
+     "                      (docs/format.md, Retention)\n"
      "\n"
      "Example:\n"
      "  imgstore gc --all",

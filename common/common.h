@@ -88,6 +88,10 @@ int imgstore_write_all(int fd, const void *buf, size_t len);
  */
 int imgstore_file_replace(const char *path, const void *bytes, size_t len, unsigned mode);
 
+/** Make room for `need` items of `item_size` bytes in *array (capacity *cap items, doubled
+ * from 16 as needed; both updated). 0, or IMGSTORE_ERROR "out of memory" (*array intact). */
+int imgstore_array_grow(void **array, size_t *cap, size_t need, size_t item_size);
+
 /** Free an array of `count` strings and the array. NULL-safe. */
 void imgstore_strings_free(char **strings, size_t count);
 

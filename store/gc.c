@@ -263,16 +263,29 @@ static bool object_hash_ok(const git_oid *oid, git_object_t type, const uint8_t 
     return ok;
 }
 
+/* An object of the old packs, when they are combined. */
+typedef struct {
+    git_oid oid;
+    int64_t newest; /* the newest mtime of the packs holding it (gc --prune) */
+    bool left_out;  /* unreachable: not copied into the new packs (dropped, or made loose) */
+} old_object;
+
 typedef struct {
     imgstore_store *store;
     imgstore_gc_stats *stats;
     imgstore_store__pack *bulk;
     git_packbuilder *pb;
-    git_repository *pb_repo; /* the packbuilder's own: its object cache goes with it */
-    git_odb *packs;          /* objects/pack only, as it was when gc started */
-    oid_list unlink_list;    /* loose objects to remove once they are found packed */
-    oid_list old_objects;    /* with combine: every object of the old packs */
-    bool old_complete;       /* every object of the old packs went into the new ones */
+    git_repository *pb_repo;      /* the packbuilder's own: its object cache goes with it */
+    imgstore_store__packset *old; /* objects/pack only, as it was when gc started */
+    git_odb *packs;               /* the same, as one odb */
+    oid_list unlink_list;         /* loose objects to remove once they are found packed */
+    old_object *old_objects;      /* with combine: every object of the old packs */
+    size_t old_count, old_cap;
+    bool old_listed;   /* old_objects holds them */
+    bool old_complete; /* every object of the old packs went into the new ones, or left out */
+    const imgstore_store__oidset *reachable; /* gc --prune: what the refs reach */
+    int64_t expire_before;  /* gc --prune: unused since before this (unix seconds) may go */
+    git_odb_backend *loose; /* gc --prune: where unreachable objects of young packs go */
 } gc_run;
 
 /* Put one sound object into the pack where it belongs. */
@@ -302,7 +315,10 @@ static int pack_loose(gc_run *run, const oid_list *loose)
         /* a copy already packed: only unlink. No rescan of objects/pack on each miss (most
          * loose objects are in no pack): the packs were read when this odb was made */
         if (git_odb_exists_ext(run->packs, oid, GIT_ODB_LOOKUP_NO_REFRESH)) {
-            err = oid_push(&run->unlink_list, oid);
+            /* with --prune, an unreachable one stays loose: its packed copy may be left out
+             * below, and the loose file's mtime is its own age */
+            if (!run->reachable || imgstore_store__oidset_has(run->reachable, oid))
+                err = oid_push(&run->unlink_list, oid);
             continue;
         }
         rc = imgstore_store__loose_read_any(&obj, &type, run->store->objects_dir, oid, OBJECT_MAX);
@@ -324,45 +340,135 @@ static int pack_loose(gc_run *run, const oid_list *loose)
     return err;
 }
 
-static int collect_oid(const git_oid *oid, void *payload)
+typedef struct {
+    gc_run *run;
+    int64_t mtime;
+} collect_ctx;
+
+static int collect_old(const git_oid *oid, void *payload)
 {
-    return oid_push(payload, oid) < 0 ? GIT_EUSER : 0;
+    collect_ctx *c = payload;
+    gc_run *run = c->run;
+
+    if (imgstore_array_grow((void **)&run->old_objects, &run->old_cap, run->old_count + 1,
+                            sizeof(old_object)) < 0)
+        return GIT_EUSER;
+    run->old_objects[run->old_count++] = (old_object){*oid, c->mtime, false};
+    return 0;
 }
 
-static int oid_cmp(const void *a, const void *b)
+static int old_cmp(const void *a, const void *b)
 {
-    return git_oid_cmp(a, b);
+    return git_oid_cmp(&((const old_object *)a)->oid, &((const old_object *)b)->oid);
 }
 
-/* Combining: every object of the old packs into the new ones. */
-static int pack_old(gc_run *run)
+/* Every object of the old packs once, with the newest mtime of the packs that hold it. */
+static int list_old(gc_run *run)
 {
-    oid_list *all = &run->old_objects;
     size_t kept = 0;
     int rc;
 
-    if ((rc = git_odb_foreach(run->packs, collect_oid, all)) < 0)
-        return rc == GIT_EUSER ? IMGSTORE_ERROR
-                               : imgstore_store__git_error(rc, "cannot list the packed objects");
-    if (all->count)
-        qsort(all->oids, all->count, sizeof(*all->oids), oid_cmp);
-    for (size_t i = 0; i < all->count; i++) { /* an object may be in several packs */
-        if (kept == 0 || !git_oid_equal(&all->oids[kept - 1], &all->oids[i]))
-            git_oid_cpy(&all->oids[kept++], &all->oids[i]);
+    for (size_t i = 0; i < imgstore_store__packset_count(run->old); i++) {
+        collect_ctx c = {run, imgstore_store__packset_mtime(run->old, i)};
+
+        if ((rc = imgstore_store__packset_foreach(run->old, i, collect_old, &c)) < 0)
+            return rc == GIT_EUSER
+                       ? imgstore_error_set(IMGSTORE_ERROR, "out of memory")
+                       : imgstore_store__git_error(rc, "cannot list the packed objects");
     }
-    all->count = kept;
+    if (run->old_count)
+        qsort(run->old_objects, run->old_count, sizeof(*run->old_objects), old_cmp);
+    for (size_t i = 0; i < run->old_count; i++) { /* an object may be in several packs */
+        old_object *o = &run->old_objects[i];
+
+        if (kept > 0 && git_oid_equal(&run->old_objects[kept - 1].oid, &o->oid)) {
+            if (o->newest > run->old_objects[kept - 1].newest)
+                run->old_objects[kept - 1].newest = o->newest;
+            continue;
+        }
+        run->old_objects[kept++] = *o;
+    }
+    run->old_count = kept;
+    run->old_listed = true;
+    return 0;
+}
+
+/* gc --prune, an old object no ref reaches: whether to leave it out of the new packs. One
+ * whose packs went unused for the grace period goes (counted as pruned); a younger one is
+ * written loose with its pack's mtime, to age on its own as git's --unpack-unreachable does
+ * (left in a new pack it would look new again at every gc); one also loose already is
+ * simply left out. */
+static int leave_out(bool *out, gc_run *run, old_object *o, git_object_t type, size_t len)
+{
+    char hex[GIT_OID_HEXSZ + 1], path[4200];
+    git_odb_object *obj = NULL;
+    struct timespec times[2];
+    int rc;
+
+    *out = false;
+    if (!run->reachable || imgstore_store__oidset_has(run->reachable, &o->oid))
+        return 0;
+    *out = true;
+    git_oid_tostr(hex, sizeof(hex), &o->oid);
+    snprintf(path, sizeof(path), "%s/%.2s/%s", run->store->objects_dir, hex, hex + 2);
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (o->newest < run->expire_before) {
+        run->stats->objects_pruned++;
+        run->stats->bytes_pruned += len;
+        return 0;
+    }
+    if ((rc = git_odb_read(&obj, run->packs, &o->oid)) < 0 ||
+        (rc = run->loose->write(run->loose, &o->oid, git_odb_object_data(obj),
+                                git_odb_object_size(obj), type)) < 0) {
+        git_odb_object_free(obj);
+        *out = false; /* keep it packed: nothing is lost, it is tried again next time */
+        git_error_clear();
+        return 0;
+    }
+    git_odb_object_free(obj);
+    times[0] = times[1] = (struct timespec){.tv_sec = (time_t)o->newest, .tv_nsec = 0};
+    utimensat(AT_FDCWD, path, times, 0);
+    return 0;
+}
+
+/* gc --prune: whether an old pack holds an object no ref reaches (the listing is kept). */
+static int packs_hold_unreachable(bool *out, gc_run *run)
+{
+    int err;
+
+    *out = false;
+    if ((err = list_old(run)) < 0)
+        return err;
+    for (size_t i = 0; i < run->old_count && !*out; i++)
+        *out = !imgstore_store__oidset_has(run->reachable, &run->old_objects[i].oid);
+    return 0;
+}
+
+/* Combining: every object of the old packs into the new ones (with --prune, those a ref
+ * reaches, and the young unreachable ones made loose). */
+static int pack_old(gc_run *run)
+{
+    int err;
+
+    if (!run->old_listed && (err = list_old(run)) < 0)
+        return err;
     run->old_complete = true;
-    for (size_t i = 0; i < all->count; i++) {
-        const git_oid *oid = &all->oids[i];
+    for (size_t i = 0; i < run->old_count; i++) {
+        old_object *o = &run->old_objects[i];
+        const git_oid *oid = &o->oid;
         git_odb_object *obj = NULL;
         git_object_t type;
         size_t len;
-        int err;
 
         if (git_odb_read_header(&len, &type, run->packs, oid) < 0) {
             run->old_complete = false;
             continue;
         }
+        if ((err = leave_out(&o->left_out, run, o, type, len)) < 0)
+            return err;
+        if (o->left_out)
+            continue;
         if (!(type == GIT_OBJECT_BLOB && len >= BULK_MIN)) {
             if ((err = pack_object(run, oid, type, NULL, len)) < 0)
                 return err;
@@ -422,51 +528,34 @@ static int write_packs(gc_run *run, name_list *new_packs, const char *tmp_dir)
     return 0;
 }
 
-/* An odb over the named packs only. */
-static int odb_of_packs(git_odb **out, const char *pack_dir, const name_list *names)
-{
-    git_odb *odb = NULL;
-    char path[4200];
-    int rc;
-
-    if ((rc = git_odb_new(&odb)) < 0)
-        goto done;
-    for (size_t i = 0; i < names->count; i++) {
-        git_odb_backend *one = NULL;
-
-        if (!join(path, sizeof(path), pack_dir, names->items[i], ".idx")) {
-            rc = GIT_EINVALID;
-            goto done;
-        }
-        if ((rc = git_odb_backend_one_pack(&one, path)) < 0)
-            goto done;
-        if ((rc = git_odb_add_backend(odb, one, 1)) < 0) {
-            one->free(one);
-            goto done;
-        }
-    }
-    *out = odb;
-    odb = NULL;
-done:
-    git_odb_free(odb);
-    return rc < 0 ? imgstore_store__git_error(rc, "cannot open the new packs") : 0;
-}
-
 static void remove_old_packs(gc_run *run, const char *pack_dir, const name_list *old_packs,
                              const name_list *new_packs)
 {
-    git_odb *fresh = NULL;
+    imgstore_store__packset *fresh = NULL;
     char path[4200];
 
-    if (!run->old_complete || odb_of_packs(&fresh, pack_dir, new_packs) < 0)
+    if (!run->old_complete ||
+        imgstore_store__packset_open(&fresh, pack_dir, (const char *const *)new_packs->items,
+                                     new_packs->count) < 0) {
+        imgstore_error_clear();
         return;
-    for (size_t i = 0; i < run->old_objects.count; i++) {
-        if (!git_odb_exists_ext(fresh, &run->old_objects.oids[i], GIT_ODB_LOOKUP_NO_REFRESH)) {
-            git_odb_free(fresh);
+    }
+    for (size_t i = 0; i < run->old_count; i++) {
+        if (!run->old_objects[i].left_out &&
+            !git_odb_exists_ext(imgstore_store__packset_odb(fresh), &run->old_objects[i].oid,
+                                GIT_ODB_LOOKUP_NO_REFRESH)) {
+            imgstore_store__packset_free(fresh);
             return; /* keep every old pack: something of them is not in a new one */
         }
     }
-    git_odb_free(fresh);
+    imgstore_store__packset_free(fresh);
+    /* a pack a push reused an object of since the listing (packset.c) may hold what that
+     * push references: with --prune, keep them all, and leave it to the next gc */
+    for (size_t i = 0; run->reachable && i < old_packs->count; i++) {
+        if (!name_has(new_packs, old_packs->items[i]) && /* not the one we just wrote */
+            imgstore_store__packset_changed(run->old, i))
+            return;
+    }
     for (size_t i = 0; i < old_packs->count; i++) {
         if (name_has(new_packs, old_packs->items[i]))
             continue; /* the same objects, written again under the same name */
@@ -547,7 +636,7 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
     gc_run run = {0};
     name_list old_packs = {0}, new_packs = {0}, now_packs = {0};
     oid_list loose = {0};
-    git_odb_backend *pack_backend = NULL;
+    imgstore_store__oidset *reachable = NULL;
     git_odb *pb_odb = NULL;
     char lock_path[4200], tmp_dir[4200], pack_dir[4200];
     uint64_t loose_bytes = 0, pack_bytes = 0;
@@ -576,32 +665,40 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
         err = imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", pack_dir, strerror(errno));
         goto done;
     }
-    if (opts && opts->prune &&
-        (err = imgstore_store__prune_unreachable(
-             &out->objects_pruned, &out->bytes_pruned, store,
-             opts->prune_expire > 0 ? (int64_t)time(NULL) - opts->prune_expire : INT64_MAX)) < 0)
-        goto done;
+    if (opts && opts->prune) {
+        run.expire_before =
+            opts->prune_expire > 0 ? (int64_t)time(NULL) - opts->prune_expire : INT64_MAX;
+        if ((err = imgstore_store__reachable(&reachable, store)) < 0 ||
+            (err = imgstore_store__prune_unreachable(&out->objects_pruned, &out->bytes_pruned,
+                                                     store, reachable, run.expire_before)) < 0)
+            goto done;
+        run.reachable = reachable;
+    }
     if ((err = staging_reset(tmp_dir)) < 0 ||
         (err = scan_loose(&loose, &out->loose_before, &loose_bytes, store->objects_dir)) < 0 ||
-        (err = scan_packs(&old_packs, &pack_bytes, pack_dir, true)) < 0)
+        (err = scan_packs(&old_packs, &pack_bytes, pack_dir, true)) < 0 ||
+        (err = imgstore_store__packset_open(
+             &run.old, pack_dir, (const char *const *)old_packs.items, old_packs.count)) < 0)
         goto done;
+    run.packs = imgstore_store__packset_odb(run.old);
     out->bytes_before = loose_bytes + pack_bytes;
     /* --all: everything into (at most) two packs, unless that is what there is already */
     combine = (opts && opts->all) ? old_packs.count > 2 || (old_packs.count > 0 && loose.count)
                                   : old_packs.count + 2 > PACKS_MAX;
+    /* --prune: also when a pack holds what no ref reaches (after a cut, store/cut.c) */
+    if (reachable && !combine && (err = packs_hold_unreachable(&combine, &run)) < 0)
+        goto done;
     if (loose.count == 0 && !combine) {
         out->loose_after = out->loose_before;
         out->bytes_after = out->bytes_before;
         out->packs = old_packs.count;
         goto done;
     }
-    if ((rc = git_odb_new(&run.packs)) < 0 ||
-        (rc = git_odb_backend_pack(&pack_backend, store->objects_dir)) < 0 ||
-        (rc = git_odb_add_backend(run.packs, pack_backend, 1)) < 0) {
-        err = imgstore_store__git_error(rc, "%s: cannot read its packs", store->path);
+    if (reachable &&
+        (rc = git_odb_backend_loose(&run.loose, store->objects_dir, -1, 1, 0, 0)) < 0) {
+        err = imgstore_store__git_error(rc, "%s: cannot write loose objects", store->path);
         goto done;
     }
-    pack_backend = NULL;
     if ((rc = git_repository_open_ext(&run.pb_repo, store->path, GIT_REPOSITORY_OPEN_NO_SEARCH,
                                       NULL)) < 0) {
         err = imgstore_store__git_error(rc, "%s: cannot start packing", store->path);
@@ -643,15 +740,16 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
     out->bytes_after = loose_bytes + pack_bytes;
     out->packs = now_packs.count;
 done:
-    if (pack_backend)
-        pack_backend->free(pack_backend);
+    if (run.loose)
+        run.loose->free(run.loose);
+    imgstore_store__packset_free(run.old);
+    imgstore_store__oidset_free(reachable);
     imgstore_store__pack_free(run.bulk);
     git_packbuilder_free(run.pb);
     git_repository_free(run.pb_repo);
     git_odb_free(pb_odb);
-    git_odb_free(run.packs);
     free(run.unlink_list.oids);
-    free(run.old_objects.oids);
+    free(run.old_objects);
     free(loose.oids);
     name_list_free(&old_packs);
     name_list_free(&new_packs);

@@ -83,16 +83,16 @@ bool imgstore_store__worth_compressing(const uint8_t *buf, size_t len)
 typedef struct {
     char objects_dir[4096];
     EVP_MD_CTX *sha1;
-    git_odb *packs; /* objects/pack as it was when the thread started */
-    z_stream z[2];  /* [0]: level 0, [1]: level 1 */
+    imgstore_store__packset *packs; /* objects/pack as it was when the thread started */
+    z_stream z[2];                  /* [0]: level 0, [1]: level 1 */
     bool z_ready[2];
     uint8_t out[256 * 1024];
 } loose_writer;
 
 static int loose_init(loose_writer *lw, const char *objects_dir)
 {
-    git_odb_backend *packs = NULL;
-    int rc;
+    char pack_dir[4200];
+    int err;
 
     memset(lw, 0, sizeof(*lw));
     if (!objects_dir[0])
@@ -100,13 +100,9 @@ static int loose_init(loose_writer *lw, const char *objects_dir)
     snprintf(lw->objects_dir, sizeof(lw->objects_dir), "%s", objects_dir);
     if (!(lw->sha1 = EVP_MD_CTX_new()))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    if ((rc = git_odb_new(&lw->packs)) < 0 ||
-        (rc = git_odb_backend_pack(&packs, objects_dir)) < 0 ||
-        (rc = git_odb_add_backend(lw->packs, packs, 1)) < 0) {
-        if (packs)
-            packs->free(packs);
-        return imgstore_store__git_error(rc, "cannot read the packs in %s", objects_dir);
-    }
+    snprintf(pack_dir, sizeof(pack_dir), "%s/pack", objects_dir);
+    if ((err = imgstore_store__packset_open(&lw->packs, pack_dir, NULL, 0)) < 0)
+        return err;
     for (int i = 0; i < 2; i++) {
         if (deflateInit(&lw->z[i], i == 0 ? Z_NO_COMPRESSION : Z_BEST_SPEED) != Z_OK)
             return imgstore_error_set(IMGSTORE_ERROR, "zlib: cannot start a stream");
@@ -122,7 +118,7 @@ static void loose_free(loose_writer *lw)
             deflateEnd(&lw->z[i]);
     }
     EVP_MD_CTX_free(lw->sha1);
-    git_odb_free(lw->packs);
+    imgstore_store__packset_free(lw->packs);
 }
 
 int imgstore_store__write_all(int fd, const void *data, size_t len)
@@ -191,9 +187,13 @@ static int loose_write(git_oid *out, loose_writer *lw, const uint8_t *buf, size_
     }
     /* or packed by a gc (issue #9): without this look, every push after a gc wrote all of
      * its image's chunks loose again, shared or not. A pack made since the thread started is
-     * not seen, and the chunk is written loose once more: harmless, the next gc drops it. */
-    if (git_odb_exists_ext(lw->packs, out, GIT_ODB_LOOKUP_NO_REFRESH))
+     * not seen, and the chunk is written loose once more: harmless, the next gc drops it.
+     * The pack is freshened, as git does, so gc --prune keeps it for its grace period. */
+    if (git_odb_exists_ext(imgstore_store__packset_odb(lw->packs), out,
+                           GIT_ODB_LOOKUP_NO_REFRESH)) {
+        imgstore_store__packset_freshen(lw->packs, out);
         return 0;
+    }
     snprintf(tmp, sizeof(tmp), "%s/%.2s", lw->objects_dir, hex);
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));

@@ -604,7 +604,8 @@ typedef struct {
     uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
     uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
     uint64_t damaged; /* objects left where they were because they do not hash to their id */
-    uint64_t objects_pruned, bytes_pruned; /* unreachable loose objects removed (prune) */
+    uint64_t objects_pruned, bytes_pruned; /* unreachable objects removed (prune): loose file
+                                              bytes + packed objects' sizes */
 } imgstore_gc_stats;
 
 /**
@@ -613,9 +614,10 @@ typedef struct {
  * then remove the loose copies now packed. Past 50 packs (or with opts->all) the packs are
  * combined. Never blocks or is blocked by writers and readers, never removes an object that
  * is not in a pack on disk, and a process killed at any point leaves a sound store. Another
- * gc at work is not an error: *out says skipped. With opts->prune, loose objects that no ref
- * reaches and whose mtime is older than opts->prune_expire are removed first (a whole walk of
- * the history: store/unreachable.c). `opts` may be NULL. Fills *out; returns 0,
+ * gc at work is not an error: *out says skipped. With opts->prune, objects that no ref reaches
+ * and that were not written or reused for opts->prune_expire are removed: loose ones by their
+ * mtime, packed ones by their pack's (the packs are combined without them; a whole walk of
+ * what the refs reach: store/unreachable.c). `opts` may be NULL. Fills *out; returns 0,
  * IMGSTORE_EINVALID, IMGSTORE_ERROR (disk full, I/O: nothing is lost, loose objects stay).
  */
 int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgstore_gc_opts *opts);

@@ -441,11 +441,44 @@ int imgstore_store__pack_finish(imgstore_store__pack *pack, char name_out[41]);
 /** Free; a pack not finished leaves no file behind. NULL-safe. */
 void imgstore_store__pack_free(imgstore_store__pack *pack);
 
-/** Remove the loose objects (and tmp_obj_* files) that no ref reaches and whose mtime is
- * before `expire_before` (unix seconds): *count_out of them, *bytes_out bytes. Walks every
- * commit and tree once (unreachable.c). */
+/* ---- the packs one by one (packset.c) ---- */
+
+typedef struct imgstore_store__packset imgstore_store__packset;
+
+/** Open the packs `names` (without extension) of `pack_dir`, or every pack there when `names`
+ * is NULL, each as a backend of its own. 0 or IMGSTORE_ERROR. */
+int imgstore_store__packset_open(imgstore_store__packset **out, const char *pack_dir,
+                                 const char *const *names, size_t count);
+/** All the packs of the set as one odb (borrowed). */
+git_odb *imgstore_store__packset_odb(const imgstore_store__packset *set);
+size_t imgstore_store__packset_count(const imgstore_store__packset *set);
+/** Pack i's mtime when the set was opened; whether it changed (or went) since. */
+int64_t imgstore_store__packset_mtime(const imgstore_store__packset *set, size_t i);
+bool imgstore_store__packset_changed(const imgstore_store__packset *set, size_t i);
+/** Every object id of pack i (libgit2 foreach callback convention). */
+int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_odb_foreach_cb cb,
+                                    void *payload);
+/** Touch the .pack of every pack that holds `oid` (once per pack per set): a writer reused
+ * it, so gc --prune must count its grace period from now, as git's freshening does. */
+void imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid);
+void imgstore_store__packset_free(imgstore_store__packset *set);
+
+/* ---- reachability (unreachable.c) ---- */
+
+typedef struct imgstore_store__oidset imgstore_store__oidset;
+
+/** Every object reachable from any ref: each commit once, each tree once (a whole walk, as
+ * git's own prune does: its cost is what the refs reach). 0 or IMGSTORE_ERROR. */
+int imgstore_store__reachable(imgstore_store__oidset **out, imgstore_store *store);
+bool imgstore_store__oidset_has(const imgstore_store__oidset *set, const git_oid *oid);
+void imgstore_store__oidset_free(imgstore_store__oidset *set);
+
+/** Remove the loose objects (and tmp_obj_* files) not in `reachable` whose mtime is before
+ * `expire_before` (unix seconds): *count_out of them, *bytes_out bytes (unreachable.c). */
 int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
-                                      imgstore_store *store, int64_t expire_before);
+                                      imgstore_store *store,
+                                      const imgstore_store__oidset *reachable,
+                                      int64_t expire_before);
 
 /** After a commit landed (and the write lock is released): pack when loose objects passed
  * the threshold, unless automatic packing is off. Never fails the caller. */

@@ -3,16 +3,16 @@
  * reused within a grace period, as git's gc.pruneExpire (two weeks by default) does.
  *
  * What it can remove: the residue of killed or refused pushes (chunks written, never
- * committed), the intermediate trees a commit wrote and replaced, tmp_obj_* files. Not the
- * bytes of pruned versions: the commits before a prune still reach them (history is history,
- * docs/format.md "Retention").
+ * committed), the intermediate trees a commit wrote and replaced, tmp_obj_* files, and, once
+ * a prune has cut the history (store/cut.c), the pruned versions' objects and the old commits.
  *
  * Safety against a concurrent push: a push writes its objects before the commit that
  * references them, so they are unreachable for a while; they are also new, and a push that
  * reuses an old loose object freshens its mtime (objects.c, as libgit2 does for the rest), so
- * only objects untouched for the whole grace period go. Packed objects are never removed here.
+ * only objects untouched for the whole grace period go.
  *
- * Not here: packing (gc.c).
+ * Here: the reachable set and the loose objects. Unreachable packed objects are left out of
+ * the packs gc combines (gc.c, with the pack's mtime as their age: packset.c).
  */
 #include "store/store_internal.h"
 
@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 /* An open-addressing set of object ids. */
-typedef struct {
+typedef struct imgstore_store__oidset {
     git_oid *slots;
     bool *used;
     size_t cap, count;
@@ -118,14 +118,17 @@ static int mark_tree(oid_set *seen, git_repository *repo, const git_oid *id)
     return err < 0 ? err : 0;
 }
 
-/* Every object reachable from any ref: each commit once, each tree once (a whole walk, as
- * git's own prune does: its cost is the store's size). */
-static int mark_reachable(oid_set *seen, git_repository *repo)
+int imgstore_store__reachable(imgstore_store__oidset **out, imgstore_store *store)
 {
+    git_repository *repo = store->repo;
+    oid_set *seen = calloc(1, sizeof(*seen));
     git_revwalk *walk = NULL;
     git_oid id;
     int err = 0, rc;
 
+    *out = NULL;
+    if (!seen)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     if ((rc = git_revwalk_new(&walk, repo)) < 0 || (rc = git_revwalk_push_glob(walk, "refs/*")) < 0)
         goto done;
     while (err == 0 && (rc = git_revwalk_next(&id, walk)) == 0) {
@@ -144,19 +147,33 @@ done:
     git_revwalk_free(walk);
     if (err == 0 && rc < 0)
         err = imgstore_store__git_error(rc, "cannot walk the history");
-    return err;
+    if (err < 0) {
+        imgstore_store__oidset_free(seen);
+        return err;
+    }
+    *out = seen;
+    return 0;
+}
+
+bool imgstore_store__oidset_has(const imgstore_store__oidset *set, const git_oid *oid)
+{
+    return set_has(set, oid);
+}
+
+void imgstore_store__oidset_free(imgstore_store__oidset *set)
+{
+    if (set) {
+        set_free(set);
+        free(set);
+    }
 }
 
 int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
-                                      imgstore_store *store, int64_t expire_before)
+                                      imgstore_store *store, const oid_set *seen,
+                                      int64_t expire_before)
 {
-    oid_set seen = {0};
-    int err;
-
     *count_out = 0;
     *bytes_out = 0;
-    if ((err = mark_reachable(&seen, store->repo)) < 0)
-        goto done;
     for (unsigned fanout = 0; fanout < 256; fanout++) {
         char dir_path[4200];
         struct dirent *de;
@@ -174,7 +191,7 @@ int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
             if (!temp && (strlen(de->d_name) != GIT_OID_HEXSZ - 2 ||
                           (snprintf(hex, sizeof(hex), "%02x%s", fanout, de->d_name),
                            git_oid_fromstr(&oid, hex) < 0) ||
-                          set_has(&seen, &oid)))
+                          set_has(seen, &oid)))
                 continue;
             /* checked again just before the unlink: an object a push reused since the walk
              * has a fresh mtime */
@@ -188,7 +205,5 @@ int imgstore_store__prune_unreachable(uint64_t *count_out, uint64_t *bytes_out,
         }
         closedir(dir);
     }
-done:
-    set_free(&seen);
-    return err;
+    return 0;
 }

@@ -181,15 +181,66 @@ class PruneWhich(StoreTestCase):
         self.assertTrue(object_exists(self.repo, reused), "a push reused it: freshened")
         self.assertFsckClean()
         self.ok("verify", "app@1")
-        # --prune=now takes every unreachable loose object (new_junk was packed by the gc
-        # above: packed objects stay, docs/format.md)
+        # --prune=now takes every unreachable object, loose or (new_junk, packed by the gc
+        # above) packed
         fresh = self.git("hash-object", "-w", "--stdin", stdin="written just now\n").strip()
         out = self.okjson("gc", "--prune=now")
         self.assertFalse(object_exists(self.repo, fresh))
-        self.assertTrue(object_exists(self.repo, new_junk))
+        self.assertFalse(object_exists(self.repo, new_junk))
+        self.assertTrue(object_exists(self.repo, reused))
         self.assertFsckClean()
+        self.ok("verify", "app@1")
         rc, _, err = self.im("gc", "--prune=soon")
         self.assertEqual(rc, EXIT_USAGE, err)
+
+    def packs(self):
+        d = os.path.join(self.repo, "objects", "pack")
+        return [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".pack")]
+
+    def test_gc_prune_drops_unreachable_packed_objects_by_their_packs_age(self):
+        month_ago = time.time() - 30 * 86400
+        file_path, _ = self.random_file("app.bin", 300 * 1024)
+        self.push(file_path, "--name", "app", "--version", "1", "--kind", "unknown")
+        old_junk = self.git("hash-object", "-w", "--stdin", stdin="packed long ago\n").strip()
+        self.okjson("gc", "--all")
+        old_packs = self.packs()
+        for pack in old_packs:
+            os.utime(pack, (month_ago, month_ago))
+        young_junk = self.git("hash-object", "-w", "--stdin", stdin="packed today\n").strip()
+        self.okjson("gc")  # one more, young pack
+        self.assertEqual(len(self.packs()), len(old_packs) + 1)
+        out = self.okjson("gc", "--prune")
+        self.assertFalse(object_exists(self.repo, old_junk), "its pack went unused for a month")
+        self.assertGreaterEqual(out["objects_pruned"], 1, out)  # + trees commits replaced
+        # a young pack's unreachable object is made loose, with the pack's age, to age alone
+        self.assertTrue(os.path.exists(self.loose(young_junk)))
+        self.assertTrue(object_exists(self.repo, young_junk))
+        self.assertFsckClean()
+        self.ok("verify", "app@1")
+        self.ok("pull", "app@1", "-o", self.path("out"))
+        with open(file_path, "rb") as a, open(self.path("out"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_a_push_reusing_a_packed_object_freshens_its_pack(self):
+        month_ago = time.time() - 30 * 86400
+        file_path, _ = self.random_file("app.bin", 300 * 1024)
+        self.push(file_path, "--name", "app", "--version", "1", "--kind", "unknown")
+        self.okjson("gc", "--all")
+        for pack in self.packs():
+            os.utime(pack, (month_ago, month_ago))
+        # the same bytes again: the chunk is found packed, not written; git freshens a pack
+        # it reuses, so gc --prune counts the grace period from now (a push in flight)
+        self.push(file_path, "--name", "app", "--version", "2", "--kind", "unknown")
+        chunk = self.git("rev-parse", "main:images/app/1/files/app.bin/000000").strip()
+        holding = []
+        for pack in self.packs():
+            with open(pack[:-5] + ".idx", "rb") as idx:
+                listed = subprocess.run(["git", "show-index"], stdin=idx, check=True,
+                                        stdout=subprocess.PIPE, text=True).stdout
+            if chunk in listed:
+                holding.append(time.time() - os.stat(pack).st_mtime)
+        self.assertTrue(holding, "the chunk is packed")
+        self.assertTrue(all(age < 3600 for age in holding), holding)
 
     def test_prune_refuses_without_keep_and_against_a_server(self):
         rc, _, err = self.im("prune")

@@ -339,6 +339,68 @@ static void push_after_gc_reuses_packed_chunks(void **state)
     free(bytes);
 }
 
+/* Set every pack's mtime (with `loose_too`, every object file's) to `age` seconds ago. */
+static void age_objects(const fixture *f, time_t age, bool loose_too)
+{
+    char cmd[1200];
+
+    snprintf(cmd, sizeof(cmd), "find '%s'/objects %s -type f -exec touch -d '@%lld' {} +", f->path,
+             loose_too ? "" : "-name '*.pack'", (long long)(time(NULL) - age));
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Asked of stock git: this process's handle keeps packs gc removed mapped, as readers do. */
+static bool object_stored(const fixture *f, const git_oid *oid)
+{
+    char args[128];
+
+    snprintf(args, sizeof(args), "cat-file -e %s", git_oid_tostr_s(oid));
+    return git_quiet(f, args) == 0;
+}
+
+/* gc --prune combines packs without what no ref reaches (a prune's cut leaves the pruned
+ * versions so): a push in flight that reuses such an object freshens its pack, so a gc
+ * --prune between its chunk writes and its commit keeps it; left alone, it goes. */
+static void gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses(void **state)
+{
+    fixture *f = *state;
+    static const char reused[] = "a chunk only an abandoned, unreachable commit held";
+    imgstore_push_opts opts = {.name = "app", .version = "1", .signers = {test_keys, 1}};
+    imgstore_gc_opts gc = {.prune = true, .prune_expire = IMGSTORE_GC_PRUNE_EXPIRE_DEFAULT};
+    imgstore_push *p = NULL;
+    imgstore_manifest *m = NULL;
+    imgstore_gc_stats stats;
+    git_oid blob, junk;
+    bool made = false;
+
+    assert_int_equal(git_blob_create_from_buffer(&blob, f->store->repo, reused, strlen(reused)), 0);
+    assert_int_equal(git_blob_create_from_buffer(&junk, f->store->repo, "junk", 4), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, NULL), 0); /* both packed */
+    age_objects(f, 30 * 86400, false);
+
+    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(p, "app.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(p, reused, strlen(reused)), 0);
+    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &gc), 0); /* between write and commit */
+    assert_true(object_stored(f, &blob));
+    assert_int_equal(imgstore_store_push_commit(p, &m, &made), 0);
+    imgstore_store_push_free(p);
+    imgstore_manifest_free(m);
+    assert_int_equal(imgstore_store_verify(f->store, "app", "1", NULL, NULL), 0);
+    assert_reads(f->store, "1", "app.bin", (const uint8_t *)reused, strlen(reused));
+
+    /* nothing reuses the junk (that gc made it loose, with its young pack's age): once it is
+     * old, it goes */
+    age_objects(f, 30 * 86400, true);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &gc), 0);
+    assert_true(stats.objects_pruned >= 1);
+    assert_false(object_stored(f, &junk));
+    assert_true(object_stored(f, &blob));
+    assert_int_equal(git_quiet(f, "fsck --strict --no-dangling"), 0);
+    assert_int_equal(git_verify_packs(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +415,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(commits_pack_automatically_past_the_threshold, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(push_after_gc_reuses_packed_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
