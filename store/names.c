@@ -69,15 +69,11 @@ static int damaged(const char *dir, const char *what)
 
 static int nodes_add(nodes *list, const char *key, const git_oid *id)
 {
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 64;
-        node *grown = realloc(list->at, cap * sizeof(*grown));
+    int err =
+        imgstore_array_grow((void **)&list->at, &list->cap, list->count + 1, sizeof(*list->at));
 
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        list->at = grown;
-        list->cap = cap;
-    }
+    if (err < 0)
+        return err;
     snprintf(list->at[list->count].key, KEY_MAX, "%s", key);
     list->at[list->count++].id = *id;
     return 0;
@@ -400,44 +396,33 @@ static int names_walk(imgstore_store *store, const git_tree *root, const char *d
 
 typedef struct {
     char **names;
-    size_t count, limit;
+    size_t count, limit, cap; /* cap: the array's room; limit: SIZE_MAX for all names */
     bool more;
 } collected;
 
 static int collect(const char *name, void *payload)
 {
     collected *c = payload;
+    int err;
 
     if (c->count == c->limit) {
         c->more = true;
         return 1;
     }
+    if ((err = imgstore_array_grow((void **)&c->names, &c->cap, c->count + 2, sizeof(*c->names))) <
+        0)
+        return err;
     if (!(c->names[c->count] = strdup(name)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    c->count++;
+    c->names[++c->count] = NULL;
     return 0;
-}
-
-static int collect_grow(const char *name, void *payload)
-{
-    collected *c = payload;
-
-    if (c->count == c->limit) {
-        char **grown = realloc(c->names, (c->limit * 2 + 64) * sizeof(*grown));
-
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        c->names = grown;
-        c->limit = c->limit * 2 + 63;
-    }
-    return collect(name, payload);
 }
 
 int imgstore_store__names_all(char ***out, size_t *count_out, imgstore_store *store,
                               const git_tree *root, const char *dir)
 {
-    collected c = {0};
-    int err = names_walk(store, root, dir, NULL, collect_grow, &c);
+    collected c = {.limit = SIZE_MAX};
+    int err = names_walk(store, root, dir, NULL, collect, &c);
 
     if (err < 0) {
         imgstore_strings_free(c.names, c.count);
@@ -472,8 +457,9 @@ int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
     if (after && strlen(after) > IMGSTORE_NAME_MAX)
         return imgstore_error_set(IMGSTORE_EINVALID, "'%.40s...' is longer than a version name",
                                   after);
-    if (!(c.names = calloc(limit + 1, sizeof(*c.names))))
-        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    if ((err = imgstore_array_grow((void **)&c.names, &c.cap, 1, sizeof(*c.names))) < 0)
+        return err;
+    c.names[0] = NULL;
     c.limit = limit;
     snprintf(path, sizeof(path), "images/%s", name);
     snprintf(dir, sizeof(dir), "index/%s/names", name);
