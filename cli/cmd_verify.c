@@ -306,7 +306,7 @@ int cli_cmd_gc(cli_ctx *ctx, int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (opts.prune)
-        printf("pruned %llu unreachable objects (%s)\n", (unsigned long long)s.objects_pruned,
+        printf("pruned %llu unreachable objects (%s loose)\n", (unsigned long long)s.objects_pruned,
                cli_human_size(before, sizeof(before), s.bytes_pruned));
     printf("packed %llu objects; loose objects %llu -> %llu; %llu packs (%llu written, "
            "%llu combined away); objects %s -> %s\n",

@@ -284,8 +284,9 @@ typedef struct {
     bool old_listed;   /* old_objects holds them */
     bool old_complete; /* every object of the old packs went into the new ones, or left out */
     const imgstore_store__oidset *reachable; /* gc --prune: what the refs reach */
-    int64_t expire_before;  /* gc --prune: unused since before this (unix seconds) may go */
-    git_odb_backend *loose; /* gc --prune: where unreachable objects of young packs go */
+    int64_t expire_before;        /* gc --prune: unused since before this (unix seconds) may go */
+    git_odb_backend *loose;       /* gc --prune: where unreachable objects of young packs go */
+    const oid_list *loose_listed; /* the loose objects when gc started, sorted */
 } gc_run;
 
 /* Put one sound object into the pack where it belongs. */
@@ -357,6 +358,11 @@ static int collect_old(const git_oid *oid, void *payload)
     return 0;
 }
 
+static int oid_cmp(const void *a, const void *b)
+{
+    return git_oid_cmp(a, b);
+}
+
 static int old_cmp(const void *a, const void *b)
 {
     return git_oid_cmp(&((const old_object *)a)->oid, &((const old_object *)b)->oid);
@@ -398,38 +404,36 @@ static int list_old(gc_run *run)
  * written loose with its pack's mtime, to age on its own as git's --unpack-unreachable does
  * (left in a new pack it would look new again at every gc); one also loose already is
  * simply left out. */
-static int leave_out(bool *out, gc_run *run, old_object *o, git_object_t type, size_t len)
+static bool leave_out(gc_run *run, const old_object *o)
 {
     char hex[GIT_OID_HEXSZ + 1], path[4200];
     git_odb_object *obj = NULL;
     struct timespec times[2];
-    int rc;
 
-    *out = false;
     if (!run->reachable || imgstore_store__oidset_has(run->reachable, &o->oid))
-        return 0;
-    *out = true;
+        return false;
+    /* looked up in the listing (sorted), not with a stat each: after a cut, hundreds of
+     * thousands of old trees and commits come here */
+    if (run->loose_listed->count && bsearch(&o->oid, run->loose_listed->oids,
+                                            run->loose_listed->count, sizeof(git_oid), oid_cmp))
+        return true;
+    if (o->newest < run->expire_before) {
+        run->stats->objects_pruned++; /* what it frees shows in bytes_before -> bytes_after */
+        return true;
+    }
     git_oid_tostr(hex, sizeof(hex), &o->oid);
     snprintf(path, sizeof(path), "%s/%.2s/%s", run->store->objects_dir, hex, hex + 2);
-    if (access(path, F_OK) == 0)
-        return 0;
-    if (o->newest < run->expire_before) {
-        run->stats->objects_pruned++;
-        run->stats->bytes_pruned += len;
-        return 0;
-    }
-    if ((rc = git_odb_read(&obj, run->packs, &o->oid)) < 0 ||
-        (rc = run->loose->write(run->loose, &o->oid, git_odb_object_data(obj),
-                                git_odb_object_size(obj), type)) < 0) {
+    if (git_odb_read(&obj, run->packs, &o->oid) < 0 ||
+        run->loose->write(run->loose, &o->oid, git_odb_object_data(obj), git_odb_object_size(obj),
+                          git_odb_object_type(obj)) < 0) {
         git_odb_object_free(obj);
-        *out = false; /* keep it packed: nothing is lost, it is tried again next time */
         git_error_clear();
-        return 0;
+        return false; /* keep it packed: nothing is lost, it is tried again next time */
     }
     git_odb_object_free(obj);
     times[0] = times[1] = (struct timespec){.tv_sec = (time_t)o->newest, .tv_nsec = 0};
     utimensat(AT_FDCWD, path, times, 0);
-    return 0;
+    return true;
 }
 
 /* gc --prune: whether an old pack holds an object no ref reaches (the listing is kept). */
@@ -461,14 +465,13 @@ static int pack_old(gc_run *run)
         git_object_t type;
         size_t len;
 
+        /* before the header: a delta's header costs its whole chain */
+        if ((o->left_out = leave_out(run, o)))
+            continue;
         if (git_odb_read_header(&len, &type, run->packs, oid) < 0) {
             run->old_complete = false;
             continue;
         }
-        if ((err = leave_out(&o->left_out, run, o, type, len)) < 0)
-            return err;
-        if (o->left_out)
-            continue;
         if (!(type == GIT_OBJECT_BLOB && len >= BULK_MIN)) {
             if ((err = pack_object(run, oid, type, NULL, len)) < 0)
                 return err;
@@ -681,6 +684,9 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
              &run.old, pack_dir, (const char *const *)old_packs.items, old_packs.count)) < 0)
         goto done;
     run.packs = imgstore_store__packset_odb(run.old);
+    if (loose.count)
+        qsort(loose.oids, loose.count, sizeof(*loose.oids), oid_cmp);
+    run.loose_listed = &loose;
     out->bytes_before = loose_bytes + pack_bytes;
     /* --all: everything into (at most) two packs, unless that is what there is already */
     combine = (opts && opts->all) ? old_packs.count > 2 || (old_packs.count > 0 && loose.count)

@@ -603,9 +603,10 @@ typedef struct {
     uint64_t loose_before, loose_after; /* loose objects in objects/ */
     uint64_t bytes_before, bytes_after; /* bytes of every object file (loose and packs) */
     uint64_t packs_written, packs_removed, packs; /* packs made, combined away, there now */
-    uint64_t damaged; /* objects left where they were because they do not hash to their id */
-    uint64_t objects_pruned, bytes_pruned; /* unreachable objects removed (prune): loose file
-                                              bytes + packed objects' sizes */
+    uint64_t damaged;        /* objects left where they were because they do not hash to their id */
+    uint64_t objects_pruned; /* unreachable objects removed (prune), loose or packed */
+    uint64_t bytes_pruned;   /* the loose files' bytes among them (packed ones show in
+                                bytes_before -> bytes_after) */
 } imgstore_gc_stats;
 
 /**
