@@ -65,8 +65,8 @@ class CliMd(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         copy = os.path.join(tmp, "cli.md")
         # a changed option description, and a command's generated block missing entirely
-        self.assertIn("| `--dry-run` | print the plan, change nothing |", self.doc)
-        stale = self.doc.replace("| `--dry-run` | print the plan, change nothing |",
+        self.assertIn("| `--dry-run` | print the plan and what the cut would archive, change nothing |", self.doc)
+        stale = self.doc.replace("| `--dry-run` | print the plan and what the cut would archive, change nothing |",
                                  "| `--dry-run` | something old |")
         token = self.section("token")
         hand = token[token.index("end of generated text"):].split("\n", 1)[1]
