@@ -76,6 +76,7 @@ typedef struct {
     cli_signers signers;
     const char *image, *channel;
     char *actor;
+    bool said_unverified; /* the note on an unbound token is logged once per run */
 } agent_server;
 
 static int op_wait(imgstore_agent_target **out, uint64_t after, unsigned wait, void *payload)
@@ -186,8 +187,17 @@ static int op_report(const imgstore_agent_report *r, void *payload)
 {
     agent_server *s = payload;
     imgstore_client_report_opts report = {r->host, r->state, r->version, r->attempted, r->message};
+    bool verified = false;
+    int err = imgstore_client_report(&verified, s->client, s->image, s->channel, &report);
 
-    return imgstore_client_report(s->client, s->image, s->channel, &report);
+    if (err == 0 && !verified && !s->said_unverified) {
+        imgstore_log(IMGSTORE_LOG_INFO, "agent",
+                     "the server took the report for host %s as unverified: its token is bound "
+                     "to no host (imgstore token create --host %s)",
+                     r->host, r->host);
+        s->said_unverified = true;
+    }
+    return err;
 }
 
 /* ---- argv -------------------------------------------------------------------------------- */
@@ -359,9 +369,10 @@ static int agent_reports(cli_ctx *ctx, int argc, char **argv)
     json_array_foreach(json_object_get(body, "hosts"), i, row)
     {
 #define S(key) cli_safe(json_string_value(json_object_get(row, key)))
-        printf("%s %s %s %s", S("host"),
+        printf("%s %s %s %s %s", S("host"),
                json_is_string(json_object_get(row, "version")) ? S("version") : "-", S("state"),
-               S("time"));
+               S("time"),
+               json_is_true(json_object_get(row, "host_verified")) ? "verified" : "unverified");
         if (json_is_string(json_object_get(row, "attempted")))
             printf(" attempted %s", S("attempted"));
         if (json_is_string(json_object_get(row, "message")))
@@ -369,7 +380,8 @@ static int agent_reports(cli_ctx *ctx, int argc, char **argv)
         printf("\n");
 #undef S
     }
-    fprintf(stderr, "(what hosts say about themselves: unsigned, not verified)\n");
+    fprintf(stderr, "(what hosts say about themselves: unsigned; 'verified' means posted with "
+                    "a token bound to that host)\n");
 done:
     json_decref(body);
     free(path);

@@ -46,7 +46,8 @@ static const command commands[] = {
      "  --version V         version; default: the version in the first file's name, else\n"
      "                      c- and 16 hex digits of the files' names and bytes\n"
      "  --label K=V         a label (repeatable); part of the immutable manifest\n"
-     "  --source URL@COMMIT where the image was built from\n"
+     "  --source URL@COMMIT\n"
+     "                      where the image was built from\n"
      "  --kind KIND         override format detection for every file: unikernel, kernel,\n"
      "                      initrd, disk, efi, archive, config, cmdline, unknown\n"
      "\n"
@@ -141,7 +142,8 @@ static const command commands[] = {
      "\n"
      "  --out FILE          where to write the key (default ~/.config/imgstore/key)\n"
      "  --comment C         the public key's comment (default: the actor)\n"
-     "  --passphrase-file F encrypt the key with the passphrase in F (Argon2id)\n"
+     "  --passphrase-file F\n"
+     "                      encrypt the key with the passphrase in F (Argon2id)\n"
      "\n"
      "Example:\n"
      "  imgstore key generate --out ci.key --comment ci@build-7",
@@ -276,26 +278,32 @@ static const command commands[] = {
      "  --health CMD|URL    healthy when CMD exits 0, or the URL answers 2xx (retried)\n"
      "  --health-timeout T  how long a new version has to become healthy (default 60s)\n"
      "  --keep N            old versions kept besides current and previous (default 3)\n"
-     "  --host NAME         this host's name in reports (default: the hostname)\n"
+     "  --host NAME         this host's name in reports (default: the hostname); a token\n"
+     "                      bound to it (token create --host) makes them verified\n"
      "  --once              one round (wait at most 1 s for a move), then exit\n"
      "  --wait T            long-poll length, at most 60s (default 60s)\n"
      "\n"
      "agent status --dir DIR [--json]: what runs, since when, the last check and error.\n"
-     "agent reports --image N --channel C [--json]: what each host reported (unsigned).\n"
+     "agent reports --image N --channel C [--json]: what each host reported (unsigned),\n"
+     "and whether its host name was verified.\n"
      "\n"
      "Example:\n"
      "  imgstore agent --server https://images.example --image app --channel prod \\\n"
      "      --dir /var/lib/imgstore/app --exec-restart 'systemctl restart app-vm' \\\n"
      "      --health http://127.0.0.1:8080/healthz --health-timeout 60s",
      USES_KEY | USES_ACTOR | USES_JSON | USES_REMOTE},
-    {"token", cli_cmd_token, "token create --scope SCOPES [--name N]",
+    {"token", cli_cmd_token, "token create --scope SCOPES [--name N] [--host HOST [--image N]]",
      "Print a new bearer token for imgstore serve, once, and the config line granting it.\n"
+     "A token bound to a host posts agent reports for that host only (docs/agent.md).\n"
      "\n"
      "  --scope SCOPES      read, push, deploy, report, admin, comma-separated (required)\n"
      "  --name N            the name the server logs and commits for it (default token)\n"
+     "  --host HOST         bind its reports to this host: the server marks them verified\n"
+     "                      and refuses (403) reports for any other host\n"
+     "  --image N           with --host: and to this image's channels\n"
      "\n"
      "Example:\n"
-     "  imgstore token create --scope read,push --name ci",
+     "  imgstore token create --scope read,report --name agent-web-1 --host web-1",
      USES_JSON},
     {"version", cli_cmd_version, "version",
      "Print imgstore's version: the release, and the git commit it was built from when the\n"

@@ -303,11 +303,14 @@ typedef struct {
 } imgstore_client_report_opts;
 
 /**
- * POST a host report to the channel (scope report, deploy or admin). Returns 0,
- * IMGSTORE_EINVALID, IMGSTORE_ENOTFOUND (no such channel), transport and HTTP errors.
+ * POST a host report to the channel (scope report, deploy or admin). *host_verified_out (may
+ * be NULL) says whether the server vouched for the host name: true when the token is bound
+ * to that host (imgstore token create --host). Returns 0, IMGSTORE_EINVALID,
+ * IMGSTORE_ENOTFOUND (no such channel), transport and HTTP errors (a token bound to another
+ * host or image: HTTP 403).
  */
-int imgstore_client_report(imgstore_client *client, const char *name, const char *channel,
-                           const imgstore_client_report_opts *report);
+int imgstore_client_report(bool *host_verified_out, imgstore_client *client, const char *name,
+                           const char *channel, const imgstore_client_report_opts *report);
 
 /* ---- unverified reads --------------------------------------------------------------------- */
 

@@ -1,19 +1,22 @@
 /*
  * Host reports (docs/agent.md): what an agent says about its host on a channel, posted as is.
  * Unsigned claims: nothing here signs or verifies them, and the server keeps them outside the
- * signed history. The agent's only write that needs no deploy key.
+ * signed history. The agent's only write that needs no deploy key. The server says whether
+ * it vouched for the host name (the token is bound to it, issue #12).
  */
 #include "client/client_internal.h"
 
 #include <stdlib.h>
 
-int imgstore_client_report(imgstore_client *client, const char *name, const char *channel,
-                           const imgstore_client_report_opts *report)
+int imgstore_client_report(bool *host_verified_out, imgstore_client *client, const char *name,
+                           const char *channel, const imgstore_client_report_opts *report)
 {
     char *path = NULL;
     json_t *body = NULL, *answer = NULL;
     int err;
 
+    if (host_verified_out)
+        *host_verified_out = false;
     if ((err = imgstore_client_check_names(name, NULL, channel)) < 0)
         return err;
     if (!report || !report->host || !report->state)
@@ -27,6 +30,8 @@ int imgstore_client_report(imgstore_client *client, const char *name, const char
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     }
     err = imgstore_client__send_json(&answer, NULL, client, "POST", path, body);
+    if (err == 0 && host_verified_out) /* a server older than host binding says nothing */
+        *host_verified_out = json_is_true(json_object_get(answer, "host_verified"));
     json_decref(answer);
     free(path);
     return err;

@@ -3,7 +3,8 @@
  * implementation) and compared with every configured digest in constant time, without
  * stopping at a match, so neither the timing nor the order of the config leaks which
  * prefix was right. Scopes come from the matching token; a request without a token gets
- * the configured anonymous scopes. Nothing here logs or keeps the token.
+ * the configured anonymous scopes. Nothing here logs or keeps the token. It also decides
+ * whether a host report's host name is vouched for by the token's binding (issue #12).
  */
 #include "server/server_internal.h"
 
@@ -139,4 +140,26 @@ bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                                     "token '%s' lacks the %s scope", token->name,
                                                     scopes_text(text, sizeof(text), scope));
     return false;
+}
+
+bool imgstore_server__report_allowed(bool *verified_out, const imgstore_server__token *token,
+                                     const char *image, const char *host)
+{
+    *verified_out = false;
+    if (!token || !token->host[0]) /* unbound: taken, as a claim nobody vouches for */
+        return true;
+    if (strcmp(token->host, host) != 0) {
+        imgstore_error_set(IMGSTORE_EINVALID,
+                           "token '%s' is bound to host '%s' and may not report for '%s'",
+                           token->name, token->host, host);
+        return false;
+    }
+    if (token->image[0] && strcmp(token->image, image) != 0) {
+        imgstore_error_set(IMGSTORE_EINVALID,
+                           "token '%s' is bound to image '%s' and may not report on '%s'",
+                           token->name, token->image, image);
+        return false;
+    }
+    *verified_out = true;
+    return true;
 }

@@ -164,10 +164,10 @@ static int hex_digest(uint8_t *out, const char *hex)
     return 0;
 }
 
-/* "token = <sha256 hex> scopes=read,push name=ci" */
+/* "token = <sha256 hex> scopes=read,push name=ci [host=web-1 [image=app]]" */
 static int add_token(imgstore_server_config *config, const char *value)
 {
-    imgstore_server__token token = {{0}, 0, "token"};
+    imgstore_server__token token = {{0}, 0, "token", "", ""};
     imgstore_server__token *grown;
     char buf[LINE_MAX_BYTES];
     char *word, *save = NULL;
@@ -191,13 +191,26 @@ static int add_token(imgstore_server_config *config, const char *value)
             if ((err = imgstore_schema_check_name(IMGSTORE_NAME_LABEL, word + 5)) < 0)
                 return imgstore_error_wrap(err, "token: ");
             snprintf(token.name, sizeof(token.name), "%s", word + 5);
+        } else if (strncmp(word, "host=", 5) == 0) {
+            if ((err = imgstore_schema_check_name(IMGSTORE_NAME_HOST, word + 5)) < 0)
+                return imgstore_error_wrap(err, "token: ");
+            snprintf(token.host, sizeof(token.host), "%s", word + 5);
+        } else if (strncmp(word, "image=", 6) == 0) {
+            if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, word + 6)) < 0)
+                return imgstore_error_wrap(err, "token: ");
+            snprintf(token.image, sizeof(token.image), "%s", word + 6);
         } else {
             return imgstore_error_set(IMGSTORE_EINVALID,
-                                      "token: unknown attribute '%s' (scopes=, name=)", word);
+                                      "token: unknown attribute '%s' (scopes=, name=, host=, "
+                                      "image=)",
+                                      word);
         }
     }
     if (!have_scopes || token.scopes == 0)
         return imgstore_error_set(IMGSTORE_EINVALID, "token: scopes= is required");
+    /* an image binding narrows a host's reports; alone it would vouch for no host name */
+    if (token.image[0] && !token.host[0])
+        return imgstore_error_set(IMGSTORE_EINVALID, "token: image= needs host= too");
     if (!(grown = realloc(config->tokens, (config->token_count + 1) * sizeof(*grown))))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     config->tokens = grown;

@@ -8,10 +8,11 @@
  *   manifests/<sha256>       the exact bytes of a pushed manifest (the spec wants them back
  *                            by their digest)
  *   lookup/<name>/<xx>/<yy>  lines "<sha256> <version>": the version of <name> that a
- *                            digest starting xxyy (file, config, OCI manifest) was seen in:
- *                            a hint, checked against the version before any byte is served,
- *                            so a wrong or stale one is a miss. 65,536 small files at most
- *                            per image, ~80 lines each at a million versions
+ *                            digest starting xxyy (file, config, OCI manifest) was seen in
+ *                            by this server: a cache beside the store's digest index (for
+ *                            versions pushed before it held OCI rows), checked against the
+ *                            version before any byte is served, so a wrong or stale line is
+ *                            a miss
  *
  * Sessions live in memory (an id, the file, the bytes so far and their running SHA-256);
  * each holds one of the server's max_uploads places until it is finished, cancelled or idle

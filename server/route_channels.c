@@ -330,6 +330,15 @@ enum MHD_Result imgstore_server__route_report_post(imgstore_server__request *req
     report.by = imgstore_server__actor(req);
     if (!report.host || !report.state)
         err = imgstore_error_set(IMGSTORE_EINVALID, "request body: host and state are required");
+    /* a malformed host name is a bad request (400) before it is someone else's host (403) */
+    if (err == 0 && (err = imgstore_schema_check_name(IMGSTORE_NAME_HOST, report.host)) < 0)
+        err = imgstore_error_wrap(err, "host: ");
+    if (err == 0 && !imgstore_server__report_allowed(&report.host_verified, req->token,
+                                                     req->segments[2], report.host)) {
+        json_decref(body);
+        return imgstore_server__reply_status(req, MHD_HTTP_FORBIDDEN, "forbidden", "%s",
+                                             imgstore_error_last());
+    }
     if (err == 0)
         err = imgstore_server__store(&store, req);
     if (err == 0)

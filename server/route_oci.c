@@ -7,8 +7,10 @@
  * (schema/oci.c): its layers are the version's files, so a blob is a file, served by the same
  * verified path as /v1 downloads (route_files.c). A pushed manifest becomes a version through
  * the store's push, as a /v1 upload does: detected, chunked, signed by the server's key or
- * left pending. Digest lookups go through the OCI area's hints (oci.c), each checked against
- * the version it names, and, on a miss, the newest SCAN_VERSIONS versions: never all of them.
+ * left pending. Digests are found through the store's digest index (which holds each
+ * version's files, OCI config and OCI manifest), then the OCI area's lookup cache (oci.c);
+ * every version either names is loaded trusted and must hold the digest. Tags come from the
+ * store's name index in lexical order. Nothing walks all versions.
  */
 #include "server/server_internal.h"
 
@@ -17,9 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCAN_VERSIONS 16   /* versions a digest lookup that missed its hint looks through */
-#define TAGS_DEFAULT  1000 /* tags a page holds when the client asks no `n` (then Link) */
-#define COPY_BUF      (1024 * 1024)
+#define SCAN_VERSIONS   16   /* versions a digest lookup that missed its hint looks through */
+#define DIGEST_VERSIONS 16   /* stored versions holding a digest that a lookup tries */
+#define TAGS_DEFAULT    1000 /* tags a page holds when the client asks no `n` (then Link) */
+#define COPY_BUF        (1024 * 1024)
 
 #define MANIFEST_UNKNOWN "MANIFEST_UNKNOWN"
 #define BLOB_UNKNOWN     "BLOB_UNKNOWN"
@@ -98,26 +101,58 @@ static bool form_has(const oci_form *f, const char *sha256)
 
 /*
  * The version of `name` whose OCI form holds `sha256` (its manifest, config or a file): the
- * hint, checked; else the newest SCAN_VERSIONS versions. ENOTFOUND when none does.
+ * store's digest index, each version it names loaded trusted and checked; then the OCI
+ * area's hint. Only a store without a digest index (reindex builds it) looks through the
+ * newest SCAN_VERSIONS versions. ENOTFOUND when none does.
  */
 static int form_find(oci_form *out, imgstore_server__request *req, const char *name,
                      const char *sha256)
 {
     imgstore_version_row *rows = NULL;
     imgstore_store *store;
-    size_t count = 0;
-    char version[IMGSTORE_NAME_MAX + 2];
-    int err;
+    size_t count = 0, found_count = 0;
+    char version[IMGSTORE_NAME_MAX + 2], **found = NULL, *refused = NULL;
+    bool indexed;
+    int err, refused_code = 0;
 
     memset(out, 0, sizeof(*out));
+    if ((err = imgstore_server__store(&store, req)) < 0)
+        return err;
+    indexed = imgstore_store_digest_versions(&found, &found_count, store, name, sha256,
+                                             DIGEST_VERSIONS) == 0;
+    for (size_t i = 0; i < found_count; i++) {
+        int loaded = form_load(out, req, name, found[i]);
+
+        if (loaded < 0) { /* pending or damaged: nothing of it is handed out, and why */
+            refused = refused ? refused : imgstore_strfmt("%s", imgstore_error_last());
+            refused_code = refused_code ? refused_code : loaded;
+            continue;
+        }
+        if (form_has(out, sha256)) {
+            imgstore_strings_free(found, found_count);
+            free(refused);
+            return 0;
+        }
+        form_clear(out);
+    }
+    imgstore_strings_free(found, found_count);
+    /* a cache of what this server rendered: versions pushed before the digest index held
+     * OCI rows, until a reindex adds them */
     if (imgstore_server__oci_hint_get(req->server->oci, name, sha256, version, sizeof(version)) &&
         form_load(out, req, name, version) == 0) {
         if (form_has(out, sha256))
             return 0;
         form_clear(out);
     }
-    if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_versions_page(&rows, &count, NULL, store, name, SIZE_MAX,
+    if (refused) /* only versions that may not be served hold it: say so, as by tag */
+        err = imgstore_error_set(refused_code, "%s", refused);
+    else
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no blob or manifest sha256:%s in %s", sha256,
+                                 name);
+    free(refused);
+    if (indexed || refused_code)
+        return err;
+    if ((err = imgstore_store_versions_page(&rows, &count, NULL, store, name, SIZE_MAX,
                                             SCAN_VERSIONS)) < 0)
         return err;
     err =
@@ -397,15 +432,14 @@ enum MHD_Result imgstore_server__route_oci_blob(imgstore_server__request *req)
 enum MHD_Result imgstore_server__route_oci_tags(imgstore_server__request *req)
 {
     const char *name = req->segments[1];
-    imgstore_version_row *rows = NULL;
     imgstore_store *store;
-    size_t count = 0, total = 0, start = 0;
+    char **names = NULL, *last = NULL;
+    size_t count = 0;
     uint64_t n = TAGS_DEFAULT;
+    bool more = false;
     json_t *tags = NULL;
     enum MHD_Result result;
     int err;
-
-    char *last = NULL;
 
     if (!check_name(req, name, &result))
         return result;
@@ -418,44 +452,33 @@ enum MHD_Result imgstore_server__route_oci_tags(imgstore_server__request *req)
         n = TAGS_DEFAULT;
     if ((err = imgstore_server__store(&store, req)) < 0)
         return reply_store_error(req, err, "NAME_UNKNOWN", "NAME_INVALID");
-    /* tags are versions in the version index's order (oldest first): `last` is found by a
-     * binary search of the index, a page is read from it (docs/oci.md, "Cost") */
-    if ((last = query_arg(req, "last")) && *last) {
-        err = imgstore_store_version_position(&start, store, name, last);
-        free(last);
-        if (err < 0)
-            return reply_store_error(req, err, "NAME_UNKNOWN", "NAME_INVALID");
-        start++;
-    } else {
-        free(last);
-    }
-    if (n > 0 && (err = imgstore_store_versions_page(&rows, &count, &total, store, name,
-                                                     start + (size_t)n, (size_t)n)) < 0)
-        return reply_store_error(req, err, "NAME_UNKNOWN", "NAME_INVALID");
-    if (n == 0 &&
-        (err = imgstore_store_versions_page(&rows, &count, &total, store, name, 1, 1)) < 0)
+    /* spec, "Listing Tags": lexical order, the tags after `last` (which need not be a tag);
+     * a page is read from the name index (docs/oci.md, "Cost") */
+    last = query_arg(req, "last");
+    err = imgstore_store_version_names(&names, &count, &more, store, name,
+                                       last && *last ? last : NULL, (size_t)n);
+    free(last);
+    if (err < 0)
         return reply_store_error(req, err, "NAME_UNKNOWN", "NAME_INVALID");
     if (!(tags = json_array())) {
-        imgstore_version_rows_free(rows, count);
+        imgstore_strings_free(names, count);
         return MHD_NO;
     }
-    for (size_t i = count; n > 0 && i-- > 0;) {
-        if (rows[i].row >= start)
-            json_array_append_new(tags, json_string(rows[i].version));
-    }
-    if (n > 0 && count > 0 && start + (size_t)n < total) {
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(tags, json_string(names[i]));
+    if (more && count > 0) {
         /* the next page starts after this one's last tag (RFC 5988 Link, rel="next") */
         char escaped[3 * IMGSTORE_NAME_MAX + 1], *at = escaped;
 
         /* '+' would read as a space to a form decoder */
-        for (const char *c = rows[0].version; *c; c++)
+        for (const char *c = names[count - 1]; *c; c++)
             at += *c == '+' ? (size_t)sprintf(at, "%%2B") : (size_t)sprintf(at, "%c", *c);
         snprintf(req->extra_header_value, sizeof(req->extra_header_value),
                  "</v2/%s/tags/list?n=%llu&last=%s>; rel=\"next\"", name, (unsigned long long)n,
                  escaped);
         req->extra_header_name = "Link";
     }
-    imgstore_version_rows_free(rows, count);
+    imgstore_strings_free(names, count);
     return imgstore_server__reply_json(req, MHD_HTTP_OK,
                                        json_pack("{s:s, s:o}", "name", name, "tags", tags));
 }

@@ -428,6 +428,10 @@ static void report_cells(imgstore_server__html *html, json_t *report, const char
 {
     const char *state = json_text(report, "state"), *version = json_text(report, "version");
 
+    /* verified: the poster's token is bound to this host (issue #12); still not signed */
+    imgstore_server__html_raw(html, json_is_true(json_object_get(report, "host_verified"))
+                                        ? "<td><span class=\"badge ok\">verified</span></td>"
+                                        : "<td><span class=\"badge warn\">unverified</span></td>");
     imgstore_server__html_fmt(html, "<td><span class=\"badge %s\">%s</span></td><td>%s",
                               !state                              ? "bad"
                               : strcmp(state, "ok") == 0          ? "ok"
@@ -464,8 +468,11 @@ static int agent_reports(imgstore_server__html *html, imgstore_store *store, con
     }
     imgstore_server__html_raw(html,
                               "<p class=\"muted\">What each host's agent says it runs: unsigned "
-                              "claims, not verified (the signed history above is what was "
-                              "released).</p>\n<table id=\"agents\"><tr><th>Host</th><th>State</th>"
+                              "claims (the signed history above is what was released). A host "
+                              "is verified when the report came with a token bound to that "
+                              "host; anyone with an unbound report token can claim an "
+                              "unverified one.</p>\n<table id=\"agents\"><tr><th>Host</th>"
+                              "<th>Host check</th><th>State</th>"
                               "<th>Runs</th><th>Tried</th><th>Message</th><th>Reported</th>"
                               "<th>By</th></tr>\n");
     json_array_foreach(hosts, i, report)
@@ -475,10 +482,11 @@ static int agent_reports(imgstore_server__html *html, imgstore_store *store, con
         imgstore_server__html_fmt(html, "<td class=\"nowrap\">%s</td><td>%s</td></tr>\n",
                                   json_text(report, "time"), json_text(report, "by"));
     }
-    imgstore_server__html_raw(html, "</table>\n<h2>Latest reports</h2>\n<table "
-                                    "id=\"agent-events\"><tr><th>Reported</th><th>Host</th>"
-                                    "<th>State</th><th>Runs</th><th>Tried</th><th>Message</th>"
-                                    "</tr>\n");
+    imgstore_server__html_raw(
+        html, "</table>\n<h2>Latest reports</h2>\n<table "
+              "id=\"agent-events\"><tr><th>Reported</th><th>Host</th>"
+              "<th>Host check</th><th>State</th><th>Runs</th><th>Tried</th><th>Message</th>"
+              "</tr>\n");
     json_array_foreach(events, i, report)
     {
         imgstore_server__html_fmt(html, "<tr><td class=\"nowrap\">%s</td><td>%s</td>",

@@ -28,6 +28,9 @@ typedef struct {
     uint8_t digest[32]; /* SHA-256 of the token; the token itself is never kept */
     unsigned scopes;
     char name[65]; /* the actor recorded for its writes and logged for its requests */
+    /* what its host reports may claim (issue #12, token create --host/--image); "": unbound */
+    char host[IMGSTORE_NAME_MAX + 1];
+    char image[IMGSTORE_NAME_MAX + 1];
 } imgstore_server__token;
 
 struct imgstore_server_config {
@@ -456,6 +459,18 @@ int imgstore_server__parse_range(uint64_t *start, uint64_t *end, const char *hea
  */
 bool imgstore_server__authorize(imgstore_server__request *req, unsigned scope,
                                 enum MHD_Result *result_out);
+
+/**
+ * May `token` (NULL: anonymous) post a report for `host` on image `image`, and does the
+ * server vouch for the host name? A token bound to a host (config `host=`) speaks only for
+ * that host, and when bound to an image (`image=`) only on that image: true with
+ * *verified_out set; any other token's report is taken as an unverified claim (true,
+ * *verified_out false). False when the binding forbids it, with the one-line reason in
+ * imgstore_error_last() (the caller answers 403). The scope is checked before, by
+ * imgstore_server__authorize().
+ */
+bool imgstore_server__report_allowed(bool *verified_out, const imgstore_server__token *token,
+                                     const char *image, const char *host);
 
 /** The configured token `token` is (compared in constant time), or NULL. Borrowed. */
 const imgstore_server__token *imgstore_server__token_find(const imgstore_server_config *config,

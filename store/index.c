@@ -9,6 +9,11 @@
  *                                      channels/<name>: "op TAB commit-time"
  *   index/<name>/channels/<channel>    one row per commit that changed the channel's state:
  *                                      "op TAB state-time"
+ *   index/<name>/names                 the versions in bytewise order of their names: not a
+ *                                      log but a B-tree of segments (names.c)
+ *   index/digests/<xx>/<yy>            "sha256 TAB name TAB version TAB file": the files of
+ *                                      every version ever pushed, and its OCI config and
+ *                                      manifest ("@oci-config", "@oci-manifest")
  *
  * A commit's op number is its first-parent depth (the first commit is 0). The commit with op
  * k appends row k-1 of the oplog (its parent's id: a commit cannot name itself), so the tip's
@@ -423,21 +428,34 @@ static void digest_log(char *out, size_t cap, const char *prefix, const char *sh
     snprintf(out, cap, "%sdigests/%.2s/%.2s", prefix, sha256, sha256 + 2);
 }
 
+static int digest_row(const char *sha256, const imgstore_manifest *m, const char *file,
+                      const char *prefix, row_sink sink, void *payload)
+{
+    char log[512], *row = imgstore_strfmt("%s\t%s\t%s\t%s", sha256, m->name, m->version, file);
+    int err;
+
+    if (!row)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    digest_log(log, sizeof(log), prefix, sha256);
+    err = sink(log, row, payload);
+    free(row);
+    return err;
+}
+
+/* A version's rows: one per file, and its OCI config and manifest ("@oci-config",
+ * "@oci-manifest": no file name starts with '@'), which the /v2 API looks up by digest. */
 static int digest_rows_of(const imgstore_manifest *m, const char *prefix, row_sink sink,
                           void *payload)
 {
-    int err = 0;
+    char config[65], manifest[65];
+    int err = imgstore_store__oci_digests(config, manifest, m);
 
-    for (size_t i = 0; i < m->file_count && err == 0; i++) {
-        char log[512], *row = imgstore_strfmt("%s\t%s\t%s\t%s", m->files[i].sha256, m->name,
-                                              m->version, m->files[i].path);
-
-        if (!row)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        digest_log(log, sizeof(log), prefix, m->files[i].sha256);
-        err = sink(log, row, payload);
-        free(row);
-    }
+    if (err == 0)
+        err = digest_row(config, m, "@oci-config", prefix, sink, payload);
+    if (err == 0)
+        err = digest_row(manifest, m, "@oci-manifest", prefix, sink, payload);
+    for (size_t i = 0; i < m->file_count && err == 0; i++)
+        err = digest_row(m->files[i].sha256, m, m->files[i].path, prefix, sink, payload);
     return err;
 }
 
@@ -733,6 +751,26 @@ static bool digests_kept(imgstore_store *store, const git_tree *root)
     return first;
 }
 
+/* Whether image `name` keeps a name index: it has one, or `root` (with the new version in
+ * it) holds no other version of it. An image pushed by an older imgstore has none until
+ * imgstore reindex builds it; its tag list sorts the names instead (names.c). */
+static bool names_kept(imgstore_store *store, const git_tree *root, const char *name)
+{
+    git_tree *image = NULL;
+    char path[512];
+    bool first = false;
+
+    snprintf(path, sizeof(path), "index/%s/names", name);
+    if (has_entry(root, path))
+        return true;
+    snprintf(path, sizeof(path), "images/%s", name);
+    if (subtree(&image, store, root, path) == 0 && image)
+        first = git_tree_entrycount(image) == 1;
+    git_tree_free(image);
+    imgstore_error_clear();
+    return first;
+}
+
 int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                                       const imgstore_manifest *m)
 {
@@ -770,8 +808,20 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
         err = log_insert(tree_oid, store, log, total, at, row);
     if (err == 0 && digests_kept(store, root)) {
         appender a = {store, tree_oid};
+        imgstore_manifest *stored = NULL;
 
-        err = digest_rows_of(m, "index/", sink_insert_sorted, &a);
+        /* the manifest as stored (and as a rebuild reads it): its OCI rendering is what
+         * the /v2 API serves, and the push's copy lacks what the commit filled in */
+        if ((err = imgstore_store__manifest_load(&stored, NULL, store, root, m->name,
+                                                 m->version)) == 0)
+            err = digest_rows_of(stored, "index/", sink_insert_sorted, &a);
+        imgstore_manifest_free(stored);
+    }
+    if (err == 0 && names_kept(store, root, m->name)) {
+        char dir[512], *add[] = {m->version};
+
+        snprintf(dir, sizeof(dir), "index/%s/names", m->name);
+        err = imgstore_store__names_edit(tree_oid, store, dir, add, 1, NULL, 0);
     }
 done:
     free(row);
@@ -1300,13 +1350,25 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
     if (err == IMGSTORE_ENOTFOUND)
         err = 0;
     for (size_t i = 0; i < image_count && err == 0; i++) {
-        char log[256], **rows = NULL;
+        char log[256], path[256], **rows = NULL;
         size_t count = 0;
 
         snprintf(log, sizeof(log), "%s/versions", images[i]);
         if ((err = versions_from_manifests_each(&rows, &count, store, after, images[i],
                                                 collect_digests, logs)) < 0)
             break;
+        for (size_t k = 0; k < count && err == 0; k++) {
+            err = mem_log_take(logs, log, rows[k]);
+            rows[k] = NULL;
+        }
+        imgstore_strings_free(rows, count);
+        /* the name index (names.c): the same versions in bytewise order of their names */
+        snprintf(log, sizeof(log), "%s/names", images[i]);
+        snprintf(path, sizeof(path), "images/%s", images[i]);
+        if (err < 0 ||
+            (err = imgstore_store__list_tree(&rows, &count, store, after, path, NULL)) < 0)
+            break;
+        qsort(rows, count, sizeof(*rows), strcmp_rows);
         for (size_t k = 0; k < count && err == 0; k++) {
             err = mem_log_take(logs, log, rows[k]);
             rows[k] = NULL;
@@ -1403,6 +1465,14 @@ done:
     return err;
 }
 
+/* "<image>/names": a name index (names.c), not a segmented log. */
+static bool is_names_log(const char *log)
+{
+    const char *slash = strchr(log, '/');
+
+    return slash && strcmp(slash, "/names") == 0 && strncmp(log, "digests/", 8) != 0;
+}
+
 static int index_write(git_oid *out, imgstore_store *store, const mem_logs *logs)
 {
     git_treebuilder *bld = NULL;
@@ -1415,7 +1485,10 @@ static int index_write(git_oid *out, imgstore_store *store, const mem_logs *logs
     git_treebuilder_free(bld);
     empty = *out;
     for (size_t i = 0; i < logs->count && err == 0; i++)
-        if (strncmp(logs->logs[i].log, "digests/", 8) != 0)
+        if (is_names_log(logs->logs[i].log))
+            err = imgstore_store__names_edit(out, store, logs->logs[i].log, logs->logs[i].rows,
+                                             logs->logs[i].count, NULL, 0);
+        else if (strncmp(logs->logs[i].log, "digests/", 8) != 0)
             err = log_write(out, store, logs->logs[i].log, 0, logs->logs[i].rows,
                             logs->logs[i].count);
     return err < 0 ? err : digests_write(out, store, logs, &empty);
@@ -1432,6 +1505,10 @@ static bool only_known_logs(imgstore_store *store, const git_tree *root, const c
 
     if (subtree(&tree, store, root, dir) < 0 || !tree)
         return false;
+    if (strncmp(dir, "index/", 6) == 0 && is_names_log(dir + 6)) {
+        git_tree_free(tree);
+        return mem_log_find(logs, dir + strlen("index/")) != NULL;
+    }
     if (git_tree_entrycount(tree) > 0 &&
         strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, 0)), "00000") == 0) {
         ok = mem_log_find(logs, dir + strlen("index/")) != NULL;
@@ -1461,6 +1538,16 @@ static int index_compare(bool *same_out, imgstore_store *store, const git_tree *
         size_t total = 0;
 
         snprintf(path, sizeof(path), "index/%s", logs->logs[i].log);
+        if (is_names_log(logs->logs[i].log)) {
+            if ((err = imgstore_store__names_all(&rows, &total, store, root, path)) ==
+                IMGSTORE_EVERIFY)
+                err = 0, *same_out = false;
+            *same_out = *same_out && err == 0 && total == logs->logs[i].count;
+            for (size_t k = 0; k < total && *same_out; k++)
+                *same_out = strcmp(rows[k], logs->logs[i].rows[k]) == 0;
+            imgstore_strings_free(rows, total);
+            continue;
+        }
         if ((err = imgstore_store__log_count(&total, store, root, path)) == IMGSTORE_EVERIFY)
             err = 0, total = SIZE_MAX;
         if (err < 0 || total != logs->logs[i].count) {

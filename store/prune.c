@@ -560,6 +560,11 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
         goto done;
     if (!store->index_live)
         goto done;
+    /* the name index loses the removed names: one segment rewritten per segment they are in */
+    snprintf(log, sizeof(log), "index/%s/names", name);
+    if ((err = imgstore_store__names_edit(tree_oid, store, log, NULL, 0,
+                                          (char *const *)gone.versions, gone.count)) < 0)
+        goto done;
     if ((err = imgstore_store__index_version_rows(&rows, &count, &indexed, store, tip, name)) < 0)
         goto done;
     if (!indexed)

@@ -6,7 +6,9 @@
  * appended to events.log (one JSON line each; at 1 MiB it becomes events.log.1, so the log
  * stays bounded). A `git clone` does not carry them and `verify` does not check them: they
  * are what hosts say, shown as such (docs/agent.md). Listing a channel's reports reads one
- * file per reporting host and the log's tail: no walk of versions or commits.
+ * file per reporting host and the log's tail: no walk of versions or commits. Whether the
+ * host name was vouched for (the poster's token was bound to it) is the server's call, kept
+ * in each record as "host_verified"; records from before that field read as unverified.
  */
 #include "store/store_internal.h"
 
@@ -145,10 +147,11 @@ int imgstore_store_report_put(json_t **out, imgstore_store *store, const char *n
         (err = imgstore_store_channel_get(&state, store, name, channel)) < 0)
         goto done;
     imgstore_time_rfc3339(now, sizeof(now), (int64_t)time(NULL));
-    record = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s*, s:s*, s:s*, s:s*, s:b}", "host",
+    record = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s*, s:s*, s:s*, s:s*, s:b, s:b}", "host",
                        report->host, "image", name, "channel", channel, "state", report->state,
                        "time", now, "version", report->version, "attempted", report->attempted,
-                       "message", report->message, "by", report->by, "signed", 0);
+                       "message", report->message, "by", report->by, "signed", 0, "host_verified",
+                       report->host_verified);
     if (!record || !(dir = reports_dir(store, name, channel)) ||
         !(hosts = imgstore_strfmt("%s/hosts", dir)) ||
         !(host_path = imgstore_strfmt("%s/%s.json", hosts, report->host)) ||
@@ -178,6 +181,14 @@ done:
     free(hosts);
     free(dir);
     return err;
+}
+
+/* A record kept before reports carried "host_verified" was posted by an unbound token. */
+static json_t *with_host_verified(json_t *row)
+{
+    if (!json_is_boolean(json_object_get(row, "host_verified")))
+        json_object_set_new(row, "host_verified", json_false());
+    return row;
 }
 
 static int by_host(const void *a, const void *b)
@@ -217,7 +228,7 @@ static json_t *read_hosts(const char *dir)
             }
             rows = grown;
         }
-        rows[n++] = row;
+        rows[n++] = with_host_verified(row);
     }
     if (d)
         closedir(d);
@@ -255,7 +266,7 @@ static json_t *read_events(const char *dir, size_t limit)
             start--;
         row = json_loadb(bytes + start, end - start, 0, NULL);
         if (json_is_object(row))
-            json_array_append_new(list, row);
+            json_array_append_new(list, with_host_verified(row));
         else
             json_decref(row);
         len = start;

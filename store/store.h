@@ -162,6 +162,19 @@ void imgstore_version_rows_free(imgstore_version_row *rows, size_t count);
 int imgstore_store_version_position(size_t *out, imgstore_store *store, const char *name,
                                     const char *version);
 
+/**
+ * Up to `limit` version names of image `name` that sort bytewise after `after` (NULL: from
+ * the first), in that order: the OCI tag list (docs/oci.md). From the name index
+ * (docs/format.md, "Indexes": a segment or two, constant in N); a store whose index is
+ * missing or stale sorts the names of images/<name> instead (linear) until `imgstore reindex`.
+ * *more_out says whether more names follow. *out (imgstore_strings_free) belongs to the
+ * caller. Returns 0, IMGSTORE_ENOTFOUND (no image), IMGSTORE_EINVALID (a bad name),
+ * IMGSTORE_EVERIFY (damaged index: a listed name that is not stored).
+ */
+int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
+                                 imgstore_store *store, const char *name, const char *after,
+                                 size_t limit);
+
 /** A row as JSON (schema/api_image.schema.json's "versions" items): what `ls NAME --json`
  * prints and the server sends. New reference; NULL when out of memory. */
 json_t *imgstore_store_version_row_to_json(const imgstore_version_row *row);
@@ -237,6 +250,7 @@ typedef struct {
     const char *attempted; /* the version it tried and left, may be NULL */
     const char *message;   /* one line of text, may be NULL */
     const char *by;        /* who posted it (the token's name), may be NULL */
+    bool host_verified;    /* the poster was bound to this host (and image) */
 } imgstore_report;
 
 /**
@@ -251,7 +265,8 @@ int imgstore_store_report_put(json_t **out, imgstore_store *store, const char *n
 
 /**
  * A channel's reports: the latest record of every host, by host name, and the newest
- * `event_limit` reports, newest first. Both new references (empty arrays when none).
+ * `event_limit` reports, newest first. Both new references (empty arrays when none). A
+ * record kept before reports said whether their host was verified says it was not.
  */
 int imgstore_store_reports_get(json_t **hosts_out, json_t **events_out, imgstore_store *store,
                                const char *name, const char *channel, size_t event_limit);
@@ -416,6 +431,17 @@ int imgstore_store_which(imgstore_where **out, size_t *count_out, imgstore_store
                          const char *sha256, bool history);
 
 void imgstore_where_free(imgstore_where *rows, size_t count);
+
+/**
+ * Up to `limit` stored versions of image `name` that hold `sha256` (64 hex digits) as a
+ * file, as their OCI config blob or as their OCI manifest (the rendering of docs/oci.md),
+ * from the digest index: a binary search of one digest log, constant in N. Not a trust
+ * check: the caller loads the version trusted. *out (imgstore_strings_free) belongs to the
+ * caller. Returns 0 (count 0: none), IMGSTORE_EINVALID (not a digest), IMGSTORE_ENOTFOUND (no
+ * digest index: reindex).
+ */
+int imgstore_store_digest_versions(char ***out, size_t *count_out, imgstore_store *store,
+                                   const char *name, const char *sha256, size_t limit);
 
 /** Rows as JSON (what `which --json` prints). New reference; NULL when out of memory. */
 json_t *imgstore_store_where_to_json(const imgstore_where *rows, size_t count);

@@ -343,6 +343,28 @@ int imgstore_store__cut_bundle(imgstore_store *store, const git_oid *last, const
 /** What a cut made on the tip now would archive (prune --dry-run): counts in *out. */
 int imgstore_store__cut_plan(imgstore_prune_plan *out, imgstore_store *store);
 
+/* ---- the name index (names.c) ------------------------------------------------------- */
+
+/** Apply `add` and `remove` (each sorted bytewise and distinct) to the name index at `dir`
+ * ("index/<name>/names") of the tree *tree_oid: one segment, group and names tree rewritten
+ * per segment touched. The index is created by the first add and dropped with its last name. */
+int imgstore_store__names_edit(git_oid *tree_oid, imgstore_store *store, const char *dir,
+                               char *const *add, size_t add_count, char *const *remove,
+                               size_t remove_count);
+
+/** Tests only: smaller caps of names a segment and segments a group hold, so that a few
+ * names exercise the splits (0: the defaults, 256 and 256). */
+void imgstore_store__names_set_caps(size_t segment, size_t group);
+
+/** Every name in the name index at `dir` of `root`, in order (fsck). EVERIFY when damaged. */
+int imgstore_store__names_all(char ***out, size_t *count_out, imgstore_store *store,
+                              const git_tree *root, const char *dir);
+
+/** The SHA-256 digests of the OCI config blob and OCI manifest rendered for `m`
+ * (docs/oci.md): what the digest index holds for them. */
+int imgstore_store__oci_digests(char config_hex[65], char manifest_hex[65],
+                                const imgstore_manifest *m);
+
 /* ---- trust (trust.c) ----------------------------------------------------------------- */
 
 #define IMGSTORE_STORE__SIG_NAME_MAX 64

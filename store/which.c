@@ -4,6 +4,10 @@
  * versions; the channels from the images' channel states (now, and their rollback stacks)
  * and, when asked, from the channels' histories.
  *
+ * The same index answers the OCI API's digest lookups (issue #12, docs/oci.md): besides the
+ * files, a push adds a row for the version's OCI config blob and OCI manifest, whose
+ * rendering (schema/oci.c) is a pure function of the manifest.
+ *
  * Not here: hashing the file (the caller streams it through imgstore_sha256), the index
  * itself (index.c).
  */
@@ -12,6 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Rows a digest lookup reads past the first match looking for a stored version: rows of
+ * pruned versions stay in the index (docs/format.md) */
+#define DIGEST_SCAN_ROWS 4096
 
 void imgstore_where_free(imgstore_where *rows, size_t count)
 {
@@ -136,6 +144,8 @@ int imgstore_store_which(imgstore_where **out, size_t *count_out, imgstore_store
                                                        "reindex");
             break;
         }
+        if (file[0] == '@')
+            continue; /* the OCI config or manifest of the version, not a file of it */
         /* a version pruned and pushed again under its name has two rows: one answer */
         for (size_t k = 0; k < n && !dup; k++)
             dup = !strcmp(rows[k].name, name) && !strcmp(rows[k].version, version) &&
@@ -198,4 +208,116 @@ json_t *imgstore_store_where_to_json(const imgstore_where *rows, size_t count)
         }
     }
     return array;
+}
+
+int imgstore_store__oci_digests(char config_hex[65], char manifest_hex[65],
+                                const imgstore_manifest *m)
+{
+    char *canonical = NULL, *config = NULL, *manifest = NULL, canonical_hex[65];
+    size_t canonical_len = 0, config_len = 0, manifest_len = 0;
+    int err;
+
+    /* as the server renders a trusted version (server/route_oci.c): the stored manifest is
+     * its canonical encoding, so its digest is the one the signatures cover */
+    if ((err = imgstore_schema_manifest_encode(&canonical, &canonical_len, m)) < 0 ||
+        (err = imgstore_sha256_hex(canonical_hex, canonical, canonical_len)) < 0 ||
+        (err = imgstore_schema_oci_config(&config, &config_len, canonical, canonical_len,
+                                          canonical_hex)) < 0 ||
+        (err = imgstore_sha256_hex(config_hex, config, config_len)) < 0 ||
+        (err = imgstore_schema_oci_manifest(&manifest, &manifest_len, m, canonical_hex, config_hex,
+                                            config_len)) < 0)
+        goto done;
+    err = imgstore_sha256_hex(manifest_hex, manifest, manifest_len);
+done:
+    free(manifest);
+    free(config);
+    free(canonical);
+    return err;
+}
+
+int imgstore_store_digest_versions(char ***out, size_t *count_out, imgstore_store *store,
+                                   const char *name, const char *sha256, size_t limit)
+{
+    git_tree *tip = NULL;
+    git_oid digests;
+    char log[64], key[64 + IMGSTORE_NAME_MAX + 3], **rows = NULL, **found = NULL;
+    size_t total = 0, lo = 0, hi, key_len, n = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    if (!sha256 || strlen(sha256) != 64 || strspn(sha256, "0123456789abcdef") != 64)
+        return imgstore_error_set(IMGSTORE_EINVALID,
+                                  "'%.80s' is not a SHA-256 (64 lower-case hex digits)",
+                                  sha256 ? sha256 : "");
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return err;
+    if (!(found = calloc(limit + 1, sizeof(*found))))
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    key_len = (size_t)snprintf(key, sizeof(key), "%s\t%s\t", sha256, name);
+    snprintf(log, sizeof(log), "index/digests/%.2s/%.2s", sha256, sha256 + 2);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
+        goto done;
+    digests = imgstore_store__id_at(tip, "index/digests");
+    if (git_oid_iszero(&digests)) {
+        err = imgstore_error_set(IMGSTORE_ENOTFOUND,
+                                 "the store has no digest index (an older imgstore wrote it); "
+                                 "run imgstore reindex");
+        goto done;
+    }
+    if ((err = imgstore_store__log_count(&total, store, tip, log)) < 0)
+        goto done;
+    /* the log is sorted: the first row at or after "sha256 TAB name TAB", one segment a probe */
+    for (hi = total; lo < hi && err == 0;) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if ((err = imgstore_store__log_rows(&rows, store, tip, log, total, mid, 1)) < 0)
+            break;
+        if (strcmp(rows[0], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+        imgstore_strings_free(rows, 1);
+        rows = NULL;
+    }
+    for (size_t at = lo; err == 0 && at < total && at - lo < DIGEST_SCAN_ROWS && n < limit;) {
+        size_t take = IMGSTORE_STORE__LOG_ROWS - at % IMGSTORE_STORE__LOG_ROWS, i;
+
+        take = take < total - at ? take : total - at;
+        if ((err = imgstore_store__log_rows(&rows, store, tip, log, total, at, take)) < 0)
+            break;
+        for (i = 0; i < take && n < limit; i++) {
+            char version[IMGSTORE_NAME_MAX + 1], path[512];
+            const char *tab;
+            git_oid id;
+
+            if (strncmp(rows[i], key, key_len) != 0)
+                break;
+            if (!(tab = strchr(rows[i] + key_len, '\t')) ||
+                (size_t)(tab - rows[i] - key_len) > IMGSTORE_NAME_MAX)
+                continue;
+            snprintf(version, sizeof(version), "%.*s", (int)(tab - rows[i] - key_len),
+                     rows[i] + key_len);
+            snprintf(path, sizeof(path), "images/%s/%s", name, version);
+            id = imgstore_store__id_at(tip, path);
+            if (git_oid_iszero(&id) || (n > 0 && strcmp(found[n - 1], version) == 0))
+                continue; /* pruned, or a second file of the same version */
+            if (!(found[n++] = strdup(version)))
+                err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        }
+        imgstore_strings_free(rows, take);
+        rows = NULL;
+        if (i < take && n < limit)
+            break; /* past the rows of this digest and image */
+        at += take;
+    }
+done:
+    git_tree_free(tip);
+    if (err < 0) {
+        imgstore_strings_free(found, n);
+        return err;
+    }
+    *out = found;
+    *count_out = n;
+    return 0;
 }

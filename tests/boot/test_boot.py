@@ -172,9 +172,15 @@ class Boot(ServerTestCase):
         self.rok("deploy", "vm", "2.0", "--channel", "prod")
         self.wait_for("the 2.0 boot", lambda: "boot test 2.0" in self.serial(), BOOT_TIMEOUT)
         self.assertIn("did not come up on %s" % RELEASE, self.serial())
-        self.wait_for("the way back to 1.0",
-                      lambda: (self.status().get("failed") or {}).get("version") == "2.0"
-                      and self.status().get("phase") == "running", 2 * BOOT_TIMEOUT + 60)
+        # ... and told the channel: "pending" goes false when channel_rolled_back is written,
+        # after the rollback and the report were posted (reading before that raced, #12)
+        def back_and_told(st):
+            failed = st.get("failed") or {}
+            return (failed.get("version") == "2.0" and st.get("phase") == "running"
+                    and failed.get("pending") is False)
+
+        self.wait_for("the way back to 1.0", lambda: back_and_told(self.status()),
+                      2 * BOOT_TIMEOUT + 60)
         st = self.status()
         back_up = self.wait_for("the 1.0 line again", lambda: "initramfs up: " in self.serial(),
                                 BOOT_TIMEOUT)

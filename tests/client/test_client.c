@@ -461,21 +461,26 @@ static void report_is_posted_and_listed(void **state)
     imgstore_client_report_opts ok = {"web-3", "rolled-back", "1.0", "2.0", "agent web-3: x"};
     imgstore_client_report_opts bad = {"../x", "ok", NULL, NULL, NULL};
     json_t *body = NULL, *host;
+    bool verified = true;
 
     (void)state;
     push_version(client, "1.0");
     assert_int_equal(imgstore_client_deploy(&moved, client, "app", "reported", "1.0", &by_server),
                      0);
     imgstore_channel_state_free(moved);
-    assert_int_equal(imgstore_client_report(client, "app", "reported", &ok), 0);
-    assert_int_equal(imgstore_client_report(client, "app", "reported", &bad), IMGSTORE_EINVALID);
-    assert_int_equal(imgstore_client_report(client, "app", "nosuch", &ok), IMGSTORE_ENOTFOUND);
+    assert_int_equal(imgstore_client_report(&verified, client, "app", "reported", &ok), 0);
+    assert_false(verified); /* the test's token is bound to no host */
+    assert_int_equal(imgstore_client_report(NULL, client, "app", "reported", &bad),
+                     IMGSTORE_EINVALID);
+    assert_int_equal(imgstore_client_report(NULL, client, "app", "nosuch", &ok),
+                     IMGSTORE_ENOTFOUND);
     assert_int_equal(imgstore_client_get_json(&body, client, "/v1/channels/app/reported/reports"),
                      0);
     host = json_array_get(json_object_get(body, "hosts"), 0);
     assert_string_equal(json_string_value(json_object_get(host, "host")), "web-3");
     assert_string_equal(json_string_value(json_object_get(host, "attempted")), "2.0");
     assert_true(json_is_false(json_object_get(host, "signed")));
+    assert_true(json_is_false(json_object_get(host, "host_verified")));
     json_decref(body);
     imgstore_client_free(client);
 }

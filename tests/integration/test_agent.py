@@ -206,7 +206,7 @@ class Agent(ServerTestCase):
         rc, out, err = run("agent", "reports", "--image", "app", "--channel", "prod",
                            "--server", self.server.url, "--token", self.admin)
         self.assertEqual(rc, 0, err)
-        self.assertRegex(out, r"^h1 1\.0 rolled-back \S+Z attempted 2\.0: agent h1: health "
+        self.assertRegex(out, r"^h1 1\.0 rolled-back \S+Z unverified attempted 2\.0: agent h1: health "
                               r"check failed on 2\.0\n$")
         self.assertIn("unsigned", err)
         events = self.reports()["events"]

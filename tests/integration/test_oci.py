@@ -371,32 +371,119 @@ class Push(OciTestCase):
 
 class Discovery(OciTestCase):
 
-    def test_tags_are_the_versions_paged_with_n_last_and_link(self):
-        # spec: "Listing Tags" (end-8a, end-8b)
-        for v in ("1.1", "1.2", "1.3"):
+    def tags_pages(self, n):
+        """The tag list in pages of n, following each page's Link (spec: "Listing Tags")."""
+        tags, url, pages = [], "/v2/app/tags/list?n=%d" % n, 0
+        while url:
+            status, headers, body = self.req("GET", url)
+            self.assertEqual(status, 200, body)
+            page = json.loads(body)
+            self.assertEqual(page["name"], "app")
+            self.assertLessEqual(len(page["tags"]), n)
+            tags += page["tags"]
+            pages += 1
+            url = None
+            if "link" in headers:
+                self.assertEqual(len(page["tags"]), n)
+                self.assertTrue(headers["link"].endswith('>; rel="next"'), headers["link"])
+                url = headers["link"][1:headers["link"].index(">")]
+        return tags, pages
+
+    def test_tags_are_in_lexical_order_paged_with_n_last_and_link(self):
+        # spec: "Listing Tags" (end-8a, end-8b): the list MUST be in lexical order; `n`
+        # limits a page, `last` starts it after a tag, a Link header names the next page.
+        # Pushed out of lexical order: 1.10 after 1.9, 10.0 before 2.0.
+        pushed = ["1.0", "1.9", "1.10", "1.2", "10.0", "2.0", "1.1.1", "1.0+b.2"]
+        for v in pushed[1:]:
             self.ok("push", "--name", "app", "--version", v, self.path("cmdline.txt"))
-        status, _, body = self.req("GET", "/v2/app/tags/list")
+        lexical = sorted(pushed)  # bytewise, as the spec's reference implementation sorts
+        self.assertEqual(lexical[:4], ["1.0", "1.0+b.2", "1.1.1", "1.10"])
+        status, headers, body = self.req("GET", "/v2/app/tags/list")
         self.assertEqual(status, 200, body)
-        self.assertEqual(json.loads(body), {"name": "app", "tags": ["1.0", "1.1", "1.2", "1.3"]})
-        status, headers, body = self.req("GET", "/v2/app/tags/list?n=2")
-        self.assertEqual(json.loads(body)["tags"], ["1.0", "1.1"])
-        self.assertEqual(headers["link"], '</v2/app/tags/list?n=2&last=1.1>; rel="next"')
-        status, headers, body = self.req("GET", "/v2/app/tags/list?n=2&last=1.1")
-        self.assertEqual(json.loads(body)["tags"], ["1.2", "1.3"])
+        self.assertEqual(json.loads(body), {"name": "app", "tags": lexical})
         self.assertNotIn("link", headers)
-        self.assertEqual(json.loads(self.req("GET", "/v2/app/tags/list?last=1.2")[2])["tags"],
-                         ["1.3"])
-        self.assertEqual(json.loads(self.req("GET", "/v2/app/tags/list?n=5&last=1.3")[2])["tags"],
-                         [])
+        for n in (1, 2, 3, 8):
+            self.assertEqual(self.tags_pages(n), (lexical, (len(lexical) + n - 1) // n))
+        status, headers, body = self.req("GET", "/v2/app/tags/list?n=2")
+        self.assertEqual(json.loads(body)["tags"], ["1.0", "1.0+b.2"])
+        # '+' escaped, so that a form decoder does not read a space
+        self.assertEqual(headers["link"], '</v2/app/tags/list?n=2&last=1.0%2Bb.2>; rel="next"')
+        status, _, body = self.req("GET", "/v2/app/tags/list?n=2&last=1.0%2Bb.2")
+        self.assertEqual(json.loads(body)["tags"], ["1.1.1", "1.10"])
+        # `last` need not be a tag: the tags after it; past the end, none
+        self.assertEqual(json.loads(self.req("GET", "/v2/app/tags/list?last=1.5")[2])["tags"],
+                         ["1.9", "10.0", "2.0"])
+        for last in ("2.0", "9.9"):
+            status, headers, body = self.req("GET", "/v2/app/tags/list?n=5&last=" + last)
+            self.assertEqual((status, json.loads(body)["tags"]), (200, []))
+            self.assertNotIn("link", headers)
         # n=0: an empty list and no Link
         status, headers, body = self.req("GET", "/v2/app/tags/list?n=0")
         self.assertEqual(json.loads(body)["tags"], [])
         self.assertNotIn("link", headers)
-        # unknown repository, unknown last
+        # unknown repository
         status, _, body = self.req("GET", "/v2/nosuch/tags/list")
         self.assertOciError(status, body, 404, "NAME_UNKNOWN")
-        status, _, body = self.req("GET", "/v2/app/tags/list?last=9.9")
-        self.assertEqual(status, 404, body)
+        # a prune takes its versions out of the list, in the same commit
+        self.ok("prune", "app", "--keep", "3")
+        kept = sorted(v["version"] for v in json.loads(self.ok("ls", "app", "--json"))["versions"])
+        self.assertEqual(len(kept), 3)
+        for n in (1, 2, 1000):
+            self.assertEqual(self.tags_pages(n)[0], kept)
+        self.assertFsckClean()
+
+
+class ByDigest(OciTestCase):
+    """Digests are resolved through the store's digest index, not through what one server
+    process rendered: any server over the store answers them (docs/oci.md)."""
+
+    def test_a_fresh_server_serves_blobs_and_manifests_by_digest_it_never_listed(self):
+        # spec: "Pulling blobs" (end-2) and "Pulling manifests" by digest (end-3): a digest
+        # of an old version, asked of server processes that never rendered it: one that
+        # lost its OCI area (a restart on a new disk) and a second one over the same store
+        status, headers, body = self.req("GET", "/v2/app/manifests/1.0")
+        self.assertEqual(status, 200, body)
+        manifest = json.loads(body)
+        status, _, config = self.req("GET", "/v2/app/blobs/" + manifest["config"]["digest"])
+        self.assertEqual(status, 200, config)
+        # newer versions than the 16 a store without a digest index would look through
+        for i in range(20):
+            with open(self.path("cmdline.txt"), "wb") as f:
+                f.write(b"console=ttyS0 v=%d\n" % i)
+            self.ok("push", "--name", "app", "--version", "2.%d" % i, self.path("cmdline.txt"))
+        shutil.rmtree(os.path.join(self.repo, "imgstore-oci", "lookup"))
+        second = self.serve("token = %s scopes=read name=r2"
+                            % hashlib.sha256(self.token.encode()).hexdigest())
+        for server in (second, self.server):
+            for path, expect in (("blobs/" + digest(self.kernel), self.kernel),
+                                 ("blobs/" + manifest["config"]["digest"], config),
+                                 ("manifests/" + digest(body), body)):
+                status, headers, data = server.request("GET", "/v2/app/" + path,
+                                                       token=self.token)
+                self.assertEqual((status, data), (200, expect), path)
+                self.assertEqual(headers["docker-content-digest"], path.split("/")[1])
+                status, headers, data = server.request("HEAD", "/v2/app/" + path,
+                                                       token=self.token)
+                self.assertEqual((status, int(headers["content-length"])), (200, len(expect)))
+            # a file of no version of this image: unknown
+            status, _, data = server.request("GET", "/v2/other/blobs/" + digest(self.kernel),
+                                             token=self.token)
+            self.assertOciError(status, data, 404, "BLOB_UNKNOWN")
+
+    def test_a_pruned_version_is_not_served_by_digest(self):
+        # spec: "Pulling blobs": 404 BLOB_UNKNOWN for what the registry no longer holds;
+        # the digest index keeps rows of pruned versions (history), the store does not
+        old = b"BIN0 old bytes only 1.0 has" * 100
+        with open(self.path("old.bin"), "wb") as f:
+            f.write(old)
+        self.ok("push", "--name", "app", "--version", "0.1", self.path("old.bin"))
+        for v in ("3.0", "3.1"):
+            self.ok("push", "--name", "app", "--version", v, self.path("cmdline.txt"))
+        status, _, data = self.req("GET", "/v2/app/blobs/" + digest(old))
+        self.assertEqual((status, data), (200, old))
+        self.ok("prune", "app", "--keep", "2")
+        status, _, data = self.req("GET", "/v2/app/blobs/" + digest(old))
+        self.assertOciError(status, data, 404, "BLOB_UNKNOWN")
 
 
 class Limits(OciTestCase):
@@ -477,6 +564,10 @@ class Keyless(OciTestCase):
                      "/v2/app/blobs/" + digest(layer)):
             status, _, body = self.req("GET", path)
             self.assertNotEqual(status, 200, (path, body))
+        # by digest, found through the store's digest index: refused, saying why
+        status, _, body = self.req("GET", "/v2/app/blobs/" + digest(layer))
+        self.assertOciError(status, body, 500, "DENIED")
+        self.assertIn("signatures", json.loads(body)["errors"][0]["message"])
         rc, _, err = self.im("deploy", "app", "5.0", "--channel", "prod")
         self.assertNotEqual(rc, 0, err)
 
