@@ -553,16 +553,18 @@ static int feed_logs(imgstore_store *store, const git_tree *root, const char *di
 {
     git_oid id = imgstore_store__id_at(root, dir);
     git_tree *tree = NULL;
-    const char *log = dir + strlen("index/");
+    const char *log = strncmp(dir, "index/", 6) == 0 ? dir + 6 : "";
     int err = 0, rc;
 
-    if (git_oid_iszero(&id))
+    const char *slash = strchr(log, '/');
+
+    /* the name index (index/<name>/names) is rebuilt from the tip, like the version logs */
+    if (git_oid_iszero(&id) || (slash && strcmp(slash, "/names") == 0))
         return 0;
     if ((rc = git_tree_lookup(&tree, store->repo, &id)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read the index", dir);
     if (git_tree_entrycount(tree) > 0 &&
         strcmp(git_tree_entry_name(git_tree_entry_byindex(tree, 0)), "00000") == 0) {
-        const char *slash = strchr(log, '/');
         char **rows = NULL;
         size_t total = 0;
 

@@ -65,9 +65,11 @@ class CliMd(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         copy = os.path.join(tmp, "cli.md")
         # a changed option description, and a command's generated block missing entirely
-        self.assertIn("| `--dry-run` | print the plan and what the cut would archive, change nothing |", self.doc)
-        stale = self.doc.replace("| `--dry-run` | print the plan and what the cut would archive, change nothing |",
-                                 "| `--dry-run` | something old |")
+        self.assertIn("| `--keep N` | the newest N versions of each image stay (at least 1) |",
+                      self.doc)
+        stale = self.doc.replace(
+            "| `--keep N` | the newest N versions of each image stay (at least 1) |",
+            "| `--keep N` | something old |")
         token = self.section("token")
         hand = token[token.index("end of generated text"):].split("\n", 1)[1]
         stale = stale.replace(token, "\n" + hand)
