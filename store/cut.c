@@ -592,20 +592,31 @@ static int feed_logs(imgstore_store *store, const git_tree *root, const char *di
     return err;
 }
 
+/* A root's cut record and tree: 1, or 0 when the root is no cut, or an error. */
+static int cut_tree(git_tree **tree_out, imgstore_store__cut_record *record, const git_commit *root)
+{
+    int err, rc;
+
+    *tree_out = NULL;
+    if ((err = imgstore_store__cut_read(record, root)) == IMGSTORE_ENOTFOUND)
+        return 0;
+    if (err < 0)
+        return err;
+    if ((rc = git_commit_tree(tree_out, root)) < 0)
+        return imgstore_store__git_error(rc, "cannot read the cut's tree");
+    return 1;
+}
+
 int imgstore_store__cut_index_base(uint64_t *base_out, imgstore_store *store,
                                    const git_commit *root, imgstore_store__row_fn fn, void *payload)
 {
     imgstore_store__cut_record record;
     git_tree *tree = NULL;
-    int err, rc;
+    int err;
 
     *base_out = 0;
-    if ((err = imgstore_store__cut_read(&record, root)) == IMGSTORE_ENOTFOUND)
-        return 0;
-    if (err < 0)
+    if ((err = cut_tree(&tree, &record, root)) <= 0)
         return err;
-    if ((rc = git_commit_tree(&tree, root)) < 0)
-        return imgstore_store__git_error(rc, "cannot read the cut's tree");
     err = feed_logs(store, tree, "index", fn, payload);
     git_tree_free(tree);
     *base_out = record.op;
@@ -642,15 +653,11 @@ int imgstore_store__cut_policy_steps(uint64_t *count_out, imgstore_store *store,
     char **steps = NULL;
     size_t count = 0;
     uint64_t max = 0;
-    int err, rc;
+    int err;
 
     *count_out = 0;
-    if ((err = imgstore_store__cut_read(&record, root)) == IMGSTORE_ENOTFOUND)
-        return 0;
-    if (err < 0)
+    if ((err = cut_tree(&tree, &record, root)) <= 0)
         return err;
-    if ((rc = git_commit_tree(&tree, root)) < 0)
-        return imgstore_store__git_error(rc, "cannot read the cut's tree");
     if ((err = imgstore_store__list_tree(&steps, &count, store, tree, ARCHIVE_TRUST, NULL)) ==
         IMGSTORE_ENOTFOUND) {
         imgstore_error_clear();

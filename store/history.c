@@ -157,6 +157,19 @@ static char *third_word(const char *summary)
     return word;
 }
 
+/* A zeroed entry at the end of the list; NULL when out of memory (the error is set). */
+static imgstore_history_entry *entry_new(imgstore_history_entry **entries, size_t *count,
+                                         size_t *cap)
+{
+    imgstore_history_entry *e;
+
+    if (imgstore_array_grow((void **)entries, cap, *count + 1, sizeof(**entries)) < 0)
+        return NULL;
+    e = &(*entries)[(*count)++];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
 static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *cap,
                      const git_commit *commit)
 {
@@ -165,17 +178,8 @@ static int add_entry(imgstore_history_entry **entries, size_t *count, size_t *ca
     imgstore_history_entry *e;
     size_t word;
 
-    if (*count == *cap) {
-        size_t grown_cap = *cap ? *cap * 2 : 16;
-        imgstore_history_entry *grown = realloc(*entries, grown_cap * sizeof(*grown));
-
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        *entries = grown;
-        *cap = grown_cap;
-    }
-    e = &(*entries)[(*count)++];
-    memset(e, 0, sizeof(*e));
+    if (!(e = entry_new(entries, count, cap)))
+        return IMGSTORE_ERROR;
     git_oid_tostr(e->commit, sizeof(e->commit), git_commit_id(commit));
     e->time = (int64_t)git_commit_time(commit);
     e->actor = strdup(author && author->name ? author->name : "");
@@ -262,17 +266,8 @@ static int archived_move(imgstore_history_entry **entries, size_t *count, size_t
     char path[1024], sigs[1024];
     int err;
 
-    if (*count == *cap) {
-        size_t grown_cap = *cap ? *cap * 2 : 16;
-        imgstore_history_entry *grown = realloc(*entries, grown_cap * sizeof(*grown));
-
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        *entries = grown;
-        *cap = grown_cap;
-    }
-    e = &(*entries)[(*count)++];
-    memset(e, 0, sizeof(*e));
+    if (!(e = entry_new(entries, count, cap)))
+        return IMGSTORE_ERROR;
     e->op = op;
     if (commit)
         git_oid_tostr(e->commit, sizeof(e->commit), commit);
