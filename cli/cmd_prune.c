@@ -129,6 +129,11 @@ int cli_cmd_prune(cli_ctx *ctx, int argc, char **argv)
            (unsigned long long)plan->chunks_freed,
            cli_human_size(freed, sizeof(freed), plan->bytes_freed),
            (unsigned long long)plan->manifests_read);
+    if (plan->files_unchecked)
+        printf("%llu removed file%s counted as shared: without a digest index nothing says no "
+               "other image holds %s (run 'imgstore reindex' for exact figures)\n",
+               (unsigned long long)plan->files_unchecked, plan->files_unchecked == 1 ? "" : "s",
+               plan->files_unchecked == 1 ? "it" : "them");
     if (plan->cut && dry_run)
         printf("would cut history: a new root at op %llu archiving %zu channel move%s and %zu "
                "policy step%s; 'imgstore gc --prune' then frees the removed bytes\n",

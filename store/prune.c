@@ -343,8 +343,8 @@ static bool is_removed(const removed_set *set, const char *version)
 
 /* Whether another image, stored at `root`, holds a file with these bytes (the digest
  * index: one segment read). */
-static bool held_elsewhere(imgstore_store *store, const git_tree *root, const char *name,
-                           const char *sha256)
+static bool held_elsewhere(imgstore_prune_plan *plan, imgstore_store *store, const git_tree *root,
+                           const char *name, const char *sha256)
 {
     char **rows = NULL;
     size_t count = 0;
@@ -352,6 +352,7 @@ static bool held_elsewhere(imgstore_store *store, const git_tree *root, const ch
 
     if (imgstore_store__digest_rows(&rows, &count, store, root, sha256) < 0) {
         imgstore_error_clear();
+        plan->files_unchecked++; /* said, so that a "0 B" is not taken for a fact */
         return true; /* cannot tell: count it as shared, never overstate what is freed */
     }
     for (size_t i = 0; i < count && !held; i++) {
@@ -402,8 +403,8 @@ static int plan_freed(imgstore_prune_plan *plan, imgstore_store *store, const gi
             plan->manifests_read++;
             for (size_t f = 0; f < m->file_count && err == 0; f++) {
                 const imgstore_manifest_file *file = &m->files[f];
-                bool shared =
-                    gone && !every_image && held_elsewhere(store, root, images[i], file->sha256);
+                bool shared = gone && !every_image &&
+                              held_elsewhere(plan, store, root, images[i], file->sha256);
 
                 err =
                     set_add(gone && !shared ? &gone_files : &kept_files, file->sha256, file->size);
@@ -432,6 +433,22 @@ static int plan_freed(imgstore_prune_plan *plan, imgstore_store *store, const gi
     return err;
 }
 
+/* Whether `name` is the store's one image: then no other image can share its files. */
+static bool only_image(imgstore_store *store, const git_tree *root, const char *name)
+{
+    git_tree_entry *entry = NULL;
+    git_tree *images = NULL;
+    bool only = false;
+
+    if (git_tree_entry_bypath(&entry, root, "images") == 0 &&
+        git_tree_lookup(&images, store->repo, git_tree_entry_id(entry)) == 0)
+        only = git_tree_entrycount(images) == 1 && git_tree_entry_byname(images, name);
+    git_tree_free(images);
+    git_tree_entry_free(entry);
+    git_error_clear();
+    return only;
+}
+
 /* The whole plan at `root`. */
 static int plan_at(imgstore_prune_plan **out, imgstore_store *store, const git_tree *root,
                    const imgstore_prune_opts *opts)
@@ -458,7 +475,8 @@ static int plan_at(imgstore_prune_plan **out, imgstore_store *store, const git_t
     for (size_t i = 0; i < image_count && err == 0; i++)
         err = plan_image(plan, store, root, images[i], opts, now);
     if (err == 0)
-        err = plan_freed(plan, store, root, images, image_count, !opts->name);
+        err = plan_freed(plan, store, root, images, image_count,
+                         !opts->name || only_image(store, root, opts->name));
     imgstore_strings_free(images, image_count);
     if (err < 0) {
         imgstore_prune_plan_free(plan);
@@ -725,14 +743,15 @@ static json_t *items_json(const imgstore_prune_item *items, size_t count)
 
 json_t *imgstore_store_prune_plan_to_json(const imgstore_prune_plan *plan)
 {
-    json_t *doc = json_pack(
-        "{s:o, s:o, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:s*}", "removed",
-        items_json(plan->removed, plan->removed_count), "kept",
-        items_json(plan->kept, plan->kept_count), "freed", "versions",
-        (json_int_t)plan->removed_count, "files", (json_int_t)plan->files_freed, "chunks",
-        (json_int_t)plan->chunks_freed, "bytes", (json_int_t)plan->bytes_freed, "window_seconds",
-        (json_int_t)plan->window, "manifests_read", (json_int_t)plan->manifests_read, "commit",
-        plan->commit[0] ? plan->commit : NULL);
+    json_t *doc =
+        json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:s*}", "removed",
+                  items_json(plan->removed, plan->removed_count), "kept",
+                  items_json(plan->kept, plan->kept_count), "freed", "versions",
+                  (json_int_t)plan->removed_count, "files", (json_int_t)plan->files_freed, "chunks",
+                  (json_int_t)plan->chunks_freed, "bytes", (json_int_t)plan->bytes_freed,
+                  "unchecked_files", (json_int_t)plan->files_unchecked, "window_seconds",
+                  (json_int_t)plan->window, "manifests_read", (json_int_t)plan->manifests_read,
+                  "commit", plan->commit[0] ? plan->commit : NULL);
 
     if (doc && plan->cut)
         json_object_set_new(doc, "cut",

@@ -369,12 +369,14 @@ typedef struct {
     size_t removed_count;
     imgstore_prune_item *kept; /* past the newest N and old enough, but kept by a rule */
     size_t kept_count;
-    uint64_t files_freed;    /* distinct files (by SHA-256) only the removed versions hold */
-    uint64_t chunks_freed;   /* distinct chunks no version left in the store shares ... */
-    uint64_t bytes_freed;    /* ... and their bytes (docs/format.md: how exact) */
-    uint64_t manifests_read; /* the cost: removed plus kept versions of the images in question */
-    int64_t window;          /* the rollback window applied, seconds */
-    char commit[41];         /* the prune commit; "" for a plan or when nothing was removed */
+    uint64_t files_freed;     /* distinct files (by SHA-256) only the removed versions hold */
+    uint64_t chunks_freed;    /* distinct chunks no version left in the store shares ... */
+    uint64_t bytes_freed;     /* ... and their bytes (docs/format.md: how exact) */
+    uint64_t files_unchecked; /* removed files no digest index could say another image does
+                                 not hold: counted as shared, so not in the figures above */
+    uint64_t manifests_read;  /* the cost: removed plus kept versions of the images in question */
+    int64_t window;           /* the rollback window applied, seconds */
+    char commit[41];          /* the prune commit; "" for a plan or when nothing was removed */
     /* with opts->cut, what the cut does (a plan: would do) when versions are removed */
     bool cut;            /* a cut is (would be) made */
     char cut_commit[41]; /* the cut, the new root and tip; "" for a plan */

@@ -376,6 +376,44 @@ class PruneWhich(StoreTestCase):
         self.assertTrue(holding, "the chunk is packed")
         self.assertTrue(all(age < 3600 for age in holding), holding)
 
+    def strip_digest_index(self, repo):
+        """What a store written before `which` looks like: no index/digests."""
+        env = dict(os.environ, GIT_INDEX_FILE=os.path.join(self.tmp, "strip.index"))
+        def g(*args):
+            return subprocess.run(["git", "--git-dir=" + repo] + list(args), env=env, check=True,
+                                  stdout=subprocess.PIPE, text=True).stdout.strip()
+        g("read-tree", "main")
+        g("rm", "--cached", "-r", "-q", "index/digests")
+        tree = g("write-tree")
+        commit = g("commit-tree", tree, "-p", "main", "-m", "an older imgstore's commit")
+        g("update-ref", "refs/heads/main", commit)
+
+    def test_prune_says_what_it_could_not_check_without_a_digest_index(self):
+        for v in ("1", "2"):
+            p, _ = self.random_file("app-%s.bin" % v, 1000)
+            self.push(p, "--name", "app", "--version", v, "--kind", "unknown")
+        args = ("prune", "app", "--keep", "1", "--older-than", "0", "--dry-run", "--keep-history")
+        self.assertEqual(self.okjson(*args)["freed"]["files"], 1)
+        self.strip_digest_index(self.repo)
+        # the store's one image: no other can share its files, no lookup needed
+        freed = self.okjson(*args)["freed"]
+        self.assertEqual((freed["files"], freed["unchecked_files"]), (1, 0), freed)
+        # with a second image, a removed file might be shared: counted so, and said
+        other = os.path.join(self.tmp, "other.git")
+        self.assertEqual(run("init", repo=other)[0], 0)
+        for name, v in (("app", "1"), ("app", "2"), ("tools", "1")):
+            p, _ = self.random_file("%s-%s.bin" % (name, v), 1000)
+            self.assertEqual(run("push", p, "--name", name, "--version", v, "--kind", "unknown",
+                                 repo=other)[0], 0)
+        self.strip_digest_index(other)
+        rc, out, err = run(*(args + ("--json",)), repo=other)
+        self.assertEqual(rc, 0, err)
+        freed = json.loads(out)["freed"]
+        self.assertEqual((freed["files"], freed["unchecked_files"]), (0, 1), freed)
+        rc, out, err = run(*args, repo=other)
+        self.assertIn("1 removed file counted as shared", out)
+        self.assertIn("imgstore reindex", out)
+
     def test_prune_refuses_without_keep_and_against_a_server(self):
         rc, _, err = self.im("prune")
         self.assertEqual(rc, EXIT_USAGE, err)
