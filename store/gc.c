@@ -315,11 +315,12 @@ static int pack_loose(gc_run *run, const oid_list *loose)
 
         /* a copy already packed: only unlink. No rescan of objects/pack on each miss (most
          * loose objects are in no pack): the packs were read when this odb was made */
+        /* with --prune, an unreachable one stays loose, its file's mtime its age (its
+         * packed copy, if any, is left out below): packed, it would look new again */
+        if (run->reachable && !imgstore_store__oidset_has(run->reachable, oid))
+            continue;
         if (git_odb_exists_ext(run->packs, oid, GIT_ODB_LOOKUP_NO_REFRESH)) {
-            /* with --prune, an unreachable one stays loose: its packed copy may be left out
-             * below, and the loose file's mtime is its own age */
-            if (!run->reachable || imgstore_store__oidset_has(run->reachable, oid))
-                err = oid_push(&run->unlink_list, oid);
+            err = oid_push(&run->unlink_list, oid);
             continue;
         }
         rc = imgstore_store__loose_read_any(&obj, &type, run->store->objects_dir, oid, OBJECT_MAX);
@@ -412,17 +413,24 @@ static bool leave_out(gc_run *run, const old_object *o)
 
     if (!run->reachable || imgstore_store__oidset_has(run->reachable, &o->oid))
         return false;
+    git_oid_tostr(hex, sizeof(hex), &o->oid);
+    snprintf(path, sizeof(path), "%s/%.2s/%s", run->store->objects_dir, hex, hex + 2);
+    times[0] = times[1] = (struct timespec){.tv_sec = (time_t)o->newest, .tv_nsec = 0};
     /* looked up in the listing (sorted), not with a stat each: after a cut, hundreds of
      * thousands of old trees and commits come here */
     if (run->loose_listed->count && bsearch(&o->oid, run->loose_listed->oids,
-                                            run->loose_listed->count, sizeof(git_oid), oid_cmp))
+                                            run->loose_listed->count, sizeof(git_oid), oid_cmp)) {
+        struct stat st;
+
+        /* the loose copy stays, and must be as young as the packed one was */
+        if (stat(path, &st) == 0 && (int64_t)st.st_mtime < o->newest)
+            utimensat(AT_FDCWD, path, times, 0);
         return true;
+    }
     if (o->newest < run->expire_before) {
         run->stats->objects_pruned++; /* what it frees shows in bytes_before -> bytes_after */
         return true;
     }
-    git_oid_tostr(hex, sizeof(hex), &o->oid);
-    snprintf(path, sizeof(path), "%s/%.2s/%s", run->store->objects_dir, hex, hex + 2);
     if (git_odb_read(&obj, run->packs, &o->oid) < 0 ||
         run->loose->write(run->loose, &o->oid, git_odb_object_data(obj), git_odb_object_size(obj),
                           git_odb_object_type(obj)) < 0) {
@@ -431,7 +439,6 @@ static bool leave_out(gc_run *run, const old_object *o)
         return false; /* keep it packed: nothing is lost, it is tried again next time */
     }
     git_odb_object_free(obj);
-    times[0] = times[1] = (struct timespec){.tv_sec = (time_t)o->newest, .tv_nsec = 0};
     utimensat(AT_FDCWD, path, times, 0);
     return true;
 }

@@ -131,7 +131,8 @@ static int segment_read(char ***names_out, size_t *count_out, char **bytes_out,
         return imgstore_store__git_error(rc, "%s: cannot read segment %s", dir, key);
     len = (size_t)git_blob_rawsize(blob);
     if (len == 0 || len > SEGMENT_BYTES ||
-        ((const char *)git_blob_rawcontent(blob))[len - 1] != '\n')
+        ((const char *)git_blob_rawcontent(blob))[len - 1] != '\n' ||
+        memchr(git_blob_rawcontent(blob), '\0', len)) /* else a line could end before its \n */
         err = damaged(dir, "a segment is not lines of names");
     else if (!(bytes = malloc(len + 1)) || !(names = calloc(SEGMENT_CAP + 1, sizeof(*names))))
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");

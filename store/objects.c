@@ -188,12 +188,12 @@ static int loose_write(git_oid *out, loose_writer *lw, const uint8_t *buf, size_
     /* or packed by a gc (issue #9): without this look, every push after a gc wrote all of
      * its image's chunks loose again, shared or not. A pack made since the thread started is
      * not seen, and the chunk is written loose once more: harmless, the next gc drops it.
-     * The pack is freshened, as git does, so gc --prune keeps it for its grace period. */
+     * The pack is freshened, as git does, so gc --prune keeps it for its grace period; one
+     * that cannot be (gc --prune removed it since) does not count as storing the chunk. */
     if (git_odb_exists_ext(imgstore_store__packset_odb(lw->packs), out,
-                           GIT_ODB_LOOKUP_NO_REFRESH)) {
-        imgstore_store__packset_freshen(lw->packs, out);
+                           GIT_ODB_LOOKUP_NO_REFRESH) &&
+        imgstore_store__packset_freshen(lw->packs, out))
         return 0;
-    }
     snprintf(tmp, sizeof(tmp), "%s/%.2s", lw->objects_dir, hex);
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return imgstore_error_set(IMGSTORE_ERROR, "cannot create %s: %s", tmp, strerror(errno));

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     git_odb_backend *one; /* this pack alone (owned by the set's odb) */
@@ -88,7 +89,11 @@ int imgstore_store__packset_open(imgstore_store__packset **out, const char *pack
                 strcmp(de->d_name + len - 4, ".idx") != 0)
                 continue;
             snprintf(name, sizeof(name), "%.*s", (int)(len - 4), de->d_name);
-            err = add_pack(set, pack_dir, name);
+            if ((err = add_pack(set, pack_dir, name)) < 0 &&
+                faccessat(dirfd(dir), de->d_name, F_OK, 0) < 0 && errno == ENOENT) {
+                imgstore_error_clear(); /* a gc combined it away meanwhile: not ours to read */
+                err = 0;
+            }
         }
         closedir(dir);
     } else if (errno != ENOENT) {
@@ -136,16 +141,21 @@ int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_
     return set->packs[i].one->foreach (set->packs[i].one, cb, payload);
 }
 
-void imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid)
+bool imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid)
 {
+    bool fresh = false;
+
     for (size_t i = 0; i < set->count; i++) {
-        if (set->packs[i].freshened || !holds(set, i, oid))
+        if (!holds(set, i, oid))
             continue;
-        /* as libgit2 freshens a pack on reuse; a failure only shortens the grace period */
-        utimensat(AT_FDCWD, set->packs[i].path, NULL, 0);
-        set->packs[i].freshened = true;
+        /* as libgit2 freshens a pack on reuse. A pack gc removed since this set was opened
+         * still answers (it stays mapped) but cannot be touched: it does not count */
+        if (!set->packs[i].freshened && utimensat(AT_FDCWD, set->packs[i].path, NULL, 0) == 0)
+            set->packs[i].freshened = true;
+        fresh = fresh || set->packs[i].freshened;
     }
     git_error_clear();
+    return fresh;
 }
 
 void imgstore_store__packset_free(imgstore_store__packset *set)

@@ -573,8 +573,9 @@ bool imgstore_store__packset_changed(const imgstore_store__packset *set, size_t 
 int imgstore_store__packset_foreach(imgstore_store__packset *set, size_t i, git_odb_foreach_cb cb,
                                     void *payload);
 /** Touch the .pack of every pack that holds `oid` (once per pack per set): a writer reused
- * it, so gc --prune must count its grace period from now, as git's freshening does. */
-void imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid);
+ * it, so gc --prune must count its grace period from now, as git's freshening does. False
+ * when no pack holding it could be touched (gc removed it since): write the object anew. */
+bool imgstore_store__packset_freshen(imgstore_store__packset *set, const git_oid *oid);
 void imgstore_store__packset_free(imgstore_store__packset *set);
 
 /* ---- reachability (unreachable.c) ---- */

@@ -315,8 +315,7 @@ class PruneWhich(StoreTestCase):
         self.assertTrue(object_exists(self.repo, reused), "a push reused it: freshened")
         self.assertFsckClean()
         self.ok("verify", "app@1")
-        # --prune=now takes every unreachable object, loose or (new_junk, packed by the gc
-        # above) packed
+        # --prune=now takes every unreachable object, whatever its age
         fresh = self.git("hash-object", "-w", "--stdin", stdin="written just now\n").strip()
         out = self.okjson("gc", "--prune=now")
         self.assertFalse(object_exists(self.repo, fresh))

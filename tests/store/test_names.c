@@ -211,6 +211,43 @@ static void tag_pages_are_lexical_through_push_prune_and_reindex(void **state)
     assert_false(changed); /* the layout differs from a rebuild's; what it holds does not */
 }
 
+/* A segment is derived data and trusted for nothing: a NUL inside one (damage, or a forged
+ * replica object) is refused as damage, never read past. */
+static void a_segment_with_a_nul_is_refused_as_damage(void **state)
+{
+    fixture *f = *state;
+    static const char bad[] = "1.0\0x\n";
+    git_oid head, blob, tree_oid, group_id;
+    git_commit *tip = NULL;
+    git_tree *tree = NULL, *names = NULL, *group = NULL;
+    char path[512], **got = NULL;
+    size_t n = 0;
+
+    push(f, "app", "1.0");
+    assert_int_equal(git_reference_name_to_id(&head, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(git_commit_lookup(&tip, f->store->repo, &head), 0);
+    assert_int_equal(git_commit_tree(&tree, tip), 0);
+    group_id = imgstore_store__id_at(tree, "index/app/names");
+    assert_int_equal(git_tree_lookup(&names, f->store->repo, &group_id), 0);
+    group_id = *git_tree_entry_id(git_tree_entry_byindex(names, 0));
+    assert_int_equal(git_tree_lookup(&group, f->store->repo, &group_id), 0);
+    snprintf(path, sizeof(path), "index/app/names/%s/%s",
+             git_tree_entry_name(git_tree_entry_byindex(names, 0)),
+             git_tree_entry_name(git_tree_entry_byindex(group, 0)));
+    assert_int_equal(git_blob_create_from_buffer(&blob, f->store->repo, bad, sizeof(bad) - 1), 0);
+    tree_oid = *git_tree_id(tree);
+    assert_int_equal(imgstore_store__tree_set(&tree_oid, f->store, path, &blob, 0100644), 0);
+    git_tree_free(tree);
+    assert_int_equal(git_tree_lookup(&tree, f->store->repo, &tree_oid), 0);
+    assert_int_equal(imgstore_store__names_all(&got, &n, f->store, tree, "index/app/names"),
+                     IMGSTORE_EVERIFY);
+    assert_non_null(strstr(imgstore_error_last(), "damaged"));
+    git_tree_free(group);
+    git_tree_free(names);
+    git_tree_free(tree);
+    git_commit_free(tip);
+}
+
 static void a_store_without_the_name_index_sorts_until_reindex(void **state)
 {
     fixture *f = *state;
@@ -255,6 +292,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(tag_pages_are_lexical_through_push_prune_and_reindex, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_segment_with_a_nul_is_refused_as_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(a_store_without_the_name_index_sorts_until_reindex, setup,
                                         teardown),
     };
