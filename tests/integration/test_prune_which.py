@@ -377,7 +377,10 @@ class PruneWhich(StoreTestCase):
 
     def strip_digest_index(self, repo):
         """What a store written before `which` looks like: no index/digests."""
-        env = dict(os.environ, GIT_INDEX_FILE=os.path.join(self.tmp, "strip.index"))
+        env = dict(os.environ, GIT_INDEX_FILE=os.path.join(self.tmp, "strip.index"),
+                   GIT_AUTHOR_NAME="older", GIT_AUTHOR_EMAIL="older@example",
+                   GIT_COMMITTER_NAME="older", GIT_COMMITTER_EMAIL="older@example",
+                   GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null")
         def g(*args):
             return subprocess.run(["git", "--git-dir=" + repo] + list(args), env=env, check=True,
                                   stdout=subprocess.PIPE, text=True).stdout.strip()
