@@ -540,6 +540,10 @@ enum MHD_Result imgstore_server__oci_blob_begin(imgstore_server__request *req)
         snprintf(req->extra_header_value, sizeof(req->extra_header_value), "0-%llu",
                  (unsigned long long)(size ? size - 1 : 0));
         req->extra_header_name = "Range";
+        /* as reply_session: free for the client's next chunk before this reply goes out,
+         * not when its completion is noted (a client retrying at once got 409 "busy") */
+        imgstore_server__oci_session_put(req->server, s, true);
+        req->oci_session = NULL;
         return imgstore_server__oci_error(
             req, MHD_HTTP_RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID",
             "chunk starts at %.40s, the upload holds %llu bytes", range, (unsigned long long)size);
