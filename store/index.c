@@ -527,7 +527,7 @@ static int note_removed_version(const char *entry, void *payload)
     char path[512];
     int err;
 
-    snprintf(path, sizeof(path), "images/%s/%s", r->name, entry);
+    imgstore_store__version_path(path, sizeof(path), r->d->store, r->name, entry, NULL);
     if (!has_entry(r->d->before, path) || has_entry(r->d->after, path))
         return 0;
     if ((err = imgstore_store__manifest_load(&m, NULL, r->d->store, r->d->before, r->name,
@@ -540,6 +540,16 @@ static int note_removed_version(const char *entry, void *payload)
 /* A rebuild's digest rows of versions no longer at the tip: those a prune commit removed,
  * read from its parent's tree (the tip's own versions are added from their manifests). Only
  * prunes remove versions, so only they cost a merge of two listings of images/<name>. */
+/* imgstore/2: a shard of images/<name> that changed, whose versions are compared in turn */
+static int note_removed_shard(const char *entry, void *payload)
+{
+    removed_versions *r = payload;
+    char path[512];
+
+    snprintf(path, sizeof(path), "images/%s/%s", r->name, entry);
+    return changed_names(r->d->store, r->d->before, r->d->after, path, note_removed_version, r);
+}
+
 static int digest_rows_removed(commit_diff *d, const char *name)
 {
     removed_versions r = {d, name};
@@ -548,7 +558,10 @@ static int digest_rows_removed(commit_diff *d, const char *name)
     if (!d->summary || strncmp(d->summary, "prune ", 6) != 0)
         return 0;
     snprintf(path, sizeof(path), "images/%s", name);
-    return changed_names(d->store, d->before, d->after, path, note_removed_version, &r);
+    return changed_names(d->store, d->before, d->after, path,
+                         d->store->layout == IMGSTORE_STORE__SHARDED ? note_removed_shard
+                                                                     : note_removed_version,
+                         &r);
 }
 
 /* The rows commit `op` (tree `after`, its parent's tree `before`) adds to the logs: exactly
@@ -740,13 +753,14 @@ static int row_from_manifest(char **out, imgstore_store *store, const git_tree *
 }
 
 /* The manifest blob id of images/<name>/<version> in `root` (ENOTFOUND). */
-static int manifest_id(git_oid *out, const git_tree *root, const char *name, const char *version)
+static int manifest_id(git_oid *out, const imgstore_store *store, const git_tree *root,
+                       const char *name, const char *version)
 {
     git_tree_entry *entry = NULL;
     char path[512];
     int rc;
 
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
     if ((rc = git_tree_entry_bypath(&entry, root, path)) < 0)
         return rc == GIT_ENOTFOUND ? IMGSTORE_ENOTFOUND : imgstore_store__git_error(rc, "%s", path);
     *out = *git_tree_entry_id(entry);
@@ -789,11 +803,9 @@ static bool digests_kept(imgstore_store *store, const git_tree *root)
 
     if (has_entry(root, "index/digests"))
         return true;
-    if (subtree(&images, store, root, "images") == 0 && images &&
-        git_tree_entrycount(images) == 1 &&
-        git_tree_lookup(&image, store->repo,
-                        git_tree_entry_id(git_tree_entry_byindex(images, 0))) == 0)
-        first = git_tree_entrycount(image) == 1;
+    if (subtree(&images, store, root, "images") == 0 && images && git_tree_entrycount(images) == 1)
+        first = imgstore_store__image_single_version(
+            store, root, git_tree_entry_name(git_tree_entry_byindex(images, 0)));
     git_tree_free(image);
     git_tree_free(images);
     imgstore_error_clear();
@@ -812,9 +824,7 @@ static bool names_kept(imgstore_store *store, const git_tree *root, const char *
     snprintf(path, sizeof(path), "index/%s/names", name);
     if (has_entry(root, path))
         return true;
-    snprintf(path, sizeof(path), "images/%s", name);
-    if (subtree(&image, store, root, path) == 0 && image)
-        first = git_tree_entrycount(image) == 1;
+    first = imgstore_store__image_single_version(store, root, name);
     git_tree_free(image);
     imgstore_error_clear();
     return first;
@@ -829,12 +839,14 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
     git_oid manifest;
     int err, rc;
 
-    if (!store->index_live)
-        return 0;
     snprintf(log, sizeof(log), "index/%s/versions", m->name);
+    if (!store->index_live) /* imgstore/2: see versions_counted */
+        return store->layout == IMGSTORE_STORE__SHARDED
+                   ? imgstore_store__tree_set(tree_oid, store, log, NULL, 0)
+                   : 0;
     if ((rc = git_tree_lookup(&root, store->repo, tree_oid)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
-    if ((err = manifest_id(&manifest, root, m->name, m->version)) < 0 ||
+    if ((err = manifest_id(&manifest, store, root, m->name, m->version)) < 0 ||
         (err = imgstore_store__log_count(&total, store, root, log)) < 0)
         goto done;
     if (!(row = version_row(m, &manifest))) {
@@ -876,7 +888,14 @@ done:
     free(row);
     git_tree_free(root);
     /* a damaged version index never blocks a push: left as it is, it no longer counts every
-     * version, so readers sort the manifests and fsck says to reindex */
+     * version, so readers sort the manifests and fsck says to reindex. In an imgstore/2
+     * store readers take the index's count as the image's (the shards are not counted), so
+     * it goes: without one, they read the manifests. */
+    if (err == IMGSTORE_EVERIFY && store->layout == IMGSTORE_STORE__SHARDED) {
+        imgstore_error_clear();
+        snprintf(log, sizeof(log), "index/%s/versions", m->name);
+        err = imgstore_store__tree_set(tree_oid, store, log, NULL, 0);
+    }
     return err == IMGSTORE_EVERIFY ? 0 : err;
 }
 
@@ -899,14 +918,13 @@ static int versions_from_manifests_each(char ***rows_out, size_t *count_out, img
                                         int (*each)(const imgstore_manifest *m, void *payload),
                                         void *payload)
 {
-    char path[256], **versions = NULL;
+    char **versions = NULL;
     size_t count = 0;
     int err;
 
     *rows_out = NULL;
     *count_out = 0;
-    snprintf(path, sizeof(path), "images/%s", name);
-    if ((err = imgstore_store__list_tree(&versions, &count, store, root, path, NULL)) < 0)
+    if ((err = imgstore_store__versions_list(&versions, &count, store, root, name)) < 0)
         return err;
     for (size_t i = 0; i < count && err == 0; i++) {
         imgstore_manifest *m = NULL;
@@ -914,7 +932,8 @@ static int versions_from_manifests_each(char ***rows_out, size_t *count_out, img
         char *row = NULL;
 
         if ((err = imgstore_store__manifest_load(&m, NULL, store, root, name, versions[i])) == 0 &&
-            (err = manifest_id(&id, root, name, versions[i])) == 0 && !(row = version_row(m, &id)))
+            (err = manifest_id(&id, store, root, name, versions[i])) == 0 &&
+            !(row = version_row(m, &id)))
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         if (err == 0 && each && (err = each(m, payload)) < 0)
             free(row);
@@ -959,11 +978,11 @@ static int version_row_parse(imgstore_version_row *out, imgstore_store *store, c
                &size, oid_hex, &end) != 5 ||
         row[end] != '\0' || git_oid_fromstr(&want, oid_hex) < 0)
         return damaged(log, "a row does not parse");
-    if (manifest_id(&have, root, name, version) < 0 || !git_oid_equal(&want, &have))
+    if (manifest_id(&have, store, root, name, version) < 0 || !git_oid_equal(&want, &have))
         return damaged(log, "a row names a version or manifest that is not stored");
     /* and it says what that manifest says: the index orders and pages, it never answers for
      * a manifest (about 30 us a row) */
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
     if ((err = row_from_manifest(&expect, store, root, path, version, &have)) < 0)
         return err;
     same = strcmp(expect, row) == 0;
@@ -984,23 +1003,66 @@ static int version_row_parse(imgstore_version_row *out, imgstore_store *store, c
 static int image_versions_at_tip(git_tree **tip_out, size_t *stored_out, bool *indexed_out,
                                  imgstore_store *store, const char *name, const char *log)
 {
+    int err;
+
+    *stored_out = 0;
+    *indexed_out = false;
+    if ((err = imgstore_store__tip_tree(tip_out, store)) < 0)
+        return err;
+    return imgstore_store__versions_counted(stored_out, indexed_out, store, *tip_out, name, log);
+}
+
+static int count_one(const char *version, const git_tree_entry *entry, void *payload)
+{
+    (void)version;
+    (void)entry;
+    ++*(size_t *)payload;
+    return 0;
+}
+
+int imgstore_store__versions_counted(size_t *stored_out, bool *indexed_out, imgstore_store *store,
+                                     const git_tree *root, const char *name, const char *log)
+{
     git_tree *dir = NULL;
     char path[256];
-    size_t indexed = 0;
+    size_t indexed = 0, stored = 0;
+    bool log_ok;
     int err;
 
     *stored_out = 0;
     *indexed_out = false;
     snprintf(path, sizeof(path), "images/%s", name);
-    if ((err = imgstore_store__tip_tree(tip_out, store)) < 0 ||
-        (err = subtree(&dir, store, *tip_out, path)) < 0)
+    if ((err = subtree(&dir, store, root, path)) < 0)
         return err;
-    if (!dir || (*stored_out = git_tree_entrycount(dir)) == 0)
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
-    else if ((err = imgstore_store__log_count(&indexed, store, *tip_out, log)) == 0)
-        *indexed_out = indexed == *stored_out;
+    if (!dir || git_tree_entrycount(dir) == 0) {
+        git_tree_free(dir);
+        return imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
+    }
+    stored = git_tree_entrycount(dir);
     git_tree_free(dir);
-    return err;
+    log_ok = imgstore_store__log_count(&indexed, store, root, log) == 0;
+    imgstore_error_clear();
+    if (store->layout != IMGSTORE_STORE__SHARDED) {
+        *stored_out = stored;
+        *indexed_out = log_ok && indexed == stored;
+        return 0;
+    }
+    /* imgstore/2: images/<name> holds shards, and counting the versions would read every
+     * one. A push or prune that does not keep the version index (the indexes are not
+     * current, or it is damaged) drops it instead (index_add_version, prune.c): a version
+     * index present counts every version, each row checked against the tree as it is read.
+     * Without one the manifests answer, which reads every version in any case. */
+    if (log_ok && indexed > 0) {
+        *stored_out = indexed;
+        *indexed_out = true;
+        return 0;
+    }
+    stored = 0;
+    if ((err = imgstore_store__versions_foreach(store, root, store->layout, name, count_one, NULL,
+                                                &stored)) < 0)
+        return err;
+    *stored_out = stored;
+    return 0;
 }
 
 int imgstore_store_versions_page(imgstore_version_row **out, size_t *count_out, size_t *total_out,
@@ -1399,7 +1461,7 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
     if (err == IMGSTORE_ENOTFOUND)
         err = 0;
     for (size_t i = 0; i < image_count && err == 0; i++) {
-        char log[256], path[256], **rows = NULL;
+        char log[256], **rows = NULL;
         size_t count = 0;
 
         snprintf(log, sizeof(log), "%s/versions", images[i]);
@@ -1413,9 +1475,8 @@ static int index_collect(mem_logs *logs, imgstore_store *store, const git_commit
         imgstore_strings_free(rows, count);
         /* the name index (names.c): the same versions in bytewise order of their names */
         snprintf(log, sizeof(log), "%s/names", images[i]);
-        snprintf(path, sizeof(path), "images/%s", images[i]);
         if (err < 0 ||
-            (err = imgstore_store__list_tree(&rows, &count, store, after, path, NULL)) < 0)
+            (err = imgstore_store__versions_list(&rows, &count, store, after, images[i])) < 0)
             break;
         qsort(rows, count, sizeof(*rows), strcmp_rows);
         for (size_t k = 0; k < count && err == 0; k++) {
@@ -1734,28 +1795,22 @@ int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool
                                        imgstore_store *store, const git_tree *root,
                                        const char *name)
 {
-    git_tree *dir = NULL;
-    char path[256], log[512];
-    size_t stored = 0, indexed = 0;
+    char log[512];
+    size_t stored = 0;
+    bool indexed = false;
     int err;
 
     *rows_out = NULL;
     *count_out = 0;
     *indexed_out = false;
-    snprintf(path, sizeof(path), "images/%s", name);
     snprintf(log, sizeof(log), "index/%s/versions", name);
-    if ((err = subtree(&dir, store, root, path)) < 0)
+    if ((err = imgstore_store__versions_counted(&stored, &indexed, store, root, name, log)) < 0)
         return err;
-    if (!dir)
-        return imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
-    stored = git_tree_entrycount(dir);
-    git_tree_free(dir);
-    if (imgstore_store__log_count(&indexed, store, root, log) == 0 && indexed == stored) {
+    if (indexed) {
         *indexed_out = true;
         *count_out = stored;
         return imgstore_store__log_rows(rows_out, store, root, log, stored, 0, stored);
     }
-    imgstore_error_clear();
     return versions_from_manifests(rows_out, count_out, store, root, name);
 }
 

@@ -221,7 +221,7 @@ static int check_new_version(range_ctx *ctx, const git_tree *tree, const char *n
     uint64_t hashed = 0;
     int err;
 
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    imgstore_store__version_path(path, sizeof(path), ctx->store, name, version, "manifest.json");
     if ((err = imgstore_store__manifest_load(&m, NULL, ctx->store, tree, name, version)) < 0 ||
         (err = imgstore_store__read_small_blob(&bytes, &len, ctx->store, tree, path,
                                                IMGSTORE_MANIFEST_MAX_BYTES)) < 0) {
@@ -263,7 +263,7 @@ static int check_changed_version(range_ctx *ctx, const git_tree *parent, const g
         char path[512];
         git_oid was, is;
 
-        snprintf(path, sizeof(path), "images/%s/%s/%s", name, version, parts[i]);
+        imgstore_store__version_path(path, sizeof(path), ctx->store, name, version, parts[i]);
         was = imgstore_store__id_at(parent, path);
         is = imgstore_store__id_at(tree, path);
         if (!git_oid_equal(&was, &is))
@@ -277,21 +277,17 @@ static int check_changed_version(range_ctx *ctx, const git_tree *parent, const g
     return 0;
 }
 
-/* The versions of one image that this commit added or changed; removed ones are taken (a
- * removal is a commit like any other, and the replica serves what its primary keeps).
- * Merged in git's tree order: both directories are read once. */
-static int check_image(range_ctx *ctx, const git_tree *parent, const git_tree *tree,
-                       const char *name)
+/* The versions in `is` (images/<name>, or one of its shards) that this commit added or
+ * changed against `was` (NULL: none before); removed ones are taken (a removal is a commit
+ * like any other, and the replica serves what its primary keeps). Merged in git's tree
+ * order: both directories are read once. `shard`: the shard they are in (NULL: flat). */
+static int check_versions(range_ctx *ctx, const git_tree *parent, const git_tree *tree,
+                          const char *name, const char *shard, const git_tree *was,
+                          const git_tree *is)
 {
-    git_tree *was = NULL, *is = NULL;
-    char path[256];
     size_t i = 0, j = 0, was_count, is_count;
-    int err;
+    int err = 0;
 
-    snprintf(path, sizeof(path), "images/%s", name);
-    if ((err = subtree(&was, ctx->store, parent, path)) < 0 ||
-        (err = subtree(&is, ctx->store, tree, path)) < 0)
-        goto done;
     was_count = was ? git_tree_entrycount(was) : 0;
     is_count = is ? git_tree_entrycount(is) : 0;
     while (err == 0 && j < is_count) {
@@ -304,7 +300,14 @@ static int check_image(range_ctx *ctx, const git_tree *parent, const git_tree *t
             continue;
         }
         if (git_tree_entry_type(b) != GIT_OBJECT_TREE) {
-            err = refusef(ctx, "images/%s/%s is not a directory", name, git_tree_entry_name(b));
+            err = shard ? refusef(ctx, "images/%s/%s/%s is not a directory", name, shard,
+                                  git_tree_entry_name(b))
+                        : refusef(ctx, "images/%s/%s is not a directory", name,
+                                  git_tree_entry_name(b));
+            break;
+        }
+        if (shard && imgstore_store__shard_version_check(name, shard, git_tree_entry_name(b)) < 0) {
+            err = refuse(ctx, "%s", imgstore_error_last());
             break;
         }
         if (order > 0)
@@ -314,7 +317,50 @@ static int check_image(range_ctx *ctx, const git_tree *parent, const git_tree *t
         i += order == 0;
         j++;
     }
+    return err;
+}
+
+/* The versions of one image that this commit added or changed: in an imgstore/2 store, shard
+ * by shard, each shard checked for its name and kind and read only when its id changed. */
+static int check_image(range_ctx *ctx, const git_tree *parent, const git_tree *tree,
+                       const char *name)
+{
+    git_tree *was = NULL, *is = NULL, *was_shard = NULL, *is_shard = NULL;
+    char path[256];
+    int err;
+
+    snprintf(path, sizeof(path), "images/%s", name);
+    if ((err = subtree(&was, ctx->store, parent, path)) < 0 ||
+        (err = subtree(&is, ctx->store, tree, path)) < 0)
+        goto done;
+    if (ctx->store->layout != IMGSTORE_STORE__SHARDED) {
+        err = check_versions(ctx, parent, tree, name, NULL, was, is);
+        goto done;
+    }
+    for (size_t j = 0; is && err == 0 && j < git_tree_entrycount(is); j++) {
+        const git_tree_entry *b = git_tree_entry_byindex(is, j);
+        const char *shard = git_tree_entry_name(b);
+        const git_tree_entry *a = was ? git_tree_entry_byname(was, shard) : NULL;
+        char shard_path[300];
+
+        if (imgstore_store__shard_check(name, shard, b) < 0) {
+            err = refuse(ctx, "%s", imgstore_error_last());
+            break;
+        }
+        if (a && git_oid_equal(git_tree_entry_id(a), git_tree_entry_id(b)))
+            continue;
+        snprintf(shard_path, sizeof(shard_path), "%s/%s", path, shard);
+        if ((err = subtree(&was_shard, ctx->store, parent, shard_path)) < 0 ||
+            (err = subtree(&is_shard, ctx->store, tree, shard_path)) < 0)
+            break;
+        err = check_versions(ctx, parent, tree, name, shard, was_shard, is_shard);
+        git_tree_free(was_shard);
+        git_tree_free(is_shard);
+        was_shard = is_shard = NULL;
+    }
 done:
+    git_tree_free(was_shard);
+    git_tree_free(is_shard);
     git_tree_free(is);
     git_tree_free(was);
     return err;
@@ -569,6 +615,12 @@ static int check_commit(range_ctx *ctx, const git_oid *oid, bool cut)
         err = refusef(ctx, "no %s: not an imgstore store", IMGSTORE_STORE_MARKER);
         goto done;
     }
+    /* the layout the replica reads with is the one its store began with */
+    if (parent && changed(parent, tree, IMGSTORE_STORE_MARKER)) {
+        err = refusef(ctx, "%s changed: a replica takes no change of the store's format",
+                      IMGSTORE_STORE_MARKER);
+        goto done;
+    }
     if (changed(parent, tree, "trust")) {
         git_oid trust = imgstore_store__id_at(tree, "trust");
 
@@ -639,6 +691,26 @@ int imgstore_store_verify_range(imgstore_mirror_stats *out, imgstore_store *stor
     }
     if ((err = collect(&oids, &count, &cut, store, from ? &from_oid : NULL, &to_oid)) < 0)
         goto done;
+    /* the layout: the replica's tip's, else that of the oldest commit fetched (the
+     * primary's); no commit may change it (check_commit) */
+    if (from_tree || count > 0) {
+        git_commit *first = NULL;
+        git_tree *first_tree = NULL;
+
+        if (!from_tree && ((rc = git_commit_lookup(&first, store->repo, &oids[count - 1])) < 0 ||
+                           (rc = git_commit_tree(&first_tree, first)) < 0))
+            err = imgstore_store__git_error(rc, "commit %s", git_oid_tostr_s(&oids[count - 1]));
+        else if ((err = imgstore_store__layout_at(&store->layout, store,
+                                                  from_tree ? from_tree : first_tree)) < 0 &&
+                 err != IMGSTORE_ENOTFOUND)
+            err = imgstore_error_wrap(IMGSTORE_EVERIFY, "refused: ");
+        else
+            err = 0; /* no marker: check_commit refuses it with its reason */
+        git_tree_free(first_tree);
+        git_commit_free(first);
+        if (err < 0)
+            goto done;
+    }
     for (size_t i = count; i-- > 0 && err == 0;)
         err = check_commit(&ctx, &oids[i], cut && i == count - 1);
 done:

@@ -444,9 +444,10 @@ int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
                                  size_t limit)
 {
     collected c = {0};
-    git_tree *tip = NULL, *versions = NULL;
+    git_tree *tip = NULL;
     char path[NAMES_PATH], dir[NAMES_PATH], **all = NULL;
-    size_t stored = 0, indexed = 0, all_count = 0;
+    size_t stored = 0, all_count = 0;
+    bool indexed = false;
     git_oid id;
     int err;
 
@@ -462,32 +463,27 @@ int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
         return err;
     c.names[0] = NULL;
     c.limit = limit;
-    snprintf(path, sizeof(path), "images/%s", name);
     snprintf(dir, sizeof(dir), "index/%s/names", name);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0)
-        goto done;
-    id = imgstore_store__id_at(tip, path);
-    if (git_oid_iszero(&id) || git_tree_lookup(&versions, store->repo, &id) < 0 ||
-        (stored = git_tree_entrycount(versions)) == 0) {
-        err = imgstore_error_set(IMGSTORE_ENOTFOUND, "no image named %s", name);
-        goto done;
-    }
     snprintf(path, sizeof(path), "index/%s/versions", name);
+    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
+        (err = imgstore_store__versions_counted(&stored, &indexed, store, tip, name, path)) < 0)
+        goto done;
     id = imgstore_store__id_at(tip, dir);
-    if (!git_oid_iszero(&id) && imgstore_store__log_count(&indexed, store, tip, path) == 0 &&
-        indexed == stored) {
+    if (!git_oid_iszero(&id) && indexed) {
         err = names_walk(store, tip, dir, after, collect, &c);
         /* the index orders, the tree answers: a name that is not stored is never listed */
-        for (size_t i = 0; i < c.count && err == 0; i++)
-            if (!git_tree_entry_byname(versions, c.names[i]))
+        for (size_t i = 0; i < c.count && err == 0; i++) {
+            imgstore_store__version_path(path, sizeof(path), store, name, c.names[i], NULL);
+            id = imgstore_store__id_at(tip, path);
+            if (git_oid_iszero(&id))
                 err = damaged(dir, "a name is not a stored version");
+        }
         goto done;
     }
     /* written before this index, or stale (the version index does not count every
      * version): sort the names of images/<name>, as a reindex would (linear in N) */
     imgstore_error_clear();
-    snprintf(path, sizeof(path), "images/%s", name);
-    if ((err = imgstore_store__list_tree(&all, &all_count, store, tip, path, NULL)) < 0)
+    if ((err = imgstore_store__versions_list(&all, &all_count, store, tip, name)) < 0)
         goto done;
     qsort(all, all_count, sizeof(*all), cmp_names);
     for (size_t i = 0; i < all_count && err == 0; i++)
@@ -498,7 +494,6 @@ int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
             }
 done:
     imgstore_strings_free(all, all_count);
-    git_tree_free(versions);
     git_tree_free(tip);
     if (err < 0) {
         imgstore_strings_free(c.names, c.count);

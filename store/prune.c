@@ -362,7 +362,7 @@ static bool held_elsewhere(imgstore_prune_plan *plan, imgstore_store *store, con
         if (sscanf(rows[i] + 65, "%128[^\t]\t%128[^\t]", image, version) != 2 ||
             strcmp(image, name) == 0)
             continue;
-        snprintf(path, sizeof(path), "images/%s/%s", image, version);
+        imgstore_store__version_path(path, sizeof(path), store, image, version, NULL);
         id = imgstore_store__id_at(root, path);
         held = !git_oid_iszero(&id);
     }
@@ -380,13 +380,12 @@ static int plan_freed(imgstore_prune_plan *plan, imgstore_store *store, const gi
     int err = 0;
 
     for (size_t i = 0; i < image_count && err == 0; i++) {
-        char path[256], **versions = NULL;
+        char **versions = NULL;
         size_t count = 0;
 
         removed_set gone_set = {0};
 
-        snprintf(path, sizeof(path), "images/%s", images[i]);
-        if ((err = imgstore_store__list_tree(&versions, &count, store, root, path, NULL)) < 0 ||
+        if ((err = imgstore_store__versions_list(&versions, &count, store, root, images[i])) < 0 ||
             (err = removed_set_of(&gone_set, plan, images[i])) < 0) {
             imgstore_strings_free(versions, count);
             break;
@@ -564,6 +563,22 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
     snprintf(path, sizeof(path), "images/%s", name);
     if ((err = removed_set_of(&gone, plan, name)) < 0)
         return err;
+    if (store->layout == IMGSTORE_STORE__SHARDED) {
+        /* each removal rewrites its shard (~3,900 entries at a million versions) and the
+         * image's tree of shards; a shard left empty goes */
+        for (size_t i = 0; i < plan->removed_count && err == 0; i++) {
+            char version_path[512];
+
+            if (strcmp(plan->removed[i].name, name) != 0)
+                continue;
+            imgstore_store__version_path(version_path, sizeof(version_path), store, name,
+                                         plan->removed[i].version, NULL);
+            err = imgstore_store__tree_set(tree_oid, store, version_path, NULL, 0);
+        }
+        if (err < 0)
+            goto done;
+        goto indexes;
+    }
     dir_oid = imgstore_store__id_at(tip, path);
     if ((rc = git_tree_lookup(&dir, store->repo, &dir_oid)) < 0 ||
         (rc = git_treebuilder_new(&bld, store->repo, dir)) < 0)
@@ -576,8 +591,14 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
         goto git_failed;
     if ((err = imgstore_store__tree_set(tree_oid, store, path, &dir_oid, GIT_FILEMODE_TREE)) < 0)
         goto done;
-    if (!store->index_live)
+indexes:
+    if (!store->index_live) {
+        /* imgstore/2: a version index that is not kept goes (index.c, versions_counted) */
+        snprintf(log, sizeof(log), "index/%s/versions", name);
+        if (store->layout == IMGSTORE_STORE__SHARDED)
+            err = imgstore_store__tree_set(tree_oid, store, log, NULL, 0);
         goto done;
+    }
     /* the name index loses the removed names: one segment rewritten per segment they are in */
     snprintf(log, sizeof(log), "index/%s/names", name);
     if ((err = imgstore_store__names_edit(tree_oid, store, log, NULL, 0,

@@ -24,7 +24,7 @@ int imgstore_store__manifest_load(imgstore_manifest **out, char *digest_out, img
     if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
         (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
     err = imgstore_store__read_small_blob(&bytes, &len, store, root, path,
                                           IMGSTORE_MANIFEST_MAX_BYTES);
     if (err == IMGSTORE_ENOTFOUND) {
@@ -108,7 +108,7 @@ int imgstore_store__file_read_at(imgstore_store *store, const git_tree *root,
     git_oid *oids = NULL;
     uint64_t end, chunk_start = 0;
     size_t first = 0, last = 0;
-    char tree_path[512];
+    char tree_path[512], files[300];
     int err = 0, rc;
 
     if (!file)
@@ -120,8 +120,9 @@ int imgstore_store__file_read_at(imgstore_store *store, const git_tree *root,
     end = length > file->size - offset ? file->size : offset + length;
     if (end == offset)
         return 0;
-    snprintf(tree_path, sizeof(tree_path), "images/%s/%s/files/%s", manifest->name,
-             manifest->version, path);
+    snprintf(files, sizeof(files), "files/%s", path);
+    imgstore_store__version_path(tree_path, sizeof(tree_path), store, manifest->name,
+                                 manifest->version, files);
     if ((rc = git_tree_entry_bypath(&dir, root, tree_path)) < 0 ||
         (rc = git_tree_lookup(&chunks, store->repo, git_tree_entry_id(dir))) < 0) {
         imgstore_store__git_error(rc, "%s: chunk tree missing or damaged", tree_path);

@@ -32,8 +32,6 @@
 #define EMPTY_TREE     "4b825dc642cb6eb9a060e54bf8d69288fbee4904" /* git's, for SHA-1 */
 #define RACE_LOST      2 /* commit_once: the ref moved under us; rebuild on the new tip */
 
-static const char marker_json[] = "{\"format\":\"imgstore/1\"}";
-
 static int libgit2_up(void)
 {
     static int done;
@@ -166,6 +164,17 @@ int imgstore_store__open_repo(imgstore_store **out, const char *path)
     if ((err = imgstore_store__odb_open(&odb, store)) < 0)
         goto done;
     git_repository_set_odb(store->repo, odb);
+    /* a replica's tip, when it has one, says its layout; imgstore_store_open insists */
+    store->layout = IMGSTORE_STORE__FLAT;
+    {
+        git_tree *tip = NULL;
+
+        if (imgstore_store__tip_tree(&tip, store) == 0)
+            (void)imgstore_store__layout_at(&store->layout, store, tip);
+        git_tree_free(tip);
+        imgstore_error_clear();
+        git_error_clear();
+    }
     *out = store;
     store = NULL;
 done:
@@ -194,6 +203,12 @@ int imgstore_store_open(imgstore_store **out, const char *path)
         err = imgstore_error_set(IMGSTORE_EINVALID,
                                  "%s is a git repository but not an imgstore store (no %s on %s)",
                                  path, IMGSTORE_STORE_MARKER, IMGSTORE_STORE_REF);
+        goto done;
+    }
+    /* the format never changes under an open handle: read once, here */
+    if ((err = imgstore_store__layout_at(&store->layout, store, tip)) < 0) {
+        err =
+            imgstore_error_wrap(err == IMGSTORE_ENOTFOUND ? IMGSTORE_EINVALID : err, "%s: ", path);
         goto done;
     }
     *out = store;
@@ -243,8 +258,9 @@ done:
 /* The first commit: the marker, and with a key, trust policy 1 naming that key in every
  * role, signed by it (and the commit signed too). */
 static int init_first_commit(git_repository *repo, const char *path, const imgstore_sign_key *key,
-                             const char *actor)
+                             const char *actor, imgstore_store__layout layout)
 {
+    const char *marker_json = imgstore_store__marker_bytes(layout);
     imgstore_policy policy;
     imgstore_sign_pubkey pub;
     char sig_name[IMGSTORE_STORE__SIG_NAME_MAX], *key_line = NULL, *policy_bytes = NULL;
@@ -325,7 +341,7 @@ done:
 }
 
 static int store_create(imgstore_store **out, const char *path, const imgstore_sign_key *key,
-                        const char *actor)
+                        const char *actor, imgstore_store__layout layout)
 {
     git_repository_init_options opts;
     git_repository *repo = NULL;
@@ -351,7 +367,7 @@ static int store_create(imgstore_store **out, const char *path, const imgstore_s
         err = imgstore_store__git_error(rc, "cannot create a repository at %s", path);
         goto done;
     }
-    if ((err = init_first_commit(repo, path, key, actor)) < 0)
+    if ((err = init_first_commit(repo, path, key, actor, layout)) < 0)
         goto done;
     git_repository_free(repo);
     repo = NULL;
@@ -364,7 +380,7 @@ done:
 
 int imgstore_store_init(imgstore_store **out, const char *path)
 {
-    return store_create(out, path, NULL, NULL);
+    return store_create(out, path, NULL, NULL, IMGSTORE_STORE__SHARDED);
 }
 
 /* A store made before it had a policy gets policy 1 in a commit of its own. */
@@ -403,8 +419,8 @@ done:
     return err;
 }
 
-int imgstore_store_init_trusted(imgstore_store **out, const char *path,
-                                const imgstore_sign_key *key, const char *actor)
+static int init_trusted(imgstore_store **out, const char *path, const imgstore_sign_key *key,
+                        const char *actor, imgstore_store__layout layout)
 {
     imgstore_store *store = NULL;
     void *payload[2];
@@ -413,7 +429,7 @@ int imgstore_store_init_trusted(imgstore_store **out, const char *path,
     *out = NULL;
     if (!key)
         return imgstore_error_set(IMGSTORE_EINVALID, "a new store needs a signing key");
-    if ((err = store_create(&store, path, key, actor)) < 0)
+    if ((err = store_create(&store, path, key, actor, layout)) < 0)
         return err;
     payload[0] = store;
     payload[1] = (void *)key;
@@ -424,6 +440,20 @@ int imgstore_store_init_trusted(imgstore_store **out, const char *path,
     }
     *out = store;
     return 0;
+}
+
+int imgstore_store_init_trusted(imgstore_store **out, const char *path,
+                                const imgstore_sign_key *key, const char *actor)
+{
+    return init_trusted(out, path, key, actor, IMGSTORE_STORE__SHARDED);
+}
+
+int imgstore_store__init_layout(imgstore_store **out, const char *path,
+                                const imgstore_sign_key *key, const char *actor,
+                                imgstore_store__layout layout)
+{
+    return key ? init_trusted(out, path, key, actor, layout)
+               : store_create(out, path, NULL, actor, layout);
 }
 
 int imgstore_store_tip_id(char out[41], imgstore_store *store)

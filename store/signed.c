@@ -77,8 +77,8 @@ int imgstore_store_manifest_signed(char **bytes_out, size_t *len_out, char ***si
         (err = imgstore_schema_check_name(IMGSTORE_NAME_VERSION, version)) < 0 ||
         (err = imgstore_store__tip_tree(&tip, store)) < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
-    snprintf(dir, sizeof(dir), "images/%s/%s/signatures", name, version);
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
+    imgstore_store__version_path(dir, sizeof(dir), store, name, version, "signatures");
     err = imgstore_store__signed_at(bytes_out, len_out, sigs_out, sig_count_out, store, tip, path,
                                     dir, IMGSTORE_MANIFEST_MAX_BYTES);
     if (err == IMGSTORE_ENOTFOUND)
@@ -292,8 +292,9 @@ static int add_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, voi
     git_oid blob;
     int err;
 
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", e->name, e->version);
-    snprintf(dir, sizeof(dir), "images/%s/%s/signatures", e->name, e->version);
+    imgstore_store__version_path(path, sizeof(path), e->store, e->name, e->version,
+                                 "manifest.json");
+    imgstore_store__version_path(dir, sizeof(dir), e->store, e->name, e->version, "signatures");
     if ((err = imgstore_store__policy_load(&policy, NULL, e->store, tip)) < 0)
         goto done;
     if ((err = imgstore_store__read_small_blob(&bytes, &len, e->store, tip, path,

@@ -52,11 +52,18 @@ size_t imgstore_store__chunk_cut(const uint8_t *buf, size_t len, bool at_end);
 #define IMGSTORE_STORE_REF    "refs/heads/main"
 #define IMGSTORE_STORE_MARKER "imgstore.json"
 
+/* Where versions live (layout.c, docs/format.md "Tree layout"): the marker's format. */
+typedef enum {
+    IMGSTORE_STORE__FLAT = 1,    /* imgstore/1: images/<name>/<version>/ */
+    IMGSTORE_STORE__SHARDED = 2, /* imgstore/2: images/<name>/<xx>/<version>/ */
+} imgstore_store__layout;
+
 struct imgstore_store {
     git_repository *repo;
     char *path;
-    char objects_dir[4096]; /* <repo>/objects */
-    git_oid chain_ok_tip;   /* the tip whose policy chain last checked out (trust_verify.c) */
+    imgstore_store__layout layout; /* read from the tip's marker when the store is opened */
+    char objects_dir[4096];        /* <repo>/objects */
+    git_oid chain_ok_tip; /* the tip whose policy chain last checked out (trust_verify.c) */
     bool chain_ok;
     bool tip_cached; /* tip_oid was read while the ref file looked like tip_stat */
     struct stat tip_stat;
@@ -143,6 +150,68 @@ int imgstore_store__commit_create(git_oid *out, imgstore_store *store, git_repos
                                   const git_signature *sig, const char *message,
                                   const git_tree *tree, const git_commit *parent,
                                   const imgstore_sign_key *key);
+
+/* ---- where versions live (layout.c) ------------------------------------------------- */
+
+/** imgstore_store_init (`key` NULL) or imgstore_store_init_trusted with a chosen layout:
+ * tests make imgstore/1 stores, as an older imgstore made them, with it. */
+int imgstore_store__init_layout(imgstore_store **out, const char *path,
+                                const imgstore_sign_key *key, const char *actor,
+                                imgstore_store__layout layout);
+
+/** The marker blob's bytes for a layout ({"format":"imgstore/N"}). */
+const char *imgstore_store__marker_bytes(imgstore_store__layout layout);
+
+/** The layout named by the marker in `root`: ENOTFOUND without one, EINVALID for a format
+ * this code does not know. One small blob read. */
+int imgstore_store__layout_at(imgstore_store__layout *out, imgstore_store *store,
+                              const git_tree *root);
+
+/** A version's shard: the first byte of SHA-256 of its name, two lowercase hex digits. */
+void imgstore_store__version_shard(char out[3], const char *version);
+
+/** "images/<name>/<version>[/<suffix>]" (imgstore/1) or "images/<name>/<xx>/<version>[/<suffix>]"
+ * (imgstore/2): THE way to name a version's path (`suffix` may be NULL). */
+void imgstore_store__version_path_in(char *out, size_t cap, imgstore_store__layout layout,
+                                     const char *name, const char *version, const char *suffix);
+
+/** version_path_in with the store's own layout. */
+void imgstore_store__version_path(char *out, size_t cap, const imgstore_store *store,
+                                  const char *name, const char *version, const char *suffix);
+
+/** 0 when `shard`, the entry `entry` of images/<name>, is a shard: two lowercase hex digits, a
+ * directory. Else IMGSTORE_EVERIFY naming the path. */
+int imgstore_store__shard_check(const char *name, const char *shard, const git_tree_entry *entry);
+
+/** 0 when `version` belongs in `shard`, else IMGSTORE_EVERIFY naming the path and the right
+ * shard. */
+int imgstore_store__shard_version_check(const char *name, const char *shard, const char *version);
+
+/** Whether `root` holds exactly one version of image `name` (at most two small trees read). */
+bool imgstore_store__image_single_version(imgstore_store *store, const git_tree *root,
+                                          const char *name);
+
+typedef int (*imgstore_store__version_fn)(const char *version, const git_tree_entry *entry,
+                                          void *payload);
+
+/* A bad shard or misplaced version met by versions_foreach, as a one-line message naming the
+ * path: return 0 to skip it and go on (fsck), or an error to stop. */
+typedef int (*imgstore_store__damage_fn)(const char *message, void *payload);
+
+/** Call `fn` for every version of image `name` in `root` (its entry in images/<name> or in
+ * its shard), shard by shard in tree order; a nonzero return stops the walk and is returned.
+ * A bad shard or a version in the wrong shard goes to `damaged`, or when it is NULL stops the
+ * walk with IMGSTORE_EVERIFY naming the path. IMGSTORE_ENOTFOUND when the image is absent.
+ * Linear in the image's versions: for fsck, reindex and prune, never for a lookup of one. */
+int imgstore_store__versions_foreach(imgstore_store *store, const git_tree *root,
+                                     imgstore_store__layout layout, const char *name,
+                                     imgstore_store__version_fn fn,
+                                     imgstore_store__damage_fn damaged, void *payload);
+
+/** Every version of image `name` in `root` (store's layout), in the order a flat images/<name>
+ * tree lists them (git's tree order), whatever the layout; imgstore_strings_free. */
+int imgstore_store__versions_list(char ***out, size_t *count_out, imgstore_store *store,
+                                  const git_tree *root, const char *name);
 
 /* ---- versions (version.c, read.c) ---------------------------------------------------- */
 
@@ -272,6 +341,14 @@ int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, c
 /** Every version row of `name` in `root` ("created TAB version TAB files TAB size TAB
  * manifest-id"), oldest first: from the version index when it counts every stored version
  * (*indexed_out true), else built from the manifests. ENOTFOUND when there is no image. */
+/** How many versions of `name` `root` stores (*stored_out) and whether the version index
+ * `log` counts every one (*indexed_out); IMGSTORE_ENOTFOUND when there is no such image.
+ * imgstore/1: the entries of images/<name> (one parse). imgstore/2: the index's count when it
+ * has one (the shards are not read), else the shards are walked (a stale index: the caller
+ * reads every manifest anyway). */
+int imgstore_store__versions_counted(size_t *stored_out, bool *indexed_out, imgstore_store *store,
+                                     const git_tree *root, const char *name, const char *log);
+
 int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool *indexed_out,
                                        imgstore_store *store, const git_tree *root,
                                        const char *name);

@@ -356,8 +356,8 @@ int imgstore_store__version_status(imgstore_trust_status *out, imgstore_store *s
     char path[512], dir[512];
     int err;
 
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", name, version);
-    snprintf(dir, sizeof(dir), "images/%s/%s/signatures", name, version);
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
+    imgstore_store__version_path(dir, sizeof(dir), store, name, version, "signatures");
     err = document_status(out, store, root, policy, IMGSTORE_ROLE_RELEASE, path, dir,
                           IMGSTORE_MANIFEST_MAX_BYTES);
     if (err == IMGSTORE_ENOTFOUND)
@@ -436,8 +436,9 @@ static int sign_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
     size_t len = 0;
     int err;
 
-    snprintf(path, sizeof(path), "images/%s/%s/manifest.json", e->name, e->version);
-    snprintf(dir, sizeof(dir), "images/%s/%s/signatures", e->name, e->version);
+    imgstore_store__version_path(path, sizeof(path), e->store, e->name, e->version,
+                                 "manifest.json");
+    imgstore_store__version_path(dir, sizeof(dir), e->store, e->name, e->version, "signatures");
     if ((err = imgstore_store__policy_load(&policy, NULL, e->store, tip)) < 0)
         goto done;
     for (size_t i = 0; i < e->signers->count; i++) {

@@ -179,7 +179,10 @@ static void fsck_version(fsck_ctx *ctx, git_tree *tip, const char *name, const c
         git_tree_entry *dir = NULL;
         git_tree *chunks = NULL;
 
-        snprintf(path, sizeof(path), "images/%s/%s/files/%s", name, version, m->files[i].path);
+        char files[300];
+
+        snprintf(files, sizeof(files), "files/%s", m->files[i].path);
+        imgstore_store__version_path(path, sizeof(path), ctx->store, name, version, files);
         if (m->files[i].chunk_count == 0)
             continue;
         if (git_tree_entry_bypath(&dir, tip, path) < 0 ||
@@ -245,6 +248,31 @@ static void fsck_channels(fsck_ctx *ctx, git_tree *tip, const char *name)
     imgstore_strings_free(channels, count);
 }
 
+/* One image's versions, walked shard by shard: each checked, each bad shard or misplaced
+ * version a problem of its own. */
+typedef struct {
+    fsck_ctx *ctx;
+    git_tree *tip;
+    const char *name;
+} fsck_image;
+
+static int fsck_each(const char *version, const git_tree_entry *entry, void *payload)
+{
+    fsck_image *walk = payload;
+
+    (void)entry;
+    fsck_version(walk->ctx, walk->tip, walk->name, version);
+    return 0;
+}
+
+static int fsck_damaged(const char *message, void *payload)
+{
+    fsck_image *walk = payload;
+
+    problem(walk->ctx, walk->name, NULL, message);
+    return 0;
+}
+
 int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *payload)
 {
     fsck_ctx ctx = {store, report, payload, 0};
@@ -271,19 +299,15 @@ int imgstore_store_fsck(imgstore_store *store, imgstore_verify_fn report, void *
         err != IMGSTORE_ENOTFOUND)
         goto done;
     for (size_t i = 0; i < count; i++) {
-        char dir[256], **versions = NULL;
-        size_t version_count = 0;
+        fsck_image walk = {&ctx, tip, names[i]};
 
-        snprintf(dir, sizeof(dir), "images/%s", names[i]);
         if (imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, names[i]) < 0 ||
-            imgstore_store__list_tree(&versions, &version_count, store, tip, dir, NULL) < 0) {
+            imgstore_store__versions_foreach(store, tip, store->layout, names[i], fsck_each,
+                                             fsck_damaged, &walk) < 0) {
             problem(&ctx, names[i], NULL, imgstore_error_last());
             continue;
         }
-        for (size_t j = 0; j < version_count; j++)
-            fsck_version(&ctx, tip, names[i], versions[j]);
         fsck_channels(&ctx, tip, names[i]);
-        imgstore_strings_free(versions, version_count);
     }
     /* what a cut archived (cut.c): the states of the moves whose commits it dropped */
     {

@@ -170,7 +170,7 @@ static int push_edit_fn(git_oid *tree_out, char **message_out, git_tree *tip, vo
     imgstore_policy_free(policy);
     if (err < 0)
         return err;
-    snprintf(path, sizeof(path), "images/%s/%s", m->name, m->version);
+    imgstore_store__version_path(path, sizeof(path), e->store, m->name, m->version, NULL);
     if ((err = imgstore_store__tree_update(tree_out, e->store->repo, tip, path, &e->version_tree,
                                            GIT_FILEMODE_TREE)) < 0 ||
         (err = imgstore_store__index_add_version(tree_out, e->store, m)) < 0)

@@ -157,7 +157,7 @@ int imgstore_store_which(imgstore_where **out, size_t *count_out, imgstore_store
         rows[n].path = strdup(file);
         if (!rows[n].name || !rows[n].version || !rows[n].path)
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        snprintf(path, sizeof(path), "images/%s/%s", name, version);
+        imgstore_store__version_path(path, sizeof(path), store, name, version, NULL);
         id = imgstore_store__id_at(tip, path);
         rows[n++].stored = !git_oid_iszero(&id);
     }
@@ -298,7 +298,7 @@ int imgstore_store_digest_versions(char ***out, size_t *count_out, imgstore_stor
                 continue;
             snprintf(version, sizeof(version), "%.*s", (int)(tab - rows[i] - key_len),
                      rows[i] + key_len);
-            snprintf(path, sizeof(path), "images/%s/%s", name, version);
+            imgstore_store__version_path(path, sizeof(path), store, name, version, NULL);
             id = imgstore_store__id_at(tip, path);
             if (git_oid_iszero(&id) || (n > 0 && strcmp(found[n - 1], version) == 0))
                 continue; /* pruned, or a second file of the same version */

@@ -53,6 +53,35 @@ static inline int setup(void **state)
     return 0;
 }
 
+/* The same, on a store made as an older imgstore made it: imgstore/1, versions at
+ * images/<name>/<version> (docs/format.md). */
+static inline int setup_flat(void **state)
+{
+    fixture *f;
+    char cmd[600];
+
+    setup(state);
+    f = *state;
+    imgstore_store_free(f->store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->path);
+    (void)!system(cmd);
+    assert_int_equal(
+        imgstore_store__init_layout(&f->store, f->path, test_key, "test", IMGSTORE_STORE__FLAT), 0);
+    return 0;
+}
+
+/* "main:<path>" of a version (and `suffix` in it, may be NULL) in the store's layout: what
+ * git_revparse_single takes. */
+static inline const char *version_rev(char out[600], const fixture *f, const char *name,
+                                      const char *version, const char *suffix)
+{
+    char path[560];
+
+    imgstore_store__version_path(path, sizeof(path), f->store, name, version, suffix);
+    snprintf(out, 600, "main:%s", path);
+    return out;
+}
+
 static inline int teardown(void **state)
 {
     fixture *f = *state;

@@ -114,7 +114,8 @@ static void damage_tip_chunk(fixture *f, const char *version)
     char path[256], bytes[5000];
 
     memset(bytes, 'z', sizeof(bytes));
-    snprintf(path, sizeof(path), "images/app/%s/files/app.img/000000", version);
+    imgstore_store__version_path(path, sizeof(path), f->store, "app", version,
+                                 "files/app.img/000000");
     assert_int_equal(git_reference_lookup(&head, repo, IMGSTORE_STORE_REF), 0);
     assert_int_equal(git_commit_lookup(&tip_commit, repo, git_reference_target(head)), 0);
     assert_int_equal(git_commit_parent(&parent, tip_commit, 0), 0);
@@ -543,10 +544,11 @@ static void first_entry(char out[300], fixture *f, const git_oid *tree_id, const
 
 static void new_version_badly_signed(fixture *f, git_oid *tree, const git_tree *base)
 {
-    char path[300];
+    char path[300], dir[200];
 
     (void)base;
-    first_entry(path, f, tree, "images/app/4/signatures", NULL);
+    imgstore_store__version_path(dir, sizeof(dir), f->store, "app", "4", "signatures");
+    first_entry(path, f, tree, dir, NULL);
     set_blob(f, tree, path,
              "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n");
 }

@@ -359,6 +359,7 @@ static void deploy_of_missing_version_is_refused(void **state)
 static void damaged_chunk_is_never_handed_out(void **state)
 {
     fixture *f = *state;
+    char rev[600];
     size_t len = 3 * 1024 * 1024;
     uint8_t *bytes = pseudo_random(len, 6);
     imgstore_manifest *m = NULL;
@@ -370,7 +371,8 @@ static void damaged_chunk_is_never_handed_out(void **state)
     bool created;
 
     assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
-    assert_int_equal(git_revparse_single(&blob, f->store->repo, "main:images/app/1/files/x/000000"),
+    assert_int_equal(git_revparse_single(&blob, f->store->repo,
+                                         version_rev(rev, f, "app", "1", "files/x/000000")),
                      0);
     bytes[17] ^= 1;
     assert_int_equal(git_repository_odb(&odb, f->store->repo), 0);
@@ -399,6 +401,7 @@ static void damaged_chunk_is_never_handed_out(void **state)
 static void flipped_byte_in_stored_chunk_is_caught(void **state)
 {
     fixture *f = *state;
+    char rev[600];
     size_t len = 2 * 1024 * 1024;
     uint8_t *bytes = pseudo_random(len, 8);
     imgstore_manifest *m = NULL;
@@ -411,7 +414,8 @@ static void flipped_byte_in_stored_chunk_is_caught(void **state)
     bool created;
 
     assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
-    assert_int_equal(git_revparse_single(&blob, f->store->repo, "main:images/app/1/files/x/000000"),
+    assert_int_equal(git_revparse_single(&blob, f->store->repo,
+                                         version_rev(rev, f, "app", "1", "files/x/000000")),
                      0);
     git_oid_tostr(hex, sizeof(hex), git_object_id(blob));
     snprintf(path, sizeof(path), "%s/objects/%.2s/%s", f->path, hex, hex + 2);
@@ -453,6 +457,7 @@ static void truncate_object(fixture *f, const char *spec)
 static void truncated_objects_fail_instead_of_hanging(void **state)
 {
     fixture *f = *state;
+    char rev[600];
     size_t len = 3 * 1024 * 1024;
     uint8_t *bytes = pseudo_random(len, 9);
     imgstore_manifest *m = NULL, *again = NULL;
@@ -460,7 +465,7 @@ static void truncated_objects_fail_instead_of_hanging(void **state)
     bool created;
 
     assert_int_equal(push_bytes(&m, &created, f->store, "app", "1", "x", bytes, len), 0);
-    truncate_object(f, "main:images/app/1/files/x/000001");
+    truncate_object(f, version_rev(rev, f, "app", "1", "files/x/000001"));
     assert_int_equal(imgstore_store_file_read(f->store, m, "x", 0, UINT64_MAX, mem_write, &out),
                      IMGSTORE_EVERIFY);
     assert_non_null(strstr(imgstore_error_last(), "damaged"));
@@ -469,12 +474,12 @@ static void truncated_objects_fail_instead_of_hanging(void **state)
     free(bytes);
     bytes = pseudo_random(len, 10); /* no chunk shared with the damaged version 1 */
     assert_int_equal(push_bytes(&m, &created, f->store, "app", "2", "y", bytes, len), 0);
-    truncate_object(f, "main:images/app/2/files/y");
+    truncate_object(f, version_rev(rev, f, "app", "2", "files/y"));
     out.len = 0;
     assert_int_equal(imgstore_store_file_read(f->store, m, "y", 0, UINT64_MAX, mem_write, &out),
                      IMGSTORE_EVERIFY);
     assert_int_equal(out.len, 0);
-    truncate_object(f, "main:images/app/2/manifest.json");
+    truncate_object(f, version_rev(rev, f, "app", "2", "manifest.json"));
     assert_int_equal(imgstore_store_manifest_get(&again, NULL, f->store, "app", "2"),
                      IMGSTORE_EVERIFY);
     imgstore_manifest_free(m);
