@@ -285,6 +285,21 @@ class StoreTestCase(unittest.TestCase):
         return out
 
 
+# -- where a version lives in a store's tree (docs/format.md, "Tree layout") -----------------
+
+def version_shard(version):
+    """The shard of VERSION in an imgstore/2 store: the first byte of its SHA-256 in two
+    lowercase hex digits, as `printf %s VERSION | sha256sum | cut -c1-2` gives it."""
+    return hashlib.sha256(version.encode()).hexdigest()[:2]
+
+
+def version_path(name, version, *rest, flat=False):
+    """images/NAME/<xx>/VERSION[/REST...] (imgstore/2, every store the tests create), or
+    images/NAME/VERSION[/REST...] for an imgstore/1 store (flat=True)."""
+    shard = [] if flat else [version_shard(version)]
+    return "/".join(["images", name] + shard + [version] + list(rest))
+
+
 # -- rewriting a store with stock git (for tamper tests) -----------------------------------
 
 def ls_tree(repo, treeish):

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (BIN, DEFAULT_TIMEOUT, MiB, Server, StoreTestCase, base_env,
                               fixture, fixture_sums, git_ok, main, needs_fixtures, new_token, rng,
                               run, sha256)
@@ -77,7 +78,7 @@ class Gc(StoreTestCase):
         # the gzip'd initrd's chunks are in a pack stored, not deflated again: a few bytes of
         # block headers over their size, per `git verify-pack -v` (oid type size in-pack ...)
         initrd = "initrd-busybox.cpio.gz"
-        tree = "main:images/fx/%s/files/%s" % (initrd, initrd)
+        tree = "main:" + version_path("fx", initrd, "files", initrd)
         chunks = [l.split()[2] for l in self.git("ls-tree", tree).splitlines()]
         self.assertGreater(len(chunks), 0)
         in_pack = {}
@@ -93,7 +94,7 @@ class Gc(StoreTestCase):
         for ref, sha in pushed.items():
             self.assertEqual(self.pulled_sha(ref), sha, ref)
         # stock git alone still rebuilds a file from the packed store (docs/format.md)
-        archive = git_ok("archive", "main", "images/fx/cmdline.txt/files/cmdline.txt",
+        archive = git_ok("archive", "main", version_path("fx", "cmdline.txt", "files/cmdline.txt"),
                          git_dir=self.repo, binary=True)
         self.assertIn(b"console=", archive)
         out = self.ok("gc")

@@ -10,10 +10,11 @@ import os
 import stat
 import zlib
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_VERIFY, MiB, StoreTestCase, git, git_ok, hash_object,
                               loose_object_path, ls_tree, main, rewrite_main, sha256)
 
-CHUNK = "images/app/1.0/files/app.xen/000001"
+CHUNK = version_path("app", "1.0", "files/app.xen/000001")
 
 
 class Tamper(StoreTestCase):
@@ -160,8 +161,8 @@ class Tamper(StoreTestCase):
         self.assert_repaired()
 
     def test_swapped_manifest_is_refused(self):
-        other_manifest = self.git("rev-parse", "main:images/app/2.0/manifest.json").strip()
-        old = rewrite_main(self.repo, "images/app/1.0/manifest.json", "100644", "blob",
+        other_manifest = self.git("rev-parse", "main:" + version_path("app", "2.0", "manifest.json")).strip()
+        old = rewrite_main(self.repo, version_path("app", "1.0", "manifest.json"), "100644", "blob",
                            other_manifest)
         for args in (("show", "app@1.0"), ("show", "app@1.0", "--json")):
             rc, out, err = self.im(*args)
@@ -182,13 +183,13 @@ class Tamper(StoreTestCase):
         says 1.0. The channel pinned the original manifest's digest: pulling it must fail."""
         self.ok("deploy", "app", "1.0", "--channel", "prod")
         tip = self.tip()
-        raw = self.git("show", "main:images/app/2.0/manifest.json")
+        raw = self.git("show", "main:" + version_path("app", "2.0", "manifest.json"))
         self.assertIn('"version":"2.0"', raw)
         forged = hash_object(self.repo, raw.replace('"version":"2.0"', '"version":"1.0"').encode())
-        files = [e for e in ls_tree(self.repo, "main:images/app/2.0") if e[3] == "files"][0][2]
+        files = [e for e in ls_tree(self.repo, "main:" + version_path("app", "2.0")) if e[3] == "files"][0][2]
         text = "100644 blob %s\tmanifest.json\x00040000 tree %s\tfiles\x00" % (forged, files)
         vtree = git_ok("mktree", "-z", git_dir=self.repo, stdin=text).strip()
-        rewrite_main(self.repo, "images/app/1.0", "040000", "tree", vtree)
+        rewrite_main(self.repo, version_path("app", "1.0"), "040000", "tree", vtree)
         git_ok("fsck", "--strict", git_dir=self.repo)
 
         rc, data, err = self.im("pull", "app", "--channel", "prod", "-o", "-", binary=True)

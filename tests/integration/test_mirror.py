@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (BIN, EXIT_OK, Server, ServerTestCase, fixture, git, git_ok, hash_object,
                               ls_tree, main, needs_fixtures, run, sha256, sha256_file, tree_with,
                               validate)
@@ -205,7 +206,7 @@ class Mirror(ServerTestCase):
         self.push("--name", "demo", "--version", "2", self.path("b.bin"))
         # the push commit as the primary wrote it, with its first chunk swapped
         push = self.update(inter, "refs/incoming")
-        chunk = "images/demo/2/files/b.bin/000000"
+        chunk = version_path("demo", "2", "files/b.bin/000000")
         # the same size, other bytes: only the digest can tell
         bad = hash_object(inter, os.urandom(300 * 1024))
         tree = tree_with(inter, push + "^{tree}", chunk, "100644", "blob", bad)
@@ -336,7 +337,7 @@ class Mirror(ServerTestCase):
         for server in (by_path, by_git):
             self.assertEqual(self.mirror_status(server)["tip"], old)
         # a chunk only the pruned boot@1 holds, to see it go from a replica's disk
-        chunk = git_ok("rev-parse", "main:images/boot/1/files/ipxe.lkrn/000000",
+        chunk = git_ok("rev-parse", "main:" + version_path("boot", "1", "files/ipxe.lkrn/000000"),
                        git_dir=self.repo).strip()
         self.ok("prune", "boot", "--keep", "1")
         cut = self.tip()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_FAIL, EXIT_USAGE, Server, StoreTestCase, fixture, git, git_ok,
                               main, needs_fixtures, run, sha256_file)
 
@@ -364,7 +365,7 @@ class PruneWhich(StoreTestCase):
         # the same bytes again: the chunk is found packed, not written; git freshens a pack
         # it reuses, so gc --prune counts the grace period from now (a push in flight)
         self.push(file_path, "--name", "app", "--version", "2", "--kind", "unknown")
-        chunk = self.git("rev-parse", "main:images/app/1/files/app.bin/000000").strip()
+        chunk = self.git("rev-parse", "main:" + version_path("app", "1", "files/app.bin/000000")).strip()
         holding = []
         for pack in self.packs():
             with open(pack[:-5] + ".idx", "rb") as idx:

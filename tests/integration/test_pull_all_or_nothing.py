@@ -9,6 +9,7 @@ all three files.
 
 import os
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_VERIFY, MiB, ServerTestCase, hash_object, main, new_token,
                               rewrite_main, run, sha256_file)
 
@@ -40,7 +41,7 @@ class AllOrNothing(ServerTestCase):
 
     def damage_last_file(self):
         """Damage a chunk of c.img of app@2, the last file the pull writes. Returns the undo."""
-        path = "images/app/2/files/c.img/000000"
+        path = version_path("app", "2", "files/c.img/000000")
         oid = self.git("rev-parse", "main:" + path).strip()
         data = bytearray(self.git("cat-file", "blob", oid, binary=True))
         data[len(data) // 2] ^= 0xFF

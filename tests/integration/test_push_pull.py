@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 import io
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_FAIL, MiB, StoreTestCase, fixture, fixture_sums, git, main,
                               needs_fixtures, run, sha256, sha256_file, HAVE_FIXTURES)
 
@@ -88,7 +89,7 @@ class FixtureRoundTrip(StoreTestCase):
 
                 # chunk blobs in the tree: 000000, 000001, ... one per manifest chunk
                 tree = self.git("ls-tree", "--name-only",
-                                "main:images/%s/1/files/%s" % (name, fname)).split()
+                                "main:" + version_path(name, "1", "files", fname)).split()
                 self.assertEqual(tree, ["%06d" % i for i in range(len(m["files"][0]["chunks"]))])
 
                 out = self.path("out-" + name)
@@ -243,7 +244,7 @@ class StockGitRecipes(StoreTestCase):
                 d = os.path.join(clone, "images", name, version, "files", fname)
                 self.assertEqual(sha256(self.concat_dir(d)), digest, "clone recipe")
                 self.assertEqual(sha256(self.archive_bytes(
-                    "images/%s/%s/files/%s" % (name, version, fname))), digest, "archive recipe")
+                    version_path(name, version, "files", fname))), digest, "archive recipe")
                 with open(os.path.join(clone, "images", name, version, "manifest.json")) as f:
                     raw = f.read()
                 self.assertIn('"path":"%s","sha256":"%s"' % (fname, digest), raw)

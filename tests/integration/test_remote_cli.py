@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (BIN, EXIT_FAIL, EXIT_OK, EXIT_USAGE, EXIT_VERIFY, MiB,
                               ServerTestCase, base_env, fixture, fixture_sums, hash_object,
                               main, needs_fixtures, new_token, rewrite_main, rfc3339, run,
@@ -323,10 +324,10 @@ class Remote(ServerTestCase):
     def test_tampered_manifest_in_the_store_is_refused(self):
         p, _ = self.generated("app.img", MiB)
         self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown")
-        stored = self.git("show", "main:images/app/1/manifest.json", binary=True)
+        stored = self.git("show", "main:" + version_path("app", "1", "manifest.json"), binary=True)
         forged = stored.replace(b'"builder":"', b'"builder":"evil ')
         self.assertNotEqual(forged, stored)
-        rewrite_main(self.repo, "images/app/1/manifest.json", "100644", "blob",
+        rewrite_main(self.repo, version_path("app", "1", "manifest.json"), "100644", "blob",
                      hash_object(self.repo, forged))
         dest = self.path("out")
         os.makedirs(dest)
@@ -337,10 +338,10 @@ class Remote(ServerTestCase):
     def test_tampered_file_bytes_in_the_store_are_refused(self):
         p, _ = self.generated("app.img", 3 * MiB)
         self.rok("push", p, "--name", "app", "--version", "1", "--kind", "unknown")
-        chunk = self.git("rev-parse", "main:images/app/1/files/app.img/000001").strip()
+        chunk = self.git("rev-parse", "main:" + version_path("app", "1", "files/app.img/000001")).strip()
         data = bytearray(self.git("cat-file", "blob", chunk, binary=True))
         data[100] ^= 0xFF
-        rewrite_main(self.repo, "images/app/1/files/app.img/000001", "100644", "blob",
+        rewrite_main(self.repo, version_path("app", "1", "files/app.img/000001"), "100644", "blob",
                      hash_object(self.repo, bytes(data)))
         dest = self.path("out")
         os.makedirs(dest)
@@ -355,10 +356,10 @@ class Remote(ServerTestCase):
         self.assertRemoteFails(rc, err, EXIT_VERIFY, "stopped twice", "damaged")
         self.assertFalse(os.path.exists(os.path.join(dest, "app.img")))
         # the same when the damaged chunk is the first one
-        first = self.git("rev-parse", "main:images/app/1/files/app.img/000000").strip()
+        first = self.git("rev-parse", "main:" + version_path("app", "1", "files/app.img/000000")).strip()
         data = bytearray(self.git("cat-file", "blob", first, binary=True))
         data[7] ^= 0xFF
-        rewrite_main(self.repo, "images/app/1/files/app.img/000000", "100644", "blob",
+        rewrite_main(self.repo, version_path("app", "1", "files/app.img/000000"), "100644", "blob",
                      hash_object(self.repo, bytes(data)))
         rc, _, err = self.rim("pull", "app@1", "-o", self.path("out0"))
         self.assertRemoteFails(rc, err, EXIT_VERIFY, "stopped twice")
@@ -426,7 +427,7 @@ class Remote(ServerTestCase):
         it, docs/api.md), signed with stock ssh-keygen by this machine's deploy key."""
         current = json.loads(self.server.get_json("/v1/channels/app/prod/signed",
                                                   token=self.reader)["state"])
-        digest = sha256(self.git("show", "main:images/app/%s/manifest.json" % version,
+        digest = sha256(self.git("show", "main:" + version_path("app", version, "manifest.json"),
                                  binary=True))
         now = int(time.time())
         state = {"schema": "imgstore.channel/1", "name": "app", "channel": "prod",

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_VERIFY, StoreTestCase, base_env, git_ok, hash_object, main,
                               rfc3339, sha256, tree_with)
 
@@ -67,8 +68,9 @@ class RollbackStack(StoreTestCase):
         now = int(time.time())
         state = {"schema": "imgstore.channel/1", "name": "app", "channel": "prod",
                  "version": version,
-                 "manifest_sha256": sha256(self.git("show", "main:images/app/%s/manifest.json"
-                                                    % version, binary=True)),
+                 "manifest_sha256": sha256(self.git(
+                     "show", "main:" + version_path("app", version, "manifest.json"),
+                     binary=True)),
                  "sequence": current["sequence"] + 1, "time": rfc3339(now),
                  "expires": rfc3339(now + 86400), "actor": "old-imgstore", "action": "deploy",
                  "previous_version": current["version"]}

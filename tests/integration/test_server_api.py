@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (MiB, ServerTestCase, curl, fixture, fixture_sums, main, multipart,
                               needs_fixtures, new_token, recv_all, sha256, sha256_file,
                               validate)
@@ -66,7 +67,7 @@ class Api(ServerTestCase):
     def test_version_is_the_stored_manifest_with_its_digest(self):
         body = self.server.get_json("/v1/images/demo/1.0", token=self.reader)
         keys(body, "name", "version", "manifest_sha256", "manifest", "trust")
-        stored = self.git("show", "main:images/demo/1.0/manifest.json", binary=True)
+        stored = self.git("show", "main:" + version_path("demo", "1.0", "manifest.json"), binary=True)
         self.assertEqual(body["manifest_sha256"], sha256(stored))
         self.assertEqual(body["manifest"], json.loads(stored))
         self.assertTrue(body["trust"]["trusted"])

@@ -11,6 +11,7 @@ import stat
 import time
 import zlib
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (MiB, ServerTestCase, curl, loose_object_path, main, multipart,
                               new_token, sha256)
 
@@ -29,7 +30,7 @@ class Integrity(ServerTestCase):
         self.token, self.line = new_token("admin", "ops")
 
     def damage_chunk(self, index):
-        oid = self.git("rev-parse", "main:images/app/1.0/files/app.img/%06d" % index).strip()
+        oid = self.git("rev-parse", "main:" + version_path("app", "1.0", "files/app.img/%06d" % index)).strip()
         obj = loose_object_path(self.repo, oid)
         with open(obj, "rb") as f:
             raw = zlib.decompress(f.read())

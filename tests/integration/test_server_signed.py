@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (ServerTestCase, base_env, main, multipart, new_token, rfc3339,
                               run, sha256, validate)
 
@@ -93,7 +94,7 @@ class Signed(ServerTestCase):
 
     def test_manifest_is_the_exact_stored_bytes_and_immutable(self):
         server = self.serve(*self.lines)
-        stored = self.blob("images/app/1.0/manifest.json")
+        stored = self.blob(version_path("app", "1.0", "manifest.json"))
         path = "/v1/images/app/1.0/manifest"
         for _ in range(2):  # built, then from the answer cache
             status, hdrs, data = server.request("GET", path, token=self.reader)
@@ -106,7 +107,7 @@ class Signed(ServerTestCase):
         self.assertEqual((status, data), (304, b""))
         sigs = server.get_json("/v1/images/app/1.0/signatures", token=self.reader)
         validate(sigs, "api_signatures.schema.json")
-        self.assertEqual(sorted(sigs["signatures"]), self.stored_sigs("images/app/1.0/signatures"))
+        self.assertEqual(sorted(sigs["signatures"]), self.stored_sigs(version_path("app", "1.0", "signatures")))
         state = server.get_json("/v1/channels/app/prod/signed", token=self.reader)
         validate(state, "api_channel_signed.schema.json")
         self.assertEqual(state["state"].encode(), self.blob("channels/app/prod.json"))
@@ -167,7 +168,7 @@ class Signed(ServerTestCase):
         validate(answer, "api_sign_result.schema.json")
         self.assertEqual(answer, {"name": "svc", "version": "2.0", "signatures": 1,
                                   "threshold": 1, "trusted": True})
-        self.assertEqual(self.stored_sigs("images/svc/2.0/signatures"), [sig])
+        self.assertEqual(self.stored_sigs(version_path("svc", "2.0", "signatures")), [sig])
         self.assertEqual(len(self.git("rev-list", tip + "..main").split()), 1)
         self.assertTrue(server.get_json("/v1/images/svc/2.0",
                                         token=self.reader)["trust"]["trusted"])
@@ -180,7 +181,7 @@ class Signed(ServerTestCase):
         current = json.loads(server.get_json("/v1/channels/app/prod/signed",
                                              token=self.reader)["state"])
         digest = changes.get("manifest_sha256") or \
-            sha256(self.blob("images/app/%s/manifest.json" % version))
+            sha256(self.blob(version_path("app", version, "manifest.json")))
         now = int(time.time())
         state = {"schema": "imgstore.channel/1", "name": "app", "channel": "prod",
                  "version": version, "manifest_sha256": digest,

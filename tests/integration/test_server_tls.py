@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 
+from imgstore_testlib import version_path
 from imgstore_testlib import ServerTestCase, curl, main, new_token, sha256, sha256_file
 
 
@@ -46,7 +47,7 @@ class Tls(ServerTestCase):
         rc, body, err = curl("-f", "--cacert", self.cert, *auth,
                              "https://%s/v1/images/app/1/manifest" % server.address)
         self.assertEqual(rc, 0, err)
-        self.assertEqual(sha256(body), sha256(self.git("show", "main:images/app/1/manifest.json",
+        self.assertEqual(sha256(body), sha256(self.git("show", "main:" + version_path("app", "1", "manifest.json"),
                                                        binary=True)))
         # without the CA the certificate is refused; plain HTTP to the TLS port gets no answer
         rc, _, _ = curl("-f", "-o", os.devnull, *auth, url)

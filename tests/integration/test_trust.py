@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 
+from imgstore_testlib import version_path
 from imgstore_testlib import (EXIT_OK, EXIT_VERIFY, StoreTestCase, git, git_ok, hash_object,
                               main, rewrite_main, run)
 
@@ -52,7 +53,7 @@ class Trust(StoreTestCase):
         ref = self.push(self.image, "--name", "app", "--version", "1.0", "--kind", "unknown")
         self.ok("deploy", "app", "1.0", "--channel", "prod")
         allowed = self.allowed_signers(self.pub)
-        for doc, sigdir in (("images/app/1.0/manifest.json", "images/app/1.0/signatures"),
+        for doc, sigdir in ((version_path("app", "1.0", "manifest.json"), version_path("app", "1.0", "signatures")),
                             ("channels/app/prod.json", "channels/app/prod.sigs"),
                             ("trust/policy.json", "trust/signatures")):
             sigs = self.sig_files(sigdir)
@@ -240,8 +241,8 @@ class Trust(StoreTestCase):
         self.ok("deploy", "app", "1.0", "--channel", "prod")
         base = self.tip()
         targets = {
-            "manifest signature": "images/app/1.0/signatures/" +
-                                  self.sig_files("images/app/1.0/signatures")[0],
+            "manifest signature": version_path("app", "1.0", "signatures") + "/" +
+                                  self.sig_files(version_path("app", "1.0", "signatures"))[0],
             "channel state": "channels/app/prod.json",
             "channel signature": "channels/app/prod.sigs/" +
                                  self.sig_files("channels/app/prod.sigs")[0],
