@@ -26,11 +26,20 @@ now() { date +%s.%N; }
 status() { curl -sf "http://$1/v1/mirror"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
+versions_of() { # STORE: how many versions of app, in either layout (docs/format.md)
+  if git --git-dir="$1" show main:imgstore.json | grep -q imgstore/2; then
+    git --git-dir="$1" ls-tree --name-only main images/app/ |
+      while read -r shard; do git --git-dir="$1" ls-tree main "$shard/"; done | wc -l
+  else
+    git --git-dir="$1" ls-tree main images/app/ | wc -l
+  fi
+}
+
 measure() { # LABEL SOURCE-STORE sync|seed
   local primary=$work/$1-primary.git replica=$work/$1-replica.git log=$work/$1.log
   local t0 t1 t2 t3 addr tip versions pid
   git clone -q --bare --local "$2" "$primary" # hard links: the scale store is not touched
-  versions=$(git --git-dir="$primary" ls-tree main images/app/ | wc -l)
+  versions=$(versions_of "$primary")
   [ "$3" = seed ] && git clone -q --bare --local "$primary" "$replica"
   t0=$(now)
   "$bin" serve --repo "$replica" --listen 127.0.0.1:0 --mirror-of "$primary" \

@@ -546,6 +546,86 @@ static int signers_check(imgstore_store *store, const git_tree *tip,
     return err;
 }
 
+typedef struct {
+    char shard[3];
+    const char *version;
+} shard_version;
+
+static int by_shard(const void *a, const void *b)
+{
+    return strcmp(((const shard_version *)a)->shard, ((const shard_version *)b)->shard);
+}
+
+/* imgstore/2: the removed versions of `name`, shard by shard: each shard they are in is
+ * rewritten once (one that empties goes), then images/<name> once: at most 256 shard writes
+ * however many versions go. */
+static int remove_sharded(git_oid *tree_oid, imgstore_store *store, const git_tree *tip,
+                          const imgstore_prune_plan *plan, const char *name)
+{
+    shard_version *gone = calloc(plan->removed_count + 1, sizeof(*gone));
+    git_treebuilder *image = NULL, *shard = NULL;
+    git_tree *image_tree = NULL, *shard_tree = NULL;
+    char path[300];
+    size_t n = 0;
+    git_oid id;
+    int err = 0, rc = 0;
+
+    if (!gone)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    for (size_t i = 0; i < plan->removed_count; i++)
+        if (strcmp(plan->removed[i].name, name) == 0) {
+            imgstore_store__version_shard(gone[n].shard, plan->removed[i].version);
+            gone[n++].version = plan->removed[i].version;
+        }
+    qsort(gone, n, sizeof(*gone), by_shard);
+    snprintf(path, sizeof(path), "images/%s", name);
+    id = imgstore_store__id_at(tip, path);
+    if ((rc = git_tree_lookup(&image_tree, store->repo, &id)) < 0 ||
+        (rc = git_treebuilder_new(&image, store->repo, image_tree)) < 0)
+        goto git_failed;
+    for (size_t i = 0; i < n;) {
+        const git_tree_entry *entry = git_tree_entry_byname(image_tree, gone[i].shard);
+        char current[3];
+
+        memcpy(current, gone[i].shard, sizeof(current));
+        snprintf(path, sizeof(path), "images/%s/%s", name, current);
+        if (!entry) {
+            rc = GIT_ENOTFOUND;
+            goto git_failed;
+        }
+        if ((rc = git_tree_lookup(&shard_tree, store->repo, git_tree_entry_id(entry))) < 0 ||
+            (rc = git_treebuilder_new(&shard, store->repo, shard_tree)) < 0)
+            goto git_failed;
+        for (; i < n && strcmp(gone[i].shard, current) == 0; i++)
+            if ((rc = git_treebuilder_remove(shard, gone[i].version)) < 0)
+                goto git_failed;
+        if (git_treebuilder_entrycount(shard) == 0)
+            rc = git_treebuilder_remove(image, current);
+        else if ((rc = git_treebuilder_write(&id, shard)) == 0)
+            rc = git_treebuilder_insert(NULL, image, current, &id, GIT_FILEMODE_TREE);
+        if (rc < 0)
+            goto git_failed;
+        git_treebuilder_free(shard);
+        git_tree_free(shard_tree);
+        shard = NULL;
+        shard_tree = NULL;
+    }
+    snprintf(path, sizeof(path), "images/%s", name);
+    if ((rc = git_treebuilder_write(&id, image)) < 0)
+        goto git_failed;
+    err = imgstore_store__tree_set(tree_oid, store, path, &id, GIT_FILEMODE_TREE);
+    goto done;
+git_failed:
+    err = imgstore_store__git_error(rc, "%s: cannot rewrite the tree", path);
+done:
+    git_treebuilder_free(shard);
+    git_tree_free(shard_tree);
+    git_treebuilder_free(image);
+    git_tree_free(image_tree);
+    free(gone);
+    return err;
+}
+
 /* Remove the versions of `name` the plan removes from images/<name> (one tree write) and
  * from its version index (the segments from the first removed row on). */
 static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const git_tree *tip,
@@ -564,18 +644,7 @@ static int remove_image_versions(git_oid *tree_oid, imgstore_store *store, const
     if ((err = removed_set_of(&gone, plan, name)) < 0)
         return err;
     if (store->layout == IMGSTORE_STORE__SHARDED) {
-        /* each removal rewrites its shard (~3,900 entries at a million versions) and the
-         * image's tree of shards; a shard left empty goes */
-        for (size_t i = 0; i < plan->removed_count && err == 0; i++) {
-            char version_path[512];
-
-            if (strcmp(plan->removed[i].name, name) != 0)
-                continue;
-            imgstore_store__version_path(version_path, sizeof(version_path), store, name,
-                                         plan->removed[i].version, NULL);
-            err = imgstore_store__tree_set(tree_oid, store, version_path, NULL, 0);
-        }
-        if (err < 0)
+        if ((err = remove_sharded(tree_oid, store, tip, plan, name)) < 0)
             goto done;
         goto indexes;
     }

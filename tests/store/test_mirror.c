@@ -170,6 +170,105 @@ static void sync_takes_a_good_history_and_refuses_a_damaged_chunk(void **state)
     imgstore_store_free(replica);
 }
 
+/* ---- the layout (docs/format.md "Tree layout") ---------------------------------------- */
+
+/* A signed commit that moves the entry at `from` to `to` (or, `from` NULL, writes the bytes
+ * `blob` at `to`): a primary that misplaces a version or changes the store's format. */
+typedef struct {
+    imgstore_store *store;
+    const char *from, *to, *blob;
+} relocate;
+
+static int relocate_edit(git_oid *tree_out, char **message_out, git_tree *tip, void *payload)
+{
+    relocate *e = payload;
+    git_oid id;
+    git_filemode_t mode = GIT_FILEMODE_TREE;
+
+    git_oid_cpy(tree_out, git_tree_id(tip));
+    if (e->blob) {
+        assert_int_equal(imgstore_store__write_blob(&id, e->store, e->blob, strlen(e->blob)), 0);
+        mode = GIT_FILEMODE_BLOB;
+    } else {
+        id = imgstore_store__id_at(tip, e->from);
+        assert_false(git_oid_is_zero(&id));
+        assert_int_equal(imgstore_store__tree_set(tree_out, e->store, e->from, NULL, 0), 0);
+    }
+    assert_int_equal(imgstore_store__tree_set(tree_out, e->store, e->to, &id, mode), 0);
+    *message_out = strdup("push app by hand\n");
+    return 0;
+}
+
+static void refused_then_undone(fixture *f, const char *replica_path, relocate *e,
+                                const char *needle, const char *needle2)
+{
+    imgstore_mirror_opts opts = {f->path, NULL};
+    imgstore_mirror_stats stats;
+    git_reference *ref = NULL;
+    git_oid good;
+    char hex[41];
+
+    tip(hex, f);
+    git_oid_fromstr(&good, hex);
+    e->store = f->store;
+    assert_int_equal(imgstore_store__commit(f->store, "test", test_key, relocate_edit, e), 0);
+    assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), IMGSTORE_EVERIFY);
+    assert_non_null(strstr(imgstore_error_last(), needle));
+    assert_non_null(strstr(imgstore_error_last(), needle2));
+    assert_null(strchr(imgstore_error_last(), '\n'));
+    assert_false(stats.advanced);
+    assert_int_equal(
+        git_reference_create(&ref, f->store->repo, IMGSTORE_STORE_REF, &good, 1, "undo"), 0);
+    git_reference_free(ref);
+}
+
+static void replica_refuses_misplaced_versions_bad_shards_and_a_new_format(void **state)
+{
+    fixture *f = *state;
+    imgstore_mirror_opts opts = {f->path, NULL};
+    imgstore_mirror_stats stats;
+    relocate wrong = {NULL, "images/app/6b/1", "images/app/aa/1", NULL};
+    relocate upper = {NULL, "images/app/6b", "images/app/6B", NULL};
+    relocate blob = {NULL, NULL, "images/app/ab", "x"};
+    relocate flat = {NULL, NULL, IMGSTORE_STORE_MARKER, "{\"format\":\"imgstore/1\"}"};
+    char replica_path[600];
+
+    snprintf(replica_path, sizeof(replica_path), "%s/replica.git", f->dir);
+    push(f, "1", 'a');
+    assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
+    refused_then_undone(f, replica_path, &wrong, "images/app/aa/1", "wrong shard");
+    refused_then_undone(f, replica_path, &upper, "images/app/6B", "two lowercase hex digits");
+    refused_then_undone(f, replica_path, &blob, "images/app/ab", "not a directory");
+    refused_then_undone(f, replica_path, &flat, "imgstore.json changed", "format");
+    /* and what is right still goes through */
+    push(f, "2", 'b');
+    assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
+    assert_true(stats.advanced);
+}
+
+/* A replica of an imgstore/1 primary reads and checks it flat. */
+static void replica_of_an_imgstore_1_primary_is_flat(void **state)
+{
+    fixture *f = *state;
+    imgstore_mirror_opts opts = {f->path, NULL};
+    imgstore_mirror_stats stats;
+    imgstore_store *replica = NULL;
+    imgstore_manifest *m = NULL;
+    char replica_path[600];
+
+    snprintf(replica_path, sizeof(replica_path), "%s/replica.git", f->dir);
+    push(f, "1", 'a');
+    assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
+    push(f, "2", 'b');
+    assert_int_equal(imgstore_store_mirror_sync(&stats, replica_path, &opts), 0);
+    assert_true(stats.advanced);
+    assert_int_equal(imgstore_store_open(&replica, replica_path), 0);
+    assert_int_equal(replica->layout, IMGSTORE_STORE__FLAT);
+    assert_int_equal(imgstore_store_manifest_get(&m, NULL, replica, "app", "2"), 0);
+    imgstore_manifest_free(m);
+    imgstore_store_free(replica);
+}
+
 /* ---- following a cut (docs/format.md "Retention", docs/security.md "Read replicas") ---- */
 
 /* A change to a cut's tree before it is committed: a forgery, or NULL for none. */
@@ -732,6 +831,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_range_refuses_the_wrong_policy_one, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_takes_a_good_history_and_refuses_a_damaged_chunk,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            replica_refuses_misplaced_versions_bad_shards_and_a_new_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(replica_of_an_imgstore_1_primary_is_flat, setup_flat,
+                                        teardown),
         cmocka_unit_test_setup_teardown(sync_follows_a_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_follows_two_cuts, setup, teardown),
         cmocka_unit_test_setup_teardown(first_sync_after_a_cut_pins_policy_one_through_the_archive,
