@@ -241,11 +241,12 @@ class StockGitRecipes(StoreTestCase):
         """versions: [(name, version, file name, sha256)]"""
         for name, version, fname, digest in versions:
             with self.subTest(image=name, file=fname):
-                d = os.path.join(clone, "images", name, version, "files", fname)
+                d = os.path.join(clone, *version_path(name, version, "files", fname).split("/"))
                 self.assertEqual(sha256(self.concat_dir(d)), digest, "clone recipe")
                 self.assertEqual(sha256(self.archive_bytes(
                     version_path(name, version, "files", fname))), digest, "archive recipe")
-                with open(os.path.join(clone, "images", name, version, "manifest.json")) as f:
+                with open(os.path.join(clone, *version_path(name, version,
+                                                            "manifest.json").split("/"))) as f:
                     raw = f.read()
                 self.assertIn('"path":"%s","sha256":"%s"' % (fname, digest), raw)
 
@@ -265,7 +266,7 @@ class StockGitRecipes(StoreTestCase):
         rc, _, err = git("clone", "-q", self.repo, clone)
         self.assertEqual(rc, 0, err)
         with open(os.path.join(clone, "imgstore.json")) as f:
-            self.assertEqual(f.read().strip(), '{"format":"imgstore/1"}')
+            self.assertEqual(f.read().strip(), '{"format":"imgstore/2"}')
         self.check_recipes(clone, versions)
         self.assertFsckClean()
 
