@@ -537,9 +537,6 @@ static int note_removed_version(const char *entry, void *payload)
     return err;
 }
 
-/* A rebuild's digest rows of versions no longer at the tip: those a prune commit removed,
- * read from its parent's tree (the tip's own versions are added from their manifests). Only
- * prunes remove versions, so only they cost a merge of two listings of images/<name>. */
 /* imgstore/2: a shard of images/<name> that changed, whose versions are compared in turn */
 static int note_removed_shard(const char *entry, void *payload)
 {
@@ -549,6 +546,11 @@ static int note_removed_shard(const char *entry, void *payload)
     snprintf(path, sizeof(path), "images/%s/%s", r->name, entry);
     return changed_names(r->d->store, r->d->before, r->d->after, path, note_removed_version, r);
 }
+
+/* A rebuild's digest rows of versions no longer at the tip: those a prune commit removed,
+ * read from its parent's tree (the tip's own versions are added from their manifests). Only
+ * prunes remove versions, so only they cost a merge of two listings of images/<name> (of
+ * the shards that changed, in an imgstore/2 store). */
 
 static int digest_rows_removed(commit_diff *d, const char *name)
 {
@@ -798,7 +800,7 @@ static int sink_insert_sorted(const char *log, const char *row, void *payload)
  * `which` never answers from one that misses the older pushes. */
 static bool digests_kept(imgstore_store *store, const git_tree *root)
 {
-    git_tree *images = NULL, *image = NULL;
+    git_tree *images = NULL;
     bool first = false;
 
     if (has_entry(root, "index/digests"))
@@ -806,7 +808,6 @@ static bool digests_kept(imgstore_store *store, const git_tree *root)
     if (subtree(&images, store, root, "images") == 0 && images && git_tree_entrycount(images) == 1)
         first = imgstore_store__image_single_version(
             store, root, git_tree_entry_name(git_tree_entry_byindex(images, 0)));
-    git_tree_free(image);
     git_tree_free(images);
     imgstore_error_clear();
     return first;
@@ -817,7 +818,6 @@ static bool digests_kept(imgstore_store *store, const git_tree *root)
  * imgstore reindex builds it; its tag list sorts the names instead (names.c). */
 static bool names_kept(imgstore_store *store, const git_tree *root, const char *name)
 {
-    git_tree *image = NULL;
     char path[512];
     bool first = false;
 
@@ -825,7 +825,6 @@ static bool names_kept(imgstore_store *store, const git_tree *root, const char *
     if (has_entry(root, path))
         return true;
     first = imgstore_store__image_single_version(store, root, name);
-    git_tree_free(image);
     imgstore_error_clear();
     return first;
 }
@@ -1020,6 +1019,27 @@ static int count_one(const char *version, const git_tree_entry *entry, void *pay
     return 0;
 }
 
+/* Whether the indexes in `root` are current, when `root` is the tip's tree (a commit by
+ * anything else leaves them stale); true for any other tree (an edit's, built on the tip by
+ * imgstore itself). The oplog's last segment and the tip commit: a few small reads. */
+static bool tip_indexes_current(imgstore_store *store, const git_tree *root)
+{
+    git_commit *tip = NULL;
+    git_oid id;
+    uint64_t ops = 0;
+    bool current = true;
+
+    if (git_reference_name_to_id(&id, store->repo, IMGSTORE_STORE_REF) == 0 &&
+        git_commit_lookup(&tip, store->repo, &id) == 0 &&
+        git_oid_equal(git_commit_tree_id(tip), git_tree_id(root)) &&
+        imgstore_store__index_current(&current, &ops, store, tip, root) < 0)
+        current = false;
+    git_commit_free(tip);
+    git_error_clear();
+    imgstore_error_clear();
+    return current;
+}
+
 int imgstore_store__versions_counted(size_t *stored_out, bool *indexed_out, imgstore_store *store,
                                      const git_tree *root, const char *name, const char *log)
 {
@@ -1050,9 +1070,10 @@ int imgstore_store__versions_counted(size_t *stored_out, bool *indexed_out, imgs
     /* imgstore/2: images/<name> holds shards, and counting the versions would read every
      * one. A push or prune that does not keep the version index (the indexes are not
      * current, or it is damaged) drops it instead (index_add_version, prune.c): a version
-     * index present counts every version, each row checked against the tree as it is read.
-     * Without one the manifests answer, which reads every version in any case. */
-    if (log_ok && indexed > 0) {
+     * index present in current indexes counts every version, each row checked against the
+     * tree as it is read. Without one, or after a commit by anything else, the manifests
+     * answer, which reads every version in any case. */
+    if (log_ok && indexed > 0 && tip_indexes_current(store, root)) {
         *stored_out = indexed;
         *indexed_out = true;
         return 0;

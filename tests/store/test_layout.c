@@ -277,6 +277,51 @@ static void fsck_refuses_misplaced_versions_and_bad_shards(void **state)
     assert_true(reported_has(&rep, "images/app/aa/1.0", "wrong shard"));
 }
 
+/* A commit by stock git that removes a version: the version index of an imgstore/2 store
+ * (whose count stands for the image's) is no longer current, and readers answer from the
+ * manifests instead of refusing its row for the removed version. */
+static void a_commit_by_stock_git_leaves_readers_on_the_manifests(void **state)
+{
+    fixture *f = *state;
+    imgstore_version_row *rows = NULL;
+    git_commit *tip = NULL;
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    git_oid head, id, tree_id;
+    char **names = NULL;
+    size_t count = 0, total = 0;
+    bool more = false;
+
+    push(f, "1.0", 'a');
+    push(f, "2.0", 'b');
+    assert_int_equal(git_reference_name_to_id(&head, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(git_commit_lookup(&tip, f->store->repo, &head), 0);
+    assert_int_equal(git_commit_tree(&tree, tip), 0);
+    assert_int_equal(
+        imgstore_store__tree_update(&tree_id, f->store->repo, tree, "images/app/d0/1.0", NULL, 0),
+        0);
+    git_tree_free(tree);
+    assert_int_equal(git_tree_lookup(&tree, f->store->repo, &tree_id), 0);
+    assert_int_equal(git_signature_now(&sig, "git", "git@example"), 0);
+    assert_int_equal(git_commit_create_v(&id, f->store->repo, IMGSTORE_STORE_REF, sig, sig, NULL,
+                                         "git rm -r images/app/d0/1.0", tree, 1, tip),
+                     0);
+    assert_int_equal(
+        imgstore_store_versions_page(&rows, &count, &total, f->store, "app", SIZE_MAX, 0), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(total, 1);
+    assert_string_equal(rows[0].version, "2.0");
+    imgstore_version_rows_free(rows, count);
+    assert_int_equal(imgstore_store_version_names(&names, &count, &more, f->store, "app", NULL, 10),
+                     0);
+    assert_int_equal(count, 1);
+    assert_string_equal(names[0], "2.0");
+    imgstore_strings_free(names, count);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_commit_free(tip);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +333,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(fsck_refuses_misplaced_versions_and_bad_shards, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_commit_by_stock_git_leaves_readers_on_the_manifests,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
