@@ -139,9 +139,12 @@ class Indexes(ServerTestCase):
         rows[0] = "\t".join(fields)
         rewrite_main(self.repo, path, "100644", "blob",
                      hash_object(self.repo, ("\n".join(rows) + "\n").encode()))
-        rc, out, err = self.im("ls", "app")
-        self.assertEqual(rc, EXIT_VERIFY, out + err)
-        self.assertOneLineError(err, "index", "damaged", "imgstore reindex")
+        # the damage came in a commit by stock git, so the indexes are not current at the
+        # tip: in an imgstore/2 store (whose version index stands for the image's count)
+        # the manifests answer, and never the damaged row (docs/format.md, "Indexes")
+        listed = self.okjson("ls", "app")["versions"]
+        self.assertEqual(sorted(v["version"] for v in listed), sorted(VERSIONS))
+        self.assertEqual({v["size"] for v in listed}, {listed[0]["size"]})
         rc, out, err = self.im("fsck")
         self.assertEqual(rc, EXIT_VERIFY, out + err)
         self.assertIn("imgstore reindex", out)
