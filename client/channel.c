@@ -122,14 +122,16 @@ done:
     return err;
 }
 
-/* The target of a rollback without --to: the top of the verified live state's stack. */
-static int rollback_target(char **out, imgstore_client *client, const char *name,
-                           const char *channel)
+/* The target of a rollback without --to: the top of the verified live state's stack, and
+ * that state's sequence (*sequence_out), which the rollback must then be built on. */
+static int rollback_target(char **out, uint64_t *sequence_out, imgstore_client *client,
+                           const char *name, const char *channel)
 {
     imgstore_channel_state *live = NULL;
     int err;
 
     *out = NULL;
+    *sequence_out = 0;
     if ((err = imgstore_client_channel_get(&live, NULL, client, name, channel, true)) < 0)
         return err;
     if ((err = stack_of_live(live, client, name, channel)) < 0) {
@@ -143,6 +145,8 @@ static int rollback_target(char **out, imgstore_client *client, const char *name
                                  name, channel, live->version);
     } else if (!(*out = strdup(live->stack[0]))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    } else {
+        *sequence_out = live->sequence;
     }
     imgstore_channel_state_free(live);
     return err;
@@ -179,10 +183,13 @@ static bool needs_refresh(const imgstore_channel_state *state, const imgstore_po
     return expires - (int64_t)time(NULL) < policy->channel_ttl_seconds / 2;
 }
 
-/* Build, sign and post the next state; retried on 409 (someone moved the channel first). */
+/* Build, sign and post the next state; retried on 409 (someone moved the channel first).
+ * With `built_on` (a rollback whose target came from the state of that sequence), a channel
+ * that moved since is refused as the store refuses it: the target may no longer be what the
+ * operator meant to go back to. */
 static int signed_move(imgstore_channel_state **out, imgstore_client *client,
                        const imgstore_client_move *signers, const char *name, const char *channel,
-                       const char *version, const char *action)
+                       const char *version, const char *action, uint64_t built_on)
 {
     const char *actor = signers->actor, *reason = signers->reason;
     const imgstore_policy *policy = client->policy;
@@ -206,6 +213,14 @@ static int signed_move(imgstore_channel_state **out, imgstore_client *client,
 
         err = imgstore_client_channel_get(&current, NULL, client, name, channel, true);
         if (err < 0 && err != IMGSTORE_ENOTFOUND) {
+            json_decref(sigs);
+            goto done;
+        }
+        if (built_on && (!current || current->sequence != built_on)) {
+            err = imgstore_error_set(IMGSTORE_ELOCKED,
+                                     "%s/%s moved while the rollback was prepared; run it again",
+                                     name, channel);
+            imgstore_channel_state_free(current);
             json_decref(sigs);
             goto done;
         }
@@ -310,6 +325,7 @@ static int move(imgstore_channel_state **out, imgstore_client *client, const cha
     static const imgstore_client_move server_signs = {NULL, 0, NULL, NULL};
     const imgstore_policy *policy = NULL;
     char *target = NULL;
+    uint64_t built_on = 0;
     int err;
 
     *out = NULL;
@@ -326,11 +342,12 @@ static int move(imgstore_channel_state **out, imgstore_client *client, const cha
     if (!how->actor)
         return imgstore_error_set(IMGSTORE_EINVALID, "a signed move needs an actor");
     if (rollback && !version) {
-        if ((err = rollback_target(&target, client, name, channel)) < 0)
+        if ((err = rollback_target(&target, &built_on, client, name, channel)) < 0)
             return err;
         version = target;
     }
-    err = signed_move(out, client, how, name, channel, version, rollback ? "rollback" : "deploy");
+    err = signed_move(out, client, how, name, channel, version, rollback ? "rollback" : "deploy",
+                      built_on);
     free(target);
     return err;
 }

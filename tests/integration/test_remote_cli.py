@@ -29,9 +29,10 @@ MEMTEST = ["memtest86+x64.bin", "memtest86+x64.efi", "memtest86+x64.iso"]
 
 class TamperProxy:
     """An HTTP proxy in front of the real server that rewrites answers: the compromised
-    server or mirror of docs/security.md. tamper(method, path, status, body) -> (status, body)."""
+    server or mirror of docs/security.md. tamper(method, path, status, body) -> (status, body);
+    before(method, path), when given, runs before a request goes upstream."""
 
-    def __init__(self, upstream, tamper, pause_after=None):
+    def __init__(self, upstream, tamper, pause_after=None, before=None):
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -43,6 +44,8 @@ class TamperProxy:
             def forward(self, method):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if before:
+                    before(method, self.path)
                 conn = http.client.HTTPConnection(upstream.host, upstream.port, timeout=120)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() in ("authorization", "range", "content-type")}
@@ -484,6 +487,32 @@ class Remote(ServerTestCase):
         self.assertEqual(json.loads(self.git("show", "main:channels/app/prod.json"))["stack"],
                          ["1"])
         self.ok("verify")
+
+    def test_rollback_refuses_a_channel_that_moved_while_it_was_prepared(self):
+        """A rollback without --to takes its target from the live state; another deploy
+        landing before its post must not turn it into a rollback of that deploy too."""
+        for v in ("1", "2", "3"):
+            p, _ = self.generated("%s/app.img" % v, 300 * 1024)
+            self.rok("push", p, "--name", "app", "--version", v, "--kind", "unknown")
+        for v in ("1", "2"):
+            self.rok("deploy", "app", v, "--channel", "prod")
+        raced = []
+
+        def deploy_first(method, path):
+            if method == "POST" and path == "/v1/channels/app/prod/signed" and not raced:
+                raced.append(self.rok("deploy", "app", "3", "--channel", "prod", "--json"))
+
+        proxy = TamperProxy(self.server, lambda m, p, s, b: (s, b), before=deploy_first)
+        self.addCleanup(proxy.close)
+        rc, _, err = self.rim("rollback", "app", "--channel", "prod", server=proxy.url)
+        self.assertEqual(len(raced), 1)
+        self.assertRemoteFails(rc, err, EXIT_FAIL,
+                               "app/prod moved while the rollback was prepared; run it again")
+        live = json.loads(self.git("show", "main:channels/app/prod.json"))
+        self.assertEqual((live["version"], live["sequence"]), ("3", 3))
+        # run again: the target is now computed from what runs
+        state = json.loads(self.rok("rollback", "app", "--channel", "prod", "--json"))
+        self.assertEqual((state["version"], state["sequence"], state["stack"]), ("2", 4, ["1"]))
 
     def test_rollback_target_comes_from_the_signed_history_only(self):
         for v in ("1", "2"):

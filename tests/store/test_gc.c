@@ -401,6 +401,41 @@ static void gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses(
     assert_int_equal(git_verify_packs(f), 0);
 }
 
+/* The race the freshening closes from the other side: a gc --prune that removes the only
+ * pack holding a chunk after a push's writers opened their pack set. The removed pack stays
+ * mapped and still answers; the push must not count it as storing the chunk, or its commit
+ * would name an object the store no longer has. */
+static void push_rewrites_a_chunk_whose_pack_gc_removed_under_it(void **state)
+{
+    fixture *f = *state;
+    static const char reused[] = "a chunk whose only pack goes while a push is under way";
+    imgstore_push_opts opts = {.name = "app", .version = "1", .signers = {test_keys, 1}};
+    imgstore_gc_opts gc = {.prune = true, .prune_expire = IMGSTORE_GC_PRUNE_EXPIRE_DEFAULT};
+    imgstore_push *p = NULL;
+    imgstore_manifest *m = NULL;
+    imgstore_gc_stats stats;
+    git_oid blob;
+    bool made = false;
+
+    assert_int_equal(git_blob_create_from_buffer(&blob, f->store->repo, reused, strlen(reused)), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, NULL), 0); /* packed, unreachable */
+    age_objects(f, 30 * 86400, false);
+
+    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(p, "app.bin", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &gc), 0); /* the old pack goes */
+    assert_true(stats.objects_pruned >= 1);
+    assert_false(object_stored(f, &blob));
+    assert_int_equal(imgstore_store_push_write(p, reused, strlen(reused)), 0);
+    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
+    assert_int_equal(imgstore_store_push_commit(p, &m, &made), 0);
+    imgstore_store_push_free(p);
+    imgstore_manifest_free(m);
+    assert_true(object_stored(f, &blob));
+    assert_int_equal(git_quiet(f, "fsck --strict --no-dangling"), 0);
+    assert_reads(f->store, "1", "app.bin", (const uint8_t *)reused, strlen(reused));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +452,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(push_after_gc_reuses_packed_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(
             gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_rewrites_a_chunk_whose_pack_gc_removed_under_it, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
