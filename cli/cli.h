@@ -220,7 +220,7 @@ void cli_progress_done(cli_progress *p);
 /* The options that pick and reach a server, taken by every command that has a remote mode;
  * values clear of every command's own options. */
 enum { OPT_REMOTE_SERVER = 1100, OPT_REMOTE_TOKEN, OPT_REMOTE_PIN, OPT_DEEP };
-enum { OPT_LIMIT = 1200, OPT_BEFORE, OPT_ALL };
+enum { OPT_LIMIT = 1200, OPT_BEFORE, OPT_ALL, OPT_SORT };
 
 #define CLI_REMOTE_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_REMOTE_SERVER},                                        \
@@ -243,10 +243,19 @@ typedef struct {
 int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, bool deep_ok,
                    int *code);
 
-/** ls's: the read options and --limit N, --before ROW, --all. *limit_out and *before_out are
- * SIZE_MAX when not given (--all: limit 0). */
-int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
-                 size_t *before_out, int *code);
+/* ls NAME's page: --limit N, --before CURSOR (the cursor the last page ended with: a row in
+ * time order, a version with --sort name), --all, --sort time|name. */
+typedef struct {
+    size_t limit;      /* SIZE_MAX: not given; 0: --all */
+    size_t before;     /* time order: SIZE_MAX from the newest */
+    const char *after; /* --sort name: the versions after this one (argv's); NULL: from the first */
+    bool by_name;      /* --sort name */
+} cli_ls_page;
+
+/** ls's: the read options and the page. Returns the index of the first positional argument,
+ * or -1 with *code set when the command must end now (a bad value is a usage error). */
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, cli_ls_page *page,
+                 int *code);
 
 /* deploy, rollback, history and watch: one set of options for both modes. */
 typedef struct {

@@ -98,31 +98,63 @@ done:
     return err;
 }
 
-/* ls NAME's paging: --limit N (0: all), --before ROW (the cursor a page ends with). */
-typedef struct {
-    size_t limit;
-    size_t before;
-} ls_page;
-
 /* Rows per read of the index while streaming: memory stays bounded whatever the count. */
 #define LS_BATCH 512
 
-static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name, const ls_page *page)
+/* Where ls NAME stands in its listing: the cursor of the next read. */
+typedef struct {
+    size_t before; /* time order: the row the last read ended at */
+    char *after;   /* --sort name: the version it ended at (NULL: from the first) */
+    bool more;     /* more rows follow the last read */
+} ls_cursor;
+
+/* One read of up to `want` rows from `at`, in the page's order; moves `at` past them. */
+static int ls_read(imgstore_version_row **rows_out, size_t *count_out, size_t *total_out,
+                   imgstore_store *store, const char *name, const cli_ls_page *page, ls_cursor *at,
+                   size_t want)
+{
+    int err;
+
+    if (page->by_name) {
+        /* the name index's pager, as the OCI tag list pages (docs/format.md, "Indexes") */
+        if ((err = imgstore_store_versions_by_name(rows_out, count_out, total_out, &at->more, store,
+                                                   name, at->after, want)) < 0 ||
+            *count_out == 0)
+            return err;
+        free(at->after);
+        if (!(at->after = strdup((*rows_out)[*count_out - 1].version)))
+            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        return 0;
+    }
+    if ((err = imgstore_store_versions_page(rows_out, count_out, total_out, store, name, at->before,
+                                            want)) < 0)
+        return err;
+    if (*count_out)
+        at->before = (*rows_out)[*count_out - 1].row;
+    at->more = *count_out == want && at->before > 0;
+    return 0;
+}
+
+static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name,
+                       const cli_ls_page *page)
 {
     json_t *channels = NULL;
-    size_t printed = 0, before = page->before, total = 0;
-    bool more = false;
+    size_t printed = 0, total = 0;
+    ls_cursor at = {page->before, page->after ? strdup(page->after) : NULL, false};
     int err = 0;
 
+    if (page->after && !at.after)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     for (;;) {
         imgstore_version_row *rows = NULL;
         size_t want = LS_BATCH, count = 0;
 
         if (page->limit && page->limit - printed < want)
             want = page->limit - printed;
-        if ((err = imgstore_store_versions_page(&rows, &count, &total, store, name, before, want)) <
-            0)
+        if ((err = ls_read(&rows, &count, &total, store, name, page, &at, want)) < 0) {
+            imgstore_version_rows_free(rows, count);
             break;
+        }
         if (!channels) { /* after the first read, which says whether the image exists */
             channels = channel_versions(store, name);
             if (ctx->json) {
@@ -156,24 +188,29 @@ static int ls_versions(cli_ctx *ctx, imgstore_store *store, const char *name, co
                 printf("%-24s %-20s %5zu %10s  %s\n", r->version, r->created, r->files,
                        cli_human_size(size, sizeof(size), r->size), running ? running : "");
             free(running);
-            before = r->row;
         }
         imgstore_version_rows_free(rows, count);
-        more = count > 0 && before > 0;
-        if (err < 0 || count < want || !more || (page->limit && printed >= page->limit))
+        if (err < 0 || !at.more || (page->limit && printed >= page->limit))
             break;
     }
     if (err == 0 && ctx->json) {
-        if (more)
-            printf("\n], \"next\": %zu}\n", before);
+        if (at.more && page->by_name) /* version names need no JSON escaping */
+            printf("\n], \"next\": \"%s\"}\n", at.after);
+        else if (at.more)
+            printf("\n], \"next\": %zu}\n", at.before);
         else
             printf("\n], \"next\": null}\n");
-    } else if (err == 0 && more) {
+    } else if (err == 0 && at.more) {
         fflush(stdout);
-        fprintf(stderr, "(%zu older; the next page: imgstore ls %s --before %zu)\n", before, name,
-                before);
+        if (page->by_name)
+            fprintf(stderr, "(more; the next page: imgstore ls %s --sort name --before %s)\n", name,
+                    at.after);
+        else
+            fprintf(stderr, "(%zu older; the next page: imgstore ls %s --before %zu)\n", at.before,
+                    name, at.before);
     }
     json_decref(channels);
+    free(at.after);
     return err;
 }
 
@@ -194,10 +231,10 @@ int cli_cmd_ls(cli_ctx *ctx, int argc, char **argv)
     if (cli_remote_selected(argc, argv)) /* --server: remote mode */
         return cli_remote_cmd_ls(ctx, argc, argv);
     imgstore_store *store = NULL;
-    ls_page page = {0, SIZE_MAX};
+    cli_ls_page page;
     int code, err;
     cli_read_args args;
-    int first = cli_ls_parse(ctx, argc, argv, &args, &page.limit, &page.before, &code);
+    int first = cli_ls_parse(ctx, argc, argv, &args, &page, &code);
 
     if (first < 0)
         return code;

@@ -131,40 +131,61 @@ int cli_read_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, boo
     return *code >= 0 ? -1 : optind;
 }
 
-int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, size_t *limit_out,
-                 size_t *before_out, int *code)
+int cli_ls_parse(cli_ctx *ctx, int argc, char **argv, cli_read_args *args, cli_ls_page *page,
+                 int *code)
 {
     static const struct option options[] = {CLI_COMMON_OPTIONS,
                                             CLI_REMOTE_OPTIONS,
                                             {"limit", required_argument, NULL, OPT_LIMIT},
                                             {"before", required_argument, NULL, OPT_BEFORE},
                                             {"all", no_argument, NULL, OPT_ALL},
+                                            {"sort", required_argument, NULL, OPT_SORT},
                                             {NULL, 0, NULL, 0}};
+    const char *before = NULL;
+    uint64_t n = 0;
     int opt;
 
     *code = -1;
-    *limit_out = SIZE_MAX; /* not given */
-    *before_out = SIZE_MAX;
+    memset(page, 0, sizeof(*page));
+    page->limit = SIZE_MAX; /* not given */
+    page->before = SIZE_MAX;
     memset(args, 0, sizeof(*args));
     while ((opt = cli_next_option(ctx, argc, argv, "", options, &args->remote, code)) != -1) {
-        uint64_t n = 0;
-
         if (opt == OPT_ALL) {
-            *limit_out = 0;
-            continue;
+            page->limit = 0;
+        } else if (opt == OPT_BEFORE) {
+            before = optarg; /* read once --sort is known, wherever it stands */
+        } else if (opt == OPT_SORT) {
+            if (strcmp(optarg, "time") != 0 && strcmp(optarg, "name") != 0) {
+                *code = cli_usage_error(ctx, "--sort: expected time or name, got '%s'", optarg);
+                return -1;
+            }
+            page->by_name = strcmp(optarg, "name") == 0;
+        } else if (imgstore_parse_u64(&n, optarg) < 0 || n == 0) {
+            *code = cli_usage_error(ctx, "--limit: expected a positive number, got '%s'", optarg);
+            return -1;
+        } else {
+            page->limit = (size_t)n;
         }
-        if (imgstore_parse_u64(&n, optarg) < 0 || (opt == OPT_LIMIT && n == 0)) {
-            *code = cli_usage_error(ctx, "--%s: expected a %snumber, got '%s'",
-                                    opt == OPT_LIMIT ? "limit" : "before",
-                                    opt == OPT_LIMIT ? "positive " : "", optarg);
+    }
+    if (*code >= 0)
+        return -1;
+    if (before && page->by_name) {
+        /* a version name, so that it goes into a URL as it is (but '+') */
+        if (imgstore_schema_check_name(IMGSTORE_NAME_VERSION, before) < 0) {
+            *code = cli_usage_error(ctx, "--before: expected a version with --sort name, got '%s'",
+                                    before);
             return -1;
         }
-        if (opt == OPT_LIMIT)
-            *limit_out = (size_t)n;
-        else
-            *before_out = (size_t)n;
+        page->after = before;
+    } else if (before) {
+        if (imgstore_parse_u64(&n, before) < 0) {
+            *code = cli_usage_error(ctx, "--before: expected a number, got '%s'", before);
+            return -1;
+        }
+        page->before = (size_t)n;
     }
-    return *code >= 0 ? -1 : optind;
+    return optind;
 }
 
 int cli_version_arg(const cli_ctx *ctx, int argc, char **argv, int first, char **name_out,

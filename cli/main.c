@@ -71,16 +71,20 @@ static const command commands[] = {
      "Example:\n"
      "  imgstore pull app --channel prod -o /srv/images/",
      USES_JSON | USES_REMOTE | USES_PROGRESS},
-    {"ls", cli_cmd_ls, "ls [NAME] [--limit N] [--before ROW] [--all]",
+    {"ls", cli_cmd_ls, "ls [NAME] [--limit N] [--before CURSOR] [--all] [--sort time|name]",
      "List images (versions, newest, what each channel runs), or the versions of NAME,\n"
-     "newest first, a page at a time.\n"
+     "newest first or by name, a page at a time.\n"
      "\n"
      "  --limit N           a page of N versions (default: a screenful on a terminal, else all)\n"
-     "  --before ROW        the page after the one that ended at ROW (stderr names it)\n"
+     "  --before CURSOR     the page after the one that ended at CURSOR (stderr names it): a\n"
+     "                      row, or with --sort name a version\n"
      "  --all               every version\n"
+     "  --sort time|name    newest first (the default), or by name in bytewise order (1.10\n"
+     "                      before 1.9, as the OCI tag list)\n"
      "\n"
      "Example:\n"
-     "  imgstore ls app --json",
+     "  imgstore ls app --json\n"
+     "  imgstore ls app --sort name --limit 50",
      USES_JSON | USES_REMOTE},
     {"show", cli_cmd_show, "show NAME@VERSION",
      "Print a version's manifest: files, kinds, digests, provenance, release signatures.\n"

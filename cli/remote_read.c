@@ -71,33 +71,48 @@ static void print_versions(json_t *body)
     }
 }
 
+/* `version` as a query value: '+' is the one character of a version name a form decoder
+ * reads otherwise (as a space). */
+static char *query_version(const char *version)
+{
+    char escaped[3 * IMGSTORE_NAME_MAX + 1], *at = escaped;
+
+    for (; *version && at < escaped + sizeof(escaped) - 4; version++)
+        at += *version == '+' ? (size_t)sprintf(at, "%%2B") : (size_t)sprintf(at, "%c", *version);
+    return strdup(escaped);
+}
+
 /* ls NAME against a server: pages of GET /v1/images/{name} until `limit` rows (SIZE_MAX: a
- * page on a terminal, all otherwise; 0: all). */
-static int remote_ls_versions(cli_ctx *ctx, imgstore_client *client, const char *name, size_t limit,
-                              size_t before)
+ * page on a terminal, all otherwise; 0: all); with --sort name, ?sort=name and the cursor a
+ * version. */
+static int remote_ls_versions(cli_ctx *ctx, imgstore_client *client, const char *name,
+                              const cli_ls_page *page)
 {
     json_t *all = NULL, *body = NULL, *next = NULL;
-    size_t printed = 0;
+    size_t printed = 0, limit = page->limit, before = page->before;
+    char *after = page->after ? query_version(page->after) : NULL;
     bool follow = limit == 0 || (limit == SIZE_MAX && (ctx->json || !isatty(STDOUT_FILENO)));
     int err = 0;
 
+    if (page->after && !after)
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     if (limit == SIZE_MAX)
         limit = follow ? 0 : 20;
     for (;;) {
-        size_t want = limit ? limit - printed : 1000;
-        char *path = imgstore_strfmt("/v1/images/%s?limit=%zu", name, want > 1000 ? 1000 : want);
-        char *paged =
-            path && before != SIZE_MAX ? imgstore_strfmt("%s&before=%zu", path, before) : NULL;
+        size_t want = limit ? limit - printed : 1000, n = want > 1000 ? 1000 : want;
+        char *path = page->by_name ? imgstore_strfmt("/v1/images/%s?sort=name&limit=%zu%s%s", name,
+                                                     n, after ? "&before=" : "", after ? after : "")
+                     : before != SIZE_MAX
+                         ? imgstore_strfmt("/v1/images/%s?limit=%zu&before=%zu", name, n, before)
+                         : imgstore_strfmt("/v1/images/%s?limit=%zu", name, n);
 
-        if (!path || (before != SIZE_MAX && !paged)) {
-            free(path);
+        if (!path) {
             err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
             break;
         }
         json_decref(body);
         body = NULL;
-        err = imgstore_client_get_json(&body, client, paged ? paged : path);
-        free(paged);
+        err = imgstore_client_get_json(&body, client, path);
         free(path);
         if (err < 0)
             break;
@@ -107,10 +122,21 @@ static int remote_ls_versions(cli_ctx *ctx, imgstore_client *client, const char 
             json_array_extend(json_object_get(all, "versions"), json_object_get(body, "versions"));
         printed += json_array_size(json_object_get(body, "versions"));
         next = json_object_get(body, "next");
-        if (!json_is_integer(next) || json_array_size(json_object_get(body, "versions")) == 0 ||
-            (limit && printed >= limit))
+        if (!(page->by_name ? json_is_string(next) : json_is_integer(next)) ||
+            json_array_size(json_object_get(body, "versions")) == 0 || (limit && printed >= limit))
             break;
-        before = (size_t)json_integer_value(next);
+        if (page->by_name) {
+            /* the server's cursor goes back into a URL: only as a version name */
+            free(after);
+            after = NULL;
+            if ((err = imgstore_client_check_names(NULL, json_string_value(next), NULL)) < 0 ||
+                !(after = query_version(json_string_value(next)))) {
+                err = err < 0 ? err : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+                break;
+            }
+        } else {
+            before = (size_t)json_integer_value(next);
+        }
     }
     if (err == 0) {
         json_object_set(all, "next", next ? next : json_null());
@@ -123,9 +149,14 @@ static int remote_ls_versions(cli_ctx *ctx, imgstore_client *client, const char 
                 fprintf(stderr, "(%lld older; the next page: imgstore ls %s --before %lld)\n",
                         (long long)json_integer_value(next), name,
                         (long long)json_integer_value(next));
+            } else if (json_is_string(next)) {
+                fflush(stdout);
+                fprintf(stderr, "(more; the next page: imgstore ls %s --sort name --before %s)\n",
+                        name, cli_safe(json_string_value(next)));
             }
         }
     }
+    free(after);
     json_decref(body);
     json_decref(all);
     return err;
@@ -135,11 +166,11 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
 {
     imgstore_client *client = NULL;
     cli_read_args args;
+    cli_ls_page page;
     json_t *body = NULL;
     char *path = NULL;
-    size_t limit, before;
     int code, err;
-    int first = cli_ls_parse(ctx, argc, argv, &args, &limit, &before, &code);
+    int first = cli_ls_parse(ctx, argc, argv, &args, &page, &code);
 
     if (first < 0)
         return code;
@@ -160,7 +191,7 @@ int cli_remote_cmd_ls(cli_ctx *ctx, int argc, char **argv)
         err = ctx->json ? cli_print_json(json_incref(body)) : (print_images(body), 0);
         goto done;
     }
-    err = remote_ls_versions(ctx, client, argv[first], limit, before);
+    err = remote_ls_versions(ctx, client, argv[first], &page);
 done:
     json_decref(body);
     free(path);

@@ -121,7 +121,7 @@ static void on_response_freed(void *payload)
 }
 
 /* The query arguments that select part of an answer (pages of lists and history). */
-static const char *const PAGE_ARGS[] = {"limit", "before", "at"};
+static const char *const PAGE_ARGS[] = {"limit", "before", "at", "sort"};
 
 /* (tip, route, decoded path segments, page arguments, variant): segments are names we
  * checked, without NUL; the page arguments are whatever the client sent (the route checks

@@ -338,6 +338,13 @@ char *imgstore_server__decode_segment(const char *raw, size_t len)
     return out;
 }
 
+char *imgstore_server__query_string(imgstore_server__request *req, const char *key)
+{
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+
+    return raw ? imgstore_server__decode_segment(raw, strlen(raw)) : NULL;
+}
+
 int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key)
 {
     const char *value = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);

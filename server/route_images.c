@@ -89,6 +89,17 @@ done:
 #define VERSIONS_PAGE     100
 #define VERSIONS_PAGE_MAX 1000
 
+/* ?sort=: "time" (absent: the default) or "name"; 0 or IMGSTORE_EINVALID. */
+static int sort_by_name(bool *out, imgstore_server__request *req)
+{
+    const char *sort = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "sort");
+
+    *out = sort && strcmp(sort, "name") == 0;
+    if (sort && !*out && strcmp(sort, "time") != 0)
+        return imgstore_error_set(IMGSTORE_EINVALID, "query sort: time or name");
+    return 0;
+}
+
 enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
 {
     const char *name = req->segments[2];
@@ -96,49 +107,70 @@ enum MHD_Result imgstore_server__route_image(imgstore_server__request *req)
     imgstore_store *store;
     size_t count = 0, total = 0;
     uint64_t limit = VERSIONS_PAGE, before = SIZE_MAX;
-    json_t *list = NULL, *channels = NULL;
+    char *after = NULL;
+    bool by_name = false, more = false;
+    json_t *list = NULL, *channels = NULL, *next;
     enum MHD_Result result;
     int err;
 
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0 ||
+        (err = sort_by_name(&by_name, req)) < 0)
         return imgstore_server__reply_error(req, err);
-    /* ?limit=N&before=ROW: a page of the version index (issue #9) */
+    /* ?limit=N&before=ROW: a page of the version index (issue #9); with sort=name,
+     * before=VERSION: the versions after it in bytewise order, a page of the name index */
     if (((err = imgstore_server__query_u64(&limit, req, "limit")) < 0 &&
          err != IMGSTORE_ENOTFOUND) ||
-        ((err = imgstore_server__query_u64(&before, req, "before")) < 0 &&
+        (!by_name && (err = imgstore_server__query_u64(&before, req, "before")) < 0 &&
          err != IMGSTORE_ENOTFOUND))
         return imgstore_server__reply_error(req, err);
-    if (err == IMGSTORE_ENOTFOUND && before == 0)
+    if (!by_name && err == IMGSTORE_ENOTFOUND && before == 0)
         before = SIZE_MAX;
     if (!MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit"))
         limit = VERSIONS_PAGE;
     if (limit == 0 || limit > VERSIONS_PAGE_MAX)
         return imgstore_server__reply_error(
             req, imgstore_error_set(IMGSTORE_EINVALID, "query limit: 1 to %d", VERSIONS_PAGE_MAX));
-    if (imgstore_server__answer_cached(req, &result))
+    if (by_name && MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "before") &&
+        !(after = imgstore_server__query_string(req, "before")))
+        return imgstore_server__reply_error(
+            req, imgstore_error_set(IMGSTORE_EINVALID, "query before: a malformed escape"));
+    if (imgstore_server__answer_cached(req, &result)) {
+        free(after);
         return result;
+    }
     list = json_array();
-    if ((err = imgstore_server__store(&store, req)) < 0 ||
-        (err = imgstore_store_versions_page(&rows, &count, &total, store, name,
-                                            before > SIZE_MAX ? SIZE_MAX : (size_t)before,
-                                            (size_t)limit)) < 0 ||
-        (err = channels_json(&channels, store, name, true)) < 0)
+    if ((err = imgstore_server__store(&store, req)) < 0)
+        goto done;
+    if (by_name)
+        err = imgstore_store_versions_by_name(&rows, &count, &total, &more, store, name,
+                                              after && *after ? after : NULL, (size_t)limit);
+    else
+        err = imgstore_store_versions_page(&rows, &count, &total, store, name,
+                                           before > SIZE_MAX ? SIZE_MAX : (size_t)before,
+                                           (size_t)limit);
+    if (err < 0 || (err = channels_json(&channels, store, name, true)) < 0)
         goto done;
     for (size_t i = 0; i < count; i++)
         json_array_append_new(list, imgstore_store_version_row_to_json(&rows[i]));
 done:
+    free(after);
     if (err < 0) {
         imgstore_version_rows_free(rows, count);
         json_decref(list);
         json_decref(channels);
         return imgstore_server__reply_error(req, err);
     }
-    result = imgstore_server__reply_json(
-        req, MHD_HTTP_OK,
-        json_pack("{s:s, s:o, s:o, s:I, s:o}", "name", name, "versions", list, "channels", channels,
-                  "total", (json_int_t)total, "next",
-                  count && rows[count - 1].row > 0 ? json_integer((json_int_t)rows[count - 1].row)
-                                                   : json_null()));
+    /* "next" is the before= of the next page: the row it ended at, or with sort=name its
+     * last version */
+    if (by_name)
+        next = more && count ? json_string(rows[count - 1].version) : json_null();
+    else
+        next = count && rows[count - 1].row > 0 ? json_integer((json_int_t)rows[count - 1].row)
+                                                : json_null();
+    result = imgstore_server__reply_json(req, MHD_HTTP_OK,
+                                         json_pack("{s:s, s:o, s:o, s:I, s:o}", "name", name,
+                                                   "versions", list, "channels", channels, "total",
+                                                   (json_int_t)total, "next", next));
     imgstore_version_rows_free(rows, count);
     return result;
 }

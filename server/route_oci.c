@@ -174,13 +174,6 @@ static int form_find(oci_form *out, imgstore_server__request *req, const char *n
 
 /* A query argument, percent-decoded (the server keeps the URL as sent: server.c); NULL when
  * absent or malformed. Freed with free(). */
-static char *query_arg(imgstore_server__request *req, const char *key)
-{
-    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
-
-    return raw ? imgstore_server__decode_segment(raw, strlen(raw)) : NULL;
-}
-
 /* A store error on a /v2 route, with the OCI code that says what was not found. */
 static enum MHD_Result reply_store_error(imgstore_server__request *req, int err,
                                          const char *unknown_code, const char *invalid_code)
@@ -454,7 +447,7 @@ enum MHD_Result imgstore_server__route_oci_tags(imgstore_server__request *req)
         return reply_store_error(req, err, "NAME_UNKNOWN", "NAME_INVALID");
     /* spec, "Listing Tags": lexical order, the tags after `last` (which need not be a tag);
      * a page is read from the name index (docs/oci.md, "Cost") */
-    last = query_arg(req, "last");
+    last = imgstore_server__query_string(req, "last");
     err = imgstore_store_version_names(&names, &count, &more, store, name,
                                        last && *last ? last : NULL, (size_t)n);
     free(last);
@@ -617,7 +610,7 @@ enum MHD_Result imgstore_server__route_oci_upload(imgstore_server__request *req)
             return imgstore_server__oci_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "SIZE_INVALID", "%s",
                                               imgstore_error_last());
         }
-        digest = query_arg(req, "digest");
+        digest = imgstore_server__query_string(req, "digest");
         if (strcmp(req->method, MHD_HTTP_METHOD_PUT) == 0 ||
             (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0 && digest))
             result = finish_upload(req, digest);

@@ -428,6 +428,10 @@ unsigned imgstore_server__status_for_route(int err, bool client_signed, const ch
 /** Percent-decode one path segment into a new string; NULL when malformed or holding NUL. */
 char *imgstore_server__decode_segment(const char *raw, size_t len);
 
+/** A query argument percent-decoded into a new string (the caller frees it); NULL when
+ * absent or malformed (as decode_segment). */
+char *imgstore_server__query_string(imgstore_server__request *req, const char *key);
+
 /** A query argument as an unsigned integer; returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EINVALID. */
 int imgstore_server__query_u64(uint64_t *out, imgstore_server__request *req, const char *key);
 

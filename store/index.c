@@ -721,10 +721,11 @@ static char *version_row(const imgstore_manifest *m, const git_oid *manifest_oid
     return row_format(m->created, m->version, m->file_count, size, manifest_oid);
 }
 
-/* The row the manifest at `path` of `root` gives, from a light read of its stored bytes (it
- * was checked in full when it was stored; here only the row is in question). */
-static int row_from_manifest(char **out, imgstore_store *store, const git_tree *root,
-                             const char *path, const char *version, const git_oid *manifest_oid)
+/* What a row says of the manifest at `path` of `root` (*created_out is the caller's), from a
+ * light read of its stored bytes (it was checked in full when it was stored; here only the
+ * row is in question). */
+static int manifest_light_read(char **created_out, size_t *files_out, uint64_t *size_out,
+                               imgstore_store *store, const git_tree *root, const char *path)
 {
     char *bytes = NULL;
     size_t len = 0, index;
@@ -733,7 +734,7 @@ static int row_from_manifest(char **out, imgstore_store *store, const git_tree *
     uint64_t size = 0;
     int err;
 
-    *out = NULL;
+    *created_out = NULL;
     if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, path,
                                                IMGSTORE_MANIFEST_MAX_BYTES)) < 0)
         return err;
@@ -748,9 +749,27 @@ static int row_from_manifest(char **out, imgstore_store *store, const git_tree *
     {
         size += (uint64_t)json_integer_value(json_object_get(file, "size"));
     }
-    *out = row_format(created, version, json_array_size(json_object_get(doc, "files")), size,
-                      manifest_oid);
+    *files_out = json_array_size(json_object_get(doc, "files"));
+    *size_out = size;
+    *created_out = strdup(created);
     json_decref(doc);
+    return *created_out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+}
+
+/* The row the manifest at `path` of `root` gives. */
+static int row_from_manifest(char **out, imgstore_store *store, const git_tree *root,
+                             const char *path, const char *version, const git_oid *manifest_oid)
+{
+    char *created = NULL;
+    size_t files = 0;
+    uint64_t size = 0;
+    int err;
+
+    *out = NULL;
+    if ((err = manifest_light_read(&created, &files, &size, store, root, path)) < 0)
+        return err;
+    *out = row_format(created, version, files, size, manifest_oid);
+    free(created);
     return *out ? 0 : imgstore_error_set(IMGSTORE_ERROR, "out of memory");
 }
 
@@ -992,6 +1011,27 @@ static int version_row_parse(imgstore_version_row *out, imgstore_store *store, c
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     out->files = (size_t)files;
     out->size = size;
+    return 0;
+}
+
+int imgstore_store__version_row_read(imgstore_version_row *out, imgstore_store *store,
+                                     const git_tree *root, const char *name, const char *version)
+{
+    char path[512];
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    out->row = SIZE_MAX;
+    imgstore_store__version_path(path, sizeof(path), store, name, version, "manifest.json");
+    if ((err = manifest_light_read(&out->created, &out->files, &out->size, store, root, path)) < 0)
+        return err == IMGSTORE_ENOTFOUND
+                   ? imgstore_error_set(err, "no version %s of image %s", version, name)
+                   : err;
+    if (!(out->version = strdup(version))) {
+        free(out->created);
+        out->created = NULL;
+        return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+    }
     return 0;
 }
 

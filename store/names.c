@@ -439,41 +439,30 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
-                                 imgstore_store *store, const char *name, const char *after,
-                                 size_t limit)
+/* The page of image `name`'s version names after `after` at the tip `tip` into `c`: the one
+ * pager of the OCI tag list and of ls --sort name. *stored_out: how many versions the image
+ * has. */
+static int names_page(collected *c, size_t *stored_out, imgstore_store *store, const git_tree *tip,
+                      const char *name, const char *after)
 {
-    collected c = {0};
-    git_tree *tip = NULL;
     char path[NAMES_PATH], dir[NAMES_PATH], **all = NULL;
     size_t stored = 0, all_count = 0;
     bool indexed = false;
     git_oid id;
-    int err;
+    int err = 0;
 
-    *out = NULL;
-    *count_out = 0;
-    *more_out = false;
-    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
-        return err;
-    if (after && strlen(after) > IMGSTORE_NAME_MAX)
-        return imgstore_error_set(IMGSTORE_EINVALID, "'%.40s...' is longer than a version name",
-                                  after);
-    if ((err = imgstore_array_grow((void **)&c.names, &c.cap, 1, sizeof(*c.names))) < 0)
-        return err;
-    c.names[0] = NULL;
-    c.limit = limit;
+    *stored_out = 0;
     snprintf(dir, sizeof(dir), "index/%s/names", name);
     snprintf(path, sizeof(path), "index/%s/versions", name);
-    if ((err = imgstore_store__tip_tree(&tip, store)) < 0 ||
-        (err = imgstore_store__versions_counted(&stored, &indexed, store, tip, name, path)) < 0)
+    if ((err = imgstore_store__versions_counted(&stored, &indexed, store, tip, name, path)) < 0)
         goto done;
+    *stored_out = stored;
     id = imgstore_store__id_at(tip, dir);
     if (!git_oid_iszero(&id) && indexed) {
-        err = names_walk(store, tip, dir, after, collect, &c);
+        err = names_walk(store, tip, dir, after, collect, c);
         /* the index orders, the tree answers: a name that is not stored is never listed */
-        for (size_t i = 0; i < c.count && err == 0; i++) {
-            imgstore_store__version_path(path, sizeof(path), store, name, c.names[i], NULL);
+        for (size_t i = 0; i < c->count && err == 0; i++) {
+            imgstore_store__version_path(path, sizeof(path), store, name, c->names[i], NULL);
             id = imgstore_store__id_at(tip, path);
             if (git_oid_iszero(&id))
                 err = damaged(dir, "a name is not a stored version");
@@ -488,12 +477,50 @@ int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
     qsort(all, all_count, sizeof(*all), cmp_names);
     for (size_t i = 0; i < all_count && err == 0; i++)
         if (!after || strcmp(all[i], after) > 0)
-            if ((err = collect(all[i], &c)) == 1) {
+            if ((err = collect(all[i], c)) == 1) {
                 err = 0;
                 break;
             }
 done:
     imgstore_strings_free(all, all_count);
+    return err;
+}
+
+/* The checks and the start shared by the two readers of names_page: *tip_out is the
+ * caller's, also on an error. */
+static int names_begin(git_tree **tip_out, collected *c, imgstore_store *store, const char *name,
+                       const char *after, size_t limit)
+{
+    int err;
+
+    *tip_out = NULL;
+    memset(c, 0, sizeof(*c));
+    if ((err = imgstore_schema_check_name(IMGSTORE_NAME_IMAGE, name)) < 0)
+        return err;
+    if (after && strlen(after) > IMGSTORE_NAME_MAX)
+        return imgstore_error_set(IMGSTORE_EINVALID, "'%.40s...' is longer than a version name",
+                                  after);
+    if ((err = imgstore_array_grow((void **)&c->names, &c->cap, 1, sizeof(*c->names))) < 0)
+        return err;
+    c->names[0] = NULL;
+    c->limit = limit;
+    return imgstore_store__tip_tree(tip_out, store);
+}
+
+int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
+                                 imgstore_store *store, const char *name, const char *after,
+                                 size_t limit)
+{
+    collected c = {0};
+    git_tree *tip = NULL;
+    size_t stored = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    *more_out = false;
+    if ((err = names_begin(&tip, &c, store, name, after, limit)) == 0)
+        err = names_page(&c, &stored, store, tip, name, after);
     git_tree_free(tip);
     if (err < 0) {
         imgstore_strings_free(c.names, c.count);
@@ -503,4 +530,46 @@ done:
     *count_out = c.count;
     *more_out = c.more;
     return 0;
+}
+
+int imgstore_store_versions_by_name(imgstore_version_row **out, size_t *count_out,
+                                    size_t *total_out, bool *more_out, imgstore_store *store,
+                                    const char *name, const char *after, size_t limit)
+{
+    collected c = {0};
+    git_tree *tip = NULL;
+    imgstore_version_row *rows = NULL;
+    size_t stored = 0, n = 0;
+    int err;
+
+    *out = NULL;
+    *count_out = 0;
+    *more_out = false;
+    if (total_out)
+        *total_out = 0;
+    if ((err = names_begin(&tip, &c, store, name, after, limit ? limit : SIZE_MAX)) < 0 ||
+        (err = names_page(&c, &stored, store, tip, name, after)) < 0)
+        goto done;
+    if (!(rows = calloc(c.count + 1, sizeof(*rows)))) {
+        err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
+        goto done;
+    }
+    /* each row from its manifest at the same tip as the names: a light read, as ls's rows
+     * by time are checked against (no binary search of the version index for a row number
+     * nobody pages by here) */
+    for (; n < c.count && err == 0; n++)
+        err = imgstore_store__version_row_read(&rows[n], store, tip, name, c.names[n]);
+    if (err < 0)
+        goto done;
+    *out = rows;
+    *count_out = n;
+    *more_out = c.more;
+    if (total_out)
+        *total_out = stored;
+    rows = NULL;
+done:
+    imgstore_version_rows_free(rows, n);
+    imgstore_strings_free(c.names, c.count);
+    git_tree_free(tip);
+    return err;
 }

@@ -136,7 +136,8 @@ typedef struct {
     char *created; /* RFC 3339, the manifest's */
     size_t files;
     uint64_t size; /* bytes of all files */
-    size_t row;    /* position in the image's versions, oldest 0: the paging cursor */
+    size_t row;    /* position in the image's versions, oldest 0: the paging cursor (SIZE_MAX
+                    * in a page by name) */
 } imgstore_version_row;
 
 /**
@@ -174,6 +175,20 @@ int imgstore_store_version_position(size_t *out, imgstore_store *store, const ch
 int imgstore_store_version_names(char ***out, size_t *count_out, bool *more_out,
                                  imgstore_store *store, const char *name, const char *after,
                                  size_t limit);
+
+/**
+ * A page of an image's versions in bytewise order of their names (ls --sort name): the
+ * versions imgstore_store_version_names pages (the same name index and fallback, after
+ * `after`, NULL: from the first), at most `limit` of them (0: all), each row from a light
+ * read of its manifest (row is SIZE_MAX: the rows are not in the version index's order).
+ * *total_out (may be NULL) gets how many versions the image has, *more_out whether more
+ * follow the page. *out (imgstore_version_rows_free) belongs to the caller. Returns 0,
+ * IMGSTORE_ENOTFOUND (no image), IMGSTORE_EINVALID (a bad name), IMGSTORE_EVERIFY (damaged
+ * index or manifest).
+ */
+int imgstore_store_versions_by_name(imgstore_version_row **out, size_t *count_out,
+                                    size_t *total_out, bool *more_out, imgstore_store *store,
+                                    const char *name, const char *after, size_t limit);
 
 /** A row as JSON (schema/api_image.schema.json's "versions" items): what `ls NAME --json`
  * prints and the server sends. New reference; NULL when out of memory. */

@@ -440,6 +440,13 @@ int imgstore_store__names_edit(git_oid *tree_oid, imgstore_store *store, const c
  * names exercise the splits (0: the defaults, 256 and 256). */
 void imgstore_store__names_set_caps(size_t segment, size_t group);
 
+/** The row of `version` of image `name` in `root`, from a light read of its manifest (index.c;
+ * no index is read): out->row is SIZE_MAX. The strings are the caller's (free them as
+ * imgstore_version_rows_free does). Returns 0, IMGSTORE_ENOTFOUND, IMGSTORE_EVERIFY (a
+ * damaged manifest). */
+int imgstore_store__version_row_read(imgstore_version_row *out, imgstore_store *store,
+                                     const git_tree *root, const char *name, const char *version);
+
 /** Every name in the name index at `dir` of `root`, in order (fsck). EVERIFY when damaged. */
 int imgstore_store__names_all(char ***out, size_t *count_out, imgstore_store *store,
                               const git_tree *root, const char *dir);

@@ -39,6 +39,8 @@ _imgstore()
         VERSION) COMPREPLY=($(compgen -W "$("$bin" __complete versions "${positional[0]%%@*}" "${repo[@]}" 2>/dev/null)" -- "$cur")) ;;
         PATH) COMPREPLY=($(compgen -d -- "$cur")) ;;
         *FILE* | *DIR* | PEM | F) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        # in lower case, the value is literal: its alternatives ("--sort time|name")
+        [a-z]*) value=${value#* } && COMPREPLY=($(compgen -W "${value//|/ }" -- "$cur")) ;;
         esac
         return
     done

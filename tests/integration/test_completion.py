@@ -76,6 +76,11 @@ class Completion(StoreTestCase):
         self.assertEqual(complete("rollback", "app", "--channel", "prod", "--to", ""),
                          ["1.0", "1.1"])
         self.assertEqual(complete("help", "wa"), ["watch"])
+        # a value the help spells in lower case is literal: its alternatives are offered
+        self.assertIn("--sort", complete("ls", "--so"))
+        self.assertEqual(complete("ls", "app", "--sort", ""), ["name", "time"])
+        self.assertEqual(complete("ls", "app", "--sort", "n"), ["name"])
+        self.assertEqual(complete("ls", "--sort", "name", "ap"), ["app", "apple"])
         # --repo on the line being completed wins over $IMGSTORE_REPO
         empty = self.path("empty.git")
         self.ok("init", repo=empty)

@@ -171,6 +171,89 @@ static void check_pages(fixture *f, const char *const *expect, size_t count, siz
     assert_int_equal(seen, count);
 }
 
+/* ls --sort name: pages of `limit` rows chained by their last version, the whole list in
+ * bytewise order, each row what the version index says of that version (time order). */
+static void check_row_pages(fixture *f, const char *const *expect, size_t count, size_t limit)
+{
+    imgstore_version_row *by_time = NULL;
+    size_t time_count = 0, total = 0, seen = 0;
+    char *last = NULL;
+
+    assert_int_equal(
+        imgstore_store_versions_page(&by_time, &time_count, NULL, f->store, "app", SIZE_MAX, 0), 0);
+    assert_int_equal(time_count, count);
+    for (bool more = true; more;) {
+        imgstore_version_row *rows = NULL;
+        size_t n = 0;
+
+        assert_int_equal(
+            imgstore_store_versions_by_name(&rows, &n, &total, &more, f->store, "app", last, limit),
+            0);
+        assert_int_equal(total, count);
+        assert_true(n <= limit);
+        assert_true(more ? n == limit : true);
+        for (size_t i = 0; i < n; i++, seen++) {
+            const imgstore_version_row *same = NULL;
+
+            assert_string_equal(rows[i].version, expect[seen]);
+            assert_int_equal(rows[i].row, SIZE_MAX);
+            for (size_t t = 0; t < time_count; t++)
+                if (strcmp(by_time[t].version, rows[i].version) == 0)
+                    same = &by_time[t];
+            assert_non_null(same);
+            assert_string_equal(rows[i].created, same->created);
+            assert_int_equal(rows[i].files, same->files);
+            assert_int_equal(rows[i].size, same->size);
+        }
+        free(last);
+        last = n ? strdup(rows[n - 1].version) : NULL;
+        imgstore_version_rows_free(rows, n);
+    }
+    free(last);
+    assert_int_equal(seen, count);
+    imgstore_version_rows_free(by_time, time_count);
+}
+
+static void version_rows_page_by_name_across_segments(void **state)
+{
+    fixture *f = *state;
+    static const char *const pushed[] = {"1.10", "2.0", "1.9", "1.0+b", "10.0", "1.0", "1.1.1"};
+    static const char *const lexical[] = {"1.0", "1.0+b", "1.1.1", "1.10", "1.9", "10.0", "2.0"};
+    imgstore_version_row *rows = NULL;
+    size_t n = 0, total = 0;
+    bool more = false;
+
+    imgstore_store__names_set_caps(2, 2); /* segments of 1 or 2 names: every page crosses one */
+    for (size_t i = 0; i < sizeof(pushed) / sizeof(*pushed); i++)
+        push(f, "app", pushed[i]);
+    for (size_t limit = 1; limit <= 8; limit++)
+        check_row_pages(f, lexical, 7, limit);
+    /* 0: every row; `after` need not be a version */
+    assert_int_equal(
+        imgstore_store_versions_by_name(&rows, &n, &total, &more, f->store, "app", NULL, 0), 0);
+    assert_int_equal(n, 7);
+    assert_false(more);
+    imgstore_version_rows_free(rows, n);
+    assert_int_equal(
+        imgstore_store_versions_by_name(&rows, &n, NULL, &more, f->store, "app", "1.5", 1), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].version, "1.9");
+    assert_true(more);
+    imgstore_version_rows_free(rows, n);
+    assert_int_equal(
+        imgstore_store_versions_by_name(&rows, &n, NULL, &more, f->store, "app", "2.0", 5), 0);
+    assert_int_equal(n, 0);
+    assert_false(more);
+    imgstore_version_rows_free(rows, n);
+    assert_int_equal(
+        imgstore_store_versions_by_name(&rows, &n, &total, &more, f->store, "nosuch", NULL, 2),
+        IMGSTORE_ENOTFOUND);
+    assert_int_equal(
+        imgstore_store_versions_by_name(&rows, &n, &total, &more, f->store, "Bad/name", NULL, 2),
+        IMGSTORE_EINVALID);
+    imgstore_store__names_set_caps(0, 0);
+}
+
 static void tag_pages_are_lexical_through_push_prune_and_reindex(void **state)
 {
     fixture *f = *state;
@@ -275,6 +358,7 @@ static void a_store_without_the_name_index_sorts_until_reindex(void **state)
                                          "older imgstore", tree, 1, tip),
                      0);
     check_pages(f, lexical, 3, 2); /* sorted from images/app */
+    check_row_pages(f, lexical, 3, 2);
     assert_int_equal(imgstore_store_index_check(f->store), IMGSTORE_EVERIFY);
     assert_int_equal(imgstore_store_reindex(&changed, f->store, "test", test_key), 0);
     assert_true(changed);
@@ -292,6 +376,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(tag_pages_are_lexical_through_push_prune_and_reindex, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(version_rows_page_by_name_across_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(a_segment_with_a_nul_is_refused_as_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(a_store_without_the_name_index_sorts_until_reindex, setup,
                                         teardown),
