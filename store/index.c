@@ -855,6 +855,7 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
     char log[512], *row = NULL, **rows = NULL;
     size_t total = 0, at, first = 0, count = 0;
     git_oid manifest;
+    bool log_failed = false;
     int err, rc;
 
     snprintf(log, sizeof(log), "index/%s/versions", m->name);
@@ -864,9 +865,12 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
                    : 0;
     if ((rc = git_tree_lookup(&root, store->repo, tree_oid)) < 0)
         return imgstore_store__git_error(rc, "%s: cannot read the tree", log);
-    if ((err = manifest_id(&manifest, store, root, m->name, m->version)) < 0 ||
-        (err = imgstore_store__log_count(&total, store, root, log)) < 0)
+    if ((err = manifest_id(&manifest, store, root, m->name, m->version)) < 0)
         goto done;
+    if ((err = imgstore_store__log_count(&total, store, root, log)) < 0) {
+        log_failed = err == IMGSTORE_EVERIFY;
+        goto done;
+    }
     if (!(row = version_row(m, &manifest))) {
         err = imgstore_error_set(IMGSTORE_ERROR, "out of memory");
         goto done;
@@ -883,8 +887,13 @@ int imgstore_store__index_add_version(git_oid *tree_oid, imgstore_store *store,
         if (at > first)
             break; /* row at-1 sorts before the new one; otherwise look one segment back */
     }
-    if (err == 0)
+    /* imgstore/2: a version log that went (damaged, or not kept by a commit while the
+     * indexes were stale) is not begun again by a later push but by reindex: holding only
+     * the new rows, it would be taken for the image's whole count */
+    if (err == 0 && (total > 0 || store->layout != IMGSTORE_STORE__SHARDED ||
+                     imgstore_store__image_single_version(store, root, m->name)))
         err = log_insert(tree_oid, store, log, total, at, row);
+    log_failed = err == IMGSTORE_EVERIFY;
     if (err == 0 && digests_kept(store, root)) {
         appender a = {store, tree_oid};
         imgstore_manifest *stored = NULL;
@@ -908,8 +917,9 @@ done:
     /* a damaged version index never blocks a push: left as it is, it no longer counts every
      * version, so readers sort the manifests and fsck says to reindex. In an imgstore/2
      * store readers take the index's count as the image's (the shards are not counted), so
-     * it goes: without one, they read the manifests. */
-    if (err == IMGSTORE_EVERIFY && store->layout == IMGSTORE_STORE__SHARDED) {
+     * it goes: without one, they read the manifests. A damaged digest or name index leaves
+     * the version log alone. */
+    if (err == IMGSTORE_EVERIFY && log_failed && store->layout == IMGSTORE_STORE__SHARDED) {
         imgstore_error_clear();
         snprintf(log, sizeof(log), "index/%s/versions", m->name);
         err = imgstore_store__tree_set(tree_oid, store, log, NULL, 0);

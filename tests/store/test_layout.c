@@ -322,6 +322,64 @@ static void a_commit_by_stock_git_leaves_readers_on_the_manifests(void **state)
     git_commit_free(tip);
 }
 
+/* A version log damaged in place (a rewrite of the tip that keeps its parent, so the
+ * indexes still look current): the next push drops it, and the pushes after it do not begin
+ * it again with only their own rows, which readers would take for the image's whole count;
+ * the manifests answer until reindex rebuilds it. */
+static void a_dropped_version_log_is_not_begun_again_by_a_later_push(void **state)
+{
+    fixture *f = *state;
+    imgstore_version_row *rows = NULL;
+    git_treebuilder *empty = NULL;
+    git_commit *tip = NULL, *parent = NULL;
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    git_oid head, id, tree_id, empty_id;
+    size_t count = 0, total = 0;
+
+    push(f, "1.0", 'a');
+    push(f, "2.0", 'b');
+    push(f, "3.0", 'c');
+    assert_int_equal(git_reference_name_to_id(&head, f->store->repo, IMGSTORE_STORE_REF), 0);
+    assert_int_equal(git_commit_lookup(&tip, f->store->repo, &head), 0);
+    assert_int_equal(git_commit_parent(&parent, tip, 0), 0);
+    assert_int_equal(git_commit_tree(&tree, tip), 0);
+    assert_int_equal(git_treebuilder_new(&empty, f->store->repo, NULL), 0);
+    assert_int_equal(git_treebuilder_write(&empty_id, empty), 0);
+    assert_int_equal(imgstore_store__tree_update(&tree_id, f->store->repo, tree,
+                                                 "index/app/versions", &empty_id,
+                                                 GIT_FILEMODE_TREE),
+                     0);
+    git_tree_free(tree);
+    assert_int_equal(git_tree_lookup(&tree, f->store->repo, &tree_id), 0);
+    assert_int_equal(git_signature_now(&sig, "git", "git@example"), 0);
+    assert_int_equal(git_commit_create_v(&id, f->store->repo, NULL, sig, sig, NULL, "push app 3.0",
+                                         tree, 1, parent),
+                     0);
+    assert_int_equal(git_reference_create(&(git_reference *){NULL}, f->store->repo,
+                                          IMGSTORE_STORE_REF, &id, 1, "amend"),
+                     0);
+    push(f, "4.0", 'd');
+    push(f, "5.0", 'e');
+    push(f, "6.0", 'f');
+    assert_int_equal(
+        imgstore_store_versions_page(&rows, &count, &total, f->store, "app", SIZE_MAX, 0), 0);
+    assert_int_equal(total, 6);
+    assert_int_equal(count, 6);
+    imgstore_version_rows_free(rows, count);
+    assert_int_equal(imgstore_store_reindex(NULL, f->store, "test", test_key), 0);
+    assert_int_equal(
+        imgstore_store_versions_page(&rows, &count, &total, f->store, "app", SIZE_MAX, 0), 0);
+    assert_int_equal(total, 6);
+    assert_string_equal(rows[0].version, "6.0");
+    imgstore_version_rows_free(rows, count);
+    git_treebuilder_free(empty);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_commit_free(parent);
+    git_commit_free(tip);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +392,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(fsck_refuses_misplaced_versions_and_bad_shards, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_commit_by_stock_git_leaves_readers_on_the_manifests,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_dropped_version_log_is_not_begun_again_by_a_later_push,
                                         setup, teardown),
     };
 
