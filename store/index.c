@@ -1079,10 +1079,12 @@ static bool tip_indexes_current(imgstore_store *store, const git_tree *root)
     uint64_t ops = 0;
     bool current = true;
 
-    if (git_reference_name_to_id(&id, store->repo, IMGSTORE_STORE_REF) == 0 &&
-        git_commit_lookup(&tip, store->repo, &id) == 0 &&
-        git_oid_equal(git_commit_tree_id(tip), git_tree_id(root)) &&
-        imgstore_store__index_current(&current, &ops, store, tip, root) < 0)
+    /* fails closed: a tip that cannot be read leaves readers on the manifests */
+    if (git_reference_name_to_id(&id, store->repo, IMGSTORE_STORE_REF) < 0 ||
+        git_commit_lookup(&tip, store->repo, &id) < 0)
+        current = false;
+    else if (git_oid_equal(git_commit_tree_id(tip), git_tree_id(root)) &&
+             imgstore_store__index_current(&current, &ops, store, tip, root) < 0)
         current = false;
     git_commit_free(tip);
     git_error_clear();

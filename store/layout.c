@@ -18,6 +18,18 @@ const char *imgstore_store__marker_bytes(imgstore_store__layout layout)
     return layout == IMGSTORE_STORE__SHARDED ? marker_v2 : marker_v1;
 }
 
+/* Drops JSON whitespace in place (the markers hold none inside their strings); the new
+ * length. */
+static size_t squeeze_whitespace(char *bytes, size_t len)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\r\n", bytes[i]) || bytes[i] == '\0')
+            bytes[kept++] = bytes[i];
+    return kept;
+}
+
 int imgstore_store__layout_at(imgstore_store__layout *out, imgstore_store *store,
                               const git_tree *root)
 {
@@ -29,8 +41,10 @@ int imgstore_store__layout_at(imgstore_store__layout *out, imgstore_store *store
     if ((err = imgstore_store__read_small_blob(&bytes, &len, store, root, IMGSTORE_STORE_MARKER,
                                                4096)) < 0)
         return err;
-    /* imgstore/1 stores were written with exactly these bytes; anything else that names no
-     * format this code knows is refused rather than read with the wrong layout */
+    /* imgstore wrote exactly these bytes; whitespace (a marker written by hand, or with a
+     * newline by `echo | git hash-object`) is let through. Anything else that names no
+     * format this code knows is refused rather than read with the wrong layout. */
+    len = squeeze_whitespace(bytes, len);
     if (len == strlen(marker_v2) && memcmp(bytes, marker_v2, len) == 0)
         *out = IMGSTORE_STORE__SHARDED;
     else if (!(len == strlen(marker_v1) && memcmp(bytes, marker_v1, len) == 0))
@@ -46,9 +60,13 @@ void imgstore_store__version_shard(char out[3], const char *version)
 {
     char hex[65];
 
-    /* imgstore_sha256_hex fails only when out of memory; no shard is ever "" */
-    if (imgstore_sha256_hex(hex, version, strlen(version)) < 0)
-        memcpy(hex, "00", 3);
+    /* imgstore_sha256_hex fails only when out of memory: the shard is then "", and the path
+     * ("images/<name>//<version>") is refused by every tree update and found by no lookup,
+     * so the version is never written where no reader would find it */
+    if (imgstore_sha256_hex(hex, version, strlen(version)) < 0) {
+        out[0] = '\0';
+        return;
+    }
     out[0] = hex[0];
     out[1] = hex[1];
     out[2] = '\0';

@@ -338,17 +338,17 @@ int imgstore_store__log_prefix_equal(bool *out, imgstore_store *store, const git
 int imgstore_store__log_replace_tail(git_oid *tree_oid, imgstore_store *store, const char *log,
                                      size_t total, size_t first, char *const *rows, size_t count);
 
-/** Every version row of `name` in `root` ("created TAB version TAB files TAB size TAB
- * manifest-id"), oldest first: from the version index when it counts every stored version
- * (*indexed_out true), else built from the manifests. ENOTFOUND when there is no image. */
 /** How many versions of `name` `root` stores (*stored_out) and whether the version index
  * `log` counts every one (*indexed_out); IMGSTORE_ENOTFOUND when there is no such image.
  * imgstore/1: the entries of images/<name> (one parse). imgstore/2: the index's count when it
- * has one (the shards are not read), else the shards are walked (a stale index: the caller
- * reads every manifest anyway). */
+ * has one and the indexes are current at the tip (the shards are not read), else the shards
+ * are walked (a stale index: the caller reads every manifest anyway). */
 int imgstore_store__versions_counted(size_t *stored_out, bool *indexed_out, imgstore_store *store,
                                      const git_tree *root, const char *name, const char *log);
 
+/** Every version row of `name` in `root` ("created TAB version TAB files TAB size TAB
+ * manifest-id"), oldest first: from the version index when it counts every stored version
+ * (*indexed_out true), else built from the manifests. ENOTFOUND when there is no image. */
 int imgstore_store__index_version_rows(char ***rows_out, size_t *count_out, bool *indexed_out,
                                        imgstore_store *store, const git_tree *root,
                                        const char *name);

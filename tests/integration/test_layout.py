@@ -67,6 +67,14 @@ class Layout(StoreTestCase):
         self.ok("fsck")
         self.assertFsckClean()
 
+    def test_a_marker_written_by_hand_with_whitespace_still_opens(self):
+        # `echo '{ "format": "imgstore/1" }' | git hash-object -w --stdin`: JSON whitespace
+        # and a newline, as an operator following the docs would write it
+        blob = hash_object(self.repo, b'{ "format": "imgstore/1" }\n')
+        rewrite_main(self.repo, "imgstore.json", "100644", "blob", blob, "by hand")
+        self.push_versions(["1.0"])
+        self.assertEqual(self.git("ls-tree", "--name-only", "main:images/app").split(), ["1.0"])
+
     def test_unknown_format_is_refused_with_one_line(self):
         blob = hash_object(self.repo, b'{"format":"imgstore/9"}')
         rewrite_main(self.repo, "imgstore.json", "100644", "blob", blob, "from the future")
