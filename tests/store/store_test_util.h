@@ -113,6 +113,29 @@ typedef struct {
     size_t len, cap;
 } membuf;
 
+/* Pushes version `version` of "app": one file app.img of `len` (at most 8,000) bytes of
+ * `fill`, signed by the test key. */
+static inline void push_filled(fixture *f, const char *version, char fill, size_t len)
+{
+    imgstore_signers signers = TEST_SIGNERS;
+    imgstore_push_opts opts = {.name = "app", .version = version, .signers = signers};
+    imgstore_manifest *m = NULL;
+    imgstore_push *p = NULL;
+    bool created;
+    char bytes[8000];
+
+    assert_true(len <= sizeof(bytes));
+    memset(bytes, fill, len);
+    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
+    assert_int_equal(imgstore_store_push_file_begin(p, "app.img", "unknown", 0), 0);
+    assert_int_equal(imgstore_store_push_write(p, bytes, len), 0);
+    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
+    assert_int_equal(imgstore_store_push_commit(p, &m, &created), 0);
+    assert_true(created);
+    imgstore_manifest_free(m);
+    imgstore_store_push_free(p);
+}
+
 static inline int mem_write(const void *buf, size_t len, void *payload)
 {
     membuf *m = payload;

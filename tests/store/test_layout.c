@@ -10,22 +10,7 @@
 
 static void push(fixture *f, const char *version, char fill)
 {
-    imgstore_signers signers = TEST_SIGNERS;
-    imgstore_push_opts opts = {.name = "app", .version = version, .signers = signers};
-    imgstore_manifest *m = NULL;
-    imgstore_push *p = NULL;
-    bool created;
-    char bytes[3000];
-
-    memset(bytes, fill, sizeof(bytes));
-    assert_int_equal(imgstore_store_push_begin(&p, f->store, &opts), 0);
-    assert_int_equal(imgstore_store_push_file_begin(p, "app.img", "unknown", 0), 0);
-    assert_int_equal(imgstore_store_push_write(p, bytes, sizeof(bytes)), 0);
-    assert_int_equal(imgstore_store_push_file_end(p, NULL), 0);
-    assert_int_equal(imgstore_store_push_commit(p, &m, &created), 0);
-    assert_true(created);
-    imgstore_manifest_free(m);
-    imgstore_store_push_free(p);
+    push_filled(f, version, fill, 3000);
 }
 
 /* Whether `spec` ("main:<path>") names an object, and of which type. */
