@@ -316,6 +316,7 @@ static void a_dropped_version_log_is_not_begun_again_by_a_later_push(void **stat
     fixture *f = *state;
     imgstore_version_row *rows = NULL;
     git_treebuilder *empty = NULL;
+    git_reference *ref = NULL;
     git_commit *tip = NULL, *parent = NULL;
     git_tree *tree = NULL;
     git_signature *sig = NULL;
@@ -341,9 +342,9 @@ static void a_dropped_version_log_is_not_begun_again_by_a_later_push(void **stat
     assert_int_equal(git_commit_create_v(&id, f->store->repo, NULL, sig, sig, NULL, "push app 3.0",
                                          tree, 1, parent),
                      0);
-    assert_int_equal(git_reference_create(&(git_reference *){NULL}, f->store->repo,
-                                          IMGSTORE_STORE_REF, &id, 1, "amend"),
-                     0);
+    assert_int_equal(
+        git_reference_create(&ref, f->store->repo, IMGSTORE_STORE_REF, &id, 1, "amend"), 0);
+    git_reference_free(ref);
     push(f, "4.0", 'd');
     push(f, "5.0", 'e');
     push(f, "6.0", 'f');
