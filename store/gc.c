@@ -77,15 +77,11 @@ static int oid_push(oid_list *list, const git_oid *oid)
 
 static int name_push(name_list *list, const char *name)
 {
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 16;
-        char **grown = realloc(list->items, cap * sizeof(*grown));
+    int err;
 
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        list->items = grown;
-        list->cap = cap;
-    }
+    if ((err = imgstore_array_grow((void **)&list->items, &list->cap, list->count + 1,
+                                   sizeof(*list->items))) < 0)
+        return err;
     if (!(list->items[list->count] = strdup(name)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     list->count++;

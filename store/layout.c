@@ -209,17 +209,13 @@ typedef struct {
 static int collect(const char *version, const git_tree_entry *entry, void *payload)
 {
     version_list *list = payload;
+    int err;
 
     (void)entry;
-    if (list->count + 1 >= list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 64;
-        char **grown = realloc(list->names, cap * sizeof(*grown));
-
-        if (!grown)
-            return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-        list->names = grown;
-        list->cap = cap;
-    }
+    /* room for the version and the NULL after it */
+    if ((err = imgstore_array_grow((void **)&list->names, &list->cap, list->count + 2,
+                                   sizeof(*list->names))) < 0)
+        return err;
     if (!(list->names[list->count] = strdup(version)))
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     list->names[++list->count] = NULL;
