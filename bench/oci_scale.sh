@@ -11,20 +11,8 @@ set -euo pipefail
 store=$1 v=$2
 bin=${IMGSTORE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/imgstore}
 work=$(mktemp -d /tmp/imgstore-oci-scale.XXXXXX)
-token=imgstore_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'token = %s scopes=read name=bench\ncache_max_bytes = 0\nanswer_cache_bytes = 0\n' \
-  "$(printf %s "$token" | sha256sum | cut -c1-64)" > "$work/serve.conf"
-"$bin" serve --repo "$store" --config "$work/serve.conf" --listen 127.0.0.1:0 \
-  > "$work/serve.out" 2> "$work/serve.log" &
-pid=$!
-trap 'kill $pid; rm -rf "$work"' EXIT
-for _ in $(seq 50); do grep -q listening "$work/serve.out" && break; sleep 0.1; done
-url=http://$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$work/serve.out")
-t() { # median of 5 of curl's time_total, in ms
-  for _ in 1 2 3 4 5; do
-    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "$url$1"
-  done | sort -n | sed -n 3p | awk '{printf "%.1f ms", $1*1000}'
-}
+. "$(dirname "$0")/cold_server.sh"
+cold_server "$store" "$work"
 t_fresh() { # the same, each request without the server's lookup hints (a fresh server),
   # and the status it got
   for _ in 1 2 3 4 5; do
