@@ -2,8 +2,9 @@
 # What sharding images/<name> (imgstore/2, docs/format.md "Where a version lives") saves a
 # push: builds, with the real CLI, one imgstore/1 (flat) and one imgstore/2 (sharded) store
 # of N versions (4 KiB each, distinct), then prints for each the fill time, the median wall
-# time of 5 more pushes, and the size of the trees of images/ that the last push wrote (the
-# flat images/app, or images/app and the version's shard).
+# time of 5 more pushes, the size of the trees of images/ that the last push wrote (the
+# flat images/app, or images/app and the version's shard), and the time and peak RSS of
+# `imgstore gc --prune=now`, whose reachability walk reads every commit's trees.
 #
 #   bench/shard.sh [N]      (default 3000; needs build/imgstore)
 #
@@ -68,4 +69,10 @@ for layout in flat sharded; do
   printf '%-8s N=%d: fill %s s; push at N: median %d ms of 5; trees of images/ a push writes: %d B (%s)\n' \
     "$layout" "$n" "$fill" "$median" "$written" "$detail"
   git --git-dir="$store" fsck --strict --no-progress >/dev/null 2>&1 || echo "$layout: git fsck --strict failed" >&2
+  # gc --prune's reachability walk reads every distinct tree of every commit once: the flat
+  # images/app of each commit, or its images/app and the one shard that changed (packed
+  # first, so that the timed run is the walk, not the packing)
+  "$bin" gc --repo "$store" >/dev/null
+  read -r secs rss < <(/usr/bin/time -f '%e %M' "$bin" gc --repo "$store" --prune=now 2>&1 >/dev/null | tail -n 1)
+  printf '%-8s N=%d: gc --prune=now (packed): %s s, peak RSS %d MiB\n' "$layout" "$n" "$secs" $((rss / 1024))
 done
