@@ -259,6 +259,12 @@ static bool object_hash_ok(const git_oid *oid, git_object_t type, const uint8_t 
     return ok;
 }
 
+/* An object for the packbuilder, and where it goes in the order it is given there. */
+typedef struct {
+    git_oid oid;
+    uint32_t order; /* the hints' walk order (newest first); UINT32_MAX without one */
+} pending_object;
+
 /* An object of the old packs, when they are combined. */
 typedef struct {
     git_oid oid;
@@ -280,6 +286,9 @@ typedef struct {
     bool old_listed;   /* old_objects holds them */
     bool old_complete; /* every object of the old packs went into the new ones, or left out */
     const imgstore_store__oidset *reachable; /* gc --prune: what the refs reach */
+    const imgstore_store__oidset *hints;     /* the objects' paths, for the packbuilder */
+    pending_object *pending;                 /* for the packbuilder, given all at once */
+    size_t pending_count, pending_cap;
     int64_t expire_before;        /* gc --prune: unused since before this (unix seconds) may go */
     git_odb_backend *loose;       /* gc --prune: where unreachable objects of young packs go */
     const oid_list *loose_listed; /* the loose objects when gc started, sorted */
@@ -289,13 +298,50 @@ typedef struct {
 static int pack_object(gc_run *run, const git_oid *oid, git_object_t type, const uint8_t *data,
                        size_t len)
 {
-    int rc;
+    char path[17];
+    uint32_t order = UINT32_MAX;
+    int err;
 
     if (type == GIT_OBJECT_BLOB && len >= BULK_MIN)
         return imgstore_store__pack_add(run->bulk, oid, type, data, len,
                                         imgstore_store__worth_compressing(data, len));
-    if ((rc = git_packbuilder_insert(run->pb, oid, NULL)) < 0)
-        return imgstore_store__git_error(rc, "cannot pack object %s", git_oid_tostr_s(oid));
+    imgstore_store__oidset_hint(path, &order, run->hints, oid);
+    if ((err = imgstore_array_grow((void **)&run->pending, &run->pending_cap,
+                                   run->pending_count + 1, sizeof(*run->pending))) < 0)
+        return err;
+    run->pending[run->pending_count++] = (pending_object){*oid, order};
+    return 0;
+}
+
+static int pending_cmp(const void *pa, const void *pb)
+{
+    const pending_object *a = pa, *b = pb;
+
+    if (a->order != b->order)
+        return a->order < b->order ? -1 : 1;
+    return git_oid_cmp(&a->oid, &b->oid);
+}
+
+/* The packbuilder compares for deltas the objects of one type and path hash, by size, and
+ * among equal sizes in the order they were given: newest first, as git gives them, so that
+ * a tree is compared with the versions just before it (a shard's, an index segment's), not
+ * with a random one of the same size that differs everywhere. */
+static int insert_pending(gc_run *run)
+{
+    char path[17];
+    uint32_t order;
+    int rc;
+
+    if (run->pending_count)
+        qsort(run->pending, run->pending_count, sizeof(*run->pending), pending_cmp);
+    for (size_t i = 0; i < run->pending_count; i++) {
+        const git_oid *oid = &run->pending[i].oid;
+
+        if ((rc = git_packbuilder_insert(
+                 run->pb, oid,
+                 imgstore_store__oidset_hint(path, &order, run->hints, oid) ? path : NULL)) < 0)
+            return imgstore_store__git_error(rc, "cannot pack object %s", git_oid_tostr_s(oid));
+    }
     return 0;
 }
 
@@ -642,7 +688,7 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
     gc_run run = {0};
     name_list old_packs = {0}, new_packs = {0}, now_packs = {0};
     oid_list loose = {0};
-    imgstore_store__oidset *reachable = NULL;
+    imgstore_store__oidset *reachable = NULL, *hints = NULL;
     git_odb *pb_odb = NULL;
     char lock_path[4200], tmp_dir[4200], pack_dir[4200];
     uint64_t loose_bytes = 0, pack_bytes = 0;
@@ -674,7 +720,7 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
     if (opts && opts->prune) {
         run.expire_before =
             opts->prune_expire > 0 ? (int64_t)time(NULL) - opts->prune_expire : INT64_MAX;
-        if ((err = imgstore_store__reachable(&reachable, store)) < 0 ||
+        if ((err = imgstore_store__reachable(&reachable, store->repo)) < 0 ||
             (err = imgstore_store__prune_unreachable(&out->objects_pruned, &out->bytes_pruned,
                                                      store, reachable, run.expire_before)) < 0)
             goto done;
@@ -725,9 +771,23 @@ int imgstore_store_gc(imgstore_gc_stats *out, imgstore_store *store, const imgst
         goto done;
     }
     git_packbuilder_set_threads(run.pb, 0); /* one per core */
+    /* The packbuilder looks for a delta among objects of one type and one path (the hash of
+     * its last characters), then of near sizes: without paths it compared each tree with
+     * trees of its size only, and the successive versions of a shard or an index segment
+     * rarely met (docs/format.md, "Packing"). The paths: --prune's walk; when combining, a
+     * walk of everything (the combine reads every object anyway); else the commits and trees
+     * not yet packed. A store whose walk fails is packed without them. */
+    if (reachable)
+        run.hints = reachable;
+    else if ((combine
+                  ? imgstore_store__reachable(&hints, run.pb_repo)
+                  : imgstore_store__loose_paths(&hints, run.pb_repo, loose.oids, loose.count)) == 0)
+        run.hints = hints;
+    else
+        imgstore_error_clear();
     if ((err = imgstore_store__pack_new(&run.bulk, tmp_dir)) < 0 ||
         (err = pack_loose(&run, &loose)) < 0 || (combine && (err = pack_old(&run)) < 0) ||
-        (err = write_packs(&run, &new_packs, tmp_dir)) < 0)
+        (err = insert_pending(&run)) < 0 || (err = write_packs(&run, &new_packs, tmp_dir)) < 0)
         goto done;
     for (size_t i = 0; i < new_packs.count && !err; i++)
         err = install_pack(tmp_dir, pack_dir, new_packs.items[i]);
@@ -753,11 +813,13 @@ done:
         run.loose->free(run.loose);
     imgstore_store__packset_free(run.old);
     imgstore_store__oidset_free(reachable);
+    imgstore_store__oidset_free(hints);
     imgstore_store__pack_free(run.bulk);
     git_packbuilder_free(run.pb);
     git_repository_free(run.pb_repo);
     git_odb_free(pb_odb);
     free(run.unlink_list.oids);
+    free(run.pending);
     free(run.old_objects);
     free(loose.oids);
     name_list_free(&old_packs);

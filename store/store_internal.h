@@ -666,10 +666,22 @@ void imgstore_store__packset_free(imgstore_store__packset *set);
 
 typedef struct imgstore_store__oidset imgstore_store__oidset;
 
-/** Every object reachable from any ref: each commit once, each tree once (a whole walk, as
- * git's own prune does: its cost is what the refs reach). 0 or IMGSTORE_ERROR. */
-int imgstore_store__reachable(imgstore_store__oidset **out, imgstore_store *store);
+/** Every object reachable from any ref of `repo`: each commit once, each tree once (a whole
+ * walk, as git's own prune does: its cost is what the refs reach), with the path each tree
+ * and blob was first met at. 0 or IMGSTORE_ERROR. */
+int imgstore_store__reachable(imgstore_store__oidset **out, git_repository *repo);
+/** The objects of `loose` (sorted) that the refs reach through commits and trees of `loose`
+ * alone, with their paths: from each ref back to the first commit already packed, so it costs
+ * what is loose, never the history. */
+int imgstore_store__loose_paths(imgstore_store__oidset **out, git_repository *repo,
+                                const git_oid *loose, size_t count);
 bool imgstore_store__oidset_has(const imgstore_store__oidset *set, const git_oid *oid);
+/** What the packbuilder needs to put the versions of one path side by side, newest first, for
+ * deltas: the last 16 characters of the path `oid` was met at (NUL-terminated: what libgit2
+ * hashes) and the order the walk met it in. False when the set does not hold `oid` or keeps
+ * no paths. */
+bool imgstore_store__oidset_hint(char path[17], uint32_t *order, const imgstore_store__oidset *set,
+                                 const git_oid *oid);
 void imgstore_store__oidset_free(imgstore_store__oidset *set);
 
 /** Remove the loose objects (and tmp_obj_* files) not in `reachable` whose mtime is before

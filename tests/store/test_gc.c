@@ -405,6 +405,75 @@ static void gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses(
  * pack holding a chunk after a push's writers opened their pack set. The removed pack stays
  * mapped and still answers; the push must not count it as storing the chunk, or its commit
  * would name an object the store no longer has. */
+/* A tree of 256 entries that 1,000 commits rewrite one entry at a time, as pushes rewrite
+ * images/<name> and the index's fan-outs: every version has the same size, so only the path
+ * and the order of the commits put each version beside the one before it, where it is a
+ * delta of a few bytes. Given in any other order, most pairs the packbuilder compares
+ * differ in most entries, and most versions are stored whole. */
+static void gc_deltas_a_tree_against_its_previous_version(void **state)
+{
+    fixture *f = *state;
+    git_repository *repo = f->store->repo;
+    git_oid entries[256], tree, sub, commit, parent;
+    git_signature *sig = NULL;
+    imgstore_gc_stats stats;
+    imgstore_gc_opts all = {.all = true};
+    char name[8], text[48];
+
+    setenv("IMGSTORE_GC_AUTO", "0", 1); /* one gc at the end, of everything */
+    assert_int_equal(git_signature_new(&sig, "test", "t@example", 1700000000, 0), 0);
+    for (int i = 0; i < 256; i++) {
+        snprintf(text, sizeof(text), "entry %d, first version", i);
+        assert_int_equal(git_blob_create_from_buffer(&entries[i], repo, text, strlen(text)), 0);
+    }
+    for (int c = 0; c < 1000; c++) {
+        git_treebuilder *tb = NULL;
+        git_tree *root = NULL;
+        git_commit *before = NULL;
+
+        snprintf(text, sizeof(text), "entry %d, version %d", c % 256, c);
+        assert_int_equal(git_blob_create_from_buffer(&entries[c % 256], repo, text, strlen(text)),
+                         0);
+        assert_int_equal(git_treebuilder_new(&tb, repo, NULL), 0);
+        for (int i = 0; i < 256; i++) {
+            snprintf(name, sizeof(name), "%02x", i);
+            assert_int_equal(git_treebuilder_insert(NULL, tb, name, &entries[i], GIT_FILEMODE_BLOB),
+                             0);
+        }
+        assert_int_equal(git_treebuilder_write(&sub, tb), 0);
+        git_treebuilder_free(tb);
+        assert_int_equal(git_treebuilder_new(&tb, repo, NULL), 0);
+        assert_int_equal(git_treebuilder_insert(NULL, tb, "app", &sub, GIT_FILEMODE_TREE), 0);
+        assert_int_equal(git_treebuilder_write(&tree, tb), 0);
+        git_treebuilder_free(tb);
+        assert_int_equal(git_tree_lookup(&root, repo, &tree), 0);
+        if (c > 0)
+            assert_int_equal(git_commit_lookup(&before, repo, &parent), 0);
+        assert_int_equal(git_commit_create_v(&commit, repo, "refs/test/one-tree", sig, sig, NULL,
+                                             "rewrite one entry", root, c > 0 ? 1 : 0, before),
+                         0);
+        parent = commit;
+        git_commit_free(before);
+        git_tree_free(root);
+        if (c == 333 || c == 666) /* packed as a gc after pushes does: what is loose */
+            assert_int_equal(imgstore_store_gc(&stats, f->store, NULL), 0);
+    }
+    git_signature_free(sig);
+    assert_int_equal(imgstore_store_gc(&stats, f->store, NULL), 0);
+    assert_int_equal(stats.loose_after, 0);
+    assert_int_equal(stats.packs, 3); /* no chunks: one pack each */
+    /* 1,000 versions of a 7.7 KB tree: about 6 MB stored whole; as deltas of one entry each,
+     * a few hundred KB with the commits, the blobs and the store's own objects */
+    assert_true(stats.bytes_after < 1024 * 1024);
+    /* and combined, from a walk of the whole history */
+    assert_int_equal(imgstore_store_gc(&stats, f->store, &all), 0);
+    assert_int_equal(stats.packs_removed, 3);
+    assert_int_equal(stats.packs, 1);
+    assert_true(stats.bytes_after < 1024 * 1024);
+    assert_int_equal(git_quiet(f, "fsck --strict --no-dangling"), 0);
+    assert_int_equal(git_verify_packs(f), 0);
+}
+
 static void push_rewrites_a_chunk_whose_pack_gc_removed_under_it(void **state)
 {
     fixture *f = *state;
@@ -452,6 +521,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(push_after_gc_reuses_packed_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(
             gc_prune_drops_unreachable_packed_objects_but_not_one_a_push_reuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(gc_deltas_a_tree_against_its_previous_version, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(push_rewrites_a_chunk_whose_pack_gc_removed_under_it, setup,
                                         teardown),
     };
