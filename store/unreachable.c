@@ -220,6 +220,7 @@ int imgstore_store__reachable(imgstore_store__oidset **out, git_repository *repo
 
         if ((err = set_add(seen, &id, NULL)) < 0)
             break;
+        err = 0; /* a commit that cannot be read fails the walk below, never shortens it */
         if ((rc = git_commit_lookup(&commit, repo, &id)) < 0)
             break;
         err = mark_commit(&w, commit);
@@ -254,6 +255,10 @@ int imgstore_store__loose_paths(imgstore_store__oidset **out, git_repository *re
     if (!seen)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
     seen->with_paths = true;
+    if (count == 0) { /* nothing loose: nothing to name (an empty `only` would mean all) */
+        *out = seen;
+        return 0;
+    }
     w = (tree_walk){.seen = seen, .repo = repo, .only = loose, .only_count = count};
     if ((rc = git_reference_iterator_glob_new(&refs, repo, "refs/*")) < 0) {
         err = imgstore_store__git_error(rc, "cannot list the refs");
@@ -275,9 +280,9 @@ int imgstore_store__loose_paths(imgstore_store__oidset **out, git_repository *re
 
         if (!wanted(&w, &id) || (err = set_add(seen, &id, NULL)) <= 0)
             continue;
-        if ((rc = git_commit_lookup(&commit, repo, &id)) < 0) {
-            err = imgstore_store__git_error(rc, "cannot read commit %s", git_oid_tostr_s(&id));
-            break;
+        if (git_commit_lookup(&commit, repo, &id) < 0) {
+            git_error_clear(); /* a ref to a tag or a blob, or a damaged commit: no hints there */
+            continue;
         }
         err = mark_commit(&w, commit);
         for (unsigned i = 0; err == 0 && i < git_commit_parentcount(commit); i++)

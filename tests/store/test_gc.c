@@ -420,7 +420,6 @@ static void gc_deltas_a_tree_against_its_previous_version(void **state)
     imgstore_gc_opts all = {.all = true};
     char name[8], text[48];
 
-    setenv("IMGSTORE_GC_AUTO", "0", 1); /* one gc at the end, of everything */
     assert_int_equal(git_signature_new(&sig, "test", "t@example", 1700000000, 0), 0);
     for (int i = 0; i < 256; i++) {
         snprintf(text, sizeof(text), "entry %d, first version", i);
