@@ -118,7 +118,8 @@ static int set_add(oid_set *s, const git_oid *oid, const char *path)
             path += len - PATH_HINT;
             len = PATH_HINT;
         }
-        memcpy(s->paths[i], path, len);
+        if (len)
+            memcpy(s->paths[i], path, len);
     }
     s->count++;
     return 1;
