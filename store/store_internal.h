@@ -678,8 +678,8 @@ int imgstore_store__loose_paths(imgstore_store__oidset **out, git_repository *re
 bool imgstore_store__oidset_has(const imgstore_store__oidset *set, const git_oid *oid);
 /** What the packbuilder needs to put the versions of one path side by side, newest first, for
  * deltas: the last 16 characters of the path `oid` was met at (NUL-terminated: what libgit2
- * hashes) and the order the walk met it in. False when the set does not hold `oid` or keeps
- * no paths. */
+ * hashes) and the order the walk met it in. False when `set` is NULL or does not hold
+ * `oid`. */
 bool imgstore_store__oidset_hint(char path[17], uint32_t *order, const imgstore_store__oidset *set,
                                  const git_oid *oid);
 void imgstore_store__oidset_free(imgstore_store__oidset *set);

@@ -29,15 +29,14 @@
  * pack_name_hash) to choose what to compare for deltas: a set that keeps paths keeps those. */
 #define PATH_HINT 16
 
-/* An open-addressing set of object ids; when `with_paths`, each with its path's last
- * characters and the order it was added in (a walk from the refs: newest first). */
+/* An open-addressing set of object ids, each with its path's last characters and the order
+ * it was added in (a walk from the refs: newest first). */
 typedef struct imgstore_store__oidset {
     git_oid *slots;
     bool *used;
     char (*paths)[PATH_HINT];
     uint32_t *order;
     size_t cap, count;
-    bool with_paths;
 } oid_set;
 
 static size_t oid_hash(const git_oid *oid, size_t cap)
@@ -61,16 +60,14 @@ static size_t set_slot(const oid_set *s, const git_oid *oid)
 
 static int set_grow(oid_set *s)
 {
-    oid_set bigger = {.with_paths = s->with_paths};
+    oid_set bigger = {0};
 
     bigger.cap = s->cap ? s->cap * 2 : 4096;
     bigger.slots = malloc(bigger.cap * sizeof(*bigger.slots));
     bigger.used = calloc(bigger.cap, sizeof(*bigger.used));
-    if (s->with_paths) {
-        bigger.paths = malloc(bigger.cap * sizeof(*bigger.paths));
-        bigger.order = malloc(bigger.cap * sizeof(*bigger.order));
-    }
-    if (!bigger.slots || !bigger.used || (s->with_paths && (!bigger.paths || !bigger.order))) {
+    bigger.paths = malloc(bigger.cap * sizeof(*bigger.paths));
+    bigger.order = malloc(bigger.cap * sizeof(*bigger.order));
+    if (!bigger.slots || !bigger.used || !bigger.paths || !bigger.order) {
         free(bigger.slots);
         free(bigger.used);
         free(bigger.paths);
@@ -85,10 +82,8 @@ static int set_grow(oid_set *s)
         j = set_slot(&bigger, &s->slots[i]);
         bigger.used[j] = true;
         bigger.slots[j] = s->slots[i];
-        if (s->paths) {
-            memcpy(bigger.paths[j], s->paths[i], PATH_HINT);
-            bigger.order[j] = s->order[i];
-        }
+        memcpy(bigger.paths[j], s->paths[i], PATH_HINT);
+        bigger.order[j] = s->order[i];
         bigger.count++;
     }
     free(s->slots);
@@ -111,16 +106,14 @@ static int set_add(oid_set *s, const git_oid *oid, const char *path)
         return 0;
     s->used[i] = true;
     s->slots[i] = *oid;
-    if (s->paths) {
-        s->order[i] = s->count < UINT32_MAX ? (uint32_t)s->count : UINT32_MAX;
-        memset(s->paths[i], 0, PATH_HINT);
-        if (len > PATH_HINT) {
-            path += len - PATH_HINT;
-            len = PATH_HINT;
-        }
-        if (len)
-            memcpy(s->paths[i], path, len);
+    s->order[i] = s->count < UINT32_MAX ? (uint32_t)s->count : UINT32_MAX;
+    memset(s->paths[i], 0, PATH_HINT);
+    if (len > PATH_HINT) {
+        path += len - PATH_HINT;
+        len = PATH_HINT;
     }
+    if (len)
+        memcpy(s->paths[i], path, len);
     s->count++;
     return 1;
 }
@@ -212,7 +205,6 @@ int imgstore_store__reachable(imgstore_store__oidset **out, git_repository *repo
     *out = NULL;
     if (!seen)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    seen->with_paths = true;
     w = (tree_walk){.seen = seen, .repo = repo};
     if ((rc = git_revwalk_new(&walk, repo)) < 0 || (rc = git_revwalk_push_glob(walk, "refs/*")) < 0)
         goto done;
@@ -255,7 +247,6 @@ int imgstore_store__loose_paths(imgstore_store__oidset **out, git_repository *re
     *out = NULL;
     if (!seen)
         return imgstore_error_set(IMGSTORE_ERROR, "out of memory");
-    seen->with_paths = true;
     if (count == 0) { /* nothing loose: nothing to name (an empty `only` would mean all) */
         *out = seen;
         return 0;
@@ -308,7 +299,7 @@ bool imgstore_store__oidset_hint(char path[17], uint32_t *order, const imgstore_
 {
     size_t i;
 
-    if (!set || !set->paths || !set->cap || !set->used[i = set_slot(set, oid)])
+    if (!set || !set->cap || !set->used[i = set_slot(set, oid)])
         return false;
     memcpy(path, set->paths[i], PATH_HINT);
     path[PATH_HINT] = '\0';
